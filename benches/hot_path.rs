@@ -1,0 +1,139 @@
+//! Criterion benches for the pieces of the payment hot path.
+//!
+//! `cargo bench --bench hot_path` (add `-- --quick` for a fast look).
+//!
+//! The `group_commit` group is the one that explains the engine's shape: a
+//! synced RocksDB write of N payments costs about as much as a write of one,
+//! so the per-payment cost falls roughly as 1/N. Compare its per-element
+//! throughput across batch sizes rather than absolute times, which vary
+//! with the disk and with whatever else the machine is doing.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use kessai::card::Card;
+use kessai::ids::PaymentId;
+use kessai::pin::{Pin, PinHasher, PinKey};
+use kessai::protocol::{PayPart, PayRequest, PayResponse, Request, Response, frame};
+use kessai::storage::records::StoredPayment;
+use kessai::storage::{Changes, Storage};
+use std::hint::black_box;
+
+fn pins(c: &mut Criterion) {
+    let text = "4539578763621486";
+    let hasher = PinHasher::new(b"bench secret bench secret bench!");
+    let pin = Pin::parse(text).expect("valid");
+    c.bench_function("pin/parse_and_luhn", |b| {
+        b.iter(|| Pin::parse(black_box(text)))
+    });
+    c.bench_function("pin/hmac_key", |b| b.iter(|| hasher.key(black_box(&pin))));
+}
+
+fn codec(c: &mut Criterion) {
+    let request = Request::Pay(PayRequest {
+        merchant_id: 7,
+        request_id: 123_456_789,
+        amount_minor: 500,
+        pins: vec!["4539578763621486".into()],
+    });
+    let mut encoded = Vec::new();
+    request.encode(&mut encoded, 1, 1 << 20).expect("encode");
+    let mut out = Vec::with_capacity(256);
+    c.bench_function("codec/encode_pay_request", |b| {
+        b.iter(|| {
+            out.clear();
+            request
+                .encode(&mut out, black_box(1), 1 << 20)
+                .expect("encode");
+        })
+    });
+    c.bench_function("codec/parse_and_decode_pay_request", |b| {
+        b.iter(|| {
+            let (frame, _) = frame::parse(black_box(&encoded), 1 << 20)
+                .expect("ok")
+                .expect("frame");
+            Request::decode(frame.kind, frame.body).expect("decode")
+        })
+    });
+    let response = Response::Paid(PayResponse::approved(
+        500,
+        vec![PayPart {
+            pin_last4: 1486,
+            taken_minor: 500,
+            remaining_minor: 2500,
+        }],
+    ));
+    c.bench_function("codec/encode_pay_response", |b| {
+        b.iter(|| {
+            out.clear();
+            response
+                .encode(&mut out, black_box(1), 1 << 20)
+                .expect("encode");
+        })
+    });
+}
+
+fn card_rules(c: &mut Criterion) {
+    let mut card = Card::issued(u64::MAX / 2);
+    card.activate(1, 0).expect("activate");
+    c.bench_function("card/debit", |b| b.iter(|| card.debit(black_box(1))));
+}
+
+/// A payment's write-set as a shard builds it: card, payment record, book row.
+fn payment_changes(changes: &mut Changes, index: u64) {
+    let key = PinKey([(index % 251) as u8; 16]);
+    let mut card = Card::issued(3000);
+    card.activate(1, 0).expect("activate");
+    card.debit(1).expect("debit");
+    changes.put_card(&key, &card);
+    let payment = PaymentId {
+        merchant_id: 1,
+        request_id: index,
+    };
+    let stored = StoredPayment {
+        response: PayResponse::approved(
+            1,
+            vec![PayPart {
+                pin_last4: 1,
+                taken_minor: 1,
+                remaining_minor: 2999,
+            }],
+        ),
+        card_keys: vec![key.0],
+    };
+    changes.put_payment(payment, &stored);
+    changes.put_book(
+        kessai::storage::records::BookKind::MerchantOwed,
+        1,
+        0,
+        index,
+    );
+}
+
+fn group_commit(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Storage::open(dir.path()).expect("open");
+    let mut group = c.benchmark_group("group_commit");
+    group.sample_size(20);
+    let mut next = 0u64;
+    for batch in [1u64, 16, 256] {
+        group.throughput(Throughput::Elements(batch));
+        group.bench_with_input(
+            BenchmarkId::new("synced_payments", batch),
+            &batch,
+            |b, &batch| {
+                let mut changes = Changes::new();
+                b.iter(|| {
+                    changes.clear();
+                    for _ in 0..batch {
+                        next += 1;
+                        payment_changes(&mut changes, next);
+                    }
+                    storage.commit(&changes).expect("commit");
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pins, codec, card_rules, group_commit);
+criterion_main!(benches);

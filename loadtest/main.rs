@@ -1,0 +1,293 @@
+//! `kessai-load`: the load harness.
+//!
+//! Drives a running engine (`--addr`) or one it starts itself in a temp dir
+//! (`--spawn`) with pipelined payments from many connections, then prints
+//! throughput, latency percentiles, the engine's group-commit batch sizes,
+//! and the audit result (exit status 1 if the audit fails or nothing was
+//! approved).
+//!
+//! ```text
+//! kessai-load --spawn --shards 4 --connections 8 --pipeline 64 --duration-s 10
+//! kessai-load --addr 127.0.0.1:7878 --multi-card-percent 20
+//! ```
+//!
+//! Throughput on a shared machine is noisy: run it several times (`--runs`)
+//! and compare medians.
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use kessai::client::Client;
+use kessai::config::Config;
+use kessai::engine::EngineHandle;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "kessai-load", about = "Load harness for the kessai engine")]
+struct Args {
+    /// Engine to drive (ignored with --spawn).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    addr: SocketAddr,
+    /// Start an engine in-process, on a fresh temp data dir.
+    #[arg(long)]
+    spawn: bool,
+    /// Shards of the spawned engine.
+    #[arg(long, default_value_t = 4)]
+    shards: usize,
+    /// Cards to issue and activate before the run.
+    #[arg(long, default_value_t = 10_000)]
+    cards: u32,
+    #[arg(long, default_value_t = 3000)]
+    face_value: u64,
+    /// Amount of each payment.
+    #[arg(long, default_value_t = 1)]
+    amount: u64,
+    /// Client connections.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, default_value_t = 64)]
+    pipeline: usize,
+    /// Seconds of load per run.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// Percent of payments that combine two cards (two-phase commit when
+    /// they sit on different shards).
+    #[arg(long, default_value_t = 0)]
+    multi_card_percent: u32,
+    /// Runs to make; the summary reports each and the median.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Merchant id to pay.
+    #[arg(long, default_value_t = 1)]
+    merchant: u32,
+}
+
+/// One lane's tally: payments answered, by kind, and their latencies.
+struct Tally {
+    approved: u64,
+    declined: u64,
+    errors: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            approved: 0,
+            declined: 0,
+            errors: 0,
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"),
+        }
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.approved += other.approved;
+        self.declined += other.declined;
+        self.errors += other.errors;
+        self.latency_us.add(&other.latency_us).expect("same bounds");
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut engine_dir = None;
+    let mut engine = None;
+    let addr = if args.spawn {
+        let dir = std::env::temp_dir().join(format!("kessai-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("literal"),
+            data_dir: dir.join("data"),
+            shards: args.shards,
+            ..Config::default()
+        };
+        let handle = EngineHandle::start(config)
+            .unwrap_or_else(|e| fail(&format!("cannot start engine: {e}")));
+        let addr = handle.addr;
+        engine = Some(handle);
+        engine_dir = Some(dir);
+        addr
+    } else {
+        args.addr
+    };
+
+    let status = runtime.block_on(drive(&args, addr));
+    drop(engine);
+    if let Some(dir) = engine_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::process::exit(status);
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("kessai-load: {message}");
+    std::process::exit(1);
+}
+
+async fn drive(args: &Args, addr: SocketAddr) -> i32 {
+    let setup = Client::connect(addr)
+        .await
+        .unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
+    let started = Instant::now();
+    let pins = prepare_cards(&setup, args).await;
+    println!(
+        "setup: {} cards issued and activated in {:.2}s",
+        pins.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let pins = Arc::new(pins);
+    // Request ids unique across runs and connections: time-based base.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+        << 8;
+    let next_request = Arc::new(AtomicU64::new(base));
+    let mut per_run = Vec::new();
+    for run in 1..=args.runs {
+        let (tally, elapsed) = one_run(args, addr, &pins, &next_request).await;
+        let answered = tally.approved + tally.declined;
+        let per_second = answered as f64 / elapsed.as_secs_f64();
+        println!(
+            "run {run}: {per_second:.0} payments/s  ({} approved, {} declined, {} errors in {:.2}s)  latency us p50 {} p99 {} p99.9 {} max {}",
+            tally.approved,
+            tally.declined,
+            tally.errors,
+            elapsed.as_secs_f64(),
+            tally.latency_us.value_at_quantile(0.5),
+            tally.latency_us.value_at_quantile(0.99),
+            tally.latency_us.value_at_quantile(0.999),
+            tally.latency_us.max(),
+        );
+        per_run.push((per_second, tally));
+    }
+    let mut rates: Vec<f64> = per_run.iter().map(|(rate, _)| *rate).collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    let median = rates[rates.len() / 2];
+    println!(
+        "median of {} run(s): {median:.0} payments/s ({} connections x {} in flight, {}% two-card)",
+        rates.len(),
+        args.connections,
+        args.pipeline,
+        args.multi_card_percent
+    );
+
+    match setup.stats().await {
+        Ok(stats) => {
+            for shard in &stats.shards {
+                println!(
+                    "shard {}: {} group commits, {} ops, batch ops p50 {} p99 {} max {}, sync us p50 {} p99 {}",
+                    shard.shard,
+                    shard.batches,
+                    shard.ops,
+                    shard.batch_ops_p50,
+                    shard.batch_ops_p99,
+                    shard.batch_ops_max,
+                    shard.sync_us_p50,
+                    shard.sync_us_p99
+                );
+            }
+        }
+        Err(error) => println!("stats unavailable: {error}"),
+    }
+    let audit = setup
+        .audit()
+        .await
+        .unwrap_or_else(|e| fail(&format!("audit: {e}")));
+    println!(
+        "audit: {} (activated {} = balances {} + merchant credits {})",
+        if audit.ok { "ok" } else { "FAILED" },
+        audit.totals.activated_minor,
+        audit.totals.balance_minor,
+        audit.totals.merchant_owed_minor
+    );
+    for problem in &audit.problems {
+        println!("  {problem}");
+    }
+    let approved: u64 = per_run.iter().map(|(_, t)| t.approved).sum();
+    if !audit.ok || approved == 0 { 1 } else { 0 }
+}
+
+async fn prepare_cards(client: &Client, args: &Args) -> Vec<String> {
+    let mut pins = Vec::with_capacity(args.cards as usize);
+    while pins.len() < args.cards as usize {
+        let wanted = (args.cards as usize - pins.len()).min(4096) as u32;
+        let issued = client
+            .issue(wanted, args.face_value)
+            .await
+            .unwrap_or_else(|e| fail(&format!("issue: {e}")));
+        client
+            .activate(1, 0, &issued.pins)
+            .await
+            .unwrap_or_else(|e| fail(&format!("activate: {e}")));
+        pins.extend(issued.pins);
+    }
+    pins
+}
+
+async fn one_run(
+    args: &Args,
+    addr: SocketAddr,
+    pins: &Arc<Vec<String>>,
+    next_request: &Arc<AtomicU64>,
+) -> (Tally, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut lanes = Vec::new();
+    for _ in 0..args.connections {
+        let client = Arc::new(
+            Client::connect(addr)
+                .await
+                .unwrap_or_else(|e| fail(&format!("connect: {e}"))),
+        );
+        for _ in 0..args.pipeline {
+            let (client, pins, stop, next) = (
+                client.clone(),
+                pins.clone(),
+                stop.clone(),
+                next_request.clone(),
+            );
+            let (amount, merchant, multi) = (args.amount, args.merchant, args.multi_card_percent);
+            lanes.push(tokio::spawn(async move {
+                let mut tally = Tally::new();
+                let mut chosen: Vec<String> = Vec::with_capacity(2);
+                while !stop.load(Ordering::Relaxed) {
+                    let request_id = next.fetch_add(1, Ordering::Relaxed);
+                    let first = (request_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize
+                        % pins.len();
+                    chosen.clear();
+                    chosen.push(pins[first].clone());
+                    if (request_id % 100) < u64::from(multi) && pins.len() > 1 {
+                        chosen.push(pins[(first + 1) % pins.len()].clone());
+                    }
+                    let sent = Instant::now();
+                    match client.pay(merchant, request_id, amount, &chosen).await {
+                        Ok(paid) if paid.is_approved() => tally.approved += 1,
+                        Ok(_) => tally.declined += 1,
+                        Err(_) => tally.errors += 1,
+                    }
+                    tally
+                        .latency_us
+                        .saturating_record(sent.elapsed().as_micros() as u64);
+                }
+                tally
+            }));
+        }
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Tally::new();
+    for lane in lanes {
+        if let Ok(tally) = lane.await {
+            total.add(&tally);
+        }
+    }
+    (total, started.elapsed())
+}

@@ -1,0 +1,312 @@
+//! The rules of one prepaid card, free of I/O so they can be tested alone.
+//!
+//! A card moves `Issued → Active → Exhausted`. An issued card is worthless: a
+//! stolen, unsold card cannot pay. Activation (the store's POS read the card
+//! at sale) sets the balance to the face value. Payments take from the
+//! balance; when it reaches zero the card is exhausted.
+//!
+//! Two-phase commit adds holds: a prepared payment reserves part of the
+//! balance (`held_minor`) so no other payment can spend it, then either turns
+//! the hold into a debit or releases it. The invariant, checked after every
+//! change and again by the audit:
+//!
+//! `held_minor <= balance_minor <= face_value_minor`, an issued card holds
+//! nothing, and an exhausted card has a zero balance.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a card is in its life. On the wire and on disk it is the same one
+/// byte: 1, 2 or 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+#[repr(u8)]
+pub enum CardState {
+    /// Printed and registered, not yet sold: worth nothing.
+    Issued = 1,
+    /// Sold at a store: spendable up to its balance.
+    Active = 2,
+    /// Balance spent to zero.
+    Exhausted = 3,
+}
+
+impl CardState {
+    pub fn from_u8(value: u8) -> Option<CardState> {
+        match value {
+            1 => Some(CardState::Issued),
+            2 => Some(CardState::Active),
+            3 => Some(CardState::Exhausted),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CardState::Issued => "issued",
+            CardState::Active => "active",
+            CardState::Exhausted => "exhausted",
+        }
+    }
+}
+
+impl From<CardState> for u8 {
+    fn from(state: CardState) -> u8 {
+        state as u8
+    }
+}
+
+impl TryFrom<u8> for CardState {
+    type Error = String;
+
+    fn try_from(value: u8) -> Result<CardState, String> {
+        CardState::from_u8(value).ok_or_else(|| format!("card state {value}"))
+    }
+}
+
+/// Why a card operation was refused. These are answers, not errors: a
+/// declined payment is a normal, recorded outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeclineReason {
+    /// No card has this PIN.
+    UnknownPin,
+    /// The card exists but was never sold (activated).
+    NotActive,
+    /// Activation of a card that is already active (or spent).
+    AlreadyActive,
+    /// The card's (or cards') available balance is below the amount.
+    InsufficientFunds,
+    /// The card's balance is spent.
+    Exhausted,
+    /// A combined payment was aborted: a shard did not answer in time, or
+    /// the engine stopped before the payment was decided.
+    Aborted,
+}
+
+impl DeclineReason {
+    /// The stable snake_case name used in JSON output and docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeclineReason::UnknownPin => "unknown_pin",
+            DeclineReason::NotActive => "not_active",
+            DeclineReason::AlreadyActive => "already_active",
+            DeclineReason::InsufficientFunds => "insufficient_funds",
+            DeclineReason::Exhausted => "exhausted",
+            DeclineReason::Aborted => "aborted",
+        }
+    }
+}
+
+/// The in-memory state of one card: 40 bytes, no pointers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Card {
+    pub face_value_minor: u64,
+    /// Money still on the card, holds included.
+    pub balance_minor: u64,
+    /// Part of the balance reserved by prepared two-phase payments.
+    pub held_minor: u64,
+    /// The store that sold the card (meaningful once activated).
+    pub store_id: u32,
+    /// The store's POS reference for the sale (0 when none was given).
+    pub pos_ref: u64,
+    pub state: CardState,
+}
+
+impl Card {
+    pub fn issued(face_value_minor: u64) -> Card {
+        assert!(face_value_minor > 0);
+        Card {
+            face_value_minor,
+            balance_minor: 0,
+            held_minor: 0,
+            store_id: 0,
+            pos_ref: 0,
+            state: CardState::Issued,
+        }
+    }
+
+    /// What a payment may take now: the balance less what is held.
+    pub fn available_minor(&self) -> u64 {
+        self.balance_minor - self.held_minor
+    }
+
+    /// The store sold the card: it now carries its face value.
+    pub fn activate(&mut self, store_id: u32, pos_ref: u64) -> Result<(), DeclineReason> {
+        if self.state != CardState::Issued {
+            return Err(DeclineReason::AlreadyActive);
+        }
+        self.state = CardState::Active;
+        self.balance_minor = self.face_value_minor;
+        self.store_id = store_id;
+        self.pos_ref = pos_ref;
+        self.assert_invariants();
+        Ok(())
+    }
+
+    /// Why this card cannot pay at all, if it cannot.
+    pub fn spendable(&self) -> Result<(), DeclineReason> {
+        match self.state {
+            CardState::Issued => Err(DeclineReason::NotActive),
+            CardState::Exhausted => Err(DeclineReason::Exhausted),
+            CardState::Active => Ok(()),
+        }
+    }
+
+    /// Takes `amount_minor` from the available balance; returns what is left
+    /// on the card.
+    pub fn debit(&mut self, amount_minor: u64) -> Result<u64, DeclineReason> {
+        assert!(amount_minor > 0);
+        self.spendable()?;
+        if self.available_minor() < amount_minor {
+            return Err(DeclineReason::InsufficientFunds);
+        }
+        self.balance_minor -= amount_minor;
+        self.settle_state();
+        self.assert_invariants();
+        Ok(self.balance_minor)
+    }
+
+    /// Reserves up to `cap_minor` of the available balance for a prepared
+    /// payment; returns the amount actually held (may be 0).
+    pub fn hold(&mut self, cap_minor: u64) -> Result<u64, DeclineReason> {
+        self.spendable()?;
+        let held = self.available_minor().min(cap_minor);
+        self.held_minor += held;
+        self.assert_invariants();
+        Ok(held)
+    }
+
+    /// Gives a hold back without debiting.
+    pub fn release(&mut self, hold_minor: u64) {
+        assert!(hold_minor <= self.held_minor, "release more than held");
+        self.held_minor -= hold_minor;
+        self.assert_invariants();
+    }
+
+    /// Ends a hold by debiting `take_minor` (at most the hold) and releasing
+    /// the rest; returns what is left on the card.
+    pub fn commit_hold(&mut self, hold_minor: u64, take_minor: u64) -> u64 {
+        assert!(take_minor <= hold_minor, "commit takes more than its hold");
+        assert!(hold_minor <= self.held_minor, "commit of an unknown hold");
+        self.held_minor -= hold_minor;
+        self.balance_minor -= take_minor;
+        self.settle_state();
+        self.assert_invariants();
+        self.balance_minor
+    }
+
+    fn settle_state(&mut self) {
+        if self.state == CardState::Active && self.balance_minor == 0 {
+            self.state = CardState::Exhausted;
+        }
+    }
+
+    /// The first broken invariant, if any (used by the audit).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.held_minor > self.balance_minor {
+            return Err("held exceeds balance");
+        }
+        if self.balance_minor > self.face_value_minor {
+            return Err("balance exceeds face value");
+        }
+        match self.state {
+            CardState::Issued if self.balance_minor != 0 => Err("issued card carries a balance"),
+            CardState::Exhausted if self.balance_minor != 0 => Err("exhausted card has a balance"),
+            CardState::Active if self.balance_minor == 0 && self.held_minor == 0 => {
+                Err("active card with zero balance")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn assert_invariants(&self) {
+        if let Err(broken) = self.check() {
+            panic!("card invariant broken: {broken}: {self:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(face: u64) -> Card {
+        let mut card = Card::issued(face);
+        card.activate(7, 42).expect("fresh card activates");
+        card
+    }
+
+    #[test]
+    fn issued_card_is_worthless_until_activated() {
+        let mut card = Card::issued(1000);
+        assert_eq!(card.balance_minor, 0);
+        assert_eq!(card.debit(1), Err(DeclineReason::NotActive));
+        assert_eq!(card.hold(1), Err(DeclineReason::NotActive));
+        card.activate(3, 99).expect("activates");
+        assert_eq!(card.balance_minor, 1000);
+        assert_eq!((card.store_id, card.pos_ref), (3, 99));
+    }
+
+    #[test]
+    fn second_activation_is_refused_and_credits_nothing() {
+        let mut card = active(500);
+        card.debit(200).expect("debit");
+        assert_eq!(card.activate(8, 1), Err(DeclineReason::AlreadyActive));
+        assert_eq!(card.balance_minor, 300);
+        assert_eq!(card.store_id, 7);
+    }
+
+    #[test]
+    fn debit_respects_balance_and_exhausts_at_zero() {
+        let mut card = active(1000);
+        assert_eq!(card.debit(1001), Err(DeclineReason::InsufficientFunds));
+        assert_eq!(card.debit(400), Ok(600));
+        assert_eq!(card.debit(600), Ok(0));
+        assert_eq!(card.state, CardState::Exhausted);
+        assert_eq!(card.debit(1), Err(DeclineReason::Exhausted));
+        assert_eq!(card.activate(1, 1), Err(DeclineReason::AlreadyActive));
+    }
+
+    #[test]
+    fn holds_reserve_funds_against_other_debits() {
+        let mut card = active(1000);
+        assert_eq!(card.hold(700), Ok(700));
+        assert_eq!(card.available_minor(), 300);
+        assert_eq!(card.debit(301), Err(DeclineReason::InsufficientFunds));
+        // A second hold gets only what is left.
+        assert_eq!(card.hold(500), Ok(300));
+        assert_eq!(card.available_minor(), 0);
+        card.release(300);
+        assert_eq!(card.commit_hold(700, 650), 350);
+        assert_eq!(card.held_minor, 0);
+        assert_eq!(card.available_minor(), 350);
+    }
+
+    #[test]
+    fn committing_a_whole_balance_exhausts_the_card() {
+        let mut card = active(500);
+        let held = card.hold(10_000).expect("hold");
+        assert_eq!(held, 500);
+        assert_eq!(card.commit_hold(held, 500), 0);
+        assert_eq!(card.state, CardState::Exhausted);
+    }
+
+    #[test]
+    #[should_panic(expected = "commit takes more than its hold")]
+    fn commit_beyond_hold_is_a_bug() {
+        let mut card = active(500);
+        card.hold(100).expect("hold");
+        card.commit_hold(100, 101);
+    }
+
+    #[test]
+    fn check_reports_broken_states() {
+        let mut card = active(500);
+        card.balance_minor = 600;
+        assert_eq!(card.check(), Err("balance exceeds face value"));
+        card.balance_minor = 100;
+        card.held_minor = 200;
+        assert_eq!(card.check(), Err("held exceeds balance"));
+        let mut issued = Card::issued(500);
+        issued.balance_minor = 1;
+        assert_eq!(issued.check(), Err("issued card carries a balance"));
+    }
+}

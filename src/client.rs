@@ -1,0 +1,301 @@
+//! The Rust client: used by the CLI, the tests and the load harness.
+//!
+//! One TCP connection, pipelined: any number of tasks may call at once; each
+//! call gets a fresh correlation id, and a reader task hands every response
+//! to the call that waits for it, in whatever order the engine answers. A
+//! writer task gathers queued requests and writes them with one syscall,
+//! which is what makes pipelining cheap on both ends.
+
+use crate::config::FRAME_BYTES_MAX;
+use crate::protocol::frame;
+use crate::protocol::{
+    ActivateRequest, ActivateResponse, AuditResponse, BalanceRequest, BalanceResponse, ErrorCode,
+    ErrorResponse, IssueRequest, IssueResponse, PayRequest, PayResponse, ReportResponse, Request,
+    Response, StatsResponse,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests queued towards the socket before callers wait.
+const SEND_QUEUE_DEPTH: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// Could not connect, or the socket failed.
+    Io(String),
+    /// The connection closed before the answer came.
+    Closed,
+    /// The engine answered with an error frame.
+    Server(ErrorResponse),
+    /// The engine answered with something this request does not expect.
+    Unexpected(String),
+}
+
+impl ClientError {
+    pub fn server_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server(error) => error.error_code(),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(message) => write!(f, "connection: {message}"),
+            ClientError::Closed => write!(f, "connection closed before the answer"),
+            ClientError::Server(error) => {
+                let name = error.error_code().map_or("unknown", |c| c.name());
+                write!(f, "engine refused ({name}): {}", error.message)
+            }
+            ClientError::Unexpected(message) => write!(f, "unexpected answer: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Calls waiting for their response, by correlation id.
+#[derive(Default)]
+struct Waiting {
+    calls: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Set (before `calls` is emptied) when the connection is gone, so a
+    /// call that registers late does not wait forever.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+type Waiters = Arc<Waiting>;
+
+pub struct Client {
+    queue: mpsc::Sender<Vec<u8>>,
+    waiters: Waiters,
+    next_correlation_id: AtomicU64,
+}
+
+impl Client {
+    /// Connects; must be called inside a tokio runtime.
+    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let waiters: Waiters = Arc::new(Waiting::default());
+        let (queue, queued) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_DEPTH);
+        tokio::spawn(write_loop(writer, queued));
+        tokio::spawn(read_loop(reader, waiters.clone()));
+        Ok(Client {
+            queue,
+            waiters,
+            next_correlation_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Sends one request and waits for its response (error frames included).
+    pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = Vec::new();
+        request
+            .encode(&mut bytes, correlation_id, FRAME_BYTES_MAX)
+            .map_err(|e| ClientError::Unexpected(format!("cannot encode request: {e:?}")))?;
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .calls
+            .lock()
+            .expect("waiter map lock")
+            .insert(correlation_id, tx);
+        if self.waiters.closed.load(Ordering::SeqCst) || self.queue.send(bytes).await.is_err() {
+            self.waiters
+                .calls
+                .lock()
+                .expect("waiter map lock")
+                .remove(&correlation_id);
+            return Err(ClientError::Closed);
+        }
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Like [`Client::call`], but an error frame becomes `Err`.
+    async fn call_ok(&self, request: &Request) -> Result<Response, ClientError> {
+        match self.call(request).await? {
+            Response::Error(error) => Err(ClientError::Server(error)),
+            response => Ok(response),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.call_ok(&Request::Ping).await? {
+            Response::Pong => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn issue(
+        &self,
+        count: u32,
+        face_value_minor: u64,
+    ) -> Result<IssueResponse, ClientError> {
+        let request = Request::Issue(IssueRequest {
+            count,
+            face_value_minor,
+        });
+        match self.call_ok(&request).await? {
+            Response::Issued(issued) => Ok(issued),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn activate(
+        &self,
+        store_id: u32,
+        pos_ref: u64,
+        pins: &[String],
+    ) -> Result<ActivateResponse, ClientError> {
+        let request = Request::Activate(ActivateRequest {
+            store_id,
+            pos_ref,
+            pins: pins.to_vec(),
+        });
+        match self.call_ok(&request).await? {
+            Response::Activated(activated) => Ok(activated),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn pay(
+        &self,
+        merchant_id: u32,
+        request_id: u64,
+        amount_minor: u64,
+        pins: &[String],
+    ) -> Result<PayResponse, ClientError> {
+        let request = Request::Pay(PayRequest {
+            merchant_id,
+            request_id,
+            amount_minor,
+            pins: pins.to_vec(),
+        });
+        match self.call_ok(&request).await? {
+            Response::Paid(paid) => Ok(paid),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn balance(&self, pin: &str) -> Result<BalanceResponse, ClientError> {
+        let request = Request::Balance(BalanceRequest {
+            pin: pin.to_string(),
+        });
+        match self.call_ok(&request).await? {
+            Response::Balance(balance) => Ok(balance),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn report(&self) -> Result<ReportResponse, ClientError> {
+        match self.call_ok(&Request::Report).await? {
+            Response::Report(report) => Ok(report),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn audit(&self) -> Result<AuditResponse, ClientError> {
+        match self.call_ok(&Request::Audit).await? {
+            Response::Audit(audit) => Ok(audit),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn stats(&self) -> Result<StatsResponse, ClientError> {
+        match self.call_ok(&Request::Stats).await? {
+            Response::Stats(stats) => Ok(stats),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(response: Response) -> ClientError {
+    ClientError::Unexpected(format!("{response:?}"))
+}
+
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut queued: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    while let Some(first) = queued.recv().await {
+        out.extend_from_slice(&first);
+        while out.len() < 256 * 1024 {
+            match queued.try_recv() {
+                Ok(more) => out.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+    }
+}
+
+async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
+    let mut buffer = Vec::with_capacity(64 * 1024);
+    'read: loop {
+        let mut consumed = 0;
+        loop {
+            match frame::parse(&buffer[consumed..], FRAME_BYTES_MAX) {
+                Ok(Some((frame, used))) => {
+                    consumed += used;
+                    let response = Response::decode(frame.kind, frame.body).unwrap_or_else(|e| {
+                        Response::error(
+                            ErrorCode::MalformedFrame,
+                            format!("undecodable reply: {}", e.message),
+                        )
+                    });
+                    let waiter = waiters
+                        .calls
+                        .lock()
+                        .expect("waiter map lock")
+                        .remove(&frame.correlation_id);
+                    match waiter {
+                        Some(waiter) => {
+                            let _ = waiter.send(response);
+                        }
+                        // Correlation 0: a connection-level error (framing
+                        // violation, overload); every waiter gets it.
+                        None if frame.correlation_id == 0 => {
+                            let all: Vec<_> = waiters
+                                .calls
+                                .lock()
+                                .expect("waiter map lock")
+                                .drain()
+                                .collect();
+                            for (_, waiter) in all {
+                                let _ = waiter.send(response.clone());
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => break 'read,
+            }
+        }
+        buffer.drain(..consumed);
+        if buffer.capacity() - buffer.len() < 16 * 1024 {
+            buffer.reserve(64 * 1024);
+        }
+        match reader.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // Dropping the waiters fails every outstanding call with `Closed`.
+    waiters.closed.store(true, Ordering::SeqCst);
+    waiters.calls.lock().expect("waiter map lock").clear();
+}

@@ -1,0 +1,243 @@
+//! Engine configuration: `config/kessai.toml`, overridden by flags.
+//!
+//! Every queue, frame and batch in the engine has an explicit limit, and all
+//! of them live here so an operator can see (and tune) the engine's memory
+//! bounds in one place. `validate` rejects values outside the compiled-in
+//! hard maxima rather than letting a typo allocate a gigabyte.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Hard ceiling on shards: the shard id is stored as a u16 in book rows, and
+/// more shards than this only adds threads and fsyncs.
+pub const SHARDS_MAX: usize = 256;
+/// Hard ceiling on cards in one payment (the config may set it lower).
+pub const CARDS_PER_PAYMENT_MAX: usize = 16;
+/// Hard ceiling on a frame, so a bad config cannot let a peer make the
+/// engine buffer unbounded bytes.
+pub const FRAME_BYTES_MAX: usize = 16 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// TCP address the gateway listens on.
+    pub listen: SocketAddr,
+    /// Directory for RocksDB and the PIN secret.
+    pub data_dir: PathBuf,
+    /// Number of card-shard actors. May change between restarts: cards are
+    /// repartitioned on load.
+    pub shards: usize,
+    /// Arbiter (thread) count that shards and connections are spread over;
+    /// 0 means one per CPU.
+    pub worker_threads: usize,
+    /// Hex-encoded PIN secret. When absent, the engine generates one into
+    /// `<data_dir>/pin-secret` on first start and reads it afterwards.
+    pub pin_secret_hex: Option<String>,
+    /// Digits in newly issued PINs (10..=16, check digit included).
+    pub pin_digits: usize,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame (header and body) accepted or sent.
+    pub max_frame_bytes: usize,
+    /// Connections served at once; further ones are closed at accept.
+    pub max_connections: usize,
+    /// Requests one connection may have in flight. The reader stops reading
+    /// when it is reached, so a pipelining client cannot queue without bound.
+    pub max_inflight_per_connection: usize,
+    /// PINs in one payment.
+    pub max_cards_per_payment: usize,
+    /// PINs in one activation request.
+    pub max_activations_per_request: usize,
+    /// Cards made by one issue request (the CLI splits larger runs).
+    pub max_issue_per_request: usize,
+    /// Largest face value a card may be issued with.
+    pub max_face_value_minor: u64,
+    /// Largest amount of one payment.
+    pub max_amount_minor: u64,
+    /// How long a two-phase coordinator waits for every shard's vote before
+    /// it aborts the payment.
+    pub prepare_timeout_ms: u64,
+    /// Messages a shard's mailbox holds before senders wait.
+    pub shard_mailbox_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:7878".parse().expect("literal address"),
+            data_dir: PathBuf::from("data"),
+            shards: 4,
+            worker_threads: 0,
+            pin_secret_hex: None,
+            pin_digits: 16,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_bytes: 256 * 1024,
+            max_connections: 1024,
+            max_inflight_per_connection: 4096,
+            max_cards_per_payment: 10,
+            max_activations_per_request: 4096,
+            max_issue_per_request: 10_000,
+            max_face_value_minor: 1_000_000,
+            max_amount_minor: 10_000_000,
+            prepare_timeout_ms: 5_000,
+            shard_mailbox_capacity: 1024,
+        }
+    }
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub shards: Option<usize>,
+}
+
+impl Config {
+    /// Reads `path` (all keys optional), applies overrides, validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| format!("bad config {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(data_dir) = &overrides.data_dir {
+            config.data_dir = data_dir.clone();
+        }
+        if let Some(shards) = overrides.shards {
+            config.shards = shards;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let limits = &self.limits;
+        let checks: [(bool, String); 11] = [
+            (
+                (1..=SHARDS_MAX).contains(&self.shards),
+                format!("shards must be 1..={SHARDS_MAX}"),
+            ),
+            (
+                (crate::pin::PIN_DIGITS_MIN..=crate::pin::PIN_DIGITS_MAX)
+                    .contains(&self.pin_digits),
+                "pin_digits must be 10..=16".to_string(),
+            ),
+            (
+                (1024..=FRAME_BYTES_MAX).contains(&limits.max_frame_bytes),
+                format!("limits.max_frame_bytes must be 1024..={FRAME_BYTES_MAX}"),
+            ),
+            (
+                limits.max_connections >= 1,
+                "limits.max_connections must be at least 1".into(),
+            ),
+            (
+                (1..=1 << 20).contains(&limits.max_inflight_per_connection),
+                "limits.max_inflight_per_connection must be 1..=1048576".into(),
+            ),
+            (
+                (1..=CARDS_PER_PAYMENT_MAX).contains(&limits.max_cards_per_payment),
+                format!("limits.max_cards_per_payment must be 1..={CARDS_PER_PAYMENT_MAX}"),
+            ),
+            (
+                limits.max_activations_per_request >= 1,
+                "limits.max_activations_per_request must be at least 1".into(),
+            ),
+            (
+                limits.max_issue_per_request >= 1,
+                "limits.max_issue_per_request must be at least 1".into(),
+            ),
+            (
+                limits.max_face_value_minor >= 1 && limits.max_amount_minor >= 1,
+                "money limits must be at least 1".into(),
+            ),
+            (
+                limits.prepare_timeout_ms >= 1,
+                "limits.prepare_timeout_ms must be at least 1".into(),
+            ),
+            (
+                limits.shard_mailbox_capacity >= 1,
+                "limits.shard_mailbox_capacity must be at least 1".into(),
+            ),
+        ];
+        for (ok, message) in checks {
+            if !ok {
+                return Err(message);
+            }
+        }
+        // The largest legal requests must fit in a frame, or the limits
+        // contradict each other.
+        let issue_reply_bytes =
+            limits.max_issue_per_request * (crate::pin::PIN_DIGITS_MAX + 1) + 64;
+        if issue_reply_bytes > limits.max_frame_bytes {
+            return Err(format!(
+                "limits.max_issue_per_request {} does not fit in max_frame_bytes {}",
+                limits.max_issue_per_request, limits.max_frame_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Threads to spread shards and connections over.
+    pub fn worker_count(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kessai.toml");
+        let config = Config::load(Some(&path), &Overrides::default()).expect("valid");
+        assert_eq!(config.limits.max_cards_per_payment, 10);
+    }
+
+    #[test]
+    fn overrides_win_and_bad_values_are_refused() {
+        let overrides = Overrides {
+            shards: Some(3),
+            ..Overrides::default()
+        };
+        assert_eq!(Config::load(None, &overrides).expect("ok").shards, 3);
+        let zero = Overrides {
+            shards: Some(0),
+            ..Overrides::default()
+        };
+        assert!(Config::load(None, &zero).is_err());
+        let mut config = Config::default();
+        config.limits.max_issue_per_request = 1_000_000;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_not_silently_ignored() {
+        assert!(toml::from_str::<Config>("shard = 4").is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! Putting the engine together: storage, load, shards, router, gateway.
+//!
+//! Thread layout: the actix system arbiter runs the accept loop, the router
+//! and its gathering futures (two-phase coordinators included). `worker`
+//! arbiters, one per core by default, run the shard actors and the client
+//! connections, round-robin. Each shard has its own writer thread that spends
+//! its life in `fsync`.
+
+use crate::config::Config;
+use crate::gateway::connection::GatewayContext;
+use crate::gateway::server;
+use crate::idempotency::Claims;
+use crate::load;
+use crate::pin::{PinHasher, SECRET_BYTES};
+use crate::router::{Fabric, Router};
+use crate::shard::Shard;
+use crate::storage::Storage;
+use crate::twopc::crashpoint;
+use actix::prelude::*;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A started engine (inside an actix system).
+pub struct Running {
+    pub addr: SocketAddr,
+    storage: Arc<Storage>,
+    workers: Vec<Arbiter>,
+}
+
+/// Starts everything; must be called inside an actix `System`.
+pub async fn start(config: &Config) -> Result<Running, String> {
+    config.validate()?;
+    crashpoint::arm_from_env()?;
+    let secret = load_or_create_secret(config)?;
+    let hasher = PinHasher::new(&secret);
+    let storage = Arc::new(Storage::open(&config.data_dir).map_err(|e| e.to_string())?);
+    let (states, loaded) =
+        load::load(&storage, &hasher, config.shards).map_err(|e| e.to_string())?;
+    tracing::info!(
+        cards = loaded.cards,
+        shards = config.shards,
+        book_rows = loaded.book_rows,
+        recovered = ?loaded.recovered,
+        "loaded"
+    );
+
+    let claims = Arc::new(Claims::new());
+    let worker_count = config.worker_count();
+    let workers: Vec<Arbiter> = (0..worker_count).map(|_| Arbiter::new()).collect();
+    let shards: Vec<Addr<Shard>> = states
+        .into_iter()
+        .enumerate()
+        .map(|(index, state)| {
+            let storage = storage.clone();
+            let claims = claims.clone();
+            Shard::start_in_arbiter(&workers[index % worker_count].handle(), move |_| {
+                Shard::new(index as u16, state, storage, claims)
+            })
+        })
+        .collect();
+
+    let fabric = Arc::new(Fabric {
+        shards,
+        storage: storage.clone(),
+        claims,
+        hasher: hasher.clone(),
+        limits: config.limits.clone(),
+        pin_digits: config.pin_digits,
+    });
+    let router = Router::new(fabric).start();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("listener address: {e}"))?;
+    let context = Arc::new(GatewayContext {
+        router,
+        hasher,
+        limits: config.limits.clone(),
+    });
+    let handles = workers.iter().map(|w| w.handle()).collect();
+    actix_rt::spawn(server::accept_loop(listener, context, handles));
+    Ok(Running {
+        addr,
+        storage,
+        workers,
+    })
+}
+
+/// `kessai serve`: runs until SIGINT or SIGTERM. Every acknowledged change
+/// is already durable, so stopping needs no flush.
+pub fn serve(config: Config) -> Result<(), String> {
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let running = start(&config).await?;
+        // Scripts and tests read this line to learn the bound port.
+        println!("kessai listening on {}", running.addr);
+        let _ = std::io::stdout().flush();
+        wait_for_shutdown_signal().await;
+        tracing::info!("stopping");
+        Ok(())
+    })
+}
+
+async fn wait_for_shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// An engine on its own thread, for tests, benches and the load harness.
+pub struct EngineHandle {
+    pub addr: SocketAddr,
+    system: actix_rt::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+    storage: Option<std::sync::Weak<Storage>>,
+}
+
+impl EngineHandle {
+    pub fn start(config: Config) -> Result<EngineHandle, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("kessai-engine".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                match system.block_on(start(&config)) {
+                    Ok(running) => {
+                        let weak = Arc::downgrade(&running.storage);
+                        let _ = tx.send(Ok((running.addr, actix_rt::System::current(), weak)));
+                        let _ = system.run();
+                        for worker in &running.workers {
+                            worker.stop();
+                        }
+                        drop(running);
+                    }
+                    Err(error) => {
+                        let _ = tx.send(Err(error));
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn engine thread: {e}"))?;
+        let (addr, system, storage) = rx
+            .recv()
+            .map_err(|_| "engine thread died during start".to_string())??;
+        Ok(EngineHandle {
+            addr,
+            system,
+            thread: Some(thread),
+            storage: Some(storage),
+        })
+    }
+
+    /// Stops the engine and waits until its database is closed, so the same
+    /// data dir can be opened again at once.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(storage) = self.storage.take() {
+            // Writer threads drop their handles as their shards go away.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while storage.strong_count() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// File in the data dir holding the generated PIN secret (hex).
+pub const SECRET_FILE: &str = "pin-secret";
+
+/// The PIN secret: from config if set, else from the data dir, else a fresh
+/// one written there (mode 0600, synced) on first start.
+fn load_or_create_secret(config: &Config) -> Result<Vec<u8>, String> {
+    if let Some(text) = &config.pin_secret_hex {
+        return decode_secret(text, "pin_secret_hex");
+    }
+    let path = config.data_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => return decode_secret(&text, &path.display().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    }
+    let mut secret = vec![0u8; SECRET_BYTES];
+    rand::fill(&mut secret[..]);
+    write_secret(&config.data_dir, &path, &hex::encode(&secret))?;
+    tracing::info!(path = %path.display(), "generated a new PIN secret; back it up");
+    Ok(secret)
+}
+
+fn decode_secret(text: &str, origin: &str) -> Result<Vec<u8>, String> {
+    let secret = hex::decode(text.trim()).map_err(|e| format!("{origin}: not hex: {e}"))?;
+    if secret.len() < 16 {
+        return Err(format!("{origin}: the PIN secret needs at least 16 bytes"));
+    }
+    Ok(secret)
+}
+
+fn write_secret(dir: &Path, path: &Path, hex_text: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let temporary = dir.join(format!("{SECRET_FILE}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&temporary)
+        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+    file.write_all(hex_text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+    std::fs::rename(&temporary, path).map_err(|e| format!("cannot rename secret: {e}"))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+    Ok(())
+}

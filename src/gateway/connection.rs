@@ -1,0 +1,262 @@
+//! One client connection: a reader half and a writer half.
+//!
+//! The **reader** cuts every complete frame out of what one `read` returned,
+//! validates them, and hands all routable commands to the router in one
+//! message (one actor hop per read, not per request). Before dispatching it
+//! takes one permit per request from the connection's semaphore of
+//! `max_inflight_per_connection`; when a pipelining client has that many
+//! requests unanswered the reader stops reading, TCP flow control pushes
+//! back on the client, and no queue in the engine grows.
+//!
+//! The **writer** takes every reply that is ready, encodes them into one
+//! buffer and writes it with one syscall, then returns their permits.
+//! Replies go out in the order they become ready, not request order; the
+//! correlation id pairs them up.
+//!
+//! A framing violation (oversized, undecodable or truncated frame) gets an
+//! error frame and the connection is closed; an unknown message type gets an
+//! error frame and the connection carries on, since framing is intact.
+
+use super::command::{self, Action};
+use super::{ConnMsg, ConnTx};
+use crate::config::Limits;
+use crate::pin::PinHasher;
+use crate::protocol::frame::{self, FrameError};
+use crate::protocol::{ErrorCode, ErrorResponse, Request, Response};
+use crate::router::{RouteBatch, Router};
+use crate::shard::op::Outcome;
+use actix::Addr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, mpsc};
+
+/// Free space the reader keeps in its buffer before each read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// The writer flushes once this much is encoded, even if more is ready.
+const WRITE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// What every connection shares.
+pub struct GatewayContext {
+    pub router: Addr<Router>,
+    pub hasher: PinHasher,
+    pub limits: Limits,
+}
+
+pub async fn serve(stream: TcpStream, context: Arc<GatewayContext>) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(context.limits.max_inflight_per_connection));
+    let writing = actix_rt::spawn(write_loop(
+        writer,
+        rx,
+        permits.clone(),
+        context.limits.max_frame_bytes,
+    ));
+    read_loop(reader, tx, permits, &context).await;
+    // The reader's sender is gone; the writer ends once every in-flight
+    // reply has been written (their senders are dropped as they deliver).
+    let _ = writing.await;
+}
+
+/// Frames cut from the buffer in one pass, ready to dispatch.
+struct Cut {
+    commands: Vec<(u64, crate::router::Command)>,
+    replies: Vec<(u64, Response)>,
+    /// Requests admitted (each needs a permit and gets exactly one reply).
+    requests: usize,
+    /// A violation that ends the connection after dispatch.
+    fatal: Option<(u64, ErrorResponse)>,
+}
+
+fn cut_frames(buffer: &[u8], limits: &Limits, hasher: &PinHasher, consumed: &mut usize) -> Cut {
+    let mut cut = Cut {
+        commands: Vec::new(),
+        replies: Vec::new(),
+        requests: 0,
+        fatal: None,
+    };
+    while cut.requests < limits.max_inflight_per_connection {
+        let (frame, used) = match frame::parse(&buffer[*consumed..], limits.max_frame_bytes) {
+            Ok(Some(found)) => found,
+            Ok(None) => break,
+            Err(error) => {
+                let code = match error {
+                    FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+                    FrameError::TooShort { .. } => ErrorCode::MalformedFrame,
+                };
+                cut.fatal = Some((0, ErrorResponse::new(code, error.to_string())));
+                break;
+            }
+        };
+        let correlation_id = frame.correlation_id;
+        match Request::decode(frame.kind, frame.body) {
+            Ok(request) => match command::validate(request, limits, hasher) {
+                Action::Route(command) => cut.commands.push((correlation_id, command)),
+                Action::Reply(response) => cut.replies.push((correlation_id, response)),
+            },
+            Err(error) if error.code == ErrorCode::UnknownMessageType => {
+                cut.replies
+                    .push((correlation_id, Response::error(error.code, error.message)));
+            }
+            Err(error) => {
+                cut.fatal = Some((
+                    correlation_id,
+                    ErrorResponse::new(error.code, error.message),
+                ));
+                break;
+            }
+        }
+        *consumed += used;
+        cut.requests += 1;
+    }
+    cut
+}
+
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    tx: ConnTx,
+    permits: Arc<Semaphore>,
+    context: &GatewayContext,
+) {
+    let limits = &context.limits;
+    let mut buffer: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut consumed = 0usize;
+    loop {
+        let cut = cut_frames(&buffer, limits, &context.hasher, &mut consumed);
+        if cut.requests > 0 {
+            // Admission: wait while this client has too much in flight.
+            match permits.acquire_many(cut.requests as u32).await {
+                Ok(admitted) => admitted.forget(),
+                Err(_closed) => return,
+            }
+            for (correlation_id, response) in cut.replies {
+                let _ = tx.send(ConnMsg::Response(correlation_id, response));
+            }
+            if !cut.commands.is_empty() {
+                let batch = RouteBatch {
+                    conn: tx.clone(),
+                    commands: cut.commands,
+                };
+                if context.router.send(batch).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Some((correlation_id, error)) = cut.fatal {
+            let _ = tx.send(ConnMsg::Fatal(correlation_id, error));
+            return;
+        }
+        if cut.requests == limits.max_inflight_per_connection {
+            continue; // the buffer may hold more complete frames
+        }
+        buffer.drain(..consumed);
+        consumed = 0;
+        if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES {
+            buffer.reserve(READ_CHUNK_BYTES);
+        }
+        match reader.read_buf(&mut buffer).await {
+            Ok(0) => {
+                if !buffer.is_empty() {
+                    let error = ErrorResponse::new(
+                        ErrorCode::TruncatedFrame,
+                        format!("stream ended {} bytes into a frame", buffer.len()),
+                    );
+                    let _ = tx.send(ConnMsg::Fatal(0, error));
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn encode_reply(
+    out: &mut Vec<u8>,
+    correlation_id: u64,
+    response: &Response,
+    max_frame_bytes: usize,
+) {
+    if response
+        .encode(out, correlation_id, max_frame_bytes)
+        .is_err()
+    {
+        let error = Response::error(
+            ErrorCode::Internal,
+            "the response exceeds the frame limit; narrow the request",
+        );
+        error
+            .encode(out, correlation_id, max_frame_bytes)
+            .expect("a short error frame always encodes");
+    }
+}
+
+fn outcome_response(outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Response(response) => response,
+        other => {
+            debug_assert!(false, "connection got an internal outcome {other:?}");
+            Response::error(ErrorCode::Internal, "internal routing error")
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<ConnMsg>,
+    permits: Arc<Semaphore>,
+    max_frame_bytes: usize,
+) {
+    let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    'connection: while let Some(first) = rx.recv().await {
+        let mut answered = 0usize;
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                ConnMsg::Outcomes(results) => {
+                    for (correlation_id, outcome) in results {
+                        encode_reply(
+                            &mut out,
+                            correlation_id,
+                            &outcome_response(outcome),
+                            max_frame_bytes,
+                        );
+                        answered += 1;
+                    }
+                }
+                ConnMsg::Response(correlation_id, response) => {
+                    encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
+                    answered += 1;
+                }
+                ConnMsg::Fatal(correlation_id, error) => {
+                    encode_reply(
+                        &mut out,
+                        correlation_id,
+                        &Response::Error(error),
+                        max_frame_bytes,
+                    );
+                    close = true;
+                }
+            }
+            if close || out.len() >= WRITE_CHUNK_BYTES {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if writer.write_all(&out).await.is_err() {
+            break 'connection;
+        }
+        out.clear();
+        permits.add_permits(answered);
+        if close {
+            let _ = writer.shutdown().await;
+            break 'connection;
+        }
+    }
+    // Wakes a reader waiting for permits: nobody will answer it any more.
+    permits.close();
+}

@@ -1,0 +1,79 @@
+//! The accept loop.
+//!
+//! Accepted sockets are spread round-robin over the worker arbiters (one
+//! thread each), so connection work runs beside the shards on every core
+//! while the accept loop and the router stay on the system arbiter.
+//! At `max_connections` a new connection gets an `Overloaded` error frame
+//! and is closed at once: refusing is cheaper than queueing.
+
+use super::connection::{self, GatewayContext};
+use crate::protocol::{ErrorCode, Response};
+use actix_rt::ArbiterHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Decrements the live-connection count when a connection ends.
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<GatewayContext>,
+    workers: Vec<ArbiterHandle>,
+) {
+    assert!(!workers.is_empty());
+    let live = Arc::new(AtomicUsize::new(0));
+    let mut next_worker = 0usize;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Typically out of file descriptors: back off, keep serving.
+                tracing::warn!(%error, "accept failed");
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if live.load(Ordering::Acquire) >= context.limits.max_connections {
+            refuse(stream, context.limits.max_frame_bytes);
+            continue;
+        }
+        let std_stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
+        live.fetch_add(1, Ordering::AcqRel);
+        let guard = Live(live.clone());
+        let context = context.clone();
+        let worker = &workers[next_worker % workers.len()];
+        next_worker = next_worker.wrapping_add(1);
+        worker.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                let _live = guard;
+                match TcpStream::from_std(std_stream) {
+                    Ok(stream) => connection::serve(stream, context).await,
+                    Err(error) => tracing::warn!(%error, "cannot adopt a connection"),
+                }
+            });
+        });
+    }
+}
+
+/// Best effort: one error frame, then close. Never blocks the accept loop.
+fn refuse(stream: TcpStream, max_frame_bytes: usize) {
+    let mut out = Vec::new();
+    let response = Response::error(ErrorCode::Overloaded, "connection limit reached");
+    if response.encode(&mut out, 0, max_frame_bytes).is_ok() {
+        let _ = stream.try_write(&out);
+    }
+}

@@ -1,0 +1,125 @@
+//! The shard's writer thread: group commit.
+//!
+//! The shard actor applies requests to memory and gathers their changes and
+//! replies in a [`Pending`] batch. While the writer syncs batch k, the actor
+//! keeps applying into batch k+1; when the writer finishes it hands the
+//! (emptied) buffers back and the actor ships whatever gathered meanwhile.
+//! So one fsync serves everything that arrived during the previous one, and
+//! the batch size grows with load by itself.
+//!
+//! Nothing leaves before its batch is durable: replies (including reads,
+//! which may have observed batch k's not-yet-synced state) are sent by this
+//! thread after the sync. A failed sync aborts the process: memory is ahead
+//! of the disk, and only a restart, which reloads the disk, is safe.
+
+use super::op::{Origin, Results};
+use crate::idempotency::Claims;
+use crate::ids::PaymentId;
+use crate::protocol::ShardStats;
+use crate::storage::{Changes, Storage};
+use hdrhistogram::Histogram;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Everything one group commit carries.
+#[derive(Default)]
+pub struct Pending {
+    pub changes: Changes,
+    /// Replies to send once the changes are durable, one entry per incoming
+    /// message (so one channel send per connection per batch).
+    pub deliveries: Vec<(Origin, Results)>,
+    /// Payment claims to release once their outcome is durable.
+    pub claims: Vec<PaymentId>,
+    /// Operations in this batch (for the batch-size metric).
+    pub ops: usize,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0 && self.changes.is_empty() && self.deliveries.is_empty()
+    }
+}
+
+/// Group-commit measurements, shared with the shard for `stats`.
+pub struct WriterStats {
+    pub batches: u64,
+    pub ops: u64,
+    batch_ops: Histogram<u64>,
+    sync_us: Histogram<u64>,
+}
+
+impl WriterStats {
+    pub fn new() -> WriterStats {
+        WriterStats {
+            batches: 0,
+            ops: 0,
+            batch_ops: Histogram::new_with_bounds(1, 1 << 24, 2).expect("static bounds"),
+            sync_us: Histogram::new_with_bounds(1, 60_000_000, 2).expect("static bounds"),
+        }
+    }
+
+    fn record(&mut self, ops: usize, sync_us: u64) {
+        self.batches += 1;
+        self.ops += ops as u64;
+        self.batch_ops.saturating_record(ops.max(1) as u64);
+        self.sync_us.saturating_record(sync_us.max(1));
+    }
+
+    pub fn snapshot(&self, shard: u16, cards: u64) -> ShardStats {
+        ShardStats {
+            shard,
+            cards,
+            batches: self.batches,
+            ops: self.ops,
+            batch_ops_p50: self.batch_ops.value_at_quantile(0.5),
+            batch_ops_p99: self.batch_ops.value_at_quantile(0.99),
+            batch_ops_max: self.batch_ops.max(),
+            sync_us_p50: self.sync_us.value_at_quantile(0.5),
+            sync_us_p99: self.sync_us.value_at_quantile(0.99),
+        }
+    }
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats::new()
+    }
+}
+
+/// Runs until the shard drops its sender. `done` is called with each
+/// emptied batch so the shard can reuse its buffers and ship the next one.
+pub fn run(
+    shard: u16,
+    storage: Arc<Storage>,
+    claims: Arc<Claims>,
+    stats: Arc<Mutex<WriterStats>>,
+    batches: crossbeam_channel::Receiver<Pending>,
+    done: impl Fn(Pending),
+) {
+    while let Ok(mut pending) = batches.recv() {
+        let started = Instant::now();
+        if let Err(error) = storage.commit(&pending.changes) {
+            tracing::error!(shard, %error, "durable write failed; stopping so a restart reloads the disk");
+            eprintln!("kessai: shard {shard}: durable write failed: {error}");
+            std::process::abort();
+        }
+        let sync_us = started.elapsed().as_micros() as u64;
+        let ops = pending.ops;
+        if let Ok(mut stats) = stats.lock() {
+            stats.record(ops, sync_us);
+        }
+        metrics::histogram!("kessai_group_commit_ops").record(ops as f64);
+        metrics::histogram!("kessai_group_commit_sync_us").record(sync_us as f64);
+        // Release claims before replying: a client that retries the moment
+        // it hears back must find the outcome, not "in progress".
+        for payment in pending.claims.drain(..) {
+            claims.release(payment);
+        }
+        for (origin, results) in pending.deliveries.drain(..) {
+            origin.deliver(results);
+        }
+        pending.changes.clear();
+        pending.ops = 0;
+        done(pending);
+    }
+}

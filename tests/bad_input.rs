@@ -1,0 +1,198 @@
+//! Hostile and broken peers: every bad input gets an error frame or a
+//! close, never a crash, and other connections keep being served.
+
+mod common;
+
+use common::{Server, active_cards, connect, runtime};
+use kessai::protocol::frame;
+use kessai::protocol::{ErrorCode, KIND_PING, Request, Response};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Reads frames until the peer closes; returns the responses.
+fn read_until_close(stream: &mut TcpStream) -> Vec<(u64, Response)> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    decode_all(&bytes)
+}
+
+fn decode_all(bytes: &[u8]) -> Vec<(u64, Response)> {
+    let mut responses = Vec::new();
+    let mut at = 0;
+    while let Ok(Some((frame, used))) = frame::parse(&bytes[at..], 1 << 24) {
+        let response = Response::decode(frame.kind, frame.body).expect("engine frames decode");
+        responses.push((frame.correlation_id, response));
+        at += used;
+    }
+    responses
+}
+
+fn error_code(response: &Response) -> Option<ErrorCode> {
+    match response {
+        Response::Error(error) => error.error_code(),
+        _ => None,
+    }
+}
+
+/// Sends `bytes`, half-closes, and returns what came back before the close.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<(u64, Response)> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.write_all(bytes).expect("write");
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    read_until_close(&mut stream)
+}
+
+fn ping_frame(correlation_id: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    Request::Ping
+        .encode(&mut out, correlation_id, 1 << 20)
+        .expect("encode");
+    out
+}
+
+#[test]
+fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), 2);
+    let rt = runtime();
+    // A healthy connection that lives through all the abuse.
+    let healthy = rt.block_on(connect(server.addr));
+    let pins = rt.block_on(active_cards(&healthy, 2, 1000, 1));
+
+    // Garbage: a length prefix of 0x47455420 ("GET ") is over the limit.
+    let replies = exchange(server.addr, b"GET / HTTP/1.1\r\nHost: kessai\r\n\r\n");
+    assert_eq!(replies.len(), 1);
+    assert_eq!(error_code(&replies[0].1), Some(ErrorCode::FrameTooLarge));
+
+    // Random bytes.
+    let mut seed = 0x9E37_79B9_u64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        })
+        .collect();
+    // Whatever it decodes to, the engine answers or closes; it must survive.
+    let _ = exchange(server.addr, &noise);
+
+    // Oversized frame: refused from its length prefix alone.
+    let mut oversized = (10u32 << 20).to_be_bytes().to_vec();
+    oversized.extend_from_slice(&[KIND_PING; 64]);
+    let replies = exchange(server.addr, &oversized);
+    assert_eq!(error_code(&replies[0].1), Some(ErrorCode::FrameTooLarge));
+
+    // Length too short to hold a header.
+    let replies = exchange(server.addr, &[0, 0, 0, 2, 1, 1]);
+    assert_eq!(error_code(&replies[0].1), Some(ErrorCode::MalformedFrame));
+
+    // Truncated frame: a ping is answered, then the stream ends mid-frame.
+    let mut truncated = ping_frame(5);
+    truncated.extend_from_slice(&ping_frame(6)[..7]);
+    let replies = exchange(server.addr, &truncated);
+    assert_eq!(replies[0], (5, Response::Pong));
+    assert_eq!(error_code(&replies[1].1), Some(ErrorCode::TruncatedFrame));
+
+    // Malformed body: a pay frame whose body is not a payment.
+    let mut malformed = Vec::new();
+    frame::encode(
+        &mut malformed,
+        kessai::protocol::KIND_PAY,
+        8,
+        &(1u8,),
+        1 << 20,
+    )
+    .expect("encode");
+    let replies = exchange(server.addr, &malformed);
+    assert_eq!(replies[0].0, 8);
+    assert_eq!(error_code(&replies[0].1), Some(ErrorCode::MalformedFrame));
+
+    // Unknown message type: answered, and the connection stays usable.
+    let mut unknown = Vec::new();
+    frame::encode(&mut unknown, 0x42, 9, &(), 1 << 20).expect("encode");
+    unknown.extend_from_slice(&ping_frame(10));
+    let replies = exchange(server.addr, &unknown);
+    assert_eq!(replies[0].0, 9);
+    assert_eq!(
+        error_code(&replies[0].1),
+        Some(ErrorCode::UnknownMessageType)
+    );
+    assert_eq!(replies[1], (10, Response::Pong));
+
+    // A peer that connects and leaves without a byte.
+    drop(TcpStream::connect(server.addr).expect("connect"));
+
+    // The healthy connection, and new ones, still work.
+    rt.block_on(async {
+        let paid = healthy.pay(1, 1, 100, &pins[..1]).await.expect("pay");
+        assert!(paid.is_approved());
+        let fresh = connect(server.addr).await;
+        fresh.ping().await.expect("ping");
+        assert!(fresh.audit().await.expect("audit").ok);
+    });
+}
+
+#[test]
+fn a_pipelined_burst_is_answered_completely_out_of_order_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), 4);
+    let rt = runtime();
+    let pins = rt.block_on(async {
+        let client = connect(server.addr).await;
+        active_cards(&client, 8, 3000, 1).await
+    });
+    // 2000 requests in one write: more than fits in one read, mixing
+    // payments, balance inquiries and pings.
+    let mut burst = Vec::new();
+    for correlation_id in 1..=2000u64 {
+        let pin = pins[correlation_id as usize % pins.len()].clone();
+        let request = match correlation_id % 3 {
+            0 => Request::Ping,
+            1 => Request::Balance(kessai::protocol::BalanceRequest { pin }),
+            _ => Request::Pay(kessai::protocol::PayRequest {
+                merchant_id: 4,
+                request_id: correlation_id,
+                amount_minor: 1,
+                pins: vec![pin],
+            }),
+        };
+        request
+            .encode(&mut burst, correlation_id, 1 << 20)
+            .expect("encode");
+    }
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream.write_all(&burst).expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let mut responses = Vec::new();
+    while responses.len() < 2000 {
+        let read = stream.read(&mut chunk).expect("read");
+        assert!(read > 0, "closed after {} responses", responses.len());
+        bytes.extend_from_slice(&chunk[..read]);
+        let mut at = 0;
+        while let Ok(Some((frame, used))) = frame::parse(&bytes[at..], 1 << 24) {
+            responses.push((
+                frame.correlation_id,
+                Response::decode(frame.kind, frame.body).expect("decode"),
+            ));
+            at += used;
+        }
+        bytes.drain(..at);
+    }
+    let mut ids: Vec<u64> = responses.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=2000).collect::<Vec<_>>());
+    let approved = responses
+        .iter()
+        .filter(|(_, r)| matches!(r, Response::Paid(p) if p.is_approved()))
+        .count();
+    assert_eq!(approved, 667);
+}

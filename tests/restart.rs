@@ -1,0 +1,185 @@
+//! Durability: restarts with a different shard count, and `kill -9` while
+//! payments are in flight.
+
+mod common;
+
+use common::{Server, active_cards, connect, runtime};
+use kessai::client::Client;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+async fn balances(
+    client: &Client,
+    pins: &[String],
+) -> BTreeMap<String, (u64, kessai::card::CardState)> {
+    let mut out = BTreeMap::new();
+    for pin in pins {
+        let balance = client.balance(pin).await.expect("balance");
+        out.insert(pin.clone(), (balance.balance_minor, balance.state));
+    }
+    out
+}
+
+#[test]
+fn changing_the_shard_count_between_restarts_changes_no_balance_or_book() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = Server::start(dir.path(), 4);
+    let (pins, mut before, mut report_before) = rt.block_on(async {
+        let client = connect(server.addr).await;
+        let mut pins = active_cards(&client, 40, 2000, 11).await;
+        pins.extend(active_cards(&client, 10, 500, 12).await);
+        pins.extend(client.issue(5, 1000).await.expect("issue").pins); // unsold
+        for (index, pin) in pins.iter().take(50).enumerate() {
+            let merchant = 100 + (index % 3) as u32;
+            let paid = client
+                .pay(
+                    merchant,
+                    index as u64,
+                    100 + index as u64,
+                    std::slice::from_ref(pin),
+                )
+                .await
+                .expect("pay");
+            assert!(paid.is_approved(), "{paid:?}");
+        }
+        let combined = client.pay(100, 999, 2500, &pins[..3]).await.expect("pay");
+        assert!(combined.is_approved(), "{combined:?}");
+        (
+            pins.clone(),
+            balances(&client, &pins).await,
+            client.report().await.expect("report"),
+        )
+    });
+    drop(server);
+
+    for shards in [1, 7, 4] {
+        let server = Server::start(dir.path(), shards);
+        (before, report_before) = rt.block_on(async {
+            let client = connect(server.addr).await;
+            assert_eq!(
+                balances(&client, &pins).await,
+                before,
+                "balances with {shards} shards"
+            );
+            let report = client.report().await.expect("report");
+            assert_eq!(report, report_before, "books with {shards} shards");
+            let audit = client.audit().await.expect("audit");
+            assert!(audit.ok, "{:?}", audit.problems);
+            // The engine keeps working with the new layout; the next restart
+            // must preserve this payment too.
+            let request_id = 10_000 + shards as u64;
+            let paid = client
+                .pay(100, request_id, 1, std::slice::from_ref(&pins[49]))
+                .await
+                .expect("pay");
+            assert!(paid.is_approved() && !paid.replayed);
+            (
+                balances(&client, &pins).await,
+                client.report().await.expect("report"),
+            )
+        });
+        drop(server);
+    }
+}
+
+#[test]
+fn kill_9_keeps_every_acknowledged_payment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = Server::start(dir.path(), 4);
+    const CARDS: usize = 24;
+    const WORKERS: usize = 8;
+    const AMOUNT: u64 = 7;
+
+    let (pins, workers, stop) = rt.block_on(async {
+        let client = Arc::new(connect(server.addr).await);
+        let pins = active_cards(&client, CARDS as u32, 3000, 1).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for worker in 0..WORKERS {
+            let (client, pins, stop) = (client.clone(), pins.clone(), stop.clone());
+            workers.push(tokio::spawn(async move {
+                // Every request sent, and those acknowledged with their answer.
+                let mut sent = Vec::new();
+                let mut acked = Vec::new();
+                let mut request_id = (worker as u64) << 32;
+                while !stop.load(Ordering::Relaxed) {
+                    request_id += 1;
+                    let card = (request_id as usize) % CARDS;
+                    sent.push((request_id, card));
+                    match client
+                        .pay(1, request_id, AMOUNT, std::slice::from_ref(&pins[card]))
+                        .await
+                    {
+                        Ok(paid) => acked.push((request_id, card, paid)),
+                        Err(_) => break, // the engine died under us
+                    }
+                }
+                (sent, acked)
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        (pins, workers, stop)
+    });
+    // kill -9 while the workers are mid-flight (they keep running on the
+    // runtime's threads).
+    server.kill9();
+    let (acked, sent) = rt.block_on(async {
+        stop.store(true, Ordering::Relaxed);
+        let mut all_sent = Vec::new();
+        let mut all_acked = Vec::new();
+        for worker in workers {
+            let (sent, acked) = worker.await.expect("worker");
+            all_sent.extend(sent);
+            all_acked.extend(acked);
+        }
+        (all_acked, all_sent)
+    });
+    assert!(acked.len() > 50, "the load was real: {} acked", acked.len());
+    assert!(acked.iter().all(|(_, _, paid)| paid.is_approved()));
+
+    let server = Server::start(dir.path(), 4);
+    rt.block_on(async {
+        let client = connect(server.addr).await;
+        // Every acknowledged payment is there, with the answer it was given.
+        for (request_id, card, paid) in &acked {
+            let retry = client
+                .pay(1, *request_id, AMOUNT, std::slice::from_ref(&pins[*card]))
+                .await
+                .expect("retry");
+            assert!(retry.replayed, "acknowledged payment {request_id} was lost");
+            assert_eq!(retry.parts, paid.parts);
+        }
+        // Retrying everything that was sent settles the unacknowledged ones
+        // exactly once (applied before the crash, or now).
+        for (request_id, card) in &sent {
+            let retry = client
+                .pay(1, *request_id, AMOUNT, std::slice::from_ref(&pins[*card]))
+                .await
+                .expect("retry");
+            assert!(retry.is_approved());
+        }
+        let mut per_card = [0u64; CARDS];
+        for (_, card) in &sent {
+            per_card[*card] += AMOUNT;
+        }
+        for (card, spent) in per_card.iter().enumerate() {
+            let balance = client
+                .balance(&pins[card])
+                .await
+                .expect("balance")
+                .balance_minor;
+            assert_eq!(balance, 3000 - spent, "card {card}");
+        }
+        let report = client.report().await.expect("report");
+        assert_eq!(
+            report.totals.merchant_owed_minor,
+            sent.len() as u64 * AMOUNT
+        );
+        let audit = client.audit().await.expect("audit");
+        assert!(audit.ok, "{:?}", audit.problems);
+    });
+}
