@@ -224,6 +224,28 @@ impl Card {
     }
 }
 
+/// The rule for paying from several cards: take from each card in the order
+/// given, up to what it can give, until `amount_minor` is covered. Writes
+/// each card's take into `takes_minor` and returns true; returns false and
+/// writes nothing when the cards together cannot cover the amount.
+///
+/// The local (one-shard) path and the two-phase coordinator both decide
+/// with this one function, so a payment splits the same way wherever its
+/// cards live.
+pub fn take_in_order(amount_minor: u64, can_give_minor: &[u64], takes_minor: &mut [u64]) -> bool {
+    assert_eq!(can_give_minor.len(), takes_minor.len());
+    if can_give_minor.iter().sum::<u64>() < amount_minor {
+        return false;
+    }
+    let mut left_minor = amount_minor;
+    for (take_minor, &can_give) in takes_minor.iter_mut().zip(can_give_minor) {
+        *take_minor = can_give.min(left_minor);
+        left_minor -= *take_minor;
+    }
+    assert_eq!(left_minor, 0, "the cards covered the amount");
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +317,22 @@ mod tests {
         let mut card = active(500);
         card.hold(100).expect("hold");
         card.commit_hold(100, 101);
+    }
+
+    #[test]
+    fn payments_take_from_cards_in_order() {
+        let mut takes = [7u64; 3];
+        assert!(take_in_order(1300, &[500, 1000, 1000], &mut takes));
+        assert_eq!(takes, [500, 800, 0]);
+        assert!(take_in_order(2500, &[500, 1000, 1000], &mut takes));
+        assert_eq!(takes, [500, 1000, 1000]);
+        let mut untouched = [7u64; 3];
+        assert!(!take_in_order(2501, &[500, 1000, 1000], &mut untouched));
+        assert_eq!(untouched, [7; 3]);
+        // A card with nothing to give is skipped, not an error.
+        let mut two = [0u64; 2];
+        assert!(take_in_order(10, &[0, 10], &mut two));
+        assert_eq!(two, [0, 10]);
     }
 
     #[test]

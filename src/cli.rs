@@ -503,9 +503,15 @@ async fn issue(
     config: &Config,
 ) -> Result<Output, Failure> {
     // Refuse to overwrite: a PIN file is the only copy of those PINs.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        // Clear PINs are money: readable by their owner only.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
         .open(out)
         .map_err(|e| Failure(format!("cannot create {}: {e}", out.display())))?;
     let chunk = config.limits.max_issue_per_request as u64;

@@ -85,7 +85,7 @@ impl Default for Limits {
         Limits {
             max_frame_bytes: 256 * 1024,
             max_connections: 1024,
-            max_inflight_per_connection: 4096,
+            max_inflight_per_connection: 1024,
             max_cards_per_payment: 10,
             max_activations_per_request: 4096,
             max_issue_per_request: 10_000,

@@ -20,6 +20,7 @@ pub mod card;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod encoding;
 pub mod engine;
 pub mod gateway;
 pub mod idempotency;

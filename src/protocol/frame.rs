@@ -118,7 +118,7 @@ pub fn encode<T: Serialize + ?Sized>(
     out.extend_from_slice(&[0u8; LENGTH_BYTES]);
     out.push(kind);
     out.extend_from_slice(&correlation_id.to_be_bytes());
-    if let Err(error) = postcard::serialize_with_flavor(body, AppendTo(out)) {
+    if let Err(error) = crate::encoding::append(body, out) {
         out.truncate(start);
         return Err(EncodeError::Serialize(error));
     }
@@ -130,28 +130,6 @@ pub fn encode<T: Serialize + ?Sized>(
     let length = (frame_bytes - LENGTH_BYTES) as u32;
     out[start..start + LENGTH_BYTES].copy_from_slice(&length.to_be_bytes());
     Ok(())
-}
-
-/// A postcard output that appends to a caller's buffer, so encoding reuses
-/// the connection's write buffer instead of allocating per frame.
-struct AppendTo<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -59,24 +59,24 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 13] = [
+        ErrorCode::MalformedFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::TruncatedFrame,
+        ErrorCode::UnknownMessageType,
+        ErrorCode::InvalidPin,
+        ErrorCode::InvalidAmount,
+        ErrorCode::LimitExceeded,
+        ErrorCode::DuplicatePin,
+        ErrorCode::RequestInProgress,
+        ErrorCode::UnknownPin,
+        ErrorCode::Internal,
+        ErrorCode::Overloaded,
+        ErrorCode::InvalidArgument,
+    ];
+
     pub fn from_u16(code: u16) -> Option<ErrorCode> {
-        use ErrorCode::*;
-        let all = [
-            MalformedFrame,
-            FrameTooLarge,
-            TruncatedFrame,
-            UnknownMessageType,
-            InvalidPin,
-            InvalidAmount,
-            LimitExceeded,
-            DuplicatePin,
-            RequestInProgress,
-            UnknownPin,
-            Internal,
-            Overloaded,
-            InvalidArgument,
-        ];
-        all.into_iter().find(|c| *c as u16 == code)
+        ErrorCode::ALL.into_iter().find(|c| *c as u16 == code)
     }
 
     pub fn name(self) -> &'static str {
@@ -613,8 +613,9 @@ mod tests {
                 let _ = Request::decode(kind, &bytes);
             }
         }
-        for code in 1..=13 {
-            assert_eq!(ErrorCode::from_u16(code).map(|c| c as u16), Some(code));
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_u16(code as u16), Some(code));
         }
+        assert_eq!(ErrorCode::from_u16(0), None);
     }
 }

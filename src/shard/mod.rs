@@ -13,7 +13,8 @@
 pub mod op;
 pub mod writer;
 
-use crate::card::{Card, DeclineReason};
+use crate::card::{Card, DeclineReason, take_in_order};
+use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency::{self, Claims};
 use crate::ids::{MerchantId, PaymentId, StoreId};
 use crate::ledger::{ShardBooks, ShardLedger};
@@ -235,7 +236,9 @@ impl Shard {
         amount_minor: u64,
         cards: &[CardRef],
     ) -> PayResponse {
-        let mut available_minor = 0u64;
+        let count = cards.len();
+        assert!(count <= CARDS_PER_PAYMENT_MAX, "validated at the gateway");
+        let mut available_minor = [0u64; CARDS_PER_PAYMENT_MAX];
         for (index, card_ref) in cards.iter().enumerate() {
             let position = Some((index + 1) as u8);
             let Some(card) = self.cards.get(&card_ref.key) else {
@@ -244,25 +247,27 @@ impl Shard {
             if let Err(reason) = card.spendable() {
                 return PayResponse::declined(reason, position, amount_minor, 0);
             }
-            available_minor += card.available_minor();
+            available_minor[index] = card.available_minor();
         }
-        if available_minor < amount_minor {
+        let mut takes_minor = [0u64; CARDS_PER_PAYMENT_MAX];
+        if !take_in_order(
+            amount_minor,
+            &available_minor[..count],
+            &mut takes_minor[..count],
+        ) {
             return PayResponse::declined(
                 DeclineReason::InsufficientFunds,
-                shortfall_position(cards.len()),
+                shortfall_position(count),
                 amount_minor,
-                available_minor,
+                available_minor.iter().sum(),
             );
         }
-        let mut left_minor = amount_minor;
-        let mut parts = Vec::with_capacity(cards.len());
-        for card_ref in cards {
+        let mut parts = Vec::with_capacity(count);
+        for (card_ref, &take_minor) in cards.iter().zip(&takes_minor[..count]) {
             let card = self.cards.get_mut(&card_ref.key).expect("checked above");
-            let take_minor = card.available_minor().min(left_minor);
             if take_minor > 0 {
                 card.debit(take_minor).expect("available checked above");
                 self.pending.changes.put_card(&card_ref.key, card);
-                left_minor -= take_minor;
             }
             parts.push(PayPart {
                 pin_last4: card_ref.last4,
@@ -270,7 +275,6 @@ impl Shard {
                 remaining_minor: card.balance_minor,
             });
         }
-        assert_eq!(left_minor, 0, "the available total covered the amount");
         self.credit(BookKind::MerchantOwed, merchant_id, amount_minor);
         PayResponse::approved(amount_minor, parts)
     }

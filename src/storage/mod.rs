@@ -189,14 +189,23 @@ impl Changes {
     }
 
     pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.put_with(cf, key, |out| out.extend_from_slice(value));
+    }
+
+    /// Puts a value that `write_value` appends straight into the arena (no
+    /// intermediate buffer).
+    pub fn put_with(&mut self, cf: Cf, key: &[u8], write_value: impl FnOnce(&mut Vec<u8>)) {
         assert!(key.len() <= u8::MAX as usize, "keys are short and fixed");
-        assert!(value.len() < DELETE_MARK as usize);
         self.bytes.push(cf as u8);
         self.bytes.push(key.len() as u8);
-        self.bytes
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+        let length_at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0u8; 4]);
         self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(value);
+        let value_at = self.bytes.len();
+        write_value(&mut self.bytes);
+        let value_len = self.bytes.len() - value_at;
+        assert!(value_len < DELETE_MARK as usize);
+        self.bytes[length_at..length_at + 4].copy_from_slice(&(value_len as u32).to_le_bytes());
         self.count += 1;
     }
 
@@ -238,11 +247,15 @@ impl Changes {
     }
 
     pub fn put_payment(&mut self, payment: PaymentId, stored: &StoredPayment) {
-        self.put(Cf::Payments, &payment.to_bytes(), &stored.encode());
+        self.put_with(Cf::Payments, &payment.to_bytes(), |out| {
+            stored.encode_into(out)
+        });
     }
 
     pub fn put_hold(&mut self, payment: PaymentId, card: &PinKey, hold: &records::HoldRecord) {
-        self.put(Cf::Holds, &records::hold_key(payment, card), &hold.encode());
+        self.put_with(Cf::Holds, &records::hold_key(payment, card), |out| {
+            hold.encode_into(out)
+        });
     }
 
     pub fn delete_hold(&mut self, payment: PaymentId, card: &PinKey) {

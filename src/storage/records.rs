@@ -102,18 +102,34 @@ pub struct HoldRecord {
 }
 
 impl HoldRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        let out = vec![HOLD_FORMAT];
-        postcard::to_extend(self, out).expect("hold records always serialize")
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(HOLD_FORMAT, self, out);
     }
 
     pub fn decode(bytes: &[u8]) -> Result<HoldRecord, String> {
-        match bytes.split_first() {
-            Some((&HOLD_FORMAT, body)) => {
-                postcard::from_bytes(body).map_err(|e| format!("hold record: {e}"))
-            }
-            _ => Err("hold record with unknown format".into()),
-        }
+        decode_versioned(HOLD_FORMAT, bytes, "hold record")
+    }
+}
+
+/// Appends a format byte and the postcard encoding of `value`.
+fn encode_versioned<T: Serialize>(format: u8, value: &T, out: &mut Vec<u8>) {
+    out.push(format);
+    crate::encoding::append(value, out).expect("records of plain data always serialize");
+}
+
+/// Checks the format byte and decodes the rest, all of it.
+fn decode_versioned<'a, T: Deserialize<'a>>(
+    format: u8,
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&found, body)) if found == format => match postcard::take_from_bytes(body) {
+            Ok((value, [])) => Ok(value),
+            Ok(_) => Err(format!("{what}: trailing bytes")),
+            Err(error) => Err(format!("{what}: {error}")),
+        },
+        _ => Err(format!("{what} with unknown format")),
     }
 }
 
@@ -174,18 +190,12 @@ pub struct StoredPayment {
 }
 
 impl StoredPayment {
-    pub fn encode(&self) -> Vec<u8> {
-        let out = vec![PAYMENT_FORMAT];
-        postcard::to_extend(self, out).expect("payment records always serialize")
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(PAYMENT_FORMAT, self, out);
     }
 
     pub fn decode(bytes: &[u8]) -> Result<StoredPayment, String> {
-        match bytes.split_first() {
-            Some((&PAYMENT_FORMAT, body)) => {
-                postcard::from_bytes(body).map_err(|e| format!("payment record: {e}"))
-            }
-            _ => Err("payment record with unknown format".into()),
-        }
+        decode_versioned(PAYMENT_FORMAT, bytes, "payment record")
     }
 
     /// The take recorded for `card`, if the payment used it.
@@ -232,7 +242,9 @@ mod tests {
             amount_minor: 800,
             card_keys: vec![[7; 16], [8; 16]],
         };
-        assert_eq!(HoldRecord::decode(&hold.encode()), Ok(hold));
+        let mut bytes = Vec::new();
+        hold.encode_into(&mut bytes);
+        assert_eq!(HoldRecord::decode(&bytes), Ok(hold));
         assert!(HoldRecord::decode(&[]).is_err());
         assert_eq!(
             decode_book_key(&book_key(BookKind::MerchantOwed, 9, 2)),
@@ -260,7 +272,9 @@ mod tests {
             ),
             card_keys: vec![[1; 16], [2; 16]],
         };
-        let decoded = StoredPayment::decode(&stored.encode()).expect("decode");
+        let mut bytes = Vec::new();
+        stored.encode_into(&mut bytes);
+        let decoded = StoredPayment::decode(&bytes).expect("decode");
         assert_eq!(decoded, stored);
         assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
         assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
@@ -268,7 +282,14 @@ mod tests {
             response: PayResponse::declined(DeclineReason::Aborted, None, 5, 0),
             card_keys: vec![],
         };
-        assert_eq!(StoredPayment::decode(&declined.encode()), Ok(declined));
+        let mut bytes = Vec::new();
+        declined.encode_into(&mut bytes);
+        assert_eq!(StoredPayment::decode(&bytes), Ok(declined));
+        bytes.push(0);
+        assert!(
+            StoredPayment::decode(&bytes).is_err(),
+            "trailing bytes are refused"
+        );
         assert!(StoredPayment::decode(&[9, 9]).is_err());
     }
 }

@@ -20,7 +20,8 @@
 //! A crash anywhere is repaired at start by [`super::recovery`].
 
 use super::crashpoint::{self, CrashPoint};
-use crate::card::DeclineReason;
+use crate::card::{DeclineReason, take_in_order};
+use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency::{self, Claims};
 use crate::ids::PaymentId;
 use crate::pin::PIN_KEY_BYTES;
@@ -198,39 +199,40 @@ fn decide(amount_minor: u64, cards: &[CardRef], votes: &[Vote]) -> PayResponse {
     if let Some((position, reason)) = refusal {
         return PayResponse::declined(reason, Some(position), amount_minor, 0);
     }
-    // (held, balance at prepare) per position.
-    let mut held = vec![(0u64, 0u64); cards.len()];
+    let count = cards.len();
+    assert!(count <= CARDS_PER_PAYMENT_MAX, "validated at the gateway");
+    let mut held_minor = [0u64; CARDS_PER_PAYMENT_MAX];
+    let mut balance_minor = [0u64; CARDS_PER_PAYMENT_MAX];
     for vote in votes {
         if let Vote::Yes { holds } = vote {
-            for &(position, held_minor, balance_minor) in holds {
-                held[position as usize - 1] = (held_minor, balance_minor);
+            for &(position, held, balance) in holds {
+                held_minor[position as usize - 1] = held;
+                balance_minor[position as usize - 1] = balance;
             }
         }
     }
-    let held_total_minor: u64 = held.iter().map(|(h, _)| h).sum();
-    if held_total_minor < amount_minor {
+    let mut takes_minor = [0u64; CARDS_PER_PAYMENT_MAX];
+    if !take_in_order(
+        amount_minor,
+        &held_minor[..count],
+        &mut takes_minor[..count],
+    ) {
         return PayResponse::declined(
             DeclineReason::InsufficientFunds,
-            shortfall_position(cards.len()),
+            shortfall_position(count),
             amount_minor,
-            held_total_minor,
+            held_minor.iter().sum(),
         );
     }
-    let mut left_minor = amount_minor;
     let parts = cards
         .iter()
-        .zip(&held)
-        .map(|(card, &(held_minor, balance_minor))| {
-            let taken_minor = held_minor.min(left_minor);
-            left_minor -= taken_minor;
-            PayPart {
-                pin_last4: card.last4,
-                taken_minor,
-                remaining_minor: balance_minor - taken_minor,
-            }
+        .enumerate()
+        .map(|(index, card)| PayPart {
+            pin_last4: card.last4,
+            taken_minor: takes_minor[index],
+            remaining_minor: balance_minor[index] - takes_minor[index],
         })
         .collect();
-    assert_eq!(left_minor, 0);
     PayResponse::approved(amount_minor, parts)
 }
 
