@@ -32,16 +32,27 @@ pub struct ShardBooks {
 }
 
 impl ShardBooks {
-    /// Adds to an account share and returns the share's new total (which
-    /// the caller persists as the row's value).
+    fn accounts(&self, kind: BookKind) -> &HashMap<u32, u64> {
+        match kind {
+            BookKind::StoreOwed => &self.store_owed,
+            BookKind::MerchantOwed => &self.merchant_owed,
+        }
+    }
+
+    /// Adds to an account share and returns the share's new total.
     pub fn credit(&mut self, kind: BookKind, account: u32, amount_minor: u64) -> u64 {
-        let map = match kind {
+        let accounts = match kind {
             BookKind::StoreOwed => &mut self.store_owed,
             BookKind::MerchantOwed => &mut self.merchant_owed,
         };
-        let share = map.entry(account).or_insert(0);
+        let share = accounts.entry(account).or_insert(0);
         *share = share.checked_add(amount_minor).expect("book overflow");
         *share
+    }
+
+    /// The current share of an account (0 if never credited).
+    pub fn share(&self, kind: BookKind, account: u32) -> u64 {
+        self.accounts(kind).get(&account).copied().unwrap_or(0)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::storage::Storage;
 use crate::storage::records::{BookKind, HoldRecord, StoredPayment};
 use actix::prelude::*;
 use op::{CardRef, Op, Origin, Outcome, Vote};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use writer::{Pending, WriterStats};
 
@@ -61,6 +61,8 @@ pub struct Shard {
     /// Holds of prepared two-phase payments, by (payment, card).
     holds: HashMap<(PaymentId, PinKey), u64>,
     books: ShardBooks,
+    /// Accounts credited since the pending batch started (rows to write).
+    dirty_books: HashSet<(BookKind, u32)>,
     storage: Arc<Storage>,
     claims: Arc<Claims>,
     /// The batch being gathered while the writer syncs the previous one.
@@ -79,6 +81,7 @@ impl Shard {
             cards: state.cards,
             holds: HashMap::new(),
             books: state.books,
+            dirty_books: HashSet::new(),
             storage,
             claims,
             pending: Pending::default(),
@@ -91,9 +94,18 @@ impl Shard {
 
     /// Hands the pending batch to the writer unless it is busy (then the
     /// batch keeps growing until the writer returns).
+    ///
+    /// Book rows are written here, once per account per batch: a busy
+    /// merchant's share would otherwise be rewritten by every payment in the
+    /// batch, and each rewrite costs a memtable insert. They still travel in
+    /// the same atomic batch as the card changes that moved the money.
     fn ship_if_idle(&mut self) {
         if self.writer_busy || self.pending.is_empty() {
             return;
+        }
+        for (kind, account) in self.dirty_books.drain() {
+            let share = self.books.share(kind, account);
+            self.pending.changes.put_book(kind, account, self.id, share);
         }
         let next = self.spare.take().unwrap_or_default();
         let batch = std::mem::replace(&mut self.pending, next);
@@ -177,10 +189,11 @@ impl Shard {
         Outcome::Activation(ActivationResult::Activated { face_value_minor })
     }
 
-    /// Credits this shard's share of an account and records the new share.
+    /// Credits this shard's share of an account. The share's row is written
+    /// once per batch, when the batch ships (see [`Shard::ship_if_idle`]).
     fn credit(&mut self, kind: BookKind, account: u32, amount_minor: u64) {
-        let share = self.books.credit(kind, account, amount_minor);
-        self.pending.changes.put_book(kind, account, self.id, share);
+        self.books.credit(kind, account, amount_minor);
+        self.dirty_books.insert((kind, account));
     }
 
     fn balance(&self, key: PinKey) -> Outcome {
