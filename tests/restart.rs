@@ -90,7 +90,7 @@ fn changing_the_shard_count_between_restarts_changes_no_balance_or_book() {
 /// shards), the others use one.
 fn kill_test_cards(request_id: u64, pins: &[String]) -> Vec<String> {
     let first = request_id as usize % pins.len();
-    if request_id % 3 == 0 {
+    if request_id.is_multiple_of(3) {
         vec![pins[first].clone(), pins[(first + 5) % pins.len()].clone()]
     } else {
         vec![pins[first].clone()]
