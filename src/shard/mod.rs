@@ -262,19 +262,10 @@ impl Shard {
             }
             available_minor[index] = card.available_minor();
         }
-        let mut takes_minor = [0u64; CARDS_PER_PAYMENT_MAX];
-        if !take_in_order(
-            amount_minor,
-            &available_minor[..count],
-            &mut takes_minor[..count],
-        ) {
-            return PayResponse::declined(
-                DeclineReason::InsufficientFunds,
-                shortfall_position(count),
-                amount_minor,
-                available_minor.iter().sum(),
-            );
-        }
+        let takes_minor = match split_payment(amount_minor, &available_minor[..count]) {
+            Ok(takes) => takes,
+            Err(declined) => return declined,
+        };
         let mut parts = Vec::with_capacity(count);
         for (card_ref, &take_minor) in cards.iter().zip(&takes_minor[..count]) {
             let card = self.cards.get_mut(&card_ref.key).expect("checked above");
@@ -371,9 +362,25 @@ impl Shard {
     }
 }
 
-/// A shortfall is not one card's fault, except when there is one card.
-pub fn shortfall_position(card_count: usize) -> Option<u8> {
-    (card_count == 1).then_some(1)
+/// Splits a payment over its cards in order ([`take_in_order`]), or gives
+/// the `InsufficientFunds` decline when what the cards can give falls short.
+/// The local path and the two-phase coordinator both decide through here.
+pub fn split_payment(
+    amount_minor: u64,
+    can_give_minor: &[u64],
+) -> Result<[u64; CARDS_PER_PAYMENT_MAX], PayResponse> {
+    let count = can_give_minor.len();
+    let mut takes_minor = [0u64; CARDS_PER_PAYMENT_MAX];
+    if take_in_order(amount_minor, can_give_minor, &mut takes_minor[..count]) {
+        return Ok(takes_minor);
+    }
+    // A shortfall is not one card's fault, except when there is one card.
+    Err(PayResponse::declined(
+        DeclineReason::InsufficientFunds,
+        (count == 1).then_some(1),
+        amount_minor,
+        can_give_minor.iter().sum(),
+    ))
 }
 
 impl Actor for Shard {

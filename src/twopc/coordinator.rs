@@ -20,7 +20,7 @@
 //! A crash anywhere is repaired at start by [`super::recovery`].
 
 use super::crashpoint::{self, CrashPoint};
-use crate::card::{DeclineReason, take_in_order};
+use crate::card::DeclineReason;
 use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency::{self, Claims};
 use crate::ids::PaymentId;
@@ -28,7 +28,7 @@ use crate::pin::PIN_KEY_BYTES;
 use crate::protocol::{ErrorCode, PayPart, PayResponse, Response};
 use crate::router::{Fabric, ShardGone};
 use crate::shard::op::{CardRef, Op, Outcome, Vote};
-use crate::shard::shortfall_position;
+use crate::shard::split_payment;
 use crate::storage::records::StoredPayment;
 use std::time::Duration;
 
@@ -211,19 +211,10 @@ fn decide(amount_minor: u64, cards: &[CardRef], votes: &[Vote]) -> PayResponse {
             }
         }
     }
-    let mut takes_minor = [0u64; CARDS_PER_PAYMENT_MAX];
-    if !take_in_order(
-        amount_minor,
-        &held_minor[..count],
-        &mut takes_minor[..count],
-    ) {
-        return PayResponse::declined(
-            DeclineReason::InsufficientFunds,
-            shortfall_position(count),
-            amount_minor,
-            held_minor.iter().sum(),
-        );
-    }
+    let takes_minor = match split_payment(amount_minor, &held_minor[..count]) {
+        Ok(takes) => takes,
+        Err(declined) => return declined,
+    };
     let parts = cards
         .iter()
         .enumerate()
