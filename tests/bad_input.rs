@@ -138,6 +138,63 @@ fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
 }
 
 #[test]
+fn a_fatal_frame_comes_after_every_reply_owed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), 4);
+    let rt = runtime();
+    let client = rt.block_on(connect(server.addr));
+    let pins = rt.block_on(active_cards(&client, 8, 3000, 1));
+    // 300 payments (every fourth combines two cards, usually on two shards
+    // and so through 2PC), then an oversized frame, all in one write.
+    let mut burst = Vec::new();
+    for correlation_id in 1..=300u64 {
+        let first = pins[correlation_id as usize % pins.len()].clone();
+        let second = pins[(correlation_id as usize + 3) % pins.len()].clone();
+        let request = Request::Pay(kessai::protocol::PayRequest {
+            merchant_id: 6,
+            request_id: correlation_id,
+            amount_minor: 2,
+            pins: if correlation_id % 4 == 0 {
+                vec![first, second]
+            } else {
+                vec![first]
+            },
+        });
+        request
+            .encode(&mut burst, correlation_id, 1 << 20)
+            .expect("encode");
+    }
+    burst.extend_from_slice(&(10u32 << 20).to_be_bytes());
+    burst.extend_from_slice(&[KIND_PING; 16]);
+    let replies = exchange(server.addr, &burst);
+
+    assert_eq!(replies.len(), 301, "every payment answered, then the error");
+    let (last_id, last) = &replies[300];
+    assert_eq!(*last_id, 0);
+    assert_eq!(error_code(last), Some(ErrorCode::FrameTooLarge));
+    let mut ids: Vec<u64> = replies[..300].iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=300).collect::<Vec<_>>());
+    assert!(
+        replies[..300]
+            .iter()
+            .all(|(_, r)| matches!(r, Response::Paid(p) if p.is_approved()))
+    );
+    // What the replies said is what the books hold: 300 × 2 yen.
+    rt.block_on(async {
+        let report = client.report().await.expect("report");
+        let owed: u64 = report
+            .merchants
+            .iter()
+            .filter(|m| m.merchant_id == 6)
+            .map(|m| m.owed_minor)
+            .sum();
+        assert_eq!(owed, 600);
+        assert!(client.audit().await.expect("audit").ok);
+    });
+}
+
+#[test]
 fn a_pipelined_burst_is_answered_completely_out_of_order_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), 4);

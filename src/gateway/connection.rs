@@ -13,9 +13,16 @@
 //! Replies go out in the order they become ready, not request order; the
 //! correlation id pairs them up.
 //!
-//! A framing violation (oversized, undecodable or truncated frame) gets an
-//! error frame and the connection is closed; an unknown message type gets an
-//! error frame and the connection carries on, since framing is intact.
+//! A framing violation (oversized, undecodable or truncated frame) ends the
+//! connection, but not abruptly: the reader stops reading, waits until every
+//! request admitted before the bad frame has had its reply written, and only
+//! then queues the error frame that makes the writer close. A pipelining
+//! client thus learns the outcome of every payment it sent before the bad
+//! bytes; none is applied silently. The wait is bounded (twice the 2PC
+//! prepare timeout, the longest a legitimate request can take) so a peer
+//! that stops reading cannot pin the connection forever. An unknown message
+//! type gets an error frame and the connection carries on, since framing is
+//! intact.
 
 use super::command::{self, Action};
 use super::{ConnMsg, ConnTx};
@@ -27,6 +34,7 @@ use crate::router::{RouteBatch, Router};
 use crate::shard::op::Outcome;
 use actix::Addr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -146,7 +154,7 @@ async fn read_loop(
             }
         }
         if let Some((correlation_id, error)) = cut.fatal {
-            let _ = tx.send(ConnMsg::Fatal(correlation_id, error));
+            fail_after_outstanding_replies(&tx, &permits, limits, correlation_id, error).await;
             return;
         }
         if cut.requests == limits.max_inflight_per_connection {
@@ -164,7 +172,7 @@ async fn read_loop(
                         ErrorCode::TruncatedFrame,
                         format!("stream ended {} bytes into a frame", buffer.len()),
                     );
-                    let _ = tx.send(ConnMsg::Fatal(0, error));
+                    fail_after_outstanding_replies(&tx, &permits, limits, 0, error).await;
                 }
                 return;
             }
@@ -172,6 +180,27 @@ async fn read_loop(
             Err(_) => return,
         }
     }
+}
+
+/// Ends the connection on a framing violation, after the replies it owes.
+///
+/// Every admitted request holds a permit until its reply is written, so
+/// holding all `max_inflight_per_connection` permits at once means nothing
+/// is outstanding. Then the error frame goes out last and the writer
+/// closes. If the peer stops reading (or the engine is stuck) the wait ends
+/// after `2 * prepare_timeout_ms` and the remaining replies are dropped.
+async fn fail_after_outstanding_replies(
+    tx: &ConnTx,
+    permits: &Semaphore,
+    limits: &Limits,
+    correlation_id: u64,
+    error: ErrorResponse,
+) {
+    let all_permits = limits.max_inflight_per_connection as u32;
+    let drain_timeout = Duration::from_millis(limits.prepare_timeout_ms.saturating_mul(2));
+    // Timed out or the writer is gone: close anyway, nothing left to wait for.
+    let _drained = tokio::time::timeout(drain_timeout, permits.acquire_many(all_permits)).await;
+    let _ = tx.send(ConnMsg::Fatal(correlation_id, error));
 }
 
 fn encode_reply(
