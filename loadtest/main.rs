@@ -183,8 +183,10 @@ async fn drive(args: &Args, addr: SocketAddr) -> i32 {
         Ok(stats) => {
             for shard in &stats.shards {
                 println!(
-                    "shard {}: {} group commits, {} ops, batch ops p50 {} p99 {} max {}, sync us p50 {} p99 {}",
+                    "shard {}: {} cards in {} KiB, {} group commits, {} ops, batch ops p50 {} p99 {} max {}, sync us p50 {} p99 {}",
                     shard.shard,
+                    shard.cards,
+                    shard.card_map_bytes / 1024,
                     shard.batches,
                     shard.ops,
                     shard.batch_ops_p50,

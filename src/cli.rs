@@ -335,13 +335,14 @@ async fn client_command(
         Command::Stats { .. } => {
             let stats = client.stats().await?;
             let mut text = String::from(
-                "shard      cards   batches        ops  batch p50/p99/max  sync us p50/p99\n",
+                "shard      cards  B/card   batches        ops  batch p50/p99/max  sync us p50/p99\n",
             );
             for s in &stats.shards {
                 text += &format!(
-                    "{:>5} {:>10} {:>9} {:>10}  {:>5}/{:>5}/{:>5}  {:>7}/{:>7}\n",
+                    "{:>5} {:>10} {:>7} {:>9} {:>10}  {:>5}/{:>5}/{:>5}  {:>7}/{:>7}\n",
                     s.shard,
                     s.cards,
+                    s.card_map_bytes.checked_div(s.cards).unwrap_or(0),
                     s.batches,
                     s.ops,
                     s.batch_ops_p50,

@@ -167,6 +167,10 @@ fn cards_on_one_shard_commit_locally_and_atomically() {
         );
         let stats = client.stats().await.expect("stats");
         assert_eq!(stats.shards.len(), SHARDS);
+        for shard in &stats.shards {
+            // Every card sits in memory: at least 16-byte key + 40-byte card.
+            assert!(shard.card_map_bytes >= shard.cards * 56, "{shard:?}");
+        }
         assert!(client.audit().await.expect("audit").ok);
     });
 }

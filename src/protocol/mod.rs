@@ -392,6 +392,8 @@ pub struct AuditResponse {
 pub struct ShardStats {
     pub shard: u16,
     pub cards: u64,
+    /// Bytes the shard's card map has allocated (from its capacity).
+    pub card_map_bytes: u64,
     /// Synced write batches (group commits) so far.
     pub batches: u64,
     /// Operations those batches carried.

@@ -30,6 +30,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use writer::{Pending, WriterStats};
 
+/// Bytes a card map has allocated, computed from its capacity.
+///
+/// The standard map (hashbrown) keeps its load at most 7/8: a capacity of
+/// `c` means `c / 7 * 8` slots, each one `(PinKey, Card)` entry plus one
+/// control byte, and a group of control bytes more. Small maps differ, the
+/// ones that matter (thousands of cards and up) follow this exactly. This is
+/// the number to watch when sizing a machine: all cards live in memory.
+pub fn card_map_bytes(cards: &HashMap<PinKey, Card, KeyHashBuilder>) -> u64 {
+    const CONTROL_GROUP_BYTES: usize = 16;
+    let slots = cards.capacity() / 7 * 8;
+    let slot_bytes = std::mem::size_of::<(PinKey, Card)>() + 1;
+    (slots * slot_bytes + CONTROL_GROUP_BYTES) as u64
+}
+
 /// Cards and books a shard starts with (built by the start-up loader).
 #[derive(Default)]
 pub struct ShardState {
@@ -155,10 +169,13 @@ impl Shard {
                 &self.holds,
             ))),
             Op::Stats => {
-                let stats = self
-                    .stats
-                    .lock()
-                    .map(|s| s.snapshot(self.id, self.cards.len() as u64));
+                let stats = self.stats.lock().map(|s| {
+                    s.snapshot(
+                        self.id,
+                        self.cards.len() as u64,
+                        card_map_bytes(&self.cards),
+                    )
+                });
                 Outcome::Stats(stats.unwrap_or_default())
             }
         }
@@ -432,5 +449,28 @@ impl Handler<Durable> for Shard {
         self.writer_busy = false;
         self.spare = Some(durable.0);
         self.ship_if_idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_map_bytes_covers_every_entry_and_tracks_the_allocation() {
+        let entry_bytes = std::mem::size_of::<(PinKey, Card)>() as u64;
+        assert_eq!(entry_bytes, 56, "16-byte key + 40-byte card, no padding");
+        for count in [1_000u32, 100_000] {
+            let mut cards = HashMap::with_capacity_and_hasher(count as usize, Default::default());
+            for i in 0..count {
+                let mut key = [0u8; crate::pin::PIN_KEY_BYTES];
+                key[..4].copy_from_slice(&i.to_le_bytes());
+                cards.insert(PinKey(key), Card::issued(1000));
+            }
+            let bytes = card_map_bytes(&cards);
+            // At least one slot per card, at most twice that (one resize).
+            assert!(bytes >= u64::from(count) * (entry_bytes + 1), "{bytes}");
+            assert!(bytes <= 2 * u64::from(count) * (entry_bytes + 1) * 8 / 7 + 16);
+        }
     }
 }

@@ -65,10 +65,11 @@ impl WriterStats {
         self.sync_us.saturating_record(sync_us.max(1));
     }
 
-    pub fn snapshot(&self, shard: u16, cards: u64) -> ShardStats {
+    pub fn snapshot(&self, shard: u16, cards: u64, card_map_bytes: u64) -> ShardStats {
         ShardStats {
             shard,
             cards,
+            card_map_bytes,
             batches: self.batches,
             ops: self.ops,
             batch_ops_p50: self.batch_ops.value_at_quantile(0.5),
