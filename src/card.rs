@@ -82,6 +82,16 @@ pub enum DeclineReason {
 }
 
 impl DeclineReason {
+    /// Every reason, in declaration order (`reason as usize` indexes it).
+    pub const ALL: [DeclineReason; 6] = [
+        DeclineReason::UnknownPin,
+        DeclineReason::NotActive,
+        DeclineReason::AlreadyActive,
+        DeclineReason::InsufficientFunds,
+        DeclineReason::Exhausted,
+        DeclineReason::Aborted,
+    ];
+
     /// The stable snake_case name used in JSON output and docs.
     pub fn name(self) -> &'static str {
         match self {

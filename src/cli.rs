@@ -47,6 +47,9 @@ pub enum Command {
         /// Number of card shards (overrides the config).
         #[arg(long)]
         shards: Option<usize>,
+        /// Serve Prometheus metrics over HTTP here (overrides the config).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Issue new cards (worthless until activated) and write their PINs to a
     /// file, one per line. The PINs are shown this once.
@@ -145,8 +148,10 @@ pub fn run(cli: Cli) -> i32 {
             listen,
             data_dir,
             shards,
+            metrics_listen,
         } => Overrides {
             listen: *listen,
+            metrics_listen: *metrics_listen,
             data_dir: data_dir.clone(),
             shards: *shards,
         },

@@ -23,6 +23,9 @@ pub const FRAME_BYTES_MAX: usize = 16 << 20;
 pub struct Config {
     /// TCP address the gateway listens on.
     pub listen: SocketAddr,
+    /// Where `kessai serve` exposes Prometheus metrics over HTTP; unset
+    /// means no metrics endpoint.
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory for RocksDB and the PIN secret.
     pub data_dir: PathBuf,
     /// Number of card-shard actors. May change between restarts: cards are
@@ -70,6 +73,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: "127.0.0.1:7878".parse().expect("literal address"),
+            metrics_listen: None,
             data_dir: PathBuf::from("data"),
             shards: 4,
             worker_threads: 0,
@@ -101,6 +105,7 @@ impl Default for Limits {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub shards: Option<usize>,
 }
@@ -119,6 +124,9 @@ impl Config {
         };
         if let Some(listen) = overrides.listen {
             config.listen = listen;
+        }
+        if let Some(metrics_listen) = overrides.metrics_listen {
+            config.metrics_listen = Some(metrics_listen);
         }
         if let Some(data_dir) = &overrides.data_dir {
             config.data_dir = data_dir.clone();
@@ -217,6 +225,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kessai.toml");
         let config = Config::load(Some(&path), &Overrides::default()).expect("valid");
         assert_eq!(config.limits.max_cards_per_payment, 10);
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9187".parse().expect("addr"))
+        );
     }
 
     #[test]

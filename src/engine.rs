@@ -95,6 +95,10 @@ pub async fn start(config: &Config) -> Result<Running, String> {
 pub fn serve(config: Config) -> Result<(), String> {
     let system = actix_rt::System::new();
     system.block_on(async move {
+        if let Some(metrics_listen) = config.metrics_listen {
+            // Before the shards start, so their metric handles are live.
+            crate::telemetry::install(metrics_listen)?;
+        }
         let running = start(&config).await?;
         // Scripts and tests read this line to learn the bound port.
         println!("kessai listening on {}", running.addr);

@@ -15,6 +15,7 @@
 //! * [`storage`]: RocksDB and the record layouts; [`load`]: start-up.
 //! * [`ledger`]: books, reports, the conservation audit.
 //! * [`client`]: the Rust client; [`cli`]: the `kessai` command.
+//! * [`telemetry`]: metrics for Prometheus.
 
 pub mod card;
 pub mod cli;
@@ -32,4 +33,5 @@ pub mod protocol;
 pub mod router;
 pub mod shard;
 pub mod storage;
+pub mod telemetry;
 pub mod twopc;

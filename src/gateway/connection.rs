@@ -32,6 +32,7 @@ use crate::protocol::frame::{self, FrameError};
 use crate::protocol::{ErrorCode, ErrorResponse, Request, Response};
 use crate::router::{RouteBatch, Router};
 use crate::shard::op::Outcome;
+use crate::telemetry::ReplyTally;
 use actix::Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,6 +241,7 @@ async fn write_loop(
     max_frame_bytes: usize,
 ) {
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    let mut tally = ReplyTally::default();
     'connection: while let Some(first) = rx.recv().await {
         let mut answered = 0usize;
         let mut close = false;
@@ -248,26 +250,21 @@ async fn write_loop(
             match message {
                 ConnMsg::Outcomes(results) => {
                     for (correlation_id, outcome) in results {
-                        encode_reply(
-                            &mut out,
-                            correlation_id,
-                            &outcome_response(outcome),
-                            max_frame_bytes,
-                        );
+                        let response = outcome_response(outcome);
+                        tally.count(&response);
+                        encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
                         answered += 1;
                     }
                 }
                 ConnMsg::Response(correlation_id, response) => {
+                    tally.count(&response);
                     encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
                     answered += 1;
                 }
                 ConnMsg::Fatal(correlation_id, error) => {
-                    encode_reply(
-                        &mut out,
-                        correlation_id,
-                        &Response::Error(error),
-                        max_frame_bytes,
-                    );
+                    let response = Response::Error(error);
+                    tally.count(&response);
+                    encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
                     close = true;
                 }
             }
@@ -276,6 +273,9 @@ async fn write_loop(
             }
             next = rx.try_recv().ok();
         }
+        // Counted before the write, so a client holding its reply finds it
+        // in the metrics.
+        tally.flush();
         if writer.write_all(&out).await.is_err() {
             break 'connection;
         }

@@ -8,6 +8,7 @@
 
 use super::connection::{self, GatewayContext};
 use crate::protocol::{ErrorCode, Response};
+use crate::telemetry;
 use actix_rt::ArbiterHandle;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +21,7 @@ struct Live(Arc<AtomicUsize>);
 impl Drop for Live {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN).decrement(1.0);
     }
 }
 
@@ -43,6 +45,7 @@ pub async fn accept_loop(
         };
         if live.load(Ordering::Acquire) >= context.limits.max_connections {
             refuse(stream, context.limits.max_frame_bytes);
+            metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL).increment(1);
             continue;
         }
         let std_stream = match stream.into_std() {
@@ -53,6 +56,7 @@ pub async fn accept_loop(
             }
         };
         live.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN).increment(1.0);
         let guard = Live(live.clone());
         let context = context.clone();
         let worker = &workers[next_worker % workers.len()];

@@ -17,6 +17,7 @@ use crate::idempotency::Claims;
 use crate::ids::PaymentId;
 use crate::protocol::ShardStats;
 use crate::storage::{Changes, Storage};
+use crate::telemetry;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -97,6 +98,11 @@ pub fn run(
     batches: crossbeam_channel::Receiver<Pending>,
     done: impl Fn(Pending),
 ) {
+    let shard_label = shard.to_string();
+    let ops_histogram =
+        metrics::histogram!(telemetry::GROUP_COMMIT_OPS, "shard" => shard_label.clone());
+    let sync_histogram =
+        metrics::histogram!(telemetry::GROUP_COMMIT_SYNC_US, "shard" => shard_label);
     while let Ok(mut pending) = batches.recv() {
         let started = Instant::now();
         if let Err(error) = storage.commit(&pending.changes) {
@@ -109,8 +115,8 @@ pub fn run(
         if let Ok(mut stats) = stats.lock() {
             stats.record(ops, sync_us);
         }
-        metrics::histogram!("kessai_group_commit_ops").record(ops as f64);
-        metrics::histogram!("kessai_group_commit_sync_us").record(sync_us as f64);
+        ops_histogram.record(ops as f64);
+        sync_histogram.record(sync_us as f64);
         // Release claims before replying: a client that retries the moment
         // it hears back must find the outcome, not "in progress".
         for payment in pending.claims.drain(..) {

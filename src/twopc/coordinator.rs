@@ -152,6 +152,7 @@ async fn run(
         .call(payment.home_shard(fabric.shard_count()), vec![(0, record)])
         .await?;
     crashpoint::reached(CrashPoint::AfterDecision);
+    crate::telemetry::twopc_decided(stored.response.is_approved());
 
     // Phase two: commit or abort everywhere at once.
     let decision = stored.response;

@@ -40,6 +40,8 @@ pub struct ServerOptions<'a> {
     pub shards: usize,
     pub env: Vec<(&'a str, &'a str)>,
     pub prepare_timeout_ms: u64,
+    /// Serve Prometheus metrics here.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerOptions<'_> {
@@ -48,6 +50,7 @@ impl Default for ServerOptions<'_> {
             shards: 4,
             env: Vec::new(),
             prepare_timeout_ms: 5000,
+            metrics_listen: None,
         }
     }
 }
@@ -66,10 +69,14 @@ impl Server {
 
     pub fn start_with(dir: &Path, options: ServerOptions<'_>) -> Server {
         let config = dir.join("kessai.toml");
+        let metrics_line = options
+            .metrics_listen
+            .map(|addr| format!("metrics_listen = \"{addr}\"\n"))
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nshards = {}\nworker_threads = 2\npin_secret_hex = \"{SECRET_HEX}\"\n[limits]\nprepare_timeout_ms = {}\n",
+                "listen = \"127.0.0.1:0\"\n{metrics_line}data_dir = \"{}\"\nshards = {}\nworker_threads = 2\npin_secret_hex = \"{SECRET_HEX}\"\n[limits]\nprepare_timeout_ms = {}\n",
                 dir.join("data").display(),
                 options.shards,
                 options.prepare_timeout_ms,

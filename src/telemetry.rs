@@ -1,0 +1,232 @@
+//! Operational metrics, through the `metrics` facade, for Prometheus.
+//!
+//! `kessai serve` installs a Prometheus recorder when `metrics_listen` is set
+//! (config key or `--metrics-listen`); it answers an HTTP `GET` on any path
+//! with the text exposition format. Without it, every metric call is a no-op
+//! costing a branch. In-process engines (tests, `kessai-load --spawn`) never
+//! install one: a process has one global recorder.
+//!
+//! The hot path never reaches the recorder per request. A connection's
+//! writer tallies the replies it encodes in fixed arrays ([`ReplyTally`])
+//! and hands the sums over once per socket write; each shard writer holds
+//! its histogram handles and records once per group commit.
+//!
+//! Counters count replies as they leave, so a replayed payment (a retry
+//! answered from the record) counts again under its original outcome.
+
+use crate::card::DeclineReason;
+use crate::protocol::{ActivationResult, ErrorCode, Response};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use std::net::SocketAddr;
+
+/// Payment replies, `outcome` = `approved` or the decline reason.
+pub const PAYMENTS_TOTAL: &str = "kessai_payments_total";
+/// Per-card activation results, `outcome` = `activated`, `invalid_pin` or
+/// the decline reason.
+pub const ACTIVATIONS_TOTAL: &str = "kessai_activations_total";
+/// Error replies, `code` = the error code's name.
+pub const ERRORS_TOTAL: &str = "kessai_errors_total";
+/// Client connections being served.
+pub const CONNECTIONS_OPEN: &str = "kessai_connections_open";
+/// Connections refused at `max_connections`.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "kessai_connections_refused_total";
+/// Operations per group commit, `shard` = shard number.
+pub const GROUP_COMMIT_OPS: &str = "kessai_group_commit_ops";
+/// Duration of one group commit's synced write, `shard` = shard number.
+pub const GROUP_COMMIT_SYNC_US: &str = "kessai_group_commit_sync_us";
+/// Two-phase payments decided, `decision` = `commit` or `abort`.
+pub const TWOPC_DECISIONS_TOTAL: &str = "kessai_twopc_decisions_total";
+
+/// Installs the global Prometheus recorder and its HTTP endpoint on the
+/// current tokio runtime.
+pub fn install(listen: SocketAddr) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .install()
+        .map_err(|error| format!("cannot serve metrics on {listen}: {error}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(PAYMENTS_TOTAL, "payment replies by outcome");
+    describe_counter!(ACTIVATIONS_TOTAL, "card activation results by outcome");
+    describe_counter!(ERRORS_TOTAL, "error replies by code");
+    describe_gauge!(CONNECTIONS_OPEN, "client connections being served");
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "connections refused at max_connections"
+    );
+    describe_histogram!(GROUP_COMMIT_OPS, Unit::Count, "operations per group commit");
+    describe_histogram!(
+        GROUP_COMMIT_SYNC_US,
+        Unit::Microseconds,
+        "synced write time per group commit"
+    );
+    describe_counter!(TWOPC_DECISIONS_TOTAL, "two-phase payments decided");
+}
+
+/// Counts a decided two-phase payment.
+pub fn twopc_decided(approved: bool) {
+    let decision = if approved { "commit" } else { "abort" };
+    metrics::counter!(TWOPC_DECISIONS_TOTAL, "decision" => decision).increment(1);
+}
+
+const REASONS: usize = DeclineReason::ALL.len();
+const CODES: usize = ErrorCode::ALL.len();
+
+/// Reply counts gathered by one connection writer between socket writes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplyTally {
+    payments_approved: u64,
+    payments_declined: [u64; REASONS],
+    activated: u64,
+    activations_declined: [u64; REASONS],
+    activations_invalid_pin: u64,
+    errors: [u64; CODES],
+}
+
+impl ReplyTally {
+    pub fn count(&mut self, response: &Response) {
+        match response {
+            Response::Paid(paid) => match paid.reason {
+                None => self.payments_approved += 1,
+                Some(reason) => self.payments_declined[reason_index(reason)] += 1,
+            },
+            Response::Activated(activated) => {
+                for result in &activated.results {
+                    match result {
+                        ActivationResult::Activated { .. } => self.activated += 1,
+                        ActivationResult::Declined { reason } => {
+                            self.activations_declined[reason_index(*reason)] += 1;
+                        }
+                        ActivationResult::InvalidPin => self.activations_invalid_pin += 1,
+                    }
+                }
+            }
+            Response::Error(error) => {
+                if let Some(code) = error.error_code() {
+                    self.errors[code_index(code)] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands the counts to the recorder and starts over.
+    pub fn flush(&mut self) {
+        if *self == ReplyTally::default() {
+            return;
+        }
+        add(
+            PAYMENTS_TOTAL,
+            "outcome",
+            "approved",
+            self.payments_approved,
+        );
+        add(ACTIVATIONS_TOTAL, "outcome", "activated", self.activated);
+        add(
+            ACTIVATIONS_TOTAL,
+            "outcome",
+            "invalid_pin",
+            self.activations_invalid_pin,
+        );
+        for (index, reason) in DeclineReason::ALL.into_iter().enumerate() {
+            add(
+                PAYMENTS_TOTAL,
+                "outcome",
+                reason.name(),
+                self.payments_declined[index],
+            );
+            add(
+                ACTIVATIONS_TOTAL,
+                "outcome",
+                reason.name(),
+                self.activations_declined[index],
+            );
+        }
+        for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
+            add(ERRORS_TOTAL, "code", code.name(), self.errors[index]);
+        }
+        *self = ReplyTally::default();
+    }
+}
+
+fn add(name: &'static str, label: &'static str, value: &'static str, count: u64) {
+    if count > 0 {
+        metrics::counter!(name, label => value).increment(count);
+    }
+}
+
+fn reason_index(reason: DeclineReason) -> usize {
+    let index = reason as usize;
+    debug_assert_eq!(DeclineReason::ALL[index], reason);
+    index
+}
+
+fn code_index(code: ErrorCode) -> usize {
+    let index = code as usize - 1;
+    debug_assert_eq!(ErrorCode::ALL[index], code);
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ActivateResponse, PayPart, PayResponse};
+
+    #[test]
+    fn every_reason_and_code_has_its_own_slot() {
+        for (index, reason) in DeclineReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason_index(reason), index);
+        }
+        for (index, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code_index(code), index);
+        }
+    }
+
+    #[test]
+    fn tally_counts_outcomes_and_resets_on_flush() {
+        let mut tally = ReplyTally::default();
+        let part = PayPart {
+            pin_last4: 1234,
+            taken_minor: 100,
+            remaining_minor: 900,
+        };
+        tally.count(&Response::Paid(PayResponse::approved(100, vec![part])));
+        tally.count(&Response::Paid(PayResponse::declined(
+            DeclineReason::InsufficientFunds,
+            Some(1),
+            5000,
+            900,
+        )));
+        tally.count(&Response::Activated(ActivateResponse {
+            results: vec![
+                ActivationResult::Activated {
+                    face_value_minor: 1000,
+                },
+                ActivationResult::Declined {
+                    reason: DeclineReason::AlreadyActive,
+                },
+                ActivationResult::InvalidPin,
+            ],
+        }));
+        tally.count(&Response::error(ErrorCode::InvalidPin, "bad"));
+        tally.count(&Response::Pong);
+
+        assert_eq!(tally.payments_approved, 1);
+        let insufficient = reason_index(DeclineReason::InsufficientFunds);
+        assert_eq!(tally.payments_declined[insufficient], 1);
+        assert_eq!(tally.payments_declined.iter().sum::<u64>(), 1);
+        assert_eq!(tally.activated, 1);
+        let already = reason_index(DeclineReason::AlreadyActive);
+        assert_eq!(tally.activations_declined[already], 1);
+        assert_eq!(tally.activations_invalid_pin, 1);
+        assert_eq!(tally.errors[code_index(ErrorCode::InvalidPin)], 1);
+        assert_eq!(tally.errors.iter().sum::<u64>(), 1);
+
+        tally.flush();
+        assert_eq!(tally, ReplyTally::default());
+    }
+}

@@ -1,0 +1,159 @@
+//! The Prometheus endpoint of a real engine process: scraped over HTTP,
+//! its counters match what the clients were told.
+
+mod common;
+
+use common::{Server, ServerOptions, active_cards, connect, pick_by_shard, runtime};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+const SHARDS: usize = 4;
+
+/// A port free a moment ago (the engine binds it right after).
+fn free_local_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// `GET /metrics`; returns every sample line as `name{labels}` → value.
+fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: kessai\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = &text[text.find("\r\n\r\n").expect("headers end") + 4..];
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    *samples
+        .get(series)
+        .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
+}
+
+#[test]
+fn counters_match_what_clients_were_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_addr = free_local_addr();
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            shards: SHARDS,
+            metrics_listen: Some(metrics_addr),
+            ..ServerOptions::default()
+        },
+    );
+    runtime().block_on(async {
+        let client = connect(server.addr).await;
+        let pool = active_cards(&client, 40, 1000, 3).await;
+        // Activating one again is declined.
+        let again = client.activate(3, 0, &pool[..1]).await.expect("activate");
+        assert!(matches!(
+            again.results[0],
+            kessai::protocol::ActivationResult::Declined { .. }
+        ));
+        for request_id in 1..=3 {
+            let paid = client.pay(2, request_id, 100, &pool[..1]).await;
+            assert!(paid.expect("pay").is_approved());
+        }
+        // A retry replays (and counts again as approved).
+        assert!(
+            client
+                .pay(2, 3, 100, &pool[..1])
+                .await
+                .expect("pay")
+                .replayed
+        );
+        let short = client.pay(2, 10, 5000, &pool[1..2]).await.expect("pay");
+        assert!(!short.is_approved());
+        // A two-phase payment over two shards.
+        let pair = pick_by_shard(&pool[2..], SHARDS, &[0, 1]);
+        assert!(
+            client
+                .pay(2, 11, 1500, &pair)
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        // A typo in a PIN is an error reply, not a decline.
+        let mut typo = pool[5].clone();
+        let last = typo.pop().expect("digit");
+        typo.push(if last == '0' { '1' } else { '0' });
+        assert!(client.balance(&typo).await.is_err());
+
+        let samples = scrape(metrics_addr);
+        let payments = |outcome: &str| {
+            value(
+                &samples,
+                &format!("kessai_payments_total{{outcome=\"{outcome}\"}}"),
+            )
+        };
+        assert_eq!(payments("approved"), 5.0);
+        assert_eq!(payments("insufficient_funds"), 1.0);
+        let activations = |outcome: &str| {
+            value(
+                &samples,
+                &format!("kessai_activations_total{{outcome=\"{outcome}\"}}"),
+            )
+        };
+        assert_eq!(activations("activated"), 40.0);
+        assert_eq!(activations("already_active"), 1.0);
+        assert_eq!(
+            value(&samples, "kessai_errors_total{code=\"invalid_pin\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "kessai_twopc_decisions_total{decision=\"commit\"}"
+            ),
+            1.0
+        );
+        assert!(value(&samples, "kessai_connections_open") >= 1.0);
+        // Every shard has synced at least the activations' batch.
+        for shard in 0..SHARDS {
+            let commits = value(
+                &samples,
+                &format!("kessai_group_commit_ops_count{{shard=\"{shard}\"}}"),
+            );
+            assert!(commits >= 1.0, "shard {shard}: {commits}");
+        }
+    });
+}
+
+#[test]
+fn a_taken_metrics_port_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    std::fs::write(
+        dir.path().join("kessai.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"{addr}\"\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let output = std::process::Command::new(common::kessai_bin())
+        .args(["serve", "--config"])
+        .arg(dir.path().join("kessai.toml"))
+        .output()
+        .expect("run kessai serve");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot serve metrics"), "{stderr}");
+}
