@@ -33,13 +33,17 @@ use writer::{Pending, WriterStats};
 /// Bytes a card map has allocated, computed from its capacity.
 ///
 /// The standard map (hashbrown) keeps its load at most 7/8: a capacity of
-/// `c` means `c / 7 * 8` slots, each one `(PinKey, Card)` entry plus one
-/// control byte, and a group of control bytes more. Small maps differ, the
-/// ones that matter (thousands of cards and up) follow this exactly. This is
-/// the number to watch when sizing a machine: all cards live in memory.
+/// `c` means `c / 7 * 8` slots (below 8 slots, `c + 1`), each one
+/// `(PinKey, Card)` entry plus one control byte, and a group of control
+/// bytes more. This is the number to watch when sizing a machine: all cards
+/// live in memory.
 pub fn card_map_bytes(cards: &HashMap<PinKey, Card, KeyHashBuilder>) -> u64 {
     const CONTROL_GROUP_BYTES: usize = 16;
-    let slots = cards.capacity() / 7 * 8;
+    let slots = match cards.capacity() {
+        0 => return 0,
+        small @ 1..7 => small + 1,
+        large => large / 7 * 8,
+    };
     let slot_bytes = std::mem::size_of::<(PinKey, Card)>() + 1;
     (slots * slot_bytes + CONTROL_GROUP_BYTES) as u64
 }
@@ -460,7 +464,8 @@ mod tests {
     fn card_map_bytes_covers_every_entry_and_tracks_the_allocation() {
         let entry_bytes = std::mem::size_of::<(PinKey, Card)>() as u64;
         assert_eq!(entry_bytes, 56, "16-byte key + 40-byte card, no padding");
-        for count in [1_000u32, 100_000] {
+        assert_eq!(card_map_bytes(&HashMap::default()), 0);
+        for count in [1u32, 3, 7, 1_000, 100_000] {
             let mut cards = HashMap::with_capacity_and_hasher(count as usize, Default::default());
             for i in 0..count {
                 let mut key = [0u8; crate::pin::PIN_KEY_BYTES];
@@ -468,9 +473,13 @@ mod tests {
                 cards.insert(PinKey(key), Card::issued(1000));
             }
             let bytes = card_map_bytes(&cards);
-            // At least one slot per card, at most twice that (one resize).
-            assert!(bytes >= u64::from(count) * (entry_bytes + 1), "{bytes}");
-            assert!(bytes <= 2 * u64::from(count) * (entry_bytes + 1) * 8 / 7 + 16);
+            // hashbrown allocates a power of two of slots: the formula must
+            // land on one, with at least one slot per card and at most
+            // twice the slots the 7/8 load needs (one resize's worth).
+            let slots = (bytes - 16) / (entry_bytes + 1);
+            assert!(slots.is_power_of_two(), "{count} cards: {slots} slots");
+            assert!(slots > u64::from(count), "{count} cards: {slots} slots");
+            assert!(slots <= 2 * (u64::from(count) * 8 / 7).max(4));
         }
     }
 }
