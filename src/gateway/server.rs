@@ -15,8 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
-/// Decrements the live-connection count when a connection ends.
+/// One served connection: counted (and shown as the open-connections gauge)
+/// from admission until the connection ends.
 struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn admit(count: &Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN).increment(1.0);
+        Live(count.clone())
+    }
+}
 
 impl Drop for Live {
     fn drop(&mut self) {
@@ -55,9 +64,7 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        live.fetch_add(1, Ordering::AcqRel);
-        metrics::gauge!(telemetry::CONNECTIONS_OPEN).increment(1.0);
-        let guard = Live(live.clone());
+        let guard = Live::admit(&live);
         let context = context.clone();
         let worker = &workers[next_worker % workers.len()];
         next_worker = next_worker.wrapping_add(1);
