@@ -8,11 +8,13 @@
 //!
 //! ```text
 //! kessai-load --spawn --shards 4 --connections 8 --pipeline 64 --duration-s 10
+//! kessai-load --spawn --shards 1,2,4,8 --runs 3      # which shard count?
 //! kessai-load --addr 127.0.0.1:7878 --multi-card-percent 20
 //! ```
 //!
 //! Throughput on a shared machine is noisy: run it several times (`--runs`)
-//! and compare medians.
+//! and compare medians. With a list of shard counts, each gets a fresh
+//! engine and the same load, and a closing table compares their medians.
 
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -33,9 +35,10 @@ struct Args {
     /// Start an engine in-process, on a fresh temp data dir.
     #[arg(long)]
     spawn: bool,
-    /// Shards of the spawned engine.
-    #[arg(long, default_value_t = 4)]
-    shards: usize,
+    /// Shards of the spawned engine; a comma-separated list runs the same
+    /// load on a fresh engine for each and compares them.
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    shards: Vec<usize>,
     /// Cards to issue and activate before the run.
     #[arg(long, default_value_t = 10_000)]
     cards: u32,
@@ -91,39 +94,66 @@ impl Tally {
     }
 }
 
+/// What one engine's load run produced.
+struct Outcome {
+    median_per_second: f64,
+    ok: bool,
+}
+
 fn main() {
     let args = Args::parse();
+    if args.shards.is_empty() || args.shards.contains(&0) {
+        fail("--shards takes one or more counts of at least 1");
+    }
+    if !args.spawn && args.shards.len() > 1 {
+        fail("a list of shard counts needs --spawn (a running engine has its own)");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut engine_dir = None;
-    let mut engine = None;
-    let addr = if args.spawn {
-        let dir = std::env::temp_dir().join(format!("kessai-load-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let config = Config {
-            listen: "127.0.0.1:0".parse().expect("literal"),
-            data_dir: dir.join("data"),
-            shards: args.shards,
-            ..Config::default()
-        };
-        let handle = EngineHandle::start(config)
-            .unwrap_or_else(|e| fail(&format!("cannot start engine: {e}")));
-        let addr = handle.addr;
-        engine = Some(handle);
-        engine_dir = Some(dir);
-        addr
-    } else {
-        args.addr
-    };
-
-    let status = runtime.block_on(drive(&args, addr));
-    drop(engine);
-    if let Some(dir) = engine_dir {
-        let _ = std::fs::remove_dir_all(dir);
+    if !args.spawn {
+        let outcome = runtime.block_on(drive(&args, args.addr));
+        std::process::exit(if outcome.ok { 0 } else { 1 });
     }
-    std::process::exit(status);
+    let mut medians = Vec::with_capacity(args.shards.len());
+    let mut all_ok = true;
+    for &shards in &args.shards {
+        println!("== {shards} shard(s)");
+        let outcome = spawned(&runtime, &args, shards);
+        all_ok &= outcome.ok;
+        medians.push((shards, outcome.median_per_second));
+    }
+    if medians.len() > 1 {
+        let best = medians.iter().map(|(_, m)| *m).fold(0.0, f64::max);
+        println!("shards  median payments/s  vs best");
+        for (shards, median) in &medians {
+            println!(
+                "{shards:>6}  {median:>17.0}  {:>6.2}",
+                if best > 0.0 { median / best } else { 0.0 }
+            );
+        }
+    }
+    std::process::exit(if all_ok { 0 } else { 1 });
+}
+
+/// Starts a fresh in-process engine with `shards` shards in a temp dir,
+/// drives it, and removes it.
+fn spawned(runtime: &tokio::runtime::Runtime, args: &Args, shards: usize) -> Outcome {
+    let dir = std::env::temp_dir().join(format!("kessai-load-{}-{shards}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        data_dir: dir.join("data"),
+        shards,
+        ..Config::default()
+    };
+    let engine =
+        EngineHandle::start(config).unwrap_or_else(|e| fail(&format!("cannot start engine: {e}")));
+    let outcome = runtime.block_on(drive(args, engine.addr));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(dir);
+    outcome
 }
 
 fn fail(message: &str) -> ! {
@@ -131,7 +161,7 @@ fn fail(message: &str) -> ! {
     std::process::exit(1);
 }
 
-async fn drive(args: &Args, addr: SocketAddr) -> i32 {
+async fn drive(args: &Args, addr: SocketAddr) -> Outcome {
     let setup = Client::connect(addr)
         .await
         .unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
@@ -214,7 +244,10 @@ async fn drive(args: &Args, addr: SocketAddr) -> i32 {
         println!("  {problem}");
     }
     let approved: u64 = per_run.iter().map(|(_, t)| t.approved).sum();
-    if !audit.ok || approved == 0 { 1 } else { 0 }
+    Outcome {
+        median_per_second: median,
+        ok: audit.ok && approved > 0,
+    }
 }
 
 async fn prepare_cards(client: &Client, args: &Args) -> Vec<String> {
