@@ -45,6 +45,11 @@ fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in {samples:#?}"))
 }
 
+/// The sample of `name` with the single label `label="label_value"`.
+fn labelled(samples: &HashMap<String, f64>, name: &str, label: &str, label_value: &str) -> f64 {
+    value(samples, &format!("{name}{{{label}=\"{label_value}\"}}"))
+}
+
 #[test]
 fn counters_match_what_clients_were_told() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -96,40 +101,27 @@ fn counters_match_what_clients_were_told() {
         assert!(client.balance(&typo).await.is_err());
 
         let samples = scrape(metrics_addr);
-        let payments = |outcome: &str| {
-            value(
-                &samples,
-                &format!("kessai_payments_total{{outcome=\"{outcome}\"}}"),
-            )
-        };
+        let payments = |outcome| labelled(&samples, "kessai_payments_total", "outcome", outcome);
         assert_eq!(payments("approved"), 5.0);
         assert_eq!(payments("insufficient_funds"), 1.0);
-        let activations = |outcome: &str| {
-            value(
-                &samples,
-                &format!("kessai_activations_total{{outcome=\"{outcome}\"}}"),
-            )
-        };
+        let activations =
+            |outcome| labelled(&samples, "kessai_activations_total", "outcome", outcome);
         assert_eq!(activations("activated"), 40.0);
         assert_eq!(activations("already_active"), 1.0);
-        assert_eq!(
-            value(&samples, "kessai_errors_total{code=\"invalid_pin\"}"),
-            1.0
+        let errors = labelled(&samples, "kessai_errors_total", "code", "invalid_pin");
+        assert_eq!(errors, 1.0);
+        let commits = labelled(
+            &samples,
+            "kessai_twopc_decisions_total",
+            "decision",
+            "commit",
         );
-        assert_eq!(
-            value(
-                &samples,
-                "kessai_twopc_decisions_total{decision=\"commit\"}"
-            ),
-            1.0
-        );
+        assert_eq!(commits, 1.0);
         assert!(value(&samples, "kessai_connections_open") >= 1.0);
         // Every shard has synced at least the activations' batch.
         for shard in 0..SHARDS {
-            let commits = value(
-                &samples,
-                &format!("kessai_group_commit_ops_count{{shard=\"{shard}\"}}"),
-            );
+            let label = shard.to_string();
+            let commits = labelled(&samples, "kessai_group_commit_ops_count", "shard", &label);
             assert!(commits >= 1.0, "shard {shard}: {commits}");
         }
     });
