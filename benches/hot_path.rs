@@ -10,11 +10,12 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kessai::card::Card;
-use kessai::ids::PaymentId;
+use kessai::ids::{CardRef, PaymentId, ShardId};
+use kessai::ledger::ShardBooks;
 use kessai::pin::{Pin, PinHasher, PinKey};
 use kessai::protocol::{PayPart, PayRequest, PayResponse, Request, Response, frame};
-use kessai::storage::records::StoredPayment;
-use kessai::storage::{Changes, Storage};
+use kessai::state_machine::{CardMap, ShardMachine};
+use kessai::storage::{Changes, Storage, Store};
 use std::hint::black_box;
 
 fn pins(c: &mut Criterion) {
@@ -77,40 +78,56 @@ fn card_rules(c: &mut Criterion) {
     c.bench_function("card/debit", |b| b.iter(|| card.debit(black_box(1))));
 }
 
-/// A payment's write-set as a shard builds it: card, payment record, book row.
-fn payment_changes(changes: &mut Changes, index: u64) {
-    let key = PinKey([(index % 251) as u8; 16]);
-    let mut card = Card::issued(3000);
-    card.activate(1, 0).expect("activate");
-    card.debit(1).expect("debit");
-    changes.put_card(&key, &card);
+/// A shard with `CARDS` active cards of a large face value (never spent).
+const CARDS: u8 = 251;
+
+fn machine() -> ShardMachine {
+    let mut machine = ShardMachine::new(ShardId(0), CardMap::default(), ShardBooks::default());
+    let mut setup = Changes::new();
+    for byte in 0..CARDS {
+        let key = PinKey([byte; 16]);
+        machine.insert_card(key, 1 << 40, &mut setup);
+        machine.activate(key, 1, 0, &mut setup);
+    }
+    machine
+}
+
+/// One single-card payment through the state machine, as a shard applies
+/// it: the card, the payment record, and (once per batch) the book row.
+fn pay_one(machine: &mut ShardMachine, changes: &mut Changes, index: u64) {
+    let card = CardRef {
+        key: PinKey([(index % u64::from(CARDS)) as u8; 16]),
+        last4: 1,
+    };
     let payment = PaymentId {
         merchant_id: 1,
         request_id: index,
     };
-    let stored = StoredPayment {
-        response: PayResponse::approved(
-            1,
-            vec![PayPart {
-                pin_last4: 1,
-                taken_minor: 1,
-                remaining_minor: 2999,
-            }],
-        ),
-        card_keys: vec![key.0],
-    };
-    changes.put_payment(payment, &stored);
-    changes.put_book(
-        kessai::storage::records::BookKind::MerchantOwed,
-        1,
-        0,
-        index,
-    );
+    let paid = machine
+        .pay(payment, 1, &[card], None, changes)
+        .expect("a new payment is decided");
+    assert!(paid.is_approved());
+}
+
+fn state_machine(c: &mut Criterion) {
+    let mut machine = machine();
+    let mut changes = Changes::new();
+    let mut next = 0u64;
+    c.bench_function("state_machine/pay_one_card", |b| {
+        b.iter(|| {
+            next += 1;
+            if changes.len() > 4096 {
+                changes.clear();
+            }
+            pay_one(&mut machine, &mut changes, black_box(next));
+        })
+    });
 }
 
 fn group_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Storage::open(dir.path()).expect("open");
+    let mut shard = machine();
     let mut group = c.benchmark_group("group_commit");
     group.sample_size(20);
     let mut next = 0u64;
@@ -125,8 +142,9 @@ fn group_commit(c: &mut Criterion) {
                     changes.clear();
                     for _ in 0..batch {
                         next += 1;
-                        payment_changes(&mut changes, next);
+                        pay_one(&mut shard, &mut changes, next);
                     }
+                    shard.end_batch(&mut changes);
                     storage.commit(&changes).expect("commit");
                 })
             },
@@ -135,5 +153,12 @@ fn group_commit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pins, codec, card_rules, group_commit);
+criterion_group!(
+    benches,
+    pins,
+    codec,
+    card_rules,
+    state_machine,
+    group_commit
+);
 criterion_main!(benches);

@@ -30,7 +30,7 @@ pub enum CardState {
 }
 
 impl CardState {
-    pub fn from_u8(value: u8) -> Option<CardState> {
+    pub(crate) fn from_u8(value: u8) -> Option<CardState> {
         match value {
             1 => Some(CardState::Issued),
             2 => Some(CardState::Active),
@@ -152,7 +152,7 @@ impl Card {
     }
 
     /// Why this card cannot pay at all, if it cannot.
-    pub fn spendable(&self) -> Result<(), DeclineReason> {
+    pub(crate) fn spendable(&self) -> Result<(), DeclineReason> {
         match self.state {
             CardState::Issued => Err(DeclineReason::NotActive),
             CardState::Exhausted => Err(DeclineReason::Exhausted),
@@ -193,7 +193,7 @@ impl Card {
 
     /// Ends a hold by debiting `take_minor` (at most the hold) and releasing
     /// the rest; returns what is left on the card.
-    pub fn commit_hold(&mut self, hold_minor: u64, take_minor: u64) -> u64 {
+    pub(crate) fn commit_hold(&mut self, hold_minor: u64, take_minor: u64) -> u64 {
         assert!(take_minor <= hold_minor, "commit takes more than its hold");
         assert!(hold_minor <= self.held_minor, "commit of an unknown hold");
         self.held_minor -= hold_minor;
@@ -242,7 +242,11 @@ impl Card {
 /// The local (one-shard) path and the two-phase coordinator both decide
 /// with this one function, so a payment splits the same way wherever its
 /// cards live.
-pub fn take_in_order(amount_minor: u64, can_give_minor: &[u64], takes_minor: &mut [u64]) -> bool {
+pub(crate) fn take_in_order(
+    amount_minor: u64,
+    can_give_minor: &[u64],
+    takes_minor: &mut [u64],
+) -> bool {
     assert_eq!(can_give_minor.len(), takes_minor.len());
     if can_give_minor.iter().sum::<u64>() < amount_minor {
         return false;

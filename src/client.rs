@@ -7,7 +7,7 @@
 //! which is what makes pipelining cheap on both ends.
 
 use crate::config::FRAME_BYTES_MAX;
-use crate::protocol::frame;
+use crate::protocol::frame::FrameBuffer;
 use crate::protocol::{
     ActivateRequest, ActivateResponse, AuditResponse, BalanceRequest, BalanceResponse, ErrorCode,
     ErrorResponse, IssueRequest, IssueResponse, PayRequest, PayResponse, ReportResponse, Request,
@@ -17,12 +17,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests queued towards the socket before callers wait.
 const SEND_QUEUE_DEPTH: usize = 4096;
+/// Free space kept in the read buffer before each read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
@@ -68,6 +70,25 @@ struct Waiting {
     /// Set (before `calls` is emptied) when the connection is gone, so a
     /// call that registers late does not wait forever.
     closed: std::sync::atomic::AtomicBool,
+}
+
+impl Waiting {
+    /// Hands `response` to the call waiting for `correlation_id`. A reply
+    /// with correlation 0 is a connection-level error (framing violation,
+    /// overload): every waiting call gets it.
+    fn answer(&self, correlation_id: u64, response: Response) {
+        let mut calls = self.calls.lock().expect("waiter map lock");
+        if let Some(waiter) = calls.remove(&correlation_id) {
+            drop(calls);
+            let _ = waiter.send(response);
+        } else if correlation_id == 0 {
+            let all: Vec<_> = calls.drain().collect();
+            drop(calls);
+            for (_, waiter) in all {
+                let _ = waiter.send(response.clone());
+            }
+        }
+    }
 }
 
 type Waiters = Arc<Waiting>;
@@ -244,53 +265,23 @@ async fn write_loop(
 }
 
 async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
-    let mut buffer = Vec::with_capacity(64 * 1024);
+    let mut buffer = FrameBuffer::with_capacity(READ_CHUNK_BYTES);
     'read: loop {
-        let mut consumed = 0;
         loop {
-            match frame::parse(&buffer[consumed..], FRAME_BYTES_MAX) {
-                Ok(Some((frame, used))) => {
-                    consumed += used;
-                    let response = Response::decode(frame.kind, frame.body).unwrap_or_else(|e| {
-                        Response::error(
-                            ErrorCode::MalformedFrame,
-                            format!("undecodable reply: {}", e.message),
-                        )
-                    });
-                    let waiter = waiters
-                        .calls
-                        .lock()
-                        .expect("waiter map lock")
-                        .remove(&frame.correlation_id);
-                    match waiter {
-                        Some(waiter) => {
-                            let _ = waiter.send(response);
-                        }
-                        // Correlation 0: a connection-level error (framing
-                        // violation, overload); every waiter gets it.
-                        None if frame.correlation_id == 0 => {
-                            let all: Vec<_> = waiters
-                                .calls
-                                .lock()
-                                .expect("waiter map lock")
-                                .drain()
-                                .collect();
-                            for (_, waiter) in all {
-                                let _ = waiter.send(response.clone());
-                            }
-                        }
-                        None => {}
-                    }
-                }
+            let frame = match buffer.next_frame(FRAME_BYTES_MAX) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(_) => break 'read,
-            }
+            };
+            let response = Response::decode(frame.kind, frame.body).unwrap_or_else(|e| {
+                Response::error(
+                    ErrorCode::MalformedFrame,
+                    format!("undecodable reply: {}", e.message),
+                )
+            });
+            waiters.answer(frame.correlation_id, response);
         }
-        buffer.drain(..consumed);
-        if buffer.capacity() - buffer.len() < 16 * 1024 {
-            buffer.reserve(64 * 1024);
-        }
-        match reader.read_buf(&mut buffer).await {
+        match buffer.fill(&mut reader, READ_CHUNK_BYTES).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

@@ -17,6 +17,16 @@ pub const CARDS_PER_PAYMENT_MAX: usize = 16;
 /// Hard ceiling on a frame, so a bad config cannot let a peer make the
 /// engine buffer unbounded bytes.
 pub const FRAME_BYTES_MAX: usize = 16 << 20;
+/// Hard ceiling on a shard's mailbox, in messages.
+pub const SHARD_MAILBOX_MAX: usize = 1 << 16;
+
+// Limits that must fit the types that carry them.
+const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1, "shard ids are u16");
+const _: () = assert!(CARDS_PER_PAYMENT_MAX < u8::MAX as usize, "positions are u8");
+const _: () = assert!(
+    FRAME_BYTES_MAX <= u32::MAX as usize,
+    "frame lengths are u32"
+);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -65,7 +75,8 @@ pub struct Limits {
     /// How long a two-phase coordinator waits for every shard's vote before
     /// it aborts the payment.
     pub prepare_timeout_ms: u64,
-    /// Messages a shard's mailbox holds before senders wait.
+    /// Messages a shard's mailbox holds before senders wait (and so the
+    /// connections feeding it stop reading).
     pub shard_mailbox_capacity: usize,
 }
 
@@ -183,8 +194,8 @@ impl Config {
                 "limits.prepare_timeout_ms must be at least 1".into(),
             ),
             (
-                limits.shard_mailbox_capacity >= 1,
-                "limits.shard_mailbox_capacity must be at least 1".into(),
+                (1..=SHARD_MAILBOX_MAX).contains(&limits.shard_mailbox_capacity),
+                format!("limits.shard_mailbox_capacity must be 1..={SHARD_MAILBOX_MAX}"),
             ),
         ];
         for (ok, message) in checks {

@@ -1,10 +1,10 @@
 //! Putting the engine together: storage, load, shards, router, gateway.
 //!
-//! Thread layout: the actix system arbiter runs the accept loop, the router
-//! and its gathering futures (two-phase coordinators included). `worker`
+//! Thread layout: the actix system arbiter runs the accept loop. `worker`
 //! arbiters, one per core by default, run the shard actors and the client
-//! connections, round-robin. Each shard has its own writer thread that spends
-//! its life in `fsync`.
+//! connections, round-robin; a connection routes its own requests and runs
+//! the two-phase coordinators and gathers it starts. Each shard has its own
+//! writer thread that spends its life in `fsync`.
 
 use crate::config::Config;
 use crate::gateway::connection::GatewayContext;
@@ -12,32 +12,33 @@ use crate::gateway::server;
 use crate::idempotency::Claims;
 use crate::load;
 use crate::pin::{PinHasher, SECRET_BYTES};
-use crate::router::{Fabric, Router};
-use crate::shard::Shard;
+use crate::router::Router;
+use crate::shard::Shards;
 use crate::storage::Storage;
-use crate::twopc::crashpoint;
+use crate::twopc::{Coordinator, crashpoint};
 use actix::prelude::*;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A started engine (inside an actix system).
-pub struct Running {
+pub(crate) struct Running {
     pub addr: SocketAddr,
     storage: Arc<Storage>,
     workers: Vec<Arbiter>,
 }
 
 /// Starts everything; must be called inside an actix `System`.
-pub async fn start(config: &Config) -> Result<Running, String> {
+pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     config.validate()?;
     crashpoint::arm_from_env()?;
     let secret = load_or_create_secret(config)?;
     let hasher = PinHasher::new(&secret);
     let storage = Arc::new(Storage::open(&config.data_dir).map_err(|e| e.to_string())?);
-    let (states, loaded) =
-        load::load(&storage, &hasher, config.shards).map_err(|e| e.to_string())?;
+    let (machines, loaded) =
+        load::load(storage.as_ref(), &hasher, config.shards).map_err(|e| e.to_string())?;
     tracing::info!(
         cards = loaded.cards,
         shards = config.shards,
@@ -47,29 +48,28 @@ pub async fn start(config: &Config) -> Result<Running, String> {
     );
 
     let claims = Arc::new(Claims::new());
-    let worker_count = config.worker_count();
-    let workers: Vec<Arbiter> = (0..worker_count).map(|_| Arbiter::new()).collect();
-    let shards: Vec<Addr<Shard>> = states
-        .into_iter()
-        .enumerate()
-        .map(|(index, state)| {
-            let storage = storage.clone();
-            let claims = claims.clone();
-            Shard::start_in_arbiter(&workers[index % worker_count].handle(), move |_| {
-                Shard::new(index as u16, state, storage, claims)
-            })
-        })
-        .collect();
-
-    let fabric = Arc::new(Fabric {
+    let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
+    let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
+    let shards = Arc::new(Shards::start(
+        machines,
+        &storage,
+        &claims,
+        &handles,
+        config.limits.shard_mailbox_capacity,
+    ));
+    let coordinator = Arc::new(Coordinator::new(
+        shards.clone(),
+        storage.clone(),
+        claims.clone(),
+        Duration::from_millis(config.limits.prepare_timeout_ms),
+    ));
+    let router = Arc::new(Router::new(
         shards,
-        storage: storage.clone(),
+        coordinator,
         claims,
-        hasher: hasher.clone(),
-        limits: config.limits.clone(),
-        pin_digits: config.pin_digits,
-    });
-    let router = Router::new(fabric).start();
+        hasher.clone(),
+        config.pin_digits,
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -81,7 +81,6 @@ pub async fn start(config: &Config) -> Result<Running, String> {
         hasher,
         limits: config.limits.clone(),
     });
-    let handles = workers.iter().map(|w| w.handle()).collect();
     actix_rt::spawn(server::accept_loop(listener, context, handles));
     Ok(Running {
         addr,
@@ -201,7 +200,7 @@ impl Drop for EngineHandle {
 }
 
 /// File in the data dir holding the generated PIN secret (hex).
-pub const SECRET_FILE: &str = "pin-secret";
+pub(crate) const SECRET_FILE: &str = "pin-secret";
 
 /// The PIN secret: from config if set, else from the data dir, else a fresh
 /// one written there (mode 0600, synced) on first start.

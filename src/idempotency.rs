@@ -12,11 +12,15 @@
 //! * The durable outcome in the `payments` column family: after the claim,
 //!   the processor looks the id up; a hit is replayed as it was first
 //!   answered (marked `replayed`).
+//!
+//! This module also translates between the wire's answer and the stored
+//! record, which are different types on purpose: a protocol change must not
+//! change what is on disk.
 
-use crate::ids::PaymentId;
-use crate::protocol::{ErrorCode, PayResponse, Response};
-use crate::shard::op::CardRef;
-use crate::storage::records::StoredPayment;
+use crate::ids::{CardRef, PaymentId};
+use crate::protocol::{ErrorCode, ErrorResponse, PayPart, PayResponse};
+use crate::storage::Store;
+use crate::storage::records::{PaymentRecord, RecordedOutcome, RecordedPart};
 use dashmap::DashSet;
 
 #[derive(Default)]
@@ -34,9 +38,12 @@ impl Claims {
         self.in_flight.insert(payment)
     }
 
+    /// Releases a claim this caller holds. Releasing one nobody holds would
+    /// mean two processors believed they owned the payment: a bug that could
+    /// pay twice, so it stops the engine.
     pub fn release(&self, payment: PaymentId) {
         let was_claimed = self.in_flight.remove(&payment).is_some();
-        debug_assert!(was_claimed, "released a payment that was not claimed");
+        assert!(was_claimed, "released a payment that was not claimed");
     }
 
     pub fn is_in_flight(&self, payment: PaymentId) -> bool {
@@ -52,38 +59,117 @@ impl Claims {
     }
 }
 
+/// The prologue of whoever processes a payment (a shard, or a two-phase
+/// coordinator), step one: claim its id, or answer that it is in progress.
+pub fn claim(claims: &Claims, payment: PaymentId) -> Result<(), ErrorResponse> {
+    if claims.claim(payment) {
+        Ok(())
+    } else {
+        Err(ErrorResponse::new(
+            ErrorCode::RequestInProgress,
+            "this request id is being processed; retry when it has answered",
+        ))
+    }
+}
+
+/// Step two, with the claim held: the payment's recorded outcome, if it
+/// was decided before (the prefetch of the state machine's `pay`).
+pub fn prefetch(
+    store: &dyn Store,
+    payment: PaymentId,
+) -> Result<Option<PaymentRecord>, ErrorResponse> {
+    store.get_payment(payment).map_err(|error| {
+        tracing::error!(%error, "payment lookup failed");
+        ErrorResponse::new(ErrorCode::Internal, "storage read failed")
+    })
+}
+
 /// The answer to a retry of an already-decided payment. The retry must be
 /// the same payment (same amount, same cards in the same order); a merchant
 /// reusing a request id for a different payment gets an error rather than
 /// somebody else's approval.
-pub fn replay(stored: &StoredPayment, amount_minor: u64, cards: &[CardRef]) -> Response {
-    let same_cards = stored.card_keys.len() == cards.len()
-        && stored
-            .card_keys
-            .iter()
-            .zip(cards)
-            .all(|(stored_key, card)| *stored_key == card.key.0);
-    if stored.response.amount_minor != amount_minor || !same_cards {
-        return Response::error(
+pub fn replay(
+    record: &PaymentRecord,
+    amount_minor: u64,
+    cards: &[CardRef],
+) -> Result<PayResponse, ErrorResponse> {
+    let same_cards = record.cards.len() == cards.len()
+        && record.cards.iter().zip(cards).all(|(a, b)| a.key == b.key);
+    if record.amount_minor != amount_minor || !same_cards {
+        return Err(ErrorResponse::new(
             ErrorCode::InvalidArgument,
             "this request id was already used for a different payment",
-        );
+        ));
     }
-    let mut response: PayResponse = stored.response.clone();
+    let mut response = response_of(record);
     response.replayed = true;
-    Response::Paid(response)
+    Ok(response)
+}
+
+/// The record of a decided payment.
+pub(crate) fn record_of(response: &PayResponse, cards: &[CardRef]) -> PaymentRecord {
+    let outcome = match response.reason {
+        None => {
+            assert_eq!(response.parts.len(), cards.len(), "one part per card");
+            RecordedOutcome::Approved {
+                parts: response
+                    .parts
+                    .iter()
+                    .map(|part| RecordedPart {
+                        taken_minor: part.taken_minor,
+                        remaining_minor: part.remaining_minor,
+                    })
+                    .collect(),
+            }
+        }
+        Some(reason) => RecordedOutcome::Declined {
+            reason,
+            position: response.position,
+            available_minor: response.remaining_minor,
+        },
+    };
+    PaymentRecord {
+        amount_minor: response.amount_minor,
+        cards: cards.to_vec(),
+        outcome,
+    }
+}
+
+/// The first answer, rebuilt from its record.
+pub fn response_of(record: &PaymentRecord) -> PayResponse {
+    match &record.outcome {
+        RecordedOutcome::Approved { parts } => PayResponse::approved(
+            record.amount_minor,
+            record
+                .cards
+                .iter()
+                .zip(parts)
+                .map(|(card, part)| PayPart {
+                    pin_last4: card.last4,
+                    taken_minor: part.taken_minor,
+                    remaining_minor: part.remaining_minor,
+                })
+                .collect(),
+        ),
+        RecordedOutcome::Declined {
+            reason,
+            position,
+            available_minor,
+        } => PayResponse::declined(*reason, *position, record.amount_minor, *available_minor),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::card::DeclineReason;
+    use crate::ids::Position;
     use crate::pin::PinKey;
 
     fn card(byte: u8) -> CardRef {
         CardRef {
             key: PinKey([byte; 16]),
-            last4: 0,
+            last4: u16::from(byte),
         }
     }
 
@@ -102,25 +188,58 @@ mod tests {
     }
 
     #[test]
-    fn replay_returns_the_first_answer_only_for_the_same_payment() {
-        let stored = StoredPayment {
-            response: PayResponse::declined(DeclineReason::InsufficientFunds, Some(1), 900, 500),
-            card_keys: vec![[1; 16]],
-        };
-        match replay(&stored, 900, &[card(1)]) {
-            Response::Paid(response) => {
-                assert!(response.replayed);
-                assert_eq!(response.reason, Some(DeclineReason::InsufficientFunds));
-            }
-            other => panic!("expected a replay, got {other:?}"),
+    #[should_panic(expected = "released a payment that was not claimed")]
+    fn releasing_an_unclaimed_payment_is_a_bug() {
+        Claims::new().release(PaymentId {
+            merchant_id: 1,
+            request_id: 2,
+        });
+    }
+
+    #[test]
+    fn records_and_answers_translate_both_ways() {
+        let approved = PayResponse::approved(
+            700,
+            vec![
+                PayPart {
+                    pin_last4: 1,
+                    taken_minor: 500,
+                    remaining_minor: 0,
+                },
+                PayPart {
+                    pin_last4: 2,
+                    taken_minor: 200,
+                    remaining_minor: 300,
+                },
+            ],
+        );
+        let declined = PayResponse::declined(
+            DeclineReason::InsufficientFunds,
+            Some(Position::from_index(0)),
+            900,
+            500,
+        );
+        for response in [approved, declined] {
+            let record = record_of(&response, &[card(1), card(2)]);
+            assert_eq!(response_of(&record), response);
         }
-        assert!(matches!(
-            replay(&stored, 901, &[card(1)]),
-            Response::Error(_)
-        ));
-        assert!(matches!(
-            replay(&stored, 900, &[card(2)]),
-            Response::Error(_)
-        ));
+    }
+
+    #[test]
+    fn replay_returns_the_first_answer_only_for_the_same_payment() {
+        let first = PayResponse::declined(
+            DeclineReason::InsufficientFunds,
+            Some(Position::from_index(0)),
+            900,
+            500,
+        );
+        let record = record_of(&first, &[card(1)]);
+        let again = replay(&record, 900, &[card(1)]).expect("same payment");
+        assert!(again.replayed);
+        assert_eq!(again.reason, Some(DeclineReason::InsufficientFunds));
+        for (amount, cards) in [(901, vec![card(1)]), (900, vec![card(2)]), (900, vec![])] {
+            let refused = replay(&record, amount, &cards).expect_err("a different payment");
+            assert_eq!(refused.error_code(), Some(ErrorCode::InvalidArgument));
+        }
     }
 }

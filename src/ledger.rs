@@ -12,23 +12,28 @@
 //! engine-wide sums stay balanced at every instant: the audit can read the
 //! shards one after another, while payments are in flight, and still expect
 //! the law to hold exactly.
+//!
+//! Sums use plain arithmetic: the release profile keeps overflow checks on,
+//! so a sum that could wrap stops the engine rather than report a wrong
+//! total.
 
 use crate::card::{Card, CardState};
-use crate::ids::{MerchantId, PaymentId, StoreId};
+use crate::ids::{MerchantId, PaymentId, ShardId, StoreId};
 use crate::pin::{KeyHashBuilder, PinKey};
 use crate::protocol::{AuditResponse, MerchantLine, ReportResponse, StoreLine, Totals};
-use crate::storage::records::BookKind;
-use std::collections::{BTreeMap, HashMap};
+use crate::storage::Changes;
+use crate::storage::records::{BookKind, BookRow};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Findings one shard reports at most, so a badly broken store cannot make
 /// the audit reply exceed a frame.
-pub const PROBLEMS_PER_SHARD_MAX: usize = 64;
+pub(crate) const PROBLEMS_PER_SHARD_MAX: usize = 64;
 
 /// One shard's shares of the store and merchant accounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardBooks {
-    pub store_owed: HashMap<StoreId, u64>,
-    pub merchant_owed: HashMap<MerchantId, u64>,
+    store_owed: HashMap<StoreId, u64>,
+    merchant_owed: HashMap<MerchantId, u64>,
 }
 
 impl ShardBooks {
@@ -54,18 +59,53 @@ impl ShardBooks {
     pub fn share(&self, kind: BookKind, account: u32) -> u64 {
         self.accounts(kind).get(&account).copied().unwrap_or(0)
     }
+
+    /// Writes every account share as `shard`'s book rows.
+    pub(crate) fn write_rows(&self, shard: ShardId, out: &mut Changes) {
+        for kind in [BookKind::StoreOwed, BookKind::MerchantOwed] {
+            for (&account, &amount_minor) in self.accounts(kind) {
+                out.put_book(kind, account, shard, amount_minor);
+            }
+        }
+    }
+
+    fn total(&self, kind: BookKind) -> u64 {
+        self.accounts(kind).values().sum()
+    }
 }
 
 /// Merges book rows written by any number of shards (under any earlier
 /// shard count) into one share per account. At start the engine writes the
 /// merged rows as shard 0's and deletes the rest, so later shares start from
 /// zero and a changed shard count never splits an account's history.
-pub fn consolidate(rows: &[(BookKind, u32, u16, u64)]) -> ShardBooks {
+pub(crate) fn consolidate(rows: &[BookRow]) -> ShardBooks {
     let mut books = ShardBooks::default();
-    for &(kind, account, _shard, amount) in rows {
-        books.credit(kind, account, amount);
+    for row in rows {
+        books.credit(row.kind, row.account_id, row.amount_minor);
     }
     books
+}
+
+/// Cards a store sold, and their face value, counted from the cards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreActivations {
+    pub cards: u64,
+    pub face_value_minor: u64,
+}
+
+impl StoreActivations {
+    fn add(&mut self, other: StoreActivations) {
+        self.cards += other.cards;
+        self.face_value_minor += other.face_value_minor;
+    }
+}
+
+/// A hold of a prepared payment on one card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldLine {
+    pub payment: PaymentId,
+    pub card: PinKey,
+    pub amount_minor: u64,
 }
 
 /// Everything a report or an audit needs from one shard, taken in one pass
@@ -73,20 +113,19 @@ pub fn consolidate(rows: &[(BookKind, u32, u16, u64)]) -> ShardBooks {
 /// that shard).
 #[derive(Debug, Clone, Default)]
 pub struct ShardLedger {
-    pub shard: u16,
+    pub shard: ShardId,
     pub totals: Totals,
     pub books: ShardBooks,
-    /// Per store: cards activated and their face value, from the cards.
-    pub activated_by_store: HashMap<StoreId, (u64, u64)>,
+    /// Per store, from the cards.
+    pub activated_by_store: HashMap<StoreId, StoreActivations>,
     /// Broken card invariants, capped at [`PROBLEMS_PER_SHARD_MAX`].
     pub problems: Vec<String>,
-    /// Holds of prepared payments: (payment, card, amount).
-    pub holds: Vec<(PaymentId, PinKey, u64)>,
+    pub holds: Vec<HoldLine>,
 }
 
 impl ShardLedger {
     pub fn snapshot(
-        shard: u16,
+        shard: ShardId,
         cards: &HashMap<PinKey, Card, KeyHashBuilder>,
         books: &ShardBooks,
         holds: &HashMap<(PaymentId, PinKey), u64>,
@@ -96,30 +135,17 @@ impl ShardLedger {
             books: books.clone(),
             ..ShardLedger::default()
         };
-        let totals = &mut ledger.totals;
         let mut held_by_card: HashMap<PinKey, u64> = HashMap::new();
-        for (&(payment, key), &amount) in holds {
-            ledger.holds.push((payment, key, amount));
-            *held_by_card.entry(key).or_insert(0) += amount;
+        for (&(payment, card), &amount_minor) in holds {
+            ledger.holds.push(HoldLine {
+                payment,
+                card,
+                amount_minor,
+            });
+            *held_by_card.entry(card).or_insert(0) += amount_minor;
         }
         for (key, card) in cards {
-            totals.cards += 1;
-            match card.state {
-                CardState::Issued => totals.cards_issued += 1,
-                CardState::Active => totals.cards_active += 1,
-                CardState::Exhausted => totals.cards_exhausted += 1,
-            }
-            if card.state != CardState::Issued {
-                totals.activated_minor += card.face_value_minor;
-                let entry = ledger
-                    .activated_by_store
-                    .entry(card.store_id)
-                    .or_insert((0, 0));
-                entry.0 += 1;
-                entry.1 += card.face_value_minor;
-            }
-            totals.balance_minor += card.balance_minor;
-            totals.held_minor += card.held_minor;
+            ledger.count_card(card);
             let mut finding = card.check().err().map(str::to_string);
             let held = held_by_card.get(key).copied().unwrap_or(0);
             if finding.is_none() && held != card.held_minor {
@@ -136,9 +162,31 @@ impl ShardLedger {
                     .push(format!("shard {shard}: card {}: {finding}", key.label()));
             }
         }
-        totals.store_owed_minor = books.store_owed.values().sum();
-        totals.merchant_owed_minor = books.merchant_owed.values().sum();
+        ledger.totals.store_owed_minor = books.total(BookKind::StoreOwed);
+        ledger.totals.merchant_owed_minor = books.total(BookKind::MerchantOwed);
         ledger
+    }
+
+    fn count_card(&mut self, card: &Card) {
+        let totals = &mut self.totals;
+        totals.cards += 1;
+        match card.state {
+            CardState::Issued => totals.cards_issued += 1,
+            CardState::Active => totals.cards_active += 1,
+            CardState::Exhausted => totals.cards_exhausted += 1,
+        }
+        if card.state != CardState::Issued {
+            totals.activated_minor += card.face_value_minor;
+            self.activated_by_store
+                .entry(card.store_id)
+                .or_default()
+                .add(StoreActivations {
+                    cards: 1,
+                    face_value_minor: card.face_value_minor,
+                });
+        }
+        totals.balance_minor += card.balance_minor;
+        totals.held_minor += card.held_minor;
     }
 }
 
@@ -155,29 +203,27 @@ fn add_totals(into: &mut Totals, from: &Totals) {
 }
 
 /// Engine-wide books, merged from every shard's ledger.
+#[derive(Default)]
 struct Merged {
     totals: Totals,
     store_owed: BTreeMap<StoreId, u64>,
-    store_activated: BTreeMap<StoreId, (u64, u64)>,
+    store_activated: BTreeMap<StoreId, StoreActivations>,
     merchant_owed: BTreeMap<MerchantId, u64>,
 }
 
 fn merge(ledgers: &[ShardLedger]) -> Merged {
-    let mut merged = Merged {
-        totals: Totals::default(),
-        store_owed: BTreeMap::new(),
-        store_activated: BTreeMap::new(),
-        merchant_owed: BTreeMap::new(),
-    };
+    let mut merged = Merged::default();
     for ledger in ledgers {
         add_totals(&mut merged.totals, &ledger.totals);
         for (&store, &owed) in &ledger.books.store_owed {
             *merged.store_owed.entry(store).or_insert(0) += owed;
         }
-        for (&store, &(cards, minor)) in &ledger.activated_by_store {
-            let entry = merged.store_activated.entry(store).or_insert((0, 0));
-            entry.0 += cards;
-            entry.1 += minor;
+        for (&store, &activations) in &ledger.activated_by_store {
+            merged
+                .store_activated
+                .entry(store)
+                .or_default()
+                .add(activations);
         }
         for (&merchant, &owed) in &ledger.books.merchant_owed {
             *merged.merchant_owed.entry(merchant).or_insert(0) += owed;
@@ -193,7 +239,7 @@ pub fn report(ledgers: &[ShardLedger]) -> ReportResponse {
         .iter()
         .map(|(&store_id, &owed_minor)| StoreLine {
             store_id,
-            cards_activated: merged.store_activated.get(&store_id).map_or(0, |a| a.0),
+            cards_activated: merged.store_activated.get(&store_id).map_or(0, |a| a.cards),
             owed_minor,
         })
         .collect();
@@ -220,14 +266,14 @@ pub fn audit(ledgers: &[ShardLedger], in_flight: impl Fn(PaymentId) -> bool) -> 
     let totals = merged.totals;
     let mut problems: Vec<String> = ledgers.iter().flat_map(|l| l.problems.clone()).collect();
 
-    let accounted = totals.balance_minor + totals.merchant_owed_minor;
-    if totals.activated_minor != accounted {
+    let accounted = i128::from(totals.balance_minor) + i128::from(totals.merchant_owed_minor);
+    if i128::from(totals.activated_minor) != accounted {
         problems.push(format!(
             "conservation: activated {} != card balances {} + merchant credits {} (difference {})",
             totals.activated_minor,
             totals.balance_minor,
             totals.merchant_owed_minor,
-            i128::from(totals.activated_minor) - i128::from(accounted)
+            i128::from(totals.activated_minor) - accounted
         ));
     }
     if totals.store_owed_minor != totals.activated_minor {
@@ -236,7 +282,7 @@ pub fn audit(ledgers: &[ShardLedger], in_flight: impl Fn(PaymentId) -> bool) -> 
             totals.store_owed_minor, totals.activated_minor
         ));
     }
-    let stores: std::collections::BTreeSet<StoreId> = merged
+    let stores: BTreeSet<StoreId> = merged
         .store_owed
         .keys()
         .chain(merged.store_activated.keys())
@@ -244,7 +290,10 @@ pub fn audit(ledgers: &[ShardLedger], in_flight: impl Fn(PaymentId) -> bool) -> 
         .collect();
     for store in stores {
         let owed = merged.store_owed.get(&store).copied().unwrap_or(0);
-        let activated = merged.store_activated.get(&store).map_or(0, |a| a.1);
+        let activated = merged
+            .store_activated
+            .get(&store)
+            .map_or(0, |a| a.face_value_minor);
         if owed != activated {
             problems.push(format!(
                 "store {store}: books say owed {owed} but its activated cards total {activated}"
@@ -252,16 +301,15 @@ pub fn audit(ledgers: &[ShardLedger], in_flight: impl Fn(PaymentId) -> bool) -> 
         }
     }
     for ledger in ledgers {
-        for &(payment, key, amount) in &ledger.holds {
-            if !in_flight(payment) {
-                problems.push(format!(
-                    "shard {}: dangling hold of {amount} on card {} for merchant {} request {}",
-                    ledger.shard,
-                    key.label(),
-                    payment.merchant_id,
-                    payment.request_id
-                ));
-            }
+        for hold in ledger.holds.iter().filter(|hold| !in_flight(hold.payment)) {
+            problems.push(format!(
+                "shard {}: dangling hold of {} on card {} for merchant {} request {}",
+                ledger.shard,
+                hold.amount_minor,
+                hold.card.label(),
+                hold.payment.merchant_id,
+                hold.payment.request_id
+            ));
         }
     }
     AuditResponse {
@@ -280,7 +328,7 @@ mod tests {
             .iter()
             .map(|(id, card)| (PinKey([*id; 16]), *card))
             .collect();
-        ShardLedger::snapshot(0, &map, &books, &HashMap::new())
+        ShardLedger::snapshot(ShardId(0), &map, &books, &HashMap::new())
     }
 
     fn active(face: u64, store: u32, spent: u64) -> Card {
@@ -354,7 +402,7 @@ mod tests {
             [((payment, PinKey([1; 16])), 300)].into_iter().collect();
         let mut books = ShardBooks::default();
         books.credit(BookKind::StoreOwed, 1, 1000);
-        let ledger = ShardLedger::snapshot(0, &map, &books, &holds);
+        let ledger = ShardLedger::snapshot(ShardId(0), &map, &books, &holds);
         assert!(audit(std::slice::from_ref(&ledger), |_| true).ok);
         let result = audit(&[ledger], |_| false);
         assert!(result.problems.iter().any(|p| p.contains("dangling hold")));
@@ -362,13 +410,22 @@ mod tests {
 
     #[test]
     fn consolidation_sums_shares_from_any_shard_count() {
+        let row = |kind, account_id, shard, amount_minor| BookRow {
+            kind,
+            account_id,
+            shard: ShardId(shard),
+            amount_minor,
+        };
         let rows = [
-            (BookKind::MerchantOwed, 9, 0, 100),
-            (BookKind::MerchantOwed, 9, 5, 50),
-            (BookKind::StoreOwed, 1, 3, 500),
+            row(BookKind::MerchantOwed, 9, 0, 100),
+            row(BookKind::MerchantOwed, 9, 5, 50),
+            row(BookKind::StoreOwed, 1, 3, 500),
         ];
         let books = consolidate(&rows);
-        assert_eq!(books.merchant_owed[&9], 150);
-        assert_eq!(books.store_owed[&1], 500);
+        assert_eq!(books.share(BookKind::MerchantOwed, 9), 150);
+        assert_eq!(books.share(BookKind::StoreOwed, 1), 500);
+        let mut out = Changes::new();
+        books.write_rows(ShardId(0), &mut out);
+        assert_eq!(out.len(), 2);
     }
 }

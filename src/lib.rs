@@ -4,16 +4,24 @@
 //! A card is worthless until a store's POS sells it and the store's
 //! headquarters tells the center ([`card`]); then merchants debit it by PIN,
 //! alone or combined with other cards, and the center keeps the books
-//! ([`ledger`]). The architecture, from the socket inwards:
+//! ([`ledger`]). The data flows one way, client → gateway → router → shard
+//! → storage, and so do the imports (`docs/DESIGN.md` has the map):
 //!
 //! * [`protocol`]: frames and messages on the wire.
 //! * [`gateway`]: TCP connections; validation; admission control.
-//! * [`router`]: an actor fanning commands out to shards.
-//! * [`shard`]: card-shard actors owning card state, with group commit.
-//! * [`twopc`]: two-phase commit for payments spanning shards, recovery,
-//!   crash points.
-//! * [`storage`]: RocksDB and the record layouts; [`load`]: start-up.
+//! * [`router`]: fans one connection's commands out to the shards.
+//! * [`twopc`]: two-phase commit for payments spanning shards: the pure
+//!   decision, its coordinator, recovery, crash points.
+//! * [`shard`]: the shard actors and their writer threads (group commit),
+//!   reached through [`shard::Shards`].
+//! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
+//! * [`idempotency`]: claims and replays of payments by request id.
 //! * [`ledger`]: books, reports, the conservation audit.
+//! * [`storage`]: RocksDB behind [`storage::Store`], and the record layouts.
+//! * [`reply`]: what shards hand back to connections (protocol only).
+//! * [`card`], [`pin`], [`ids`]: the leaves: one card's rules, PINs and
+//!   their keyed hash, identifiers.
+//! * [`load`]: start-up; [`engine`]: wiring; [`config`]: every limit.
 //! * [`client`]: the Rust client; [`cli`]: the `kessai` command.
 //! * [`telemetry`]: metrics for Prometheus.
 
@@ -21,17 +29,19 @@ pub mod card;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod encoding;
+mod encoding;
 pub mod engine;
-pub mod gateway;
+mod gateway;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod load;
 pub mod pin;
 pub mod protocol;
-pub mod router;
-pub mod shard;
+mod reply;
+mod router;
+mod shard;
+pub mod state_machine;
 pub mod storage;
-pub mod telemetry;
+mod telemetry;
 pub mod twopc;

@@ -1,4 +1,4 @@
-//! Start-up: turn the database into the shards' in-memory state.
+//! Start-up: turn the durable records into the shards' state machines.
 //!
 //! 1. Check the PIN secret against the fingerprint stored at first start.
 //! 2. Read every card and give it to shard `pin_key mod N`, for whatever N
@@ -7,13 +7,16 @@
 //!    [`crate::ledger::consolidate`]) and rewrite the rows that way.
 //! 4. Resolve holds left by a crash ([`crate::twopc::recovery`]).
 //!
-//! Steps 3 and 4 write one synced batch before any shard starts.
+//! Steps 3 and 4 write one synced batch before any shard starts. The same
+//! code rebuilds the shards in the simulation test, from its in-memory
+//! store, after every simulated crash.
 
-use crate::ledger;
+use crate::ids::ShardId;
+use crate::ledger::{self, ShardBooks};
 use crate::pin::PinHasher;
-use crate::shard::ShardState;
-use crate::storage::records::{self, BookKind};
-use crate::storage::{Cf, Changes, Storage, StorageError};
+use crate::state_machine::{CardMap, ShardMachine};
+use crate::storage::records;
+use crate::storage::{Cf, Changes, StorageError, Store};
 use crate::twopc::recovery::{self, Recovered};
 
 const META_FINGERPRINT: &str = "pin-secret-fingerprint";
@@ -27,54 +30,72 @@ pub struct Loaded {
 }
 
 pub fn load(
-    storage: &Storage,
+    store: &dyn Store,
     hasher: &PinHasher,
     shard_count: usize,
-) -> Result<(Vec<ShardState>, Loaded), StorageError> {
+) -> Result<(Vec<ShardMachine>, Loaded), StorageError> {
     assert!(shard_count > 0);
     let mut changes = Changes::new();
-    let fingerprint = hasher.fingerprint();
-    match storage.get_meta(META_FINGERPRINT)? {
-        Some(stored) if stored != fingerprint => {
-            return Err(StorageError(
-                "the PIN secret differs from the one this data dir was created with; \
-                 every card would be unknown. Restore the original secret."
-                    .into(),
-            ));
-        }
-        Some(_) => {}
-        None => changes.put(Cf::Meta, META_FINGERPRINT.as_bytes(), &fingerprint),
-    }
+    check_fingerprint(store, hasher, &mut changes)?;
 
-    let mut shards: Vec<ShardState> = (0..shard_count).map(|_| ShardState::default()).collect();
     let mut loaded = Loaded::default();
-    storage.scan(Cf::Cards, |key, value| {
+    let mut cards: Vec<CardMap> = (0..shard_count).map(|_| CardMap::default()).collect();
+    store.scan(Cf::Cards, &mut |key, value| {
         let key = records::decode_pin_key(key)?;
         let card = records::decode_card(value).map_err(|e| format!("card {}: {e}", key.label()))?;
-        shards[key.shard(shard_count)].cards.insert(key, card);
+        cards[key.shard(shard_count)].insert(key, card);
         loaded.cards += 1;
         Ok(())
     })?;
 
     let mut rows = Vec::new();
-    storage.scan(Cf::Books, |key, value| {
-        let (kind, account, shard) = records::decode_book_key(key)?;
-        rows.push((kind, account, shard, records::decode_u64(value)?));
+    store.scan(Cf::Books, &mut |key, value| {
+        rows.push(records::decode_book_row(key, value)?);
         Ok(())
     })?;
     loaded.book_rows = rows.len();
-    for &(kind, account, shard, _) in &rows {
-        changes.delete(Cf::Books, &records::book_key(kind, account, shard));
+    for row in &rows {
+        changes.delete_book(row.kind, row.account_id, row.shard);
     }
-    shards[0].books = ledger::consolidate(&rows);
-    for (&store, &owed) in &shards[0].books.store_owed {
-        changes.put_book(BookKind::StoreOwed, store, 0, owed);
-    }
-    for (&merchant, &owed) in &shards[0].books.merchant_owed {
-        changes.put_book(BookKind::MerchantOwed, merchant, 0, owed);
-    }
+    let consolidated = ledger::consolidate(&rows);
+    consolidated.write_rows(ShardId(0), &mut changes);
 
-    loaded.recovered = recovery::resolve_holds(storage, &mut shards, &mut changes)?;
-    storage.commit(&changes)?;
-    Ok((shards, loaded))
+    let mut machines: Vec<ShardMachine> = cards
+        .into_iter()
+        .enumerate()
+        .map(|(index, cards)| {
+            let books = if index == 0 {
+                consolidated.clone()
+            } else {
+                ShardBooks::default()
+            };
+            ShardMachine::new(ShardId::from_index(index), cards, books)
+        })
+        .collect();
+    loaded.recovered = recovery::resolve_holds(store, &mut machines, &mut changes)?;
+    for machine in &mut machines {
+        machine.end_batch(&mut changes);
+    }
+    store.commit(&changes)?;
+    Ok((machines, loaded))
+}
+
+fn check_fingerprint(
+    store: &dyn Store,
+    hasher: &PinHasher,
+    changes: &mut Changes,
+) -> Result<(), StorageError> {
+    let fingerprint = hasher.fingerprint();
+    match store.get_meta(META_FINGERPRINT)? {
+        Some(stored) if stored != fingerprint => Err(StorageError(
+            "the PIN secret differs from the one this data dir was created with; \
+             every card would be unknown. Restore the original secret."
+                .into(),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            changes.put(Cf::Meta, META_FINGERPRINT.as_bytes(), &fingerprint);
+            Ok(())
+        }
+    }
 }

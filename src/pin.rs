@@ -86,7 +86,7 @@ impl Pin {
     /// Draws a fresh random PIN of `digit_count` digits (check digit
     /// included). The first digit is never 0, so the PIN survives tools that
     /// treat it as a number.
-    pub fn generate<R: rand::Rng + ?Sized>(rng: &mut R, digit_count: usize) -> Pin {
+    pub(crate) fn generate<R: rand::Rng + ?Sized>(rng: &mut R, digit_count: usize) -> Pin {
         use rand::RngExt;
         assert!((PIN_DIGITS_MIN..=PIN_DIGITS_MAX).contains(&digit_count));
         let mut digits = [0u8; PIN_DIGITS_MAX];
@@ -105,7 +105,7 @@ impl Pin {
     }
 
     /// The PIN's digits as ASCII. Handle with care: this is the clear PIN.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.digits[..self.len as usize]
     }
 
@@ -139,7 +139,7 @@ impl fmt::Display for Pin {
 }
 
 /// Computes the Luhn check digit (as ASCII) for a payload of ASCII digits.
-pub fn luhn_check_digit(payload: &[u8]) -> u8 {
+pub(crate) fn luhn_check_digit(payload: &[u8]) -> u8 {
     // The check digit will sit to the right of the payload, so the payload's
     // rightmost digit is the first one to double.
     let sum = luhn_sum(payload, true);
@@ -147,7 +147,7 @@ pub fn luhn_check_digit(payload: &[u8]) -> u8 {
 }
 
 /// True when the last digit of `digits` is the Luhn check digit of the rest.
-pub fn luhn_valid(digits: &[u8]) -> bool {
+pub(crate) fn luhn_valid(digits: &[u8]) -> bool {
     !digits.is_empty() && luhn_sum(digits, false).is_multiple_of(10)
 }
 
@@ -183,7 +183,7 @@ impl PinKey {
     }
 
     /// First 8 bytes as an integer: the hash-map hash (see [`KeyHasher`]).
-    pub fn low_u64(&self) -> u64 {
+    pub(crate) fn low_u64(&self) -> u64 {
         let mut low = [0u8; 8];
         low.copy_from_slice(&self.0[..8]);
         u64::from_le_bytes(low)
@@ -219,7 +219,7 @@ pub struct PinHasher {
 }
 
 /// Bytes in a generated secret.
-pub const SECRET_BYTES: usize = 32;
+pub(crate) const SECRET_BYTES: usize = 32;
 
 impl PinHasher {
     pub fn new(secret: &[u8]) -> PinHasher {
@@ -241,7 +241,7 @@ impl PinHasher {
     /// A value that identifies the secret without revealing it. Stored in
     /// the database so that starting with a different secret (which would
     /// silently make every card unknown) is refused.
-    pub fn fingerprint(&self) -> [u8; 16] {
+    pub(crate) fn fingerprint(&self) -> [u8; 16] {
         let mut mac = self.keyed.clone();
         mac.update(b"kessai secret fingerprint v1");
         let full = mac.finalize().into_bytes();

@@ -197,7 +197,7 @@ mod tests {
         tally.count(&Response::Paid(PayResponse::approved(100, vec![part])));
         tally.count(&Response::Paid(PayResponse::declined(
             DeclineReason::InsufficientFunds,
-            Some(1),
+            Some(crate::ids::Position::from_index(0)),
             5000,
             900,
         )));

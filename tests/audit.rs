@@ -4,8 +4,9 @@
 mod common;
 
 use common::{Server, active_cards, connect, runtime};
+use kessai::ids::ShardId;
 use kessai::storage::records::BookKind;
-use kessai::storage::{Changes, Storage};
+use kessai::storage::{Changes, Storage, Store};
 
 #[test]
 fn tampered_books_fail_the_audit_and_are_located() {
@@ -36,8 +37,8 @@ fn tampered_books_fail_the_audit_and_are_located() {
     {
         let storage = Storage::open(&dir.path().join("data")).expect("open");
         let mut changes = Changes::new();
-        changes.put_book(BookKind::MerchantOwed, 9, 200, 250);
-        changes.put_book(BookKind::StoreOwed, 77, 200, 500);
+        changes.put_book(BookKind::MerchantOwed, 9, ShardId(200), 250);
+        changes.put_book(BookKind::StoreOwed, 77, ShardId(200), 500);
         storage.commit(&changes).expect("commit");
     }
 

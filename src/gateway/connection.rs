@@ -1,9 +1,9 @@
 //! One client connection: a reader half and a writer half.
 //!
 //! The **reader** cuts every complete frame out of what one `read` returned,
-//! validates them, and hands all routable commands to the router in one
-//! message (one actor hop per read, not per request). Before dispatching it
-//! takes one permit per request from the connection's semaphore of
+//! validates them, and hands all routable commands to the router at once
+//! (one hand-off per read, not per request). Before dispatching it takes one
+//! permit per request from the connection's semaphore of
 //! `max_inflight_per_connection`; when a pipelining client has that many
 //! requests unanswered the reader stops reading, TCP flow control pushes
 //! back on the client, and no queue in the engine grows.
@@ -24,19 +24,17 @@
 //! type gets an error frame and the connection carries on, since framing is
 //! intact.
 
-use super::command::{self, Action};
-use super::{ConnMsg, ConnTx};
+use super::validate::{self, Action};
 use crate::config::Limits;
 use crate::pin::PinHasher;
-use crate::protocol::frame::{self, FrameError};
+use crate::protocol::frame::{FrameBuffer, FrameError};
 use crate::protocol::{ErrorCode, ErrorResponse, Request, Response};
-use crate::router::{RouteBatch, Router};
-use crate::shard::op::Outcome;
+use crate::reply::{self, Reply, ReplyRx, ReplyTx};
+use crate::router::{Command, Router};
 use crate::telemetry::ReplyTally;
-use actix::Addr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc};
@@ -48,7 +46,7 @@ const WRITE_CHUNK_BYTES: usize = 256 * 1024;
 
 /// What every connection shares.
 pub struct GatewayContext {
-    pub router: Addr<Router>,
+    pub router: Arc<Router>,
     pub hasher: PinHasher,
     pub limits: Limits,
 }
@@ -72,7 +70,7 @@ pub async fn serve(stream: TcpStream, context: Arc<GatewayContext>) {
 
 /// Frames cut from the buffer in one pass, ready to dispatch.
 struct Cut {
-    commands: Vec<(u64, crate::router::Command)>,
+    commands: Vec<(u64, Command)>,
     replies: Vec<(u64, Response)>,
     /// Requests admitted (each needs a permit and gets exactly one reply).
     requests: usize,
@@ -80,7 +78,8 @@ struct Cut {
     fatal: Option<(u64, ErrorResponse)>,
 }
 
-fn cut_frames(buffer: &[u8], limits: &Limits, hasher: &PinHasher, consumed: &mut usize) -> Cut {
+/// Cuts, decodes and validates complete frames, up to the in-flight limit.
+fn cut_frames(buffer: &mut FrameBuffer, limits: &Limits, hasher: &PinHasher) -> Cut {
     let mut cut = Cut {
         commands: Vec::new(),
         replies: Vec::new(),
@@ -88,8 +87,8 @@ fn cut_frames(buffer: &[u8], limits: &Limits, hasher: &PinHasher, consumed: &mut
         fatal: None,
     };
     while cut.requests < limits.max_inflight_per_connection {
-        let (frame, used) = match frame::parse(&buffer[*consumed..], limits.max_frame_bytes) {
-            Ok(Some(found)) => found,
+        let frame = match buffer.next_frame(limits.max_frame_bytes) {
+            Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(error) => {
                 let code = match error {
@@ -102,7 +101,7 @@ fn cut_frames(buffer: &[u8], limits: &Limits, hasher: &PinHasher, consumed: &mut
         };
         let correlation_id = frame.correlation_id;
         match Request::decode(frame.kind, frame.body) {
-            Ok(request) => match command::validate(request, limits, hasher) {
+            Ok(request) => match validate::validate(request, limits, hasher) {
                 Action::Route(command) => cut.commands.push((correlation_id, command)),
                 Action::Reply(response) => cut.replies.push((correlation_id, response)),
             },
@@ -118,7 +117,6 @@ fn cut_frames(buffer: &[u8], limits: &Limits, hasher: &PinHasher, consumed: &mut
                 break;
             }
         }
-        *consumed += used;
         cut.requests += 1;
     }
     cut
@@ -126,33 +124,26 @@ fn cut_frames(buffer: &[u8], limits: &Limits, hasher: &PinHasher, consumed: &mut
 
 async fn read_loop(
     mut reader: OwnedReadHalf,
-    tx: ConnTx,
+    tx: ReplyTx,
     permits: Arc<Semaphore>,
     context: &GatewayContext,
 ) {
     let limits = &context.limits;
-    let mut buffer: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
-    let mut consumed = 0usize;
+    let mut buffer = FrameBuffer::with_capacity(READ_CHUNK_BYTES);
     loop {
-        let cut = cut_frames(&buffer, limits, &context.hasher, &mut consumed);
-        if cut.requests > 0 {
-            // Admission: wait while this client has too much in flight.
-            match permits.acquire_many(cut.requests as u32).await {
-                Ok(admitted) => admitted.forget(),
-                Err(_closed) => return,
-            }
-            for (correlation_id, response) in cut.replies {
-                let _ = tx.send(ConnMsg::Response(correlation_id, response));
-            }
-            if !cut.commands.is_empty() {
-                let batch = RouteBatch {
-                    conn: tx.clone(),
-                    commands: cut.commands,
-                };
-                if context.router.send(batch).await.is_err() {
-                    return;
-                }
-            }
+        let cut = cut_frames(&mut buffer, limits, &context.hasher);
+        if cut.requests > 0
+            && !dispatch(
+                &tx,
+                &permits,
+                context,
+                cut.requests,
+                cut.replies,
+                cut.commands,
+            )
+            .await
+        {
+            return;
         }
         if let Some((correlation_id, error)) = cut.fatal {
             fail_after_outstanding_replies(&tx, &permits, limits, correlation_id, error).await;
@@ -161,17 +152,12 @@ async fn read_loop(
         if cut.requests == limits.max_inflight_per_connection {
             continue; // the buffer may hold more complete frames
         }
-        buffer.drain(..consumed);
-        consumed = 0;
-        if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES {
-            buffer.reserve(READ_CHUNK_BYTES);
-        }
-        match reader.read_buf(&mut buffer).await {
+        match buffer.fill(&mut reader, READ_CHUNK_BYTES).await {
             Ok(0) => {
-                if !buffer.is_empty() {
+                if buffer.pending_bytes() > 0 {
                     let error = ErrorResponse::new(
                         ErrorCode::TruncatedFrame,
-                        format!("stream ended {} bytes into a frame", buffer.len()),
+                        format!("stream ended {} bytes into a frame", buffer.pending_bytes()),
                     );
                     fail_after_outstanding_replies(&tx, &permits, limits, 0, error).await;
                 }
@@ -183,6 +169,27 @@ async fn read_loop(
     }
 }
 
+/// Admits `requests` (waiting while this client has too much in flight),
+/// answers the ones validation already answered, and routes the rest.
+/// False when the connection is finished.
+async fn dispatch(
+    tx: &ReplyTx,
+    permits: &Semaphore,
+    context: &GatewayContext,
+    requests: usize,
+    replies: Vec<(u64, Response)>,
+    commands: Vec<(u64, Command)>,
+) -> bool {
+    match permits.acquire_many(requests as u32).await {
+        Ok(admitted) => admitted.forget(),
+        Err(_closed) => return false,
+    }
+    if !replies.is_empty() {
+        reply::send(tx, Reply::Many(replies));
+    }
+    commands.is_empty() || context.router.route(tx, commands).await.is_ok()
+}
+
 /// Ends the connection on a framing violation, after the replies it owes.
 ///
 /// Every admitted request holds a permit until its reply is written, so
@@ -191,7 +198,7 @@ async fn read_loop(
 /// closes. If the peer stops reading (or the engine is stuck) the wait ends
 /// after `2 * prepare_timeout_ms` and the remaining replies are dropped.
 async fn fail_after_outstanding_replies(
-    tx: &ConnTx,
+    tx: &ReplyTx,
     permits: &Semaphore,
     limits: &Limits,
     correlation_id: u64,
@@ -201,9 +208,11 @@ async fn fail_after_outstanding_replies(
     let drain_timeout = Duration::from_millis(limits.prepare_timeout_ms.saturating_mul(2));
     // Timed out or the writer is gone: close anyway, nothing left to wait for.
     let _drained = tokio::time::timeout(drain_timeout, permits.acquire_many(all_permits)).await;
-    let _ = tx.send(ConnMsg::Fatal(correlation_id, error));
+    reply::send(tx, Reply::Fatal(correlation_id, error));
 }
 
+/// Appends one reply frame, or an `internal` error in its place when the
+/// reply would exceed the frame limit.
 fn encode_reply(
     out: &mut Vec<u8>,
     correlation_id: u64,
@@ -224,50 +233,52 @@ fn encode_reply(
     }
 }
 
-fn outcome_response(outcome: Outcome) -> Response {
-    match outcome {
-        Outcome::Response(response) => response,
-        other => {
-            debug_assert!(false, "connection got an internal outcome {other:?}");
-            Response::error(ErrorCode::Internal, "internal routing error")
+/// Encodes the replies of `message` into `out`; returns how many requests
+/// they answer and whether the connection closes after them.
+fn encode_message(
+    out: &mut Vec<u8>,
+    tally: &mut ReplyTally,
+    message: Reply,
+    max_frame_bytes: usize,
+) -> (usize, bool) {
+    let mut one = |correlation_id, response: &Response| {
+        tally.count(response);
+        encode_reply(out, correlation_id, response, max_frame_bytes);
+    };
+    match message {
+        Reply::Many(replies) => {
+            for (correlation_id, response) in &replies {
+                one(*correlation_id, response);
+            }
+            (replies.len(), false)
+        }
+        Reply::One(correlation_id, response) => {
+            one(correlation_id, &response);
+            (1, false)
+        }
+        Reply::Fatal(correlation_id, error) => {
+            one(correlation_id, &Response::Error(error));
+            (0, true)
         }
     }
 }
 
 async fn write_loop(
     mut writer: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<ConnMsg>,
+    mut rx: ReplyRx,
     permits: Arc<Semaphore>,
     max_frame_bytes: usize,
 ) {
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
     let mut tally = ReplyTally::default();
-    'connection: while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.recv().await {
         let mut answered = 0usize;
         let mut close = false;
         let mut next = Some(first);
         while let Some(message) = next {
-            match message {
-                ConnMsg::Outcomes(results) => {
-                    for (correlation_id, outcome) in results {
-                        let response = outcome_response(outcome);
-                        tally.count(&response);
-                        encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
-                        answered += 1;
-                    }
-                }
-                ConnMsg::Response(correlation_id, response) => {
-                    tally.count(&response);
-                    encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
-                    answered += 1;
-                }
-                ConnMsg::Fatal(correlation_id, error) => {
-                    let response = Response::Error(error);
-                    tally.count(&response);
-                    encode_reply(&mut out, correlation_id, &response, max_frame_bytes);
-                    close = true;
-                }
-            }
+            let (count, closes) = encode_message(&mut out, &mut tally, message, max_frame_bytes);
+            answered += count;
+            close |= closes;
             if close || out.len() >= WRITE_CHUNK_BYTES {
                 break;
             }
@@ -277,13 +288,13 @@ async fn write_loop(
         // in the metrics.
         tally.flush();
         if writer.write_all(&out).await.is_err() {
-            break 'connection;
+            break;
         }
         out.clear();
         permits.add_permits(answered);
         if close {
             let _ = writer.shutdown().await;
-            break 'connection;
+            break;
         }
     }
     // Wakes a reader waiting for permits: nobody will answer it any more.
@@ -293,6 +304,7 @@ async fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::frame;
     use proptest::prelude::*;
 
     /// A frame with a correct length prefix, a kind that is usually a real
@@ -344,16 +356,19 @@ mod tests {
                 ..Limits::default()
             };
             let hasher = PinHasher::new(b"proptest");
-            let mut consumed = 0;
-            let cut = cut_frames(&bytes, &limits, &hasher, &mut consumed);
-            prop_assert!(consumed <= bytes.len());
+            let mut buffer = FrameBuffer::default();
+            buffer.extend(&bytes);
+            let cut = cut_frames(&mut buffer, &limits, &hasher);
+            prop_assert!(buffer.pending_bytes() <= bytes.len());
             prop_assert_eq!(cut.requests, cut.commands.len() + cut.replies.len());
             prop_assert!(cut.requests <= max_inflight);
             if cut.fatal.is_none() && cut.requests < max_inflight {
                 prop_assert!(matches!(
-                    frame::parse(&bytes[consumed..], limits.max_frame_bytes),
+                    buffer.next_frame(limits.max_frame_bytes),
                     Ok(None)
                 ));
+                let rest = &bytes[bytes.len() - buffer.pending_bytes()..];
+                prop_assert!(matches!(frame::parse(rest, limits.max_frame_bytes), Ok(None)));
             }
         }
     }

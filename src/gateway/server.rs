@@ -1,8 +1,9 @@
 //! The accept loop.
 //!
 //! Accepted sockets are spread round-robin over the worker arbiters (one
-//! thread each), so connection work runs beside the shards on every core
-//! while the accept loop and the router stay on the system arbiter.
+//! thread each), so connection work (routing included) runs beside the
+//! shards on every core while only the accept loop stays on the system
+//! arbiter.
 //! At `max_connections` a new connection gets an `Overloaded` error frame
 //! and is closed at once: refusing is cheaper than queueing.
 

@@ -132,6 +132,64 @@ pub fn encode<T: Serialize + ?Sized>(
     Ok(())
 }
 
+/// A read buffer that frames are cut from: the one framing loop shared by
+/// the engine's connections and the Rust client.
+///
+/// Bytes are read in after what is buffered; [`FrameBuffer::next_frame`]
+/// cuts complete frames off the front. A partial frame stays until the rest
+/// arrives. Consumed bytes are dropped before the next read, so the buffer
+/// holds at most one partial frame plus one read.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    bytes: Vec<u8>,
+    consumed: usize,
+}
+
+impl FrameBuffer {
+    pub fn with_capacity(bytes: usize) -> FrameBuffer {
+        FrameBuffer {
+            bytes: Vec::with_capacity(bytes),
+            consumed: 0,
+        }
+    }
+
+    /// Cuts the next complete frame, if there is one (see [`parse`]).
+    pub fn next_frame(&mut self, max_frame_bytes: usize) -> Result<Option<Frame<'_>>, FrameError> {
+        match parse(&self.bytes[self.consumed..], max_frame_bytes)? {
+            Some((frame, used)) => {
+                self.consumed += used;
+                Ok(Some(frame))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes buffered but not yet cut into frames (a partial frame).
+    pub fn pending_bytes(&self) -> usize {
+        self.bytes.len() - self.consumed
+    }
+
+    /// Appends `bytes` as if they had been read (tests and fuzzing).
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Drops what was cut, then reads once from `reader`, keeping at least
+    /// `chunk_bytes` of room. Returns the bytes read (0 at end of stream).
+    pub async fn fill<R>(&mut self, reader: &mut R, chunk_bytes: usize) -> std::io::Result<usize>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        use tokio::io::AsyncReadExt;
+        self.bytes.drain(..self.consumed);
+        self.consumed = 0;
+        if self.bytes.capacity() - self.bytes.len() < chunk_bytes {
+            self.bytes.reserve(chunk_bytes);
+        }
+        reader.read_buf(&mut self.bytes).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

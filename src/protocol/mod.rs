@@ -11,6 +11,7 @@
 pub mod frame;
 
 use crate::card::{CardState, DeclineReason};
+use crate::ids::Position;
 use serde::{Deserialize, Serialize};
 
 /// Message kinds. A request of kind K is answered by kind K or `KIND_ERROR`.
@@ -279,9 +280,9 @@ pub struct PayResponse {
     pub status: PayStatus,
     /// Set when declined.
     pub reason: Option<DeclineReason>,
-    /// 1-based position (in the request's PIN list) of the card that caused
+    /// Position (from 1, in the request's PIN list) of the card that caused
     /// the decline, when one card did.
-    pub position: Option<u8>,
+    pub position: Option<Position>,
     pub amount_minor: u64,
     /// Total left on the payment's cards (when approved: after the debit).
     pub remaining_minor: u64,
@@ -294,7 +295,7 @@ pub struct PayResponse {
 impl PayResponse {
     pub fn declined(
         reason: DeclineReason,
-        position: Option<u8>,
+        position: Option<Position>,
         amount_minor: u64,
         remaining_minor: u64,
     ) -> PayResponse {
@@ -310,9 +311,11 @@ impl PayResponse {
     }
 
     pub fn approved(amount_minor: u64, parts: Vec<PayPart>) -> PayResponse {
-        debug_assert_eq!(
+        // Money invariant, kept in production: the parts pay the amount.
+        assert_eq!(
             parts.iter().map(|p| p.taken_minor).sum::<u64>(),
-            amount_minor
+            amount_minor,
+            "an approved payment's parts add up to its amount"
         );
         PayResponse {
             status: PayStatus::Approved,
@@ -557,7 +560,7 @@ mod tests {
             )),
             Response::Paid(PayResponse::declined(
                 DeclineReason::InsufficientFunds,
-                Some(2),
+                Position::from_number(2),
                 300,
                 100,
             )),

@@ -12,23 +12,56 @@
 //! thread after the sync. A failed sync aborts the process: memory is ahead
 //! of the disk, and only a restart, which reloads the disk, is safe.
 
-use super::op::{Origin, Results};
 use crate::idempotency::Claims;
-use crate::ids::PaymentId;
-use crate::protocol::ShardStats;
-use crate::storage::{Changes, Storage};
+use crate::ids::{PaymentId, ShardId};
+use crate::ledger::ShardLedger;
+use crate::protocol::{ActivationResult, Response, ShardStats};
+use crate::reply::{self, Reply, ReplyTx};
+use crate::state_machine::Vote;
+use crate::storage::{Changes, Storage, Store};
 use crate::telemetry;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// An answer waiting for its batch to be durable, typed by what was asked.
+pub enum Delivery {
+    /// Wire responses for a connection, by correlation id.
+    Client(ReplyTx, Vec<(u64, Response)>),
+    Activated(
+        oneshot::Sender<Vec<ActivationResult>>,
+        Vec<ActivationResult>,
+    ),
+    Inserted(oneshot::Sender<Vec<bool>>, Vec<bool>),
+    Voted(oneshot::Sender<Vote>, Vote),
+    /// A commit, an abort or a decision is applied.
+    Done(oneshot::Sender<()>),
+    Snapshot(oneshot::Sender<Box<ShardLedger>>, Box<ShardLedger>),
+}
+
+impl Delivery {
+    /// A receiver that has gone away just drops its answer: the change is
+    /// durable either way, and a client that retries gets the outcome.
+    fn deliver(self) {
+        match self {
+            Delivery::Client(tx, replies) => reply::send(&tx, Reply::Many(replies)),
+            Delivery::Activated(tx, results) => drop(tx.send(results)),
+            Delivery::Inserted(tx, inserted) => drop(tx.send(inserted)),
+            Delivery::Voted(tx, vote) => drop(tx.send(vote)),
+            Delivery::Done(tx) => drop(tx.send(())),
+            Delivery::Snapshot(tx, ledger) => drop(tx.send(ledger)),
+        }
+    }
+}
 
 /// Everything one group commit carries.
 #[derive(Default)]
 pub struct Pending {
     pub changes: Changes,
-    /// Replies to send once the changes are durable, one entry per incoming
+    /// Answers to send once the changes are durable, one entry per incoming
     /// message (so one channel send per connection per batch).
-    pub deliveries: Vec<(Origin, Results)>,
+    pub deliveries: Vec<Delivery>,
     /// Payment claims to release once their outcome is durable.
     pub claims: Vec<PaymentId>,
     /// Operations in this batch (for the batch-size metric).
@@ -43,8 +76,8 @@ impl Pending {
 
 /// Group-commit measurements, shared with the shard for `stats`.
 pub struct WriterStats {
-    pub batches: u64,
-    pub ops: u64,
+    batches: u64,
+    ops: u64,
     batch_ops: Histogram<u64>,
     sync_us: Histogram<u64>,
 }
@@ -66,9 +99,9 @@ impl WriterStats {
         self.sync_us.saturating_record(sync_us.max(1));
     }
 
-    pub fn snapshot(&self, shard: u16, cards: u64, card_map_bytes: u64) -> ShardStats {
+    pub fn snapshot(&self, shard: ShardId, cards: u64, card_map_bytes: u64) -> ShardStats {
         ShardStats {
-            shard,
+            shard: shard.0,
             cards,
             card_map_bytes,
             batches: self.batches,
@@ -82,16 +115,10 @@ impl WriterStats {
     }
 }
 
-impl Default for WriterStats {
-    fn default() -> Self {
-        WriterStats::new()
-    }
-}
-
 /// Runs until the shard drops its sender. `done` is called with each
 /// emptied batch so the shard can reuse its buffers and ship the next one.
 pub fn run(
-    shard: u16,
+    shard: ShardId,
     storage: Arc<Storage>,
     claims: Arc<Claims>,
     stats: Arc<Mutex<WriterStats>>,
@@ -106,7 +133,7 @@ pub fn run(
     while let Ok(mut pending) = batches.recv() {
         let started = Instant::now();
         if let Err(error) = storage.commit(&pending.changes) {
-            tracing::error!(shard, %error, "durable write failed; stopping so a restart reloads the disk");
+            tracing::error!(%shard, %error, "durable write failed; stopping so a restart reloads the disk");
             eprintln!("kessai: shard {shard}: durable write failed: {error}");
             std::process::abort();
         }
@@ -122,8 +149,8 @@ pub fn run(
         for payment in pending.claims.drain(..) {
             claims.release(payment);
         }
-        for (origin, results) in pending.deliveries.drain(..) {
-            origin.deliver(results);
+        for delivery in pending.deliveries.drain(..) {
+            delivery.deliver();
         }
         pending.changes.clear();
         pending.ops = 0;

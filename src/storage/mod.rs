@@ -1,27 +1,34 @@
-//! Storage: one embedded RocksDB under the data dir.
+//! Storage: one embedded RocksDB under the data dir, behind a small
+//! [`Store`] interface.
 //!
-//! Shards never talk to RocksDB on their actor thread for writes. They
-//! collect their changes in a [`Changes`] write-set (a flat byte arena: no
-//! allocation per change once warm), and a writer thread turns the set into
-//! one `WriteBatch` and writes it with `sync = true`: one fsync of the WAL
-//! for everything the shard had ready (group commit). `WriteBatch` itself is
-//! not `Send`, which is a second reason for the plain-bytes write-set.
+//! Shards never talk to RocksDB on their actor thread for writes. Their
+//! state machines describe each change in a [`Changes`] write-set (a flat
+//! byte arena: no allocation per change once warm), and a writer thread
+//! turns the set into one `WriteBatch` and writes it with `sync = true`: one
+//! fsync of the WAL for everything the shard had ready (group commit).
+//! `WriteBatch` itself is not `Send`, which is a second reason for the
+//! plain-bytes write-set.
 //!
-//! Reads on the hot path are limited to one point lookup per new payment
-//! (the idempotency record), served mostly by the `payments` bloom filter.
+//! [`MemStore`] keeps the same records in a map. The simulation test runs
+//! the real state machines and the real loader over it, so "what survives a
+//! crash" means the same thing there as here.
 
+mod changes;
 pub mod records;
 
+pub use changes::Changes;
+
 use crate::ids::PaymentId;
-use crate::pin::PinKey;
-use records::{BookKind, StoredPayment};
+use records::PaymentRecord;
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
 };
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Column families, one per record type (layouts in [`records`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Cf {
     Cards = 0,
@@ -45,7 +52,7 @@ impl Cf {
     }
 
     fn from_u8(value: u8) -> Cf {
-        Cf::ALL[value as usize]
+        Cf::ALL[usize::from(value)]
     }
 }
 
@@ -75,6 +82,34 @@ impl From<String> for StorageError {
     }
 }
 
+/// Visits one record (key, value) of a scan; an error stops the scan.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
+
+/// What the engine needs from durable storage: atomic synced writes, point
+/// reads, and ordered scans at start-up.
+pub trait Store {
+    /// Writes a write-set atomically and durably before returning.
+    fn commit(&self, changes: &Changes) -> Result<(), StorageError>;
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Visits every record of `cf` in key order; stops at the first error.
+    fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError>;
+
+    /// The recorded outcome of `payment`, if it was decided.
+    fn get_payment(&self, payment: PaymentId) -> Result<Option<PaymentRecord>, StorageError> {
+        match self.get(Cf::Payments, &payment.to_bytes())? {
+            Some(bytes) => Ok(Some(PaymentRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(Cf::Meta, name.as_bytes())
+    }
+}
+
+/// The engine's RocksDB.
 pub struct Storage {
     db: DB,
     synced: WriteOptions,
@@ -113,14 +148,14 @@ impl Storage {
             .cf_handle(cf.name())
             .expect("every column family is created at open")
     }
+}
 
-    /// Writes a write-set atomically and durably (WAL fsync) before
-    /// returning.
-    pub fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
+impl Store for Storage {
+    fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut batch = WriteBatch::with_capacity_bytes(changes.bytes.len() + 64);
+        let mut batch = WriteBatch::with_capacity_bytes(changes.byte_len() + 64);
         changes.for_each(|cf, key, value| match value {
             Some(value) => batch.put_cf(self.cf(cf), key, value),
             None => batch.delete_cf(self.cf(cf), key),
@@ -129,145 +164,86 @@ impl Storage {
         Ok(())
     }
 
-    pub fn get_payment(&self, payment: PaymentId) -> Result<Option<StoredPayment>, StorageError> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_pinned_cf(self.cf(cf), key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError> {
+        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+            let (key, value) = item?;
+            visit(&key, &value).map_err(StorageError)?;
+        }
+        Ok(())
+    }
+
+    fn get_payment(&self, payment: PaymentId) -> Result<Option<PaymentRecord>, StorageError> {
+        // Pinned: no copy of the value on the hot path.
         match self
             .db
             .get_pinned_cf(self.cf(Cf::Payments), payment.to_bytes())?
         {
-            Some(bytes) => Ok(Some(StoredPayment::decode(&bytes)?)),
+            Some(bytes) => Ok(Some(PaymentRecord::decode(&bytes)?)),
             None => Ok(None),
         }
     }
-
-    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get_cf(self.cf(Cf::Meta), name.as_bytes())?)
-    }
-
-    /// Calls `visit` for every record of a column family, in key order.
-    pub fn scan(
-        &self,
-        cf: Cf,
-        mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
-            let (key, value) = item?;
-            visit(&key, &value)?;
-        }
-        Ok(())
-    }
 }
 
-/// A write-set: puts and deletes to apply atomically.
-///
-/// Layout per change: `cf u8 | key_len u8 | value_len u32 LE | key | value`,
-/// with `value_len == u32::MAX` marking a delete. The arena is cleared and
-/// reused between batches, so a warm shard allocates nothing per change.
+/// The same records in memory: what a synced write left behind, and
+/// nothing else. For the simulation test and unit tests.
 #[derive(Default)]
-pub struct Changes {
-    bytes: Vec<u8>,
-    count: usize,
+pub struct MemStore {
+    records: Mutex<Records>,
 }
 
-const DELETE_MARK: u32 = u32::MAX;
+/// Every record by column family and key.
+type Records = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
 
-impl Changes {
-    pub fn new() -> Changes {
-        Changes::default()
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
     }
 
+    /// Records held, over every column family.
     pub fn len(&self) -> usize {
-        self.count
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.count = 0;
+    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
+        // A panic elsewhere cannot leave the map half-written: every
+        // mutation below is one insert or remove.
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for MemStore {
+    fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
+        let mut records = self.lock();
+        changes.for_each(|cf, key, value| {
+            match value {
+                Some(value) => records.insert((cf, key.to_vec()), value.to_vec()),
+                None => records.remove(&(cf, key.to_vec())),
+            };
+        });
+        Ok(())
     }
 
-    pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
-        self.put_with(cf, key, |out| out.extend_from_slice(value));
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().get(&(cf, key.to_vec())).cloned())
     }
 
-    /// Puts a value that `write_value` appends straight into the arena (no
-    /// intermediate buffer).
-    pub fn put_with(&mut self, cf: Cf, key: &[u8], write_value: impl FnOnce(&mut Vec<u8>)) {
-        assert!(key.len() <= u8::MAX as usize, "keys are short and fixed");
-        self.bytes.push(cf as u8);
-        self.bytes.push(key.len() as u8);
-        let length_at = self.bytes.len();
-        self.bytes.extend_from_slice(&[0u8; 4]);
-        self.bytes.extend_from_slice(key);
-        let value_at = self.bytes.len();
-        write_value(&mut self.bytes);
-        let value_len = self.bytes.len() - value_at;
-        assert!(value_len < DELETE_MARK as usize);
-        self.bytes[length_at..length_at + 4].copy_from_slice(&(value_len as u32).to_le_bytes());
-        self.count += 1;
-    }
-
-    pub fn delete(&mut self, cf: Cf, key: &[u8]) {
-        assert!(key.len() <= u8::MAX as usize, "keys are short and fixed");
-        self.bytes.push(cf as u8);
-        self.bytes.push(key.len() as u8);
-        self.bytes.extend_from_slice(&DELETE_MARK.to_le_bytes());
-        self.bytes.extend_from_slice(key);
-        self.count += 1;
-    }
-
-    pub fn for_each(&self, mut visit: impl FnMut(Cf, &[u8], Option<&[u8]>)) {
-        let mut at = 0;
-        for _ in 0..self.count {
-            let cf = Cf::from_u8(self.bytes[at]);
-            let key_len = self.bytes[at + 1] as usize;
-            let mut len = [0u8; 4];
-            len.copy_from_slice(&self.bytes[at + 2..at + 6]);
-            let value_len = u32::from_le_bytes(len);
-            at += 6;
-            let key = &self.bytes[at..at + key_len];
-            at += key_len;
-            if value_len == DELETE_MARK {
-                visit(cf, key, None);
-            } else {
-                let value = &self.bytes[at..at + value_len as usize];
-                at += value_len as usize;
-                visit(cf, key, Some(value));
-            }
+    fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError> {
+        let records = self.lock();
+        let from = (cf, Vec::new());
+        for ((_, key), value) in records.range(from..).take_while(|((c, _), _)| *c == cf) {
+            visit(key, value).map_err(StorageError)?;
         }
-        debug_assert_eq!(at, self.bytes.len());
-    }
-
-    // Typed helpers: the one place each record kind is written.
-
-    pub fn put_card(&mut self, key: &PinKey, card: &crate::card::Card) {
-        self.put(Cf::Cards, &key.0, &records::encode_card(card));
-    }
-
-    pub fn put_payment(&mut self, payment: PaymentId, stored: &StoredPayment) {
-        self.put_with(Cf::Payments, &payment.to_bytes(), |out| {
-            stored.encode_into(out)
-        });
-    }
-
-    pub fn put_hold(&mut self, payment: PaymentId, card: &PinKey, hold: &records::HoldRecord) {
-        self.put_with(Cf::Holds, &records::hold_key(payment, card), |out| {
-            hold.encode_into(out)
-        });
-    }
-
-    pub fn delete_hold(&mut self, payment: PaymentId, card: &PinKey) {
-        self.delete(Cf::Holds, &records::hold_key(payment, card));
-    }
-
-    pub fn put_book(&mut self, kind: BookKind, account_id: u32, shard: u16, amount_minor: u64) {
-        self.put(
-            Cf::Books,
-            &records::book_key(kind, account_id, shard),
-            &amount_minor.to_le_bytes(),
-        );
+        Ok(())
     }
 }
 
@@ -275,51 +251,49 @@ impl Changes {
 mod tests {
     use super::*;
     use crate::card::Card;
+    use crate::pin::PinKey;
 
-    #[test]
-    fn changes_replay_in_order_and_clear_for_reuse() {
-        let mut changes = Changes::new();
-        changes.put(Cf::Meta, b"a", b"1");
-        changes.delete(Cf::Holds, b"b");
-        changes.put(Cf::Cards, b"c", b"");
-        let mut seen = Vec::new();
-        changes.for_each(|cf, key, value| seen.push((cf, key.to_vec(), value.map(<[u8]>::to_vec))));
-        assert_eq!(
-            seen,
-            vec![
-                (Cf::Meta, b"a".to_vec(), Some(b"1".to_vec())),
-                (Cf::Holds, b"b".to_vec(), None),
-                (Cf::Cards, b"c".to_vec(), Some(Vec::new())),
-            ]
-        );
-        changes.clear();
-        assert!(changes.is_empty());
-    }
-
-    #[test]
-    fn committed_changes_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    fn round_trip(store: &dyn Store) {
         let key = PinKey([5; 16]);
         let card = Card::issued(500);
-        {
-            let storage = Storage::open(dir.path()).expect("open");
-            let mut changes = Changes::new();
-            changes.put_card(&key, &card);
-            changes.put(Cf::Meta, b"x", b"y");
-            storage.commit(&changes).expect("commit");
-            let mut delete = Changes::new();
-            delete.delete(Cf::Meta, b"x");
-            storage.commit(&delete).expect("commit");
-        }
-        let storage = Storage::open(dir.path()).expect("reopen");
+        let mut changes = Changes::new();
+        changes.put_card(&key, &card);
+        changes.put(Cf::Meta, b"x", b"y");
+        changes.put(Cf::Meta, b"z", b"w");
+        store.commit(&changes).expect("commit");
+        let mut delete = Changes::new();
+        delete.delete(Cf::Meta, b"x");
+        store.commit(&delete).expect("commit");
+
         let mut cards = Vec::new();
-        storage
-            .scan(Cf::Cards, |k, v| {
+        store
+            .scan(Cf::Cards, &mut |k, v| {
                 cards.push((records::decode_pin_key(k)?, records::decode_card(v)?));
                 Ok(())
             })
             .expect("scan");
         assert_eq!(cards, vec![(key, card)]);
-        assert_eq!(storage.get_meta("x").expect("get"), None);
+        assert_eq!(store.get_meta("x").expect("get"), None);
+        assert_eq!(store.get_meta("z").expect("get"), Some(b"w".to_vec()));
+    }
+
+    #[test]
+    fn committed_changes_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        round_trip(&Storage::open(dir.path()).expect("open"));
+        let reopened = Storage::open(dir.path()).expect("reopen");
+        let mut count = 0;
+        reopened
+            .scan(Cf::Cards, &mut |_, _| {
+                count += 1;
+                Ok(())
+            })
+            .expect("scan");
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn the_memory_store_keeps_the_same_contract() {
+        round_trip(&MemStore::new());
     }
 }

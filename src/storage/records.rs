@@ -1,28 +1,36 @@
-//! Byte layouts of everything kept in RocksDB.
+//! Byte layouts of everything kept in RocksDB, in storage's own types.
 //!
-//! Fixed-width little-endian values for the hot records (cards, holds, book
-//! rows): no allocation to encode, and a length check is the whole of
-//! validation. Payment outcomes vary in length (one part per card) and use
-//! postcard behind a version byte.
+//! Nothing here is a wire type: a change to the protocol cannot change what
+//! is on disk, and every layout carries a format byte so an old record is
+//! still read after an upgrade. Golden-byte tests pin one record of each
+//! column family.
+//!
+//! Fixed-width little-endian values for the hot records (cards, book rows):
+//! no allocation to encode, and a length check is the whole of validation.
+//! Payment outcomes and holds vary in length (one entry per card) and use
+//! postcard behind the format byte.
 //!
 //! | column family | key                                   | value                 |
 //! |---------------|---------------------------------------|-----------------------|
 //! | `cards`       | pin key (16)                          | [`CARD_VALUE_BYTES`]  |
-//! | `payments`    | merchant u32 BE, request u64 BE (12)  | version, postcard     |
-//! | `holds`       | payment id (12), pin key (16)         | version, postcard     |
+//! | `payments`    | merchant u32 BE, request u64 BE (12)  | format 2, postcard    |
+//! | `holds`       | payment id (12), pin key (16)         | format 1, postcard    |
 //! | `books`       | kind u8, id u32 BE, shard u16 BE (7)  | amount u64 LE         |
 //! | `meta`        | ascii name                            | bytes                 |
 
-use crate::card::{Card, CardState};
-use crate::ids::{PAYMENT_ID_BYTES, PaymentId};
+use crate::card::{Card, CardState, DeclineReason};
+use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, ShardId};
 use crate::pin::{PIN_KEY_BYTES, PinKey};
-use crate::protocol::PayResponse;
 use serde::{Deserialize, Serialize};
 
-pub const CARD_VALUE_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8;
-const CARD_FORMAT: u8 = 1;
+// ------------------------------------------------------------------ cards
 
-pub fn encode_card(card: &Card) -> [u8; CARD_VALUE_BYTES] {
+/// format, state, store u32, face u64, balance u64, POS reference u64.
+pub(crate) const CARD_VALUE_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8;
+const CARD_FORMAT: u8 = 1;
+const _: () = assert!(CARD_VALUE_BYTES == 30);
+
+pub(crate) fn encode_card(card: &Card) -> [u8; CARD_VALUE_BYTES] {
     // Holds are not part of the card record: they live in `holds` and are
     // resolved before shards start, so a stored card never carries one.
     let mut out = [0u8; CARD_VALUE_BYTES];
@@ -35,7 +43,7 @@ pub fn encode_card(card: &Card) -> [u8; CARD_VALUE_BYTES] {
     out
 }
 
-pub fn decode_card(bytes: &[u8]) -> Result<Card, String> {
+pub(crate) fn decode_card(bytes: &[u8]) -> Result<Card, String> {
     if bytes.len() != CARD_VALUE_BYTES || bytes[0] != CARD_FORMAT {
         return Err(format!(
             "card record of {} bytes, format {:?}",
@@ -44,41 +52,44 @@ pub fn decode_card(bytes: &[u8]) -> Result<Card, String> {
         ));
     }
     let state = CardState::from_u8(bytes[1]).ok_or_else(|| format!("card state {}", bytes[1]))?;
-    let u64_at = |at: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(word)
-    };
     let card = Card {
         state,
         store_id: u32::from_le_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]),
-        face_value_minor: u64_at(6),
-        balance_minor: u64_at(14),
+        face_value_minor: u64_at(bytes, 6),
+        balance_minor: u64_at(bytes, 14),
         held_minor: 0,
-        pos_ref: u64_at(22),
+        pos_ref: u64_at(bytes, 22),
     };
     card.check()
         .map_err(|broken| format!("stored card breaks an invariant: {broken}"))?;
     Ok(card)
 }
 
-pub fn decode_pin_key(bytes: &[u8]) -> Result<PinKey, String> {
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+pub(crate) fn decode_pin_key(bytes: &[u8]) -> Result<PinKey, String> {
     let key: [u8; PIN_KEY_BYTES] = bytes
         .try_into()
         .map_err(|_| format!("pin key of {} bytes", bytes.len()))?;
     Ok(PinKey(key))
 }
 
-pub const HOLD_KEY_BYTES: usize = PAYMENT_ID_BYTES + PIN_KEY_BYTES;
+// ------------------------------------------------------------------ holds
 
-pub fn hold_key(payment: PaymentId, card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
+pub(crate) const HOLD_KEY_BYTES: usize = PAYMENT_ID_BYTES + PIN_KEY_BYTES;
+
+pub(crate) fn hold_key(payment: PaymentId, card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
     let mut out = [0u8; HOLD_KEY_BYTES];
     out[..PAYMENT_ID_BYTES].copy_from_slice(&payment.to_bytes());
     out[PAYMENT_ID_BYTES..].copy_from_slice(&card.0);
     out
 }
 
-pub fn decode_hold_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
+pub(crate) fn decode_hold_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
     if bytes.len() != HOLD_KEY_BYTES {
         return Err(format!("hold key of {} bytes", bytes.len()));
     }
@@ -124,21 +135,27 @@ fn decode_versioned<'a, T: Deserialize<'a>>(
     what: &str,
 ) -> Result<T, String> {
     match bytes.split_first() {
-        Some((&found, body)) if found == format => match postcard::take_from_bytes(body) {
-            Ok((value, [])) => Ok(value),
-            Ok(_) => Err(format!("{what}: trailing bytes")),
-            Err(error) => Err(format!("{what}: {error}")),
-        },
+        Some((&found, body)) if found == format => decode_all(body, what),
         _ => Err(format!("{what} with unknown format")),
     }
 }
 
-pub fn decode_u64(bytes: &[u8]) -> Result<u64, String> {
+fn decode_all<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
+    match postcard::take_from_bytes(body) {
+        Ok((value, [])) => Ok(value),
+        Ok(_) => Err(format!("{what}: trailing bytes")),
+        Err(error) => Err(format!("{what}: {error}")),
+    }
+}
+
+pub(crate) fn decode_u64(bytes: &[u8]) -> Result<u64, String> {
     let word: [u8; 8] = bytes
         .try_into()
         .map_err(|_| format!("u64 value of {} bytes", bytes.len()))?;
     Ok(u64::from_le_bytes(word))
 }
+
+// ------------------------------------------------------------------ books
 
 /// Which book a row belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -150,75 +167,380 @@ pub enum BookKind {
     MerchantOwed = 2,
 }
 
-pub const BOOK_KEY_BYTES: usize = 1 + 4 + 2;
+pub(crate) const BOOK_KEY_BYTES: usize = 1 + 4 + 2;
+
+/// One shard's share of one account, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookRow {
+    pub kind: BookKind,
+    pub account_id: u32,
+    pub shard: ShardId,
+    pub amount_minor: u64,
+}
 
 /// A book row is one shard's share of one account. Each shard writes only
 /// its own rows, in the same atomic batch as the card change that moves the
 /// money, so books and cards can never disagree; a report sums the shares.
-pub fn book_key(kind: BookKind, account_id: u32, shard: u16) -> [u8; BOOK_KEY_BYTES] {
+pub(crate) fn book_key(kind: BookKind, account_id: u32, shard: ShardId) -> [u8; BOOK_KEY_BYTES] {
     let mut out = [0u8; BOOK_KEY_BYTES];
     out[0] = kind as u8;
     out[1..5].copy_from_slice(&account_id.to_be_bytes());
-    out[5..7].copy_from_slice(&shard.to_be_bytes());
+    out[5..7].copy_from_slice(&shard.0.to_be_bytes());
     out
 }
 
-pub fn decode_book_key(bytes: &[u8]) -> Result<(BookKind, u32, u16), String> {
-    if bytes.len() != BOOK_KEY_BYTES {
-        return Err(format!("book key of {} bytes", bytes.len()));
+pub(crate) fn decode_book_row(key: &[u8], value: &[u8]) -> Result<BookRow, String> {
+    if key.len() != BOOK_KEY_BYTES {
+        return Err(format!("book key of {} bytes", key.len()));
     }
-    let kind = match bytes[0] {
+    let kind = match key[0] {
         1 => BookKind::StoreOwed,
         2 => BookKind::MerchantOwed,
         other => return Err(format!("book kind {other}")),
     };
-    let account = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    let shard = u16::from_be_bytes([bytes[5], bytes[6]]);
-    Ok((kind, account, shard))
+    Ok(BookRow {
+        kind,
+        account_id: u32::from_be_bytes([key[1], key[2], key[3], key[4]]),
+        shard: ShardId(u16::from_be_bytes([key[5], key[6]])),
+        amount_minor: decode_u64(value)?,
+    })
 }
 
-const PAYMENT_FORMAT: u8 = 1;
+// --------------------------------------------------------------- payments
 
 /// A payment's durable outcome: the idempotency record, and for combined
-/// payments also the two-phase-commit decision. `card_keys[i]` is the card
-/// behind `response.parts[i]`, which recovery needs to apply a committed
-/// decision to the right card.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredPayment {
-    pub response: PayResponse,
-    pub card_keys: Vec<[u8; PIN_KEY_BYTES]>,
+/// payments also the two-phase-commit decision. Recovery applies a committed
+/// decision card by card, so the record names every card with its take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub amount_minor: u64,
+    /// The payment's cards, in request order.
+    pub cards: Vec<CardRef>,
+    pub outcome: RecordedOutcome,
 }
 
-impl StoredPayment {
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        encode_versioned(PAYMENT_FORMAT, self, out);
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordedOutcome {
+    /// One part per card, in request order.
+    Approved { parts: Vec<RecordedPart> },
+    Declined {
+        reason: DeclineReason,
+        /// The card that caused the decline, when one did.
+        position: Option<Position>,
+        /// What the cards could have paid (insufficient funds), else 0.
+        available_minor: u64,
+    },
+}
 
-    pub fn decode(bytes: &[u8]) -> Result<StoredPayment, String> {
-        decode_versioned(PAYMENT_FORMAT, bytes, "payment record")
-    }
+/// What one card gave to an approved payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedPart {
+    pub taken_minor: u64,
+    /// The card's balance after the payment, as the first answer told it.
+    pub remaining_minor: u64,
+}
 
-    /// The take recorded for `card`, if the payment used it.
+impl PaymentRecord {
+    /// The take recorded for `card`, if the payment was approved and used it.
     pub fn take_for(&self, card: &PinKey) -> Option<u64> {
-        let index = self.card_keys.iter().position(|k| *k == card.0)?;
-        self.response.parts.get(index).map(|part| part.taken_minor)
+        let RecordedOutcome::Approved { parts } = &self.outcome else {
+            return None;
+        };
+        let index = self.cards.iter().position(|c| c.key == *card)?;
+        parts.get(index).map(|part| part.taken_minor)
+    }
+
+    pub fn is_approved(&self) -> bool {
+        matches!(self.outcome, RecordedOutcome::Approved { .. })
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(PAYMENT_FORMAT, &disk::PaymentV2::from(self), out);
+    }
+
+    /// Reads format 2, and format 1 as written before it.
+    pub fn decode(bytes: &[u8]) -> Result<PaymentRecord, String> {
+        const WHAT: &str = "payment record";
+        match bytes.split_first() {
+            Some((&PAYMENT_FORMAT, body)) => decode_all::<disk::PaymentV2>(body, WHAT)?.try_into(),
+            Some((&disk::PAYMENT_FORMAT_V1, body)) => {
+                decode_all::<disk::PaymentV1>(body, WHAT)?.try_into()
+            }
+            _ => Err(format!("{WHAT} with unknown format")),
+        }
+    }
+}
+
+const PAYMENT_FORMAT: u8 = 2;
+
+/// Stable one-byte codes for decline reasons on disk (independent of the
+/// enum's declaration order, which the wire uses).
+fn reason_code(reason: DeclineReason) -> u8 {
+    match reason {
+        DeclineReason::UnknownPin => 1,
+        DeclineReason::NotActive => 2,
+        DeclineReason::AlreadyActive => 3,
+        DeclineReason::InsufficientFunds => 4,
+        DeclineReason::Exhausted => 5,
+        DeclineReason::Aborted => 6,
+    }
+}
+
+fn reason_from_code(code: u8) -> Result<DeclineReason, String> {
+    DeclineReason::ALL
+        .into_iter()
+        .find(|reason| reason_code(*reason) == code)
+        .ok_or_else(|| format!("decline reason code {code}"))
+}
+
+/// The serde shapes of payment records on disk, frozen per format.
+mod disk {
+    use super::*;
+
+    /// Format 1 (before stored records had types of their own): the wire's
+    /// pay response of that time, field for field, plus the card keys.
+    pub const PAYMENT_FORMAT_V1: u8 = 1;
+
+    #[derive(Deserialize)]
+    pub struct PaymentV1 {
+        status: u8,
+        reason: Option<u8>,
+        position: Option<u8>,
+        amount_minor: u64,
+        remaining_minor: u64,
+        parts: Vec<PartV1>,
+        _replayed: bool,
+        card_keys: Vec<[u8; PIN_KEY_BYTES]>,
+    }
+
+    #[derive(Deserialize)]
+    struct PartV1 {
+        pin_last4: u16,
+        taken_minor: u64,
+        remaining_minor: u64,
+    }
+
+    impl TryFrom<PaymentV1> for PaymentRecord {
+        type Error = String;
+
+        fn try_from(v1: PaymentV1) -> Result<PaymentRecord, String> {
+            // Format 1 stored the wire enum indexes: status 0 approved,
+            // reasons in declaration order from 0.
+            let outcome = match (v1.status, v1.reason) {
+                (0, None) => {
+                    if v1.parts.len() != v1.card_keys.len() {
+                        return Err("format 1 record: parts and cards differ".into());
+                    }
+                    RecordedOutcome::Approved {
+                        parts: v1
+                            .parts
+                            .iter()
+                            .map(|p| RecordedPart {
+                                taken_minor: p.taken_minor,
+                                remaining_minor: p.remaining_minor,
+                            })
+                            .collect(),
+                    }
+                }
+                (1, Some(index)) => RecordedOutcome::Declined {
+                    reason: *DeclineReason::ALL
+                        .get(usize::from(index))
+                        .ok_or_else(|| format!("format 1 reason {index}"))?,
+                    position: v1.position.and_then(Position::from_number),
+                    available_minor: v1.remaining_minor,
+                },
+                (status, reason) => {
+                    return Err(format!("format 1 status {status} with reason {reason:?}"));
+                }
+            };
+            let cards = v1
+                .card_keys
+                .iter()
+                .enumerate()
+                .map(|(index, key)| CardRef {
+                    key: PinKey(*key),
+                    // Declines kept no parts, and so no last digits; they
+                    // are only ever shown for approved parts.
+                    last4: v1.parts.get(index).map_or(0, |p| p.pin_last4),
+                })
+                .collect();
+            Ok(PaymentRecord {
+                amount_minor: v1.amount_minor,
+                cards,
+                outcome,
+            })
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct PaymentV2 {
+        amount_minor: u64,
+        cards: Vec<CardV2>,
+        outcome: OutcomeV2,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct CardV2 {
+        key: [u8; PIN_KEY_BYTES],
+        last4: u16,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum OutcomeV2 {
+        Approved {
+            parts: Vec<PartV2>,
+        },
+        Declined {
+            reason_code: u8,
+            /// 0 when no single card caused the decline.
+            position: u8,
+            available_minor: u64,
+        },
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct PartV2 {
+        taken_minor: u64,
+        remaining_minor: u64,
+    }
+
+    impl From<&PaymentRecord> for PaymentV2 {
+        fn from(record: &PaymentRecord) -> PaymentV2 {
+            let outcome = match &record.outcome {
+                RecordedOutcome::Approved { parts } => OutcomeV2::Approved {
+                    parts: parts
+                        .iter()
+                        .map(|p| PartV2 {
+                            taken_minor: p.taken_minor,
+                            remaining_minor: p.remaining_minor,
+                        })
+                        .collect(),
+                },
+                RecordedOutcome::Declined {
+                    reason,
+                    position,
+                    available_minor,
+                } => OutcomeV2::Declined {
+                    reason_code: reason_code(*reason),
+                    position: position.map_or(0, Position::number),
+                    available_minor: *available_minor,
+                },
+            };
+            PaymentV2 {
+                amount_minor: record.amount_minor,
+                cards: record
+                    .cards
+                    .iter()
+                    .map(|c| CardV2 {
+                        key: c.key.0,
+                        last4: c.last4,
+                    })
+                    .collect(),
+                outcome,
+            }
+        }
+    }
+
+    impl TryFrom<PaymentV2> for PaymentRecord {
+        type Error = String;
+
+        fn try_from(v2: PaymentV2) -> Result<PaymentRecord, String> {
+            let outcome = match v2.outcome {
+                OutcomeV2::Approved { parts } => {
+                    if parts.len() != v2.cards.len() {
+                        return Err("payment record: parts and cards differ".into());
+                    }
+                    RecordedOutcome::Approved {
+                        parts: parts
+                            .iter()
+                            .map(|p| RecordedPart {
+                                taken_minor: p.taken_minor,
+                                remaining_minor: p.remaining_minor,
+                            })
+                            .collect(),
+                    }
+                }
+                OutcomeV2::Declined {
+                    reason_code,
+                    position,
+                    available_minor,
+                } => RecordedOutcome::Declined {
+                    reason: reason_from_code(reason_code)?,
+                    position: Position::from_number(position),
+                    available_minor,
+                },
+            };
+            Ok(PaymentRecord {
+                amount_minor: v2.amount_minor,
+                cards: v2
+                    .cards
+                    .iter()
+                    .map(|c| CardRef {
+                        key: PinKey(c.key),
+                        last4: c.last4,
+                    })
+                    .collect(),
+                outcome,
+            })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::card::DeclineReason;
-    use crate::protocol::PayPart;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn repeated(byte: &str, times: usize) -> String {
+        vec![byte; times].join(" ")
+    }
+
+    fn card_ref(byte: u8) -> CardRef {
+        CardRef {
+            key: PinKey([byte; 16]),
+            last4: u16::from(byte),
+        }
+    }
+
+    fn approved_700() -> PaymentRecord {
+        PaymentRecord {
+            amount_minor: 700,
+            cards: vec![card_ref(1), card_ref(2)],
+            outcome: RecordedOutcome::Approved {
+                parts: vec![
+                    RecordedPart {
+                        taken_minor: 500,
+                        remaining_minor: 0,
+                    },
+                    RecordedPart {
+                        taken_minor: 200,
+                        remaining_minor: 300,
+                    },
+                ],
+            },
+        }
+    }
 
     #[test]
-    fn card_records_round_trip_and_reject_garbage() {
+    fn a_card_record_has_pinned_bytes() {
         let mut card = Card::issued(3000);
         card.activate(12, 345).expect("activate");
         card.debit(1000).expect("debit");
-        assert_eq!(decode_card(&encode_card(&card)), Ok(card));
+        let bytes = encode_card(&card);
+        assert_eq!(
+            hex(&bytes),
+            "01 02 0C 00 00 00 B8 0B 00 00 00 00 00 00 D0 07 00 00 00 00 00 00 59 01 00 00 00 00 00 00"
+        );
+        assert_eq!(decode_card(&bytes), Ok(card));
         assert!(decode_card(&[1, 2, 3]).is_err());
-        let mut broken = encode_card(&card);
+        let mut broken = bytes;
         broken[14..22].copy_from_slice(&9999u64.to_le_bytes());
         assert!(
             decode_card(&broken).is_err(),
@@ -227,16 +549,93 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip() {
+    fn a_payment_record_has_pinned_bytes() {
+        let approved = approved_700();
+        let mut bytes = Vec::new();
+        approved.encode_into(&mut bytes);
+        let expected = format!(
+            "02 BC 05 02 {} 01 {} 02 00 02 F4 03 00 C8 01 AC 02",
+            repeated("01", 16),
+            repeated("02", 16)
+        );
+        assert_eq!(hex(&bytes), expected);
+        let decoded = PaymentRecord::decode(&bytes).expect("decode");
+        assert_eq!(decoded, approved);
+        assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
+        assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
+
+        let declined = PaymentRecord {
+            amount_minor: 900,
+            cards: vec![card_ref(1)],
+            outcome: RecordedOutcome::Declined {
+                reason: DeclineReason::InsufficientFunds,
+                position: Position::from_number(1),
+                available_minor: 500,
+            },
+        };
+        let mut bytes = Vec::new();
+        declined.encode_into(&mut bytes);
+        let expected = format!("02 84 07 01 {} 01 01 04 01 F4 03", repeated("01", 16));
+        assert_eq!(hex(&bytes), expected);
+        assert_eq!(PaymentRecord::decode(&bytes), Ok(declined));
+        assert_eq!(
+            PaymentRecord::decode(&bytes)
+                .expect("ok")
+                .take_for(&PinKey([1; 16])),
+            None
+        );
+        bytes.push(0);
+        assert!(PaymentRecord::decode(&bytes).is_err(), "trailing bytes");
+        assert!(PaymentRecord::decode(&[9, 9]).is_err(), "unknown format");
+    }
+
+    #[test]
+    fn payment_records_of_format_1_are_still_read() {
+        // As the engine wrote them before records had types of their own:
+        // the wire's pay response of that time, then the card keys.
+        let approved_v1 = format!(
+            "01 00 00 00 BC 05 AC 02 02 01 F4 03 00 02 C8 01 AC 02 00 02 {} {}",
+            repeated("01", 16),
+            repeated("02", 16)
+        );
+        let declined_v1 = format!(
+            "01 01 01 03 01 01 84 07 F4 03 00 00 01 {}",
+            repeated("01", 16)
+        );
+        let bytes = |text: &str| -> Vec<u8> {
+            text.split(' ')
+                .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+                .collect()
+        };
+        assert_eq!(
+            PaymentRecord::decode(&bytes(&approved_v1)),
+            Ok(approved_700())
+        );
+        let declined = PaymentRecord::decode(&bytes(&declined_v1)).expect("decode");
+        assert_eq!(
+            declined.outcome,
+            RecordedOutcome::Declined {
+                reason: DeclineReason::InsufficientFunds,
+                position: Position::from_number(1),
+                available_minor: 500,
+            }
+        );
+        assert_eq!(declined.cards[0].key, PinKey([1; 16]));
+    }
+
+    #[test]
+    fn a_hold_record_has_pinned_bytes() {
         let payment = PaymentId {
             merchant_id: 3,
             request_id: 4,
         };
         let card = PinKey([7; 16]);
+        let key = hold_key(payment, &card);
         assert_eq!(
-            decode_hold_key(&hold_key(payment, &card)),
-            Ok((payment, card))
+            hex(&key),
+            format!("00 00 00 03 00 00 00 00 00 00 00 04 {}", repeated("07", 16))
         );
+        assert_eq!(decode_hold_key(&key), Ok((payment, card)));
         let hold = HoldRecord {
             hold_minor: 300,
             amount_minor: 800,
@@ -244,52 +643,34 @@ mod tests {
         };
         let mut bytes = Vec::new();
         hold.encode_into(&mut bytes);
+        assert_eq!(
+            hex(&bytes),
+            format!(
+                "01 AC 02 A0 06 02 {} {}",
+                repeated("07", 16),
+                repeated("08", 16)
+            )
+        );
         assert_eq!(HoldRecord::decode(&bytes), Ok(hold));
         assert!(HoldRecord::decode(&[]).is_err());
-        assert_eq!(
-            decode_book_key(&book_key(BookKind::MerchantOwed, 9, 2)),
-            Ok((BookKind::MerchantOwed, 9, 2))
-        );
     }
 
     #[test]
-    fn payment_records_round_trip() {
-        let stored = StoredPayment {
-            response: PayResponse::approved(
-                700,
-                vec![
-                    PayPart {
-                        pin_last4: 1,
-                        taken_minor: 500,
-                        remaining_minor: 0,
-                    },
-                    PayPart {
-                        pin_last4: 2,
-                        taken_minor: 200,
-                        remaining_minor: 300,
-                    },
-                ],
-            ),
-            card_keys: vec![[1; 16], [2; 16]],
-        };
-        let mut bytes = Vec::new();
-        stored.encode_into(&mut bytes);
-        let decoded = StoredPayment::decode(&bytes).expect("decode");
-        assert_eq!(decoded, stored);
-        assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
-        assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
-        let declined = StoredPayment {
-            response: PayResponse::declined(DeclineReason::Aborted, None, 5, 0),
-            card_keys: vec![],
-        };
-        let mut bytes = Vec::new();
-        declined.encode_into(&mut bytes);
-        assert_eq!(StoredPayment::decode(&bytes), Ok(declined));
-        bytes.push(0);
-        assert!(
-            StoredPayment::decode(&bytes).is_err(),
-            "trailing bytes are refused"
+    fn a_book_row_has_pinned_bytes() {
+        let key = book_key(BookKind::MerchantOwed, 9, ShardId(2));
+        assert_eq!(hex(&key), "02 00 00 00 09 00 02");
+        let value = 700u64.to_le_bytes();
+        assert_eq!(hex(&value), "BC 02 00 00 00 00 00 00");
+        assert_eq!(
+            decode_book_row(&key, &value),
+            Ok(BookRow {
+                kind: BookKind::MerchantOwed,
+                account_id: 9,
+                shard: ShardId(2),
+                amount_minor: 700,
+            })
         );
-        assert!(StoredPayment::decode(&[9, 9]).is_err());
+        assert!(decode_book_row(&key[..6], &value).is_err());
+        assert!(decode_book_row(&[3, 0, 0, 0, 9, 0, 2], &value).is_err());
     }
 }

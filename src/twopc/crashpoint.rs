@@ -46,7 +46,7 @@ static ARMED: OnceLock<Option<CrashPoint>> = OnceLock::new();
 
 /// Reads the environment once. An unknown name is an error, so a typo in a
 /// test cannot silently test nothing.
-pub fn arm_from_env() -> Result<Option<CrashPoint>, String> {
+pub(crate) fn arm_from_env() -> Result<Option<CrashPoint>, String> {
     let wanted = match std::env::var(ENV_VAR) {
         Ok(name) if !name.is_empty() => Some(CrashPoint::parse(&name).ok_or_else(|| {
             let known: Vec<_> = CrashPoint::ALL.iter().map(|p| p.name()).collect();

@@ -1,15 +1,23 @@
 //! Two-phase commit for payments whose cards live on different shards.
 //!
-//! * [`coordinator`]: drives one payment: prepare on every shard involved,
+//! * [`decision`]: the coordinator's logic, pure: participants, votes in,
+//!   decision out, what each shard is told in phase two.
+//! * [`coordinator`]: drives one payment over the real shards: prepare,
 //!   decide, make the decision durable, then commit or abort everywhere.
 //! * [`recovery`]: at start, resolves every hold a crash left behind from
 //!   the durable decision log (no decision means abort).
 //! * [`crashpoint`]: named places where a test can make the process die, to
 //!   prove the recovery rules.
 //!
+//! The shards' side (holds) is in [`crate::state_machine`].
 //! `docs/DESIGN.md` explains the protocol, its records and its recovery
 //! rules in prose.
 
-pub mod coordinator;
+mod coordinator;
 pub mod crashpoint;
-pub mod recovery;
+mod decision;
+pub(crate) mod recovery;
+
+pub(crate) use coordinator::Coordinator;
+pub use decision::{Participant, PhaseTwo, TwoPhase};
+pub use recovery::Recovered;

@@ -2,11 +2,13 @@
 //!
 //! A hold record on disk means a shard prepared a payment and had not yet
 //! committed or aborted it when the engine stopped. Before any shard runs,
-//! every such hold is resolved from the payment's durable decision:
+//! every such hold is put back on its card and resolved from the payment's
+//! durable decision, through the same state-machine calls the running
+//! shard would have made:
 //!
-//! * decision **approved**: apply the card's take (debit it, credit the
-//!   merchant), exactly as the shard's commit would have;
-//! * decision **declined**: release the hold;
+//! * decision **approved**: commit the card's take (debit it, credit the
+//!   merchant);
+//! * decision **declined**: abort (release the hold);
 //! * **no decision**: the coordinator died before deciding, so nobody can
 //!   have been told "approved". Presume abort: release the hold and record
 //!   an `aborted` decline as the payment's definitive outcome, so a retry
@@ -17,12 +19,11 @@
 //! atomic write: a crash during recovery just recovers again.
 
 use crate::card::DeclineReason;
-use crate::ids::PaymentId;
+use crate::ids::{CardRef, PaymentId, ShardId};
 use crate::pin::PinKey;
-use crate::protocol::PayResponse;
-use crate::shard::ShardState;
-use crate::storage::records::{self, BookKind, HoldRecord, StoredPayment};
-use crate::storage::{Cf, Changes, Storage, StorageError};
+use crate::state_machine::{ShardMachine, Take};
+use crate::storage::records::{self, HoldRecord, PaymentRecord, RecordedOutcome};
+use crate::storage::{Cf, Changes, StorageError, Store};
 
 /// What recovery did (logged at start, asserted by tests).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,80 +33,102 @@ pub struct Recovered {
     pub payments_presumed_aborted: usize,
 }
 
-/// Resolves every hold on disk into `shards` (the loaded cards, already
-/// partitioned) and `changes`. Merchant credits go to shard 0's books, which
-/// hold the consolidated totals at start.
-pub fn resolve_holds(
-    storage: &Storage,
-    shards: &mut [ShardState],
+/// One hold found on disk.
+struct FoundHold {
+    payment: PaymentId,
+    key: PinKey,
+    record: HoldRecord,
+}
+
+/// Resolves every hold on disk into `machines` (the loaded shards) and
+/// `changes`.
+pub(crate) fn resolve_holds(
+    store: &dyn Store,
+    machines: &mut [ShardMachine],
     changes: &mut Changes,
 ) -> Result<Recovered, StorageError> {
-    let mut holds: Vec<(PaymentId, PinKey, HoldRecord)> = Vec::new();
-    storage.scan(Cf::Holds, |key, value| {
-        let (payment, card) = records::decode_hold_key(key)?;
-        holds.push((payment, card, HoldRecord::decode(value)?));
+    let mut holds = Vec::new();
+    store.scan(Cf::Holds, &mut |key, value| {
+        let (payment, key) = records::decode_hold_key(key)?;
+        holds.push(FoundHold {
+            payment,
+            key,
+            record: HoldRecord::decode(value)?,
+        });
         Ok(())
     })?;
 
     let mut recovered = Recovered::default();
-    let mut decided: Option<(PaymentId, StoredPayment)> = None;
-    // Holds are in key order, so one payment's holds are adjacent.
-    for (payment, key, hold) in holds {
-        let decision = match &decided {
-            Some((id, stored)) if *id == payment => stored.clone(),
-            _ => {
-                let stored = match storage.get_payment(payment)? {
-                    Some(stored) => stored,
-                    None => {
-                        let stored = StoredPayment {
-                            response: PayResponse::declined(
-                                DeclineReason::Aborted,
-                                None,
-                                hold.amount_minor,
-                                0,
-                            ),
-                            card_keys: hold.card_keys.clone(),
-                        };
-                        changes.put_payment(payment, &stored);
-                        recovered.payments_presumed_aborted += 1;
-                        stored
-                    }
-                };
-                decided = Some((payment, stored.clone()));
-                stored
-            }
-        };
-        changes.delete_hold(payment, &key);
-        let take_minor = match decision.take_for(&key) {
-            Some(take) if decision.response.is_approved() => take,
-            _ => {
-                recovered.holds_released += 1;
-                continue;
-            }
-        };
-        let shard_count = shards.len();
-        let card = shards[key.shard(shard_count)]
-            .cards
-            .get_mut(&key)
-            .ok_or_else(|| StorageError(format!("hold on missing card {}", key.label())))?;
-        if take_minor > hold.hold_minor || hold.hold_minor > card.balance_minor {
-            return Err(StorageError(format!(
-                "decision takes {take_minor} from card {} but its hold is {} of balance {}",
-                key.label(),
-                hold.hold_minor,
-                card.balance_minor
-            )));
+    let mut decided: Option<(PaymentId, PaymentRecord)> = None;
+    for hold in holds {
+        // Holds are in key order, so one payment's holds are adjacent.
+        if decided.as_ref().is_none_or(|(id, _)| *id != hold.payment) {
+            let record = decision_for(store, &hold, changes, &mut recovered)?;
+            decided = Some((hold.payment, record));
         }
-        // Loaded cards carry no holds; re-place this one and commit it the
-        // way the shard would have.
-        card.held_minor += hold.hold_minor;
-        card.commit_hold(hold.hold_minor, take_minor);
-        changes.put_card(&key, card);
-        let share = shards[0]
-            .books
-            .credit(BookKind::MerchantOwed, payment.merchant_id, take_minor);
-        changes.put_book(BookKind::MerchantOwed, payment.merchant_id, 0, share);
-        recovered.holds_committed += 1;
+        let (_, decision) = decided.as_ref().expect("just set");
+        let shard = ShardId::of(&hold.key, machines.len());
+        let machine = &mut machines[shard.index()];
+        machine.restore_hold(hold.payment, hold.key, hold.record.hold_minor)?;
+        match decision.take_for(&hold.key) {
+            Some(take_minor) if take_minor <= hold.record.hold_minor => {
+                let take = Take {
+                    key: hold.key,
+                    take_minor,
+                };
+                machine.commit(hold.payment, &[take], changes);
+                recovered.holds_committed += 1;
+            }
+            Some(take_minor) => {
+                return Err(StorageError(format!(
+                    "decision takes {take_minor} from card {} but its hold is {}",
+                    hold.key.label(),
+                    hold.record.hold_minor
+                )));
+            }
+            None => {
+                machine.abort(hold.payment, &[hold.key], changes);
+                recovered.holds_released += 1;
+            }
+        }
     }
     Ok(recovered)
+}
+
+/// The payment's durable decision, or (none recorded) a presumed abort,
+/// which is written so that a retry gets it as the definitive answer.
+fn decision_for(
+    store: &dyn Store,
+    hold: &FoundHold,
+    changes: &mut Changes,
+    recovered: &mut Recovered,
+) -> Result<PaymentRecord, StorageError> {
+    if let Some(record) = store.get_payment(hold.payment)? {
+        return Ok(record);
+    }
+    let record = presumed_abort(&hold.record);
+    changes.put_payment(hold.payment, &record);
+    recovered.payments_presumed_aborted += 1;
+    Ok(record)
+}
+
+/// The definitive outcome of a payment prepared but never decided.
+fn presumed_abort(hold: &HoldRecord) -> PaymentRecord {
+    PaymentRecord {
+        amount_minor: hold.amount_minor,
+        cards: hold
+            .card_keys
+            .iter()
+            .map(|key| CardRef {
+                key: PinKey(*key),
+                // A decline shows no card digits; none are kept in holds.
+                last4: 0,
+            })
+            .collect(),
+        outcome: RecordedOutcome::Declined {
+            reason: DeclineReason::Aborted,
+            position: None,
+            available_minor: 0,
+        },
+    }
 }

@@ -1,0 +1,136 @@
+//! The `kessai` command line: `serve` runs the engine; every other
+//! subcommand is a client of a running engine (see `--addr`).
+//!
+//! One file per subcommand: its arguments, its call, and how its answer is
+//! shown, as text or (with `--json`) as one JSON object.
+//!
+//! Exit status: 0 on success and on a clean decline (a decline is an answer,
+//! not a failure), 1 on errors (bad input, no engine, an engine error, a
+//! failed audit), 2 on usage errors (clap's own).
+
+mod activate;
+mod audit;
+mod balance;
+mod issue;
+mod output;
+mod pay;
+mod report;
+mod serve;
+mod stats;
+
+use crate::client::Client;
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use output::{Failure, Output};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a CLI command waits for the engine.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kessai",
+    version,
+    about = "Settlement engine for prepaid PIN cards"
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults apply
+    /// (the same values as config/kessai.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the engine.
+    Serve(serve::ServeArgs),
+    /// Issue new cards (worthless until activated) and write their PINs to a
+    /// file, one per line. The PINs are shown this once.
+    Issue(issue::IssueArgs),
+    /// Activate cards sold at a store (as its headquarters reports them).
+    Activate(activate::ActivateArgs),
+    /// Pay a merchant from one or more cards (taken in the order given).
+    Pay(pay::PayArgs),
+    /// Show a card's balance.
+    Balance(balance::BalanceArgs),
+    /// Show what each store owes and each merchant is owed.
+    Report(report::ReportArgs),
+    /// Prove that no money was created or lost; exits 1 on any finding.
+    Audit(audit::AuditArgs),
+    /// Show per-shard group-commit statistics.
+    Stats(stats::StatsArgs),
+}
+
+/// What every client subcommand takes.
+#[derive(Args, Debug, Clone)]
+struct ClientArgs {
+    /// Engine address (default: the config's listen address).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the parsed command; returns the process exit status.
+pub fn run(cli: Cli) -> i32 {
+    let overrides = match &cli.command {
+        Command::Serve(args) => args.overrides(),
+        _ => Default::default(),
+    };
+    let config = match Config::load(cli.config.as_deref(), &overrides) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("kessai: {message}");
+            return 1;
+        }
+    };
+    let client_args = match &cli.command {
+        Command::Serve(_) => return serve::run(config),
+        Command::Issue(args) => &args.client,
+        Command::Activate(args) => &args.client,
+        Command::Pay(args) => &args.client,
+        Command::Balance(args) => &args.client,
+        Command::Report(args) => &args.client,
+        Command::Audit(args) => &args.client,
+        Command::Stats(args) => &args.client,
+    };
+    let json = client_args.json;
+    let addr = client_args.addr.unwrap_or(config.listen);
+    output::print(json, call(addr, cli.command, &config))
+}
+
+/// Connects, runs one client command, and waits at most [`CALL_TIMEOUT`].
+fn call(addr: SocketAddr, command: Command, config: &Config) -> Result<Output, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure(format!("cannot start a runtime: {error}")))?;
+    runtime.block_on(async {
+        let client = Client::connect(addr).await?;
+        tokio::time::timeout(CALL_TIMEOUT, dispatch(&client, command, config))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure(format!(
+                    "no answer from {addr} within {CALL_TIMEOUT:?}"
+                )))
+            })
+    })
+}
+
+async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<Output, Failure> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Issue(args) => issue::run(client, args, config).await,
+        Command::Activate(args) => activate::run(client, args).await,
+        Command::Pay(args) => pay::run(client, args).await,
+        Command::Balance(args) => balance::run(client, args).await,
+        Command::Report(_) => report::run(client).await,
+        Command::Audit(_) => audit::run(client).await,
+        Command::Stats(_) => stats::run(client).await,
+    }
+}

@@ -1,0 +1,103 @@
+//! What a client command prints: text for people, one JSON object for
+//! programs, and an exit status.
+
+use crate::client::ClientError;
+use crate::pin::Pin;
+use crate::protocol::Totals;
+use serde_json::{Value, json};
+use std::io::Write;
+
+/// A command's answer in both forms, and its exit status.
+pub struct Output {
+    pub json: Value,
+    pub text: String,
+    pub status: i32,
+}
+
+impl Output {
+    /// An answer that exits 0.
+    pub fn ok(json: Value, text: String) -> Output {
+        Output {
+            json,
+            text,
+            status: 0,
+        }
+    }
+}
+
+/// A failed command: the message for stderr (or the JSON error object).
+pub struct Failure(pub String);
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Failure {
+        Failure(error.to_string())
+    }
+}
+
+/// Prints the outcome and returns the exit status.
+pub fn print(json: bool, outcome: Result<Output, Failure>) -> i32 {
+    match outcome {
+        Ok(output) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = if json {
+                writeln!(stdout, "{}", output.json)
+            } else {
+                write!(stdout, "{}", output.text)
+            };
+            output.status
+        }
+        Err(Failure(message)) => {
+            if json {
+                println!("{}", json!({ "error": message }));
+            } else {
+                eprintln!("kessai: {message}");
+            }
+            1
+        }
+    }
+}
+
+/// Rejects typos locally, with the position, before bothering the engine
+/// (which checks again).
+pub fn check_pins(pins: &[String]) -> Result<(), Failure> {
+    for (index, pin) in pins.iter().enumerate() {
+        if let Err(error) = Pin::parse(pin) {
+            return Err(Failure(format!("PIN at position {}: {error}", index + 1)));
+        }
+    }
+    Ok(())
+}
+
+/// The last four digits as shown: zero-padded text.
+pub fn last4_text(pin_last4: u16) -> String {
+    format!("{pin_last4:04}")
+}
+
+pub fn totals_json(totals: &Totals) -> Value {
+    json!({
+        "cards": totals.cards,
+        "cards_issued": totals.cards_issued,
+        "cards_active": totals.cards_active,
+        "cards_exhausted": totals.cards_exhausted,
+        "activated_minor": totals.activated_minor,
+        "balance_minor": totals.balance_minor,
+        "held_minor": totals.held_minor,
+        "store_owed_minor": totals.store_owed_minor,
+        "merchant_owed_minor": totals.merchant_owed_minor,
+    })
+}
+
+pub fn totals_text(totals: &Totals) -> String {
+    format!(
+        "totals: cards {} (issued {}, active {}, exhausted {})\n        activated {}  balances {}  held {}  store owed {}  merchant owed {}\n",
+        totals.cards,
+        totals.cards_issued,
+        totals.cards_active,
+        totals.cards_exhausted,
+        totals.activated_minor,
+        totals.balance_minor,
+        totals.held_minor,
+        totals.store_owed_minor,
+        totals.merchant_owed_minor
+    )
+}

@@ -1,0 +1,80 @@
+//! `kessai pay`: a merchant takes an amount from one or more cards.
+
+use super::ClientArgs;
+use super::output::{Failure, Output, check_pins, last4_text};
+use crate::client::Client;
+use crate::protocol::PayResponse;
+use clap::Args;
+use serde_json::{Value, json};
+
+#[derive(Args, Debug)]
+pub struct PayArgs {
+    #[arg(long)]
+    merchant: u32,
+    /// Amount in minor units (yen).
+    #[arg(long)]
+    amount: u64,
+    /// The merchant's id for this payment; retrying with the same id
+    /// never pays twice.
+    #[arg(long)]
+    request_id: u64,
+    /// The cards, taken from in this order.
+    #[arg(required = true)]
+    pins: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(client: &Client, args: PayArgs) -> Result<Output, Failure> {
+    check_pins(&args.pins)?;
+    let paid = client
+        .pay(args.merchant, args.request_id, args.amount, &args.pins)
+        .await?;
+    Ok(render(&paid))
+}
+
+fn render(paid: &PayResponse) -> Output {
+    let replayed = if paid.replayed { " (replayed)" } else { "" };
+    let mut text = match paid.reason {
+        None => format!(
+            "approved {}: {} left on the card(s){replayed}\n",
+            paid.amount_minor, paid.remaining_minor
+        ),
+        Some(reason) => format!(
+            "declined: {}{}{replayed}\n",
+            reason.name(),
+            paid.position
+                .map(|p| format!(" (card {p})"))
+                .unwrap_or_default(),
+        ),
+    };
+    for p in &paid.parts {
+        text += &format!(
+            "  card ****{}: took {}, {} left\n",
+            last4_text(p.pin_last4),
+            p.taken_minor,
+            p.remaining_minor
+        );
+    }
+    let parts: Vec<Value> = paid
+        .parts
+        .iter()
+        .map(|p| {
+            json!({
+                "pin_last4": last4_text(p.pin_last4),
+                "taken_minor": p.taken_minor,
+                "remaining_minor": p.remaining_minor,
+            })
+        })
+        .collect();
+    let json = json!({
+        "status": if paid.is_approved() { "approved" } else { "declined" },
+        "reason": paid.reason.map(|r| r.name()),
+        "position": paid.position.map(|p| p.number()),
+        "amount_minor": paid.amount_minor,
+        "remaining_minor": paid.remaining_minor,
+        "parts": parts,
+        "replayed": paid.replayed,
+    });
+    Output::ok(json, text)
+}

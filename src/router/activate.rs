@@ -1,0 +1,36 @@
+//! Activation: a store's headquarters reports cards sold at its POS. The
+//! batch is split by shard, and each card answers for itself.
+
+use super::Partition;
+use crate::ids::StoreId;
+use crate::pin::PinKey;
+use crate::protocol::{ActivateResponse, ActivationResult, Response};
+use crate::shard::{Activation, ShardGone, Shards};
+
+pub(super) async fn activate(
+    shards: &Shards,
+    store_id: StoreId,
+    pos_ref: u64,
+    cards: Vec<Option<PinKey>>,
+) -> Result<Response, ShardGone> {
+    let mut results = vec![ActivationResult::InvalidPin; cards.len()];
+    let mut partition = Partition::new(shards.count());
+    for (place, key) in cards.iter().enumerate() {
+        if let Some(key) = key {
+            let activation = Activation {
+                key: *key,
+                store_id,
+                pos_ref,
+            };
+            partition.push(shards.of(key), place, activation);
+        }
+    }
+    let mut answers = Vec::new();
+    for (shard, batch) in partition.take_batches() {
+        answers.push((shard, shards.activate(shard, batch).await?));
+    }
+    for (shard, answer) in answers {
+        partition.scatter(shard, answer.get().await?, &mut results);
+    }
+    Ok(Response::Activated(ActivateResponse { results }))
+}

@@ -1,0 +1,250 @@
+//! [`Shards`]: how the rest of the engine reaches the shard actors.
+//!
+//! Each shard's mailbox is bounded by `limits.shard_mailbox_capacity`
+//! messages: a sender takes a slot before it queues a message, and the slot
+//! comes back when the shard has handled it. A sender that finds the
+//! mailbox full waits for a slot, so a flood backs up into the connections
+//! that cause it (which then stop reading their sockets) instead of into
+//! the engine's memory.
+//!
+//! Every operation has its own message and its own reply type; an answer
+//! arrives once the change behind it is durable.
+
+use super::Shard;
+use super::messages::{
+    Abort, Activate, Activation, ClientOp, ClientWork, Commit, Insert, MailboxSlot, NewCard,
+    Prepare, RecordDecision, Snapshot, Stats,
+};
+use crate::idempotency::Claims;
+use crate::ids::{PaymentId, ShardId};
+use crate::ledger::ShardLedger;
+use crate::pin::PinKey;
+use crate::protocol::{ActivationResult, ShardStats};
+use crate::reply::ReplyTx;
+use crate::state_machine::{PrepareRequest, ShardMachine, Take, Vote};
+use crate::storage::Storage;
+use crate::storage::records::PaymentRecord;
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, oneshot};
+
+/// The shard is gone: only during shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardGone;
+
+/// Every shard actor, with its bounded mailbox.
+pub struct Shards {
+    actors: Vec<Addr<Shard>>,
+    mailboxes: Vec<Arc<Semaphore>>,
+}
+
+impl Shards {
+    /// Starts one actor per machine, spread round-robin over `arbiters`.
+    pub fn start(
+        machines: Vec<ShardMachine>,
+        storage: &Arc<Storage>,
+        claims: &Arc<Claims>,
+        arbiters: &[ArbiterHandle],
+        mailbox_capacity: usize,
+    ) -> Shards {
+        assert!(!arbiters.is_empty() && mailbox_capacity > 0);
+        let count = machines.len();
+        let actors = machines
+            .into_iter()
+            .enumerate()
+            .map(|(index, machine)| {
+                assert_eq!(machine.id().index(), index, "machines in shard order");
+                let (storage, claims) = (storage.clone(), claims.clone());
+                Shard::start_in_arbiter(&arbiters[index % arbiters.len()], move |_| {
+                    Shard::new(machine, storage, claims)
+                })
+            })
+            .collect();
+        let mailboxes = (0..count)
+            .map(|_| Arc::new(Semaphore::new(mailbox_capacity)))
+            .collect();
+        Shards { actors, mailboxes }
+    }
+
+    pub fn count(&self) -> usize {
+        self.actors.len()
+    }
+
+    /// The shard that owns `key`.
+    pub fn of(&self, key: &PinKey) -> ShardId {
+        ShardId::of(key, self.count())
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = ShardId> + use<> {
+        (0..self.count()).map(ShardId::from_index)
+    }
+
+    /// Waits for a slot in `shard`'s mailbox, then queues the message.
+    async fn queue<M>(
+        &self,
+        shard: ShardId,
+        make: impl FnOnce(MailboxSlot) -> M,
+    ) -> Result<(), ShardGone>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        Shard: Handler<M>,
+    {
+        let slot = self.mailboxes[shard.index()]
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ShardGone)?;
+        // The slot, not actix's own capacity (which `do_send` ignores),
+        // bounds the mailbox; a stopped actor drops the message, and its
+        // reply sender with it.
+        self.actors[shard.index()].do_send(make(slot));
+        Ok(())
+    }
+
+    /// Queues a message carrying a reply sender; the answer is to be
+    /// awaited separately, so a caller can ask several shards at once.
+    async fn ask<M, T>(
+        &self,
+        shard: ShardId,
+        make: impl FnOnce(oneshot::Sender<T>, MailboxSlot) -> M,
+    ) -> Result<Answer<T>, ShardGone>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        Shard: Handler<M>,
+    {
+        let (done, answer) = oneshot::channel();
+        self.queue(shard, |slot| make(done, slot)).await?;
+        Ok(Answer(answer))
+    }
+
+    /// Asks every shard the same question; answers in shard order.
+    async fn ask_each<M, T>(
+        &self,
+        make: impl Fn(oneshot::Sender<T>, MailboxSlot) -> M,
+    ) -> Result<Vec<T>, ShardGone>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        Shard: Handler<M>,
+    {
+        let mut answers = Vec::with_capacity(self.count());
+        for shard in self.all() {
+            answers.push(self.ask(shard, &make).await?);
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            out.push(answer.get().await?);
+        }
+        Ok(out)
+    }
+
+    /// Client requests whose answers go straight to a connection.
+    pub async fn client(
+        &self,
+        shard: ShardId,
+        reply: ReplyTx,
+        ops: Vec<(u64, ClientOp)>,
+    ) -> Result<(), ShardGone> {
+        self.queue(shard, |_slot| ClientWork { reply, ops, _slot })
+            .await
+    }
+
+    pub async fn activate(
+        &self,
+        shard: ShardId,
+        cards: Vec<Activation>,
+    ) -> Result<Answer<Vec<ActivationResult>>, ShardGone> {
+        self.ask(shard, |done, _slot| Activate { cards, done, _slot })
+            .await
+    }
+
+    pub async fn insert(
+        &self,
+        shard: ShardId,
+        cards: Vec<NewCard>,
+    ) -> Result<Answer<Vec<bool>>, ShardGone> {
+        self.ask(shard, |done, _slot| Insert { cards, done, _slot })
+            .await
+    }
+
+    pub async fn prepare(
+        &self,
+        shard: ShardId,
+        request: PrepareRequest,
+    ) -> Result<Answer<Vote>, ShardGone> {
+        self.ask(shard, |done, _slot| Prepare {
+            request,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn commit(
+        &self,
+        shard: ShardId,
+        payment: PaymentId,
+        takes: Vec<Take>,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| Commit {
+            payment,
+            takes,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn abort(
+        &self,
+        shard: ShardId,
+        payment: PaymentId,
+        keys: Vec<PinKey>,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| Abort {
+            payment,
+            keys,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn record_decision(
+        &self,
+        shard: ShardId,
+        payment: PaymentId,
+        record: PaymentRecord,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| RecordDecision {
+            payment,
+            record,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    /// Every shard's ledger snapshot, asked of all shards at once.
+    pub async fn snapshots(&self) -> Result<Vec<ShardLedger>, ShardGone> {
+        let ledgers = self
+            .ask_each(|done, _slot| Snapshot { done, _slot })
+            .await?;
+        Ok(ledgers.into_iter().map(|ledger| *ledger).collect())
+    }
+
+    /// Every shard's group-commit figures, in shard order.
+    pub async fn stats(&self) -> Result<Vec<ShardStats>, ShardGone> {
+        self.ask_each(|done, _slot| Stats { done, _slot }).await
+    }
+}
+
+/// A shard's answer to come: it arrives once the change behind it is
+/// durable.
+pub struct Answer<T>(oneshot::Receiver<T>);
+
+impl<T> Answer<T> {
+    pub async fn get(self) -> Result<T, ShardGone> {
+        self.0.await.map_err(|_| ShardGone)
+    }
+}

@@ -1,0 +1,121 @@
+//! The messages a shard takes, one per operation, each with its own reply
+//! type. Every message holds a mailbox slot (see [`super::Shards`]) that is
+//! given back when the shard has handled it.
+
+use crate::ids::{CardRef, PaymentId, StoreId};
+use crate::ledger::ShardLedger;
+use crate::pin::PinKey;
+use crate::protocol::{ActivationResult, ShardStats};
+use crate::reply::ReplyTx;
+use crate::state_machine::{PrepareRequest, Take, Vote};
+use crate::storage::records::PaymentRecord;
+use actix::Message;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+/// A place in a shard's bounded mailbox, held by a queued message.
+pub type MailboxSlot = OwnedSemaphorePermit;
+
+macro_rules! shard_message {
+    ($name:ident) => {
+        impl Message for $name {
+            type Result = ();
+        }
+    };
+}
+
+/// A client request served by one shard, its answer a wire response.
+#[derive(Debug)]
+pub enum ClientOp {
+    /// A payment whose cards all live on this shard: decided and applied in
+    /// one local atomic step, no two-phase commit.
+    Pay {
+        payment: PaymentId,
+        amount_minor: u64,
+        cards: Vec<CardRef>,
+    },
+    Balance {
+        key: PinKey,
+    },
+}
+
+/// Client requests from one connection read, answered straight to the
+/// connection once durable, each under its correlation id.
+pub struct ClientWork {
+    pub reply: ReplyTx,
+    pub ops: Vec<(u64, ClientOp)>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(ClientWork);
+
+/// One card sold at a store.
+#[derive(Debug, Clone, Copy)]
+pub struct Activation {
+    pub key: PinKey,
+    pub store_id: StoreId,
+    pub pos_ref: u64,
+}
+
+pub struct Activate {
+    pub cards: Vec<Activation>,
+    pub done: oneshot::Sender<Vec<ActivationResult>>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Activate);
+
+/// A new (issued, worthless) card.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCard {
+    pub key: PinKey,
+    pub face_value_minor: u64,
+}
+
+/// Answers, per card, whether it was inserted (false: the key exists).
+pub struct Insert {
+    pub cards: Vec<NewCard>,
+    pub done: oneshot::Sender<Vec<bool>>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Insert);
+
+pub struct Prepare {
+    pub request: PrepareRequest,
+    pub done: oneshot::Sender<Vote>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Prepare);
+
+pub struct Commit {
+    pub payment: PaymentId,
+    pub takes: Vec<Take>,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Commit);
+
+pub struct Abort {
+    pub payment: PaymentId,
+    pub keys: Vec<PinKey>,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Abort);
+
+pub struct RecordDecision {
+    pub payment: PaymentId,
+    pub record: PaymentRecord,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(RecordDecision);
+
+pub struct Snapshot {
+    pub done: oneshot::Sender<Box<ShardLedger>>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Snapshot);
+
+pub struct Stats {
+    pub done: oneshot::Sender<ShardStats>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Stats);

@@ -1,0 +1,168 @@
+//! This shard's side of two-phase commit: holds.
+//!
+//! A prepared payment reserves part of each card's balance (`held_minor`)
+//! so no other payment can spend it, with a durable hold record per card.
+//! The coordinator's decision then turns each hold into a debit of its take
+//! (the rest released), or releases it whole. Holds never wait for
+//! anything, so payments sharing cards cannot deadlock; under contention
+//! they can only find less money available.
+
+use super::ShardMachine;
+use crate::card::DeclineReason;
+use crate::ids::{CardRef, PaymentId, Position};
+use crate::pin::PinKey;
+use crate::storage::Changes;
+use crate::storage::records::{BookKind, HoldRecord, PaymentRecord};
+
+/// Phase one, as this shard sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareRequest {
+    pub payment: PaymentId,
+    pub amount_minor: u64,
+    /// This shard's cards, with their places in the payment.
+    pub cards: Vec<(Position, CardRef)>,
+    /// Every card of the payment, in order (kept in the hold records).
+    pub all_cards: Vec<PinKey>,
+}
+
+/// What one card holds for a prepared payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldCard {
+    pub position: Position,
+    pub held_minor: u64,
+    /// The card's balance when it was prepared.
+    pub balance_minor: u64,
+}
+
+/// A shard's vote in phase one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vote {
+    /// Holds placed, one per card of this shard.
+    Yes { holds: Vec<HeldCard> },
+    /// The card at `position` cannot pay; nothing was held.
+    No {
+        position: Position,
+        reason: DeclineReason,
+    },
+}
+
+/// Phase two, commit: what to take from one held card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    pub key: PinKey,
+    pub take_minor: u64,
+}
+
+impl ShardMachine {
+    /// Phase one: check every card, then hold up to the amount across them
+    /// in order. A card that cannot pay votes no and holds nothing.
+    ///
+    /// Each card holds at most what the payment still needs after the
+    /// earlier cards on this shard; cards on other shards are unknown here,
+    /// so the coordinator may end up taking less than a hold, never more.
+    pub fn prepare(&mut self, request: &PrepareRequest, out: &mut Changes) -> Vote {
+        for &(position, card_ref) in &request.cards {
+            let check = match self.cards.get(&card_ref.key) {
+                None => Err(DeclineReason::UnknownPin),
+                Some(card) => card.spendable(),
+            };
+            if let Err(reason) = check {
+                return Vote::No { position, reason };
+            }
+        }
+        let mut record = HoldRecord {
+            hold_minor: 0,
+            amount_minor: request.amount_minor,
+            card_keys: request.all_cards.iter().map(|key| key.0).collect(),
+        };
+        let mut cap_left_minor = request.amount_minor;
+        let mut holds = Vec::with_capacity(request.cards.len());
+        for &(position, card_ref) in &request.cards {
+            let card = self.cards.get_mut(&card_ref.key).expect("checked above");
+            let held_minor = card.hold(cap_left_minor).expect("checked above");
+            cap_left_minor -= held_minor;
+            let earlier = self
+                .holds
+                .insert((request.payment, card_ref.key), held_minor);
+            assert!(earlier.is_none(), "a payment prepared the same card twice");
+            record.hold_minor = held_minor;
+            out.put_hold(request.payment, &card_ref.key, &record);
+            holds.push(HeldCard {
+                position,
+                held_minor,
+                balance_minor: card.balance_minor,
+            });
+        }
+        Vote::Yes { holds }
+    }
+
+    /// Phase two: each hold becomes a debit of its take (the rest of the
+    /// hold is released); the merchant's share is credited with the total.
+    pub fn commit(&mut self, payment: PaymentId, takes: &[Take], out: &mut Changes) {
+        let mut total_minor = 0u64;
+        for take in takes {
+            let hold_minor = self
+                .holds
+                .remove(&(payment, take.key))
+                .expect("commit names a card this shard prepared");
+            let card = self.cards.get_mut(&take.key).expect("a held card exists");
+            card.commit_hold(hold_minor, take.take_minor);
+            out.put_card(&take.key, card);
+            out.delete_hold(payment, &take.key);
+            total_minor = total_minor
+                .checked_add(take.take_minor)
+                .expect("takes are bounded by the payment amount");
+        }
+        if total_minor > 0 {
+            self.credit(BookKind::MerchantOwed, payment.merchant_id, total_minor);
+        }
+    }
+
+    /// Phase two, abort. Cards this shard never held (it voted no, or the
+    /// prepare never arrived) are skipped.
+    pub fn abort(&mut self, payment: PaymentId, keys: &[PinKey], out: &mut Changes) {
+        for key in keys {
+            if let Some(hold_minor) = self.holds.remove(&(payment, *key)) {
+                let card = self.cards.get_mut(key).expect("a held card exists");
+                card.release(hold_minor);
+                out.delete_hold(payment, key);
+            }
+        }
+    }
+
+    /// Makes a coordinator's decision durable: the payment's home shard
+    /// writes it through its own group commit, before any shard hears it.
+    pub fn record_decision(
+        &mut self,
+        payment: PaymentId,
+        record: &PaymentRecord,
+        out: &mut Changes,
+    ) {
+        out.put_payment(payment, record);
+    }
+
+    /// Recovery: puts back a hold found on disk (loaded cards carry none),
+    /// so the decision can then be applied with [`ShardMachine::commit`] or
+    /// [`ShardMachine::abort`], exactly as the running shard would have.
+    pub(crate) fn restore_hold(
+        &mut self,
+        payment: PaymentId,
+        key: PinKey,
+        hold_minor: u64,
+    ) -> Result<(), String> {
+        let card = self
+            .cards
+            .get_mut(&key)
+            .ok_or_else(|| format!("hold on missing card {}", key.label()))?;
+        if card.available_minor() < hold_minor || self.holds.contains_key(&(payment, key)) {
+            return Err(format!(
+                "hold of {hold_minor} on card {} does not fit its balance {}",
+                key.label(),
+                card.balance_minor
+            ));
+        }
+        card.held_minor += hold_minor;
+        self.holds.insert((payment, key), hold_minor);
+        Ok(())
+    }
+}

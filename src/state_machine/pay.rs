@@ -1,0 +1,194 @@
+//! Payments whose cards all live on one shard: decided and applied in one
+//! step, no two-phase commit. And the one rule for splitting a payment over
+//! its cards, which two-phase commit decides with too.
+
+use super::ShardMachine;
+use crate::card::{DeclineReason, take_in_order};
+use crate::config::CARDS_PER_PAYMENT_MAX;
+use crate::idempotency;
+use crate::ids::{CardRef, MerchantId, PaymentId, Position};
+use crate::protocol::{ErrorResponse, PayPart, PayResponse};
+use crate::storage::Changes;
+use crate::storage::records::{BookKind, PaymentRecord};
+
+impl ShardMachine {
+    /// A payment whose cards all live here. `prior` is the payment's
+    /// recorded outcome, prefetched by the driver (which holds the
+    /// payment's claim, so nobody else is deciding it meanwhile): a retry
+    /// gets that outcome back. Otherwise the payment is decided, applied
+    /// and recorded in this one call.
+    pub fn pay(
+        &mut self,
+        payment: PaymentId,
+        amount_minor: u64,
+        cards: &[CardRef],
+        prior: Option<&PaymentRecord>,
+        out: &mut Changes,
+    ) -> Result<PayResponse, ErrorResponse> {
+        if let Some(record) = prior {
+            return idempotency::replay(record, amount_minor, cards);
+        }
+        let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, out);
+        out.put_payment(payment, &idempotency::record_of(&response, cards));
+        Ok(response)
+    }
+
+    /// Takes `amount_minor` from the cards in order, each up to its
+    /// available balance, or declines without touching any card.
+    fn debit_in_order(
+        &mut self,
+        merchant_id: MerchantId,
+        amount_minor: u64,
+        cards: &[CardRef],
+        out: &mut Changes,
+    ) -> PayResponse {
+        let count = cards.len();
+        assert!(count <= CARDS_PER_PAYMENT_MAX, "validated at the gateway");
+        let mut available_minor = [0u64; CARDS_PER_PAYMENT_MAX];
+        for (index, card_ref) in cards.iter().enumerate() {
+            let position = Some(Position::from_index(index));
+            let spendable = match self.cards.get(&card_ref.key) {
+                None => Err(DeclineReason::UnknownPin),
+                Some(card) => card.spendable().map(|()| card.available_minor()),
+            };
+            match spendable {
+                Ok(available) => available_minor[index] = available,
+                Err(reason) => return PayResponse::declined(reason, position, amount_minor, 0),
+            }
+        }
+        let takes_minor = match split_payment(amount_minor, &available_minor[..count]) {
+            Ok(takes) => takes,
+            Err(declined) => return declined,
+        };
+        let mut parts = Vec::with_capacity(count);
+        for (card_ref, &take_minor) in cards.iter().zip(&takes_minor[..count]) {
+            let card = self.cards.get_mut(&card_ref.key).expect("checked above");
+            if take_minor > 0 {
+                card.debit(take_minor).expect("available checked above");
+                out.put_card(&card_ref.key, card);
+            }
+            parts.push(PayPart {
+                pin_last4: card_ref.last4,
+                taken_minor: take_minor,
+                remaining_minor: card.balance_minor,
+            });
+        }
+        self.credit(BookKind::MerchantOwed, merchant_id, amount_minor);
+        PayResponse::approved(amount_minor, parts)
+    }
+}
+
+/// Splits a payment over its cards in order ([`take_in_order`]), or gives
+/// the `InsufficientFunds` decline when what the cards can give falls short.
+/// The local path and the two-phase coordinator both decide through here.
+pub(crate) fn split_payment(
+    amount_minor: u64,
+    can_give_minor: &[u64],
+) -> Result<[u64; CARDS_PER_PAYMENT_MAX], PayResponse> {
+    let count = can_give_minor.len();
+    let mut takes_minor = [0u64; CARDS_PER_PAYMENT_MAX];
+    if take_in_order(amount_minor, can_give_minor, &mut takes_minor[..count]) {
+        return Ok(takes_minor);
+    }
+    // A shortfall is not one card's fault, except when there is one card.
+    Err(PayResponse::declined(
+        DeclineReason::InsufficientFunds,
+        (count == 1).then(|| Position::from_index(0)),
+        amount_minor,
+        can_give_minor.iter().sum(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::machine_with;
+    use super::*;
+    use crate::card::{Card, CardState};
+    use crate::pin::PinKey;
+    use crate::protocol::ErrorCode;
+
+    fn active(face: u64) -> Card {
+        let mut card = Card::issued(face);
+        card.activate(1, 0).expect("activates");
+        card
+    }
+
+    fn card(byte: u8) -> CardRef {
+        CardRef {
+            key: PinKey([byte; 16]),
+            last4: u16::from(byte),
+        }
+    }
+
+    const PAYMENT: PaymentId = PaymentId {
+        merchant_id: 5,
+        request_id: 1,
+    };
+
+    #[test]
+    fn a_payment_takes_in_order_and_records_its_outcome() {
+        let mut machine = machine_with(&[(1, active(500)), (2, active(1000))]);
+        let mut out = Changes::new();
+        let paid = machine
+            .pay(PAYMENT, 800, &[card(1), card(2)], None, &mut out)
+            .expect("decided");
+        assert!(paid.is_approved());
+        let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
+        assert_eq!(taken, [500, 300]);
+        assert_eq!(paid.remaining_minor, 700);
+        // Two cards and the payment record; the merchant's row at batch end.
+        assert_eq!(out.len(), 3);
+        machine.end_batch(&mut out);
+        assert_eq!(out.len(), 4);
+        let ledger = machine.snapshot();
+        assert_eq!(ledger.books.share(BookKind::MerchantOwed, 5), 800);
+        assert_eq!(ledger.totals.cards_exhausted, 1);
+    }
+
+    #[test]
+    fn a_decline_touches_no_card_and_is_recorded() {
+        let mut machine = machine_with(&[(1, active(500)), (2, Card::issued(1000))]);
+        let mut out = Changes::new();
+        let declined = machine
+            .pay(PAYMENT, 100, &[card(1), card(2)], None, &mut out)
+            .expect("decided");
+        assert_eq!(declined.reason, Some(DeclineReason::NotActive));
+        assert_eq!(declined.position, Some(Position::from_index(1)));
+        assert_eq!(out.len(), 1, "the payment record only");
+        let short = machine
+            .pay(PAYMENT, 501, &[card(1)], None, &mut out)
+            .expect("decided");
+        assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
+        assert_eq!(short.remaining_minor, 500);
+        assert_eq!(
+            machine
+                .balance(&PinKey([1; 16]))
+                .expect("card")
+                .balance_minor,
+            500
+        );
+    }
+
+    #[test]
+    fn a_prior_outcome_is_replayed_for_the_same_payment_only() {
+        let mut machine = machine_with(&[(1, active(500))]);
+        let mut out = Changes::new();
+        let first = machine
+            .pay(PAYMENT, 200, &[card(1)], None, &mut out)
+            .expect("decided");
+        let record = idempotency::record_of(&first, &[card(1)]);
+        let mut replay_out = Changes::new();
+        let again = machine
+            .pay(PAYMENT, 200, &[card(1)], Some(&record), &mut replay_out)
+            .expect("replayed");
+        assert!(again.replayed);
+        assert_eq!(again.parts, first.parts);
+        assert!(replay_out.is_empty(), "a replay writes nothing");
+        let other = machine
+            .pay(PAYMENT, 201, &[card(1)], Some(&record), &mut replay_out)
+            .expect_err("a different payment under the same id");
+        assert_eq!(other.error_code(), Some(ErrorCode::InvalidArgument));
+        let card = machine.balance(&PinKey([1; 16])).expect("card");
+        assert_eq!((card.balance_minor, card.state), (300, CardState::Active));
+    }
+}

@@ -1,0 +1,163 @@
+//! A write-set: puts and deletes to apply atomically.
+
+use super::Cf;
+use super::records::{self, BookKind, HoldRecord, PaymentRecord};
+use crate::card::Card;
+use crate::ids::{PaymentId, ShardId};
+use crate::pin::PinKey;
+
+/// Puts and deletes to apply atomically, in order.
+///
+/// Layout per change: `cf u8 | key_len u8 | value_len u32 LE | key | value`,
+/// with `value_len == u32::MAX` marking a delete. The arena is cleared and
+/// reused between batches, so a warm shard allocates nothing per change.
+#[derive(Default)]
+pub struct Changes {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+const DELETE_MARK: u32 = u32::MAX;
+/// Bytes before a change's key: cf, key length, value length.
+const CHANGE_HEADER_BYTES: usize = 1 + 1 + 4;
+
+impl Changes {
+    pub fn new() -> Changes {
+        Changes::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the arena holds (to size a `WriteBatch`).
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+    }
+
+    pub(crate) fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.put_with(cf, key, |out| out.extend_from_slice(value));
+    }
+
+    /// Puts a value that `write_value` appends straight into the arena (no
+    /// intermediate buffer).
+    pub(crate) fn put_with(&mut self, cf: Cf, key: &[u8], write_value: impl FnOnce(&mut Vec<u8>)) {
+        let length_at = self.push_header(cf, key);
+        let value_at = self.bytes.len();
+        write_value(&mut self.bytes);
+        let value_len = u32::try_from(self.bytes.len() - value_at)
+            .ok()
+            .filter(|len| *len != DELETE_MARK)
+            .expect("a record is far smaller than 4 GiB");
+        self.bytes[length_at..length_at + 4].copy_from_slice(&value_len.to_le_bytes());
+    }
+
+    pub(crate) fn delete(&mut self, cf: Cf, key: &[u8]) {
+        let length_at = self.push_header(cf, key);
+        self.bytes[length_at..length_at + 4].copy_from_slice(&DELETE_MARK.to_le_bytes());
+    }
+
+    /// Appends cf, key length, a length placeholder and the key; returns
+    /// where the placeholder sits.
+    fn push_header(&mut self, cf: Cf, key: &[u8]) -> usize {
+        let key_len = u8::try_from(key.len()).expect("keys are short and fixed");
+        self.bytes.push(cf as u8);
+        self.bytes.push(key_len);
+        let length_at = self.bytes.len();
+        self.bytes.extend_from_slice(&[0u8; 4]);
+        self.bytes.extend_from_slice(key);
+        self.count += 1;
+        length_at
+    }
+
+    pub(crate) fn for_each(&self, mut visit: impl FnMut(Cf, &[u8], Option<&[u8]>)) {
+        let mut at = 0;
+        for _ in 0..self.count {
+            let cf = Cf::from_u8(self.bytes[at]);
+            let key_len = usize::from(self.bytes[at + 1]);
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&self.bytes[at + 2..at + CHANGE_HEADER_BYTES]);
+            let value_len = u32::from_le_bytes(len);
+            at += CHANGE_HEADER_BYTES;
+            let key = &self.bytes[at..at + key_len];
+            at += key_len;
+            if value_len == DELETE_MARK {
+                visit(cf, key, None);
+            } else {
+                let value = &self.bytes[at..at + value_len as usize];
+                at += value_len as usize;
+                visit(cf, key, Some(value));
+            }
+        }
+        assert_eq!(at, self.bytes.len(), "the arena holds whole changes only");
+    }
+
+    // Typed helpers: the one place each record kind is written.
+
+    pub(crate) fn put_card(&mut self, key: &PinKey, card: &Card) {
+        self.put(Cf::Cards, &key.0, &records::encode_card(card));
+    }
+
+    pub(crate) fn put_payment(&mut self, payment: PaymentId, record: &PaymentRecord) {
+        self.put_with(Cf::Payments, &payment.to_bytes(), |out| {
+            record.encode_into(out)
+        });
+    }
+
+    pub(crate) fn put_hold(&mut self, payment: PaymentId, card: &PinKey, hold: &HoldRecord) {
+        self.put_with(Cf::Holds, &records::hold_key(payment, card), |out| {
+            hold.encode_into(out)
+        });
+    }
+
+    pub(crate) fn delete_hold(&mut self, payment: PaymentId, card: &PinKey) {
+        self.delete(Cf::Holds, &records::hold_key(payment, card));
+    }
+
+    pub fn put_book(&mut self, kind: BookKind, account_id: u32, shard: ShardId, amount_minor: u64) {
+        self.put(
+            Cf::Books,
+            &records::book_key(kind, account_id, shard),
+            &amount_minor.to_le_bytes(),
+        );
+    }
+
+    pub(crate) fn delete_book(&mut self, kind: BookKind, account_id: u32, shard: ShardId) {
+        self.delete(Cf::Books, &records::book_key(kind, account_id, shard));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_replay_in_order_and_clear_for_reuse() {
+        let mut changes = Changes::new();
+        changes.put(Cf::Meta, b"a", b"1");
+        changes.delete(Cf::Holds, b"b");
+        changes.put(Cf::Cards, b"c", b"");
+        let mut seen = Vec::new();
+        changes.for_each(|cf, key, value| seen.push((cf, key.to_vec(), value.map(<[u8]>::to_vec))));
+        assert_eq!(
+            seen,
+            vec![
+                (Cf::Meta, b"a".to_vec(), Some(b"1".to_vec())),
+                (Cf::Holds, b"b".to_vec(), None),
+                (Cf::Cards, b"c".to_vec(), Some(Vec::new())),
+            ]
+        );
+        changes.clear();
+        assert!(changes.is_empty());
+        assert_eq!(changes.byte_len(), 0);
+    }
+}
