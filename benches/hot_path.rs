@@ -30,7 +30,6 @@ fn pins(c: &mut Criterion) {
 
 fn codec(c: &mut Criterion) {
     let request = Request::Pay(PayRequest {
-        merchant_id: 7,
         request_id: 123_456_789,
         amount_minor: 500,
         pins: vec!["4539578763621486".into()],

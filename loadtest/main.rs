@@ -18,10 +18,13 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::config::Config;
 use kessai::engine::EngineHandle;
+use kessai::protocol::Role;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,10 +66,22 @@ struct Args {
     /// Runs to make; the summary reports each and the median.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Merchant id to pay.
-    #[arg(long, default_value_t = 1)]
-    merchant: u32,
+    /// The operator's key file (needed with --addr; a spawned engine's own
+    /// is used otherwise). The harness registers a store HQ and a merchant
+    /// of its own with it, under fresh ids.
+    #[arg(long, env = "KESSAI_KEY")]
+    key: Option<PathBuf>,
 }
+
+/// The principals a run acts as.
+struct Actors {
+    operator: Client,
+    store_hq: Key,
+    merchant: Key,
+}
+
+/// The store every harness card is sold at.
+const STORE: u32 = 1;
 
 /// One lane's tally: payments answered, by kind, and their latencies.
 struct Tally {
@@ -113,7 +128,11 @@ fn main() {
         .build()
         .expect("tokio runtime");
     if !args.spawn {
-        let outcome = runtime.block_on(drive(&args, args.addr));
+        let key = args
+            .key
+            .clone()
+            .unwrap_or_else(|| fail("--addr needs --key (the operator's key file)"));
+        let outcome = runtime.block_on(drive(&args, args.addr, &key));
         std::process::exit(if outcome.ok { 0 } else { 1 });
     }
     let mut medians = Vec::with_capacity(args.shards.len());
@@ -150,7 +169,7 @@ fn spawned(runtime: &tokio::runtime::Runtime, args: &Args, shards: usize) -> Out
     };
     let engine =
         EngineHandle::start(config).unwrap_or_else(|e| fail(&format!("cannot start engine: {e}")));
-    let outcome = runtime.block_on(drive(args, engine.addr));
+    let outcome = runtime.block_on(drive(args, engine.addr, &engine.operator_key));
     drop(engine);
     let _ = std::fs::remove_dir_all(dir);
     outcome
@@ -161,12 +180,40 @@ fn fail(message: &str) -> ! {
     std::process::exit(1);
 }
 
-async fn drive(args: &Args, addr: SocketAddr) -> Outcome {
-    let setup = Client::connect(addr)
+/// Connects as the operator and registers a store HQ and a merchant under
+/// the next free ids.
+async fn actors(addr: SocketAddr, operator_key: &std::path::Path) -> Actors {
+    let key = Key::read(operator_key).unwrap_or_else(|e| fail(&e));
+    let operator = Client::connect_as(addr, &key)
         .await
-        .unwrap_or_else(|e| fail(&format!("connect {addr}: {e}")));
+        .unwrap_or_else(|e| fail(&format!("connect {addr} as the operator: {e}")));
+    let taken = operator
+        .principal_list()
+        .await
+        .unwrap_or_else(|e| fail(&format!("list principals: {e}")));
+    let next = taken.iter().map(|p| p.id).max().map_or(0, |id| id + 1);
+    let (store_hq, merchant) = (Key::generate(next), Key::generate(next + 1));
+    for (key, role, stores) in [
+        (&store_hq, Role::StoreHq, vec![STORE]),
+        (&merchant, Role::Merchant, vec![]),
+    ] {
+        operator
+            .principal_add(key, role, &stores)
+            .await
+            .unwrap_or_else(|e| fail(&format!("add a {}: {e}", role.name())));
+    }
+    Actors {
+        operator,
+        store_hq,
+        merchant,
+    }
+}
+
+async fn drive(args: &Args, addr: SocketAddr, operator_key: &std::path::Path) -> Outcome {
+    let actors = actors(addr, operator_key).await;
+    let setup = &actors.operator;
     let started = Instant::now();
-    let pins = prepare_cards(&setup, args).await;
+    let pins = prepare_cards(&actors, addr, args).await;
     println!(
         "setup: {} cards issued and activated in {:.2}s",
         pins.len(),
@@ -182,7 +229,7 @@ async fn drive(args: &Args, addr: SocketAddr) -> Outcome {
     let next_request = Arc::new(AtomicU64::new(base));
     let mut per_run = Vec::new();
     for run in 1..=args.runs {
-        let (tally, elapsed) = one_run(args, addr, &pins, &next_request).await;
+        let (tally, elapsed) = one_run(args, addr, &actors.merchant, &pins, &next_request).await;
         let answered = tally.approved + tally.declined;
         let per_second = answered as f64 / elapsed.as_secs_f64();
         println!(
@@ -250,16 +297,20 @@ async fn drive(args: &Args, addr: SocketAddr) -> Outcome {
     }
 }
 
-async fn prepare_cards(client: &Client, args: &Args) -> Vec<String> {
+async fn prepare_cards(actors: &Actors, addr: SocketAddr, args: &Args) -> Vec<String> {
+    let store = Client::connect_as(addr, &actors.store_hq)
+        .await
+        .unwrap_or_else(|e| fail(&format!("connect as the store HQ: {e}")));
     let mut pins = Vec::with_capacity(args.cards as usize);
     while pins.len() < args.cards as usize {
         let wanted = (args.cards as usize - pins.len()).min(4096) as u32;
-        let issued = client
+        let issued = actors
+            .operator
             .issue(wanted, args.face_value)
             .await
             .unwrap_or_else(|e| fail(&format!("issue: {e}")));
-        client
-            .activate(1, 0, &issued.pins)
+        store
+            .activate(STORE, 0, &issued.pins)
             .await
             .unwrap_or_else(|e| fail(&format!("activate: {e}")));
         pins.extend(issued.pins);
@@ -281,6 +332,7 @@ async fn prepare_cards(client: &Client, args: &Args) -> Vec<String> {
 async fn one_run(
     args: &Args,
     addr: SocketAddr,
+    merchant: &Key,
     pins: &Arc<Vec<String>>,
     next_request: &Arc<AtomicU64>,
 ) -> (Tally, Duration) {
@@ -288,7 +340,7 @@ async fn one_run(
     let mut lanes = Vec::new();
     for _ in 0..args.connections {
         let client = Arc::new(
-            Client::connect(addr)
+            Client::connect_as(addr, merchant)
                 .await
                 .unwrap_or_else(|e| fail(&format!("connect: {e}"))),
         );
@@ -299,7 +351,7 @@ async fn one_run(
                 stop.clone(),
                 next_request.clone(),
             );
-            let (amount, merchant, multi) = (args.amount, args.merchant, args.multi_card_percent);
+            let (amount, multi) = (args.amount, args.multi_card_percent);
             lanes.push(tokio::spawn(async move {
                 let mut tally = Tally::new();
                 let mut chosen: Vec<String> = Vec::with_capacity(2);
@@ -313,7 +365,7 @@ async fn one_run(
                         chosen.push(pins[(first + 1) % pins.len()].clone());
                     }
                     let sent = Instant::now();
-                    match client.pay(merchant, request_id, amount, &chosen).await {
+                    match client.pay(request_id, amount, &chosen).await {
                         Ok(paid) if paid.is_approved() => tally.approved += 1,
                         Ok(_) => tally.declined += 1,
                         Err(_) => tally.errors += 1,

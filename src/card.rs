@@ -79,17 +79,22 @@ pub enum DeclineReason {
     /// A combined payment was aborted: a shard did not answer in time, or
     /// the engine stopped before the payment was decided.
     Aborted,
+    /// What a merchant is told of a card that is unknown or not yet sold:
+    /// the same answer for both, so a guesser cannot tell a printed, unsold
+    /// card from a PIN that does not exist.
+    InvalidCard,
 }
 
 impl DeclineReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [DeclineReason; 6] = [
+    pub const ALL: [DeclineReason; 7] = [
         DeclineReason::UnknownPin,
         DeclineReason::NotActive,
         DeclineReason::AlreadyActive,
         DeclineReason::InsufficientFunds,
         DeclineReason::Exhausted,
         DeclineReason::Aborted,
+        DeclineReason::InvalidCard,
     ];
 
     /// The stable snake_case name used in JSON output and docs.
@@ -101,6 +106,7 @@ impl DeclineReason {
             DeclineReason::InsufficientFunds => "insufficient_funds",
             DeclineReason::Exhausted => "exhausted",
             DeclineReason::Aborted => "aborted",
+            DeclineReason::InvalidCard => "invalid_card",
         }
     }
 }

@@ -6,18 +6,23 @@
 //! writer task gathers queued requests and writes them with one syscall,
 //! which is what makes pipelining cheap on both ends.
 
+use crate::auth::{self, Key};
 use crate::config::FRAME_BYTES_MAX;
 use crate::protocol::frame::FrameBuffer;
 use crate::protocol::{
-    ActivateRequest, ActivateResponse, AuditResponse, BalanceRequest, BalanceResponse, ErrorCode,
-    ErrorResponse, IssueRequest, IssueResponse, PayRequest, PayResponse, ReportResponse, Request,
-    Response, StatsResponse,
+    ActivateRequest, ActivateResponse, AuditResponse, AuthHello, AuthProof, AuthWelcome,
+    BalanceRequest, BalanceResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse,
+    PayRequest, PayResponse, PrincipalAddRequest, PrincipalInfo, PrincipalRevokeRequest,
+    PrincipalRotateRequest, ReportResponse, Request, Response, Role, StatsResponse,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -99,23 +104,137 @@ pub struct Client {
     next_correlation_id: AtomicU64,
 }
 
+/// TLS towards the engine: the CA to trust and the name to verify. There
+/// is no way to skip verification.
+#[derive(Clone)]
+pub struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl TlsClient {
+    /// Trusts the certificates in the PEM file `ca_path`. The engine's
+    /// certificate must name `server_name`, or (when it is `None`) the IP
+    /// address connected to.
+    pub fn from_ca_file(ca_path: &Path, server_name: Option<&str>) -> Result<TlsClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca_path)
+            .map_err(|e| format!("tls CA {}: {e}", ca_path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("tls CA {}: {e}", ca_path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("tls CA {}: {e}", ca_path.display()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = server_name
+            .map(|name| {
+                ServerName::try_from(name.to_string())
+                    .map_err(|e| format!("TLS server name {name:?}: {e}"))
+            })
+            .transpose()?;
+        Ok(TlsClient {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
+
+/// How to reach an engine and who to be there.
+#[derive(Clone, Default)]
+pub struct Connect {
+    /// The principal's key; without one the connection stays
+    /// unauthenticated (and every request is refused).
+    pub key: Option<Key>,
+    pub tls: Option<TlsClient>,
+}
+
 impl Client {
-    /// Connects; must be called inside a tokio runtime.
+    /// Connects without authenticating; must be called inside a tokio
+    /// runtime.
     pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        Client::connect_with(addr, &Connect::default()).await
+    }
+
+    /// Connects and authenticates as `key`'s principal.
+    pub async fn connect_as(addr: SocketAddr, key: &Key) -> Result<Client, ClientError> {
+        let options = Connect {
+            key: Some(key.clone()),
+            tls: None,
+        };
+        Client::connect_with(addr, &options).await
+    }
+
+    /// Connects (over TLS if asked) and authenticates (if given a key).
+    pub async fn connect_with(addr: SocketAddr, options: &Connect) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let (reader, writer) = stream.into_split();
+        let client = match &options.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                Client::start(reader, writer)
+            }
+            Some(tls) => {
+                let name = tls
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()));
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = connector
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| ClientError::Io(format!("TLS with {addr}: {e}")))?;
+                let (reader, writer) = tokio::io::split(stream);
+                Client::start(reader, writer)
+            }
+        };
+        if let Some(key) = &options.key {
+            client.authenticate(key).await?;
+        }
+        Ok(client)
+    }
+
+    fn start<R, W>(reader: R, writer: W) -> Client
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let waiters: Waiters = Arc::new(Waiting::default());
         let (queue, queued) = mpsc::channel::<Vec<u8>>(SEND_QUEUE_DEPTH);
         tokio::spawn(write_loop(writer, queued));
         tokio::spawn(read_loop(reader, waiters.clone()));
-        Ok(Client {
+        Client {
             queue,
             waiters,
             next_correlation_id: AtomicU64::new(1),
-        })
+        }
+    }
+
+    /// The handshake: proves `key` without sending its secret.
+    pub async fn authenticate(&self, key: &Key) -> Result<AuthWelcome, ClientError> {
+        let client_nonce = auth::keys::nonce();
+        let hello = Request::AuthHello(AuthHello {
+            principal: key.principal,
+            client_nonce,
+        });
+        let server_nonce = match self.call_ok(&hello).await? {
+            Response::Challenge(challenge) => challenge.server_nonce,
+            other => return Err(unexpected(other)),
+        };
+        let proof = Request::AuthProof(AuthProof {
+            proof: key.proof(&client_nonce, &server_nonce),
+        });
+        match self.call_ok(&proof).await? {
+            Response::Welcome(welcome) => Ok(welcome),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Sends one request and waits for its response (error frames included).
@@ -189,15 +308,14 @@ impl Client {
         }
     }
 
+    /// Pays the authenticated merchant.
     pub async fn pay(
         &self,
-        merchant_id: u32,
         request_id: u64,
         amount_minor: u64,
         pins: &[String],
     ) -> Result<PayResponse, ClientError> {
         let request = Request::Pay(PayRequest {
-            merchant_id,
             request_id,
             amount_minor,
             pins: pins.to_vec(),
@@ -238,16 +356,60 @@ impl Client {
             other => Err(unexpected(other)),
         }
     }
+
+    /// Registers the principal of `key` (operator only); only the key's
+    /// stored form is sent.
+    pub async fn principal_add(
+        &self,
+        key: &Key,
+        role: Role,
+        stores: &[u32],
+    ) -> Result<PrincipalInfo, ClientError> {
+        let request = Request::PrincipalAdd(PrincipalAddRequest {
+            id: key.principal,
+            role,
+            stores: stores.to_vec(),
+            stored_key: key.stored_key(),
+        });
+        match self.call_ok(&request).await? {
+            Response::PrincipalAdded(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn principal_list(&self) -> Result<Vec<PrincipalInfo>, ClientError> {
+        match self.call_ok(&Request::PrincipalList).await? {
+            Response::Principals(list) => Ok(list.principals),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Gives the principal of `key` this new key (operator only).
+    pub async fn principal_rotate(&self, key: &Key) -> Result<PrincipalInfo, ClientError> {
+        let request = Request::PrincipalRotate(PrincipalRotateRequest {
+            id: key.principal,
+            stored_key: key.stored_key(),
+        });
+        match self.call_ok(&request).await? {
+            Response::PrincipalRotated(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn principal_revoke(&self, id: u32) -> Result<PrincipalInfo, ClientError> {
+        let request = Request::PrincipalRevoke(PrincipalRevokeRequest { id });
+        match self.call_ok(&request).await? {
+            Response::PrincipalRevoked(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 fn unexpected(response: Response) -> ClientError {
     ClientError::Unexpected(format!("{response:?}"))
 }
 
-async fn write_loop(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut queued: mpsc::Receiver<Vec<u8>>,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queued: mpsc::Receiver<Vec<u8>>) {
     let mut out = Vec::with_capacity(64 * 1024);
     while let Some(first) = queued.recv().await {
         out.extend_from_slice(&first);
@@ -264,7 +426,7 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, waiters: Waiters) {
+async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, waiters: Waiters) {
     let mut buffer = FrameBuffer::with_capacity(READ_CHUNK_BYTES);
     'read: loop {
         loop {

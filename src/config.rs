@@ -19,6 +19,12 @@ pub const CARDS_PER_PAYMENT_MAX: usize = 16;
 pub const FRAME_BYTES_MAX: usize = 16 << 20;
 /// Hard ceiling on a shard's mailbox, in messages.
 pub const SHARD_MAILBOX_MAX: usize = 1 << 16;
+/// Hard ceiling on the stores one store HQ may be registered for.
+pub const STORES_PER_HQ_MAX: usize = 4096;
+/// Hard ceilings on the PIN-guessing guard.
+pub const PIN_FAILURES_MAX: usize = 100_000;
+pub const PIN_FAILURE_WINDOW_MS_MAX: u64 = 24 * 3600 * 1000;
+pub const LOCKOUT_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
 
 // Limits that must fit the types that carry them.
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1, "shard ids are u16");
@@ -47,6 +53,11 @@ pub struct Config {
     /// Hex-encoded PIN secret. When absent, the engine generates one into
     /// `<data_dir>/pin-secret` on first start and reads it afterwards.
     pub pin_secret_hex: Option<String>,
+    /// PEM certificate chain and private key: both set turns on TLS at the
+    /// gateway; neither leaves it plain TCP (then keep the engine on a
+    /// network you control).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Digits in newly issued PINs (10..=16, check digit included).
     pub pin_digits: usize,
     pub limits: Limits,
@@ -78,6 +89,11 @@ pub struct Limits {
     /// Messages a shard's mailbox holds before senders wait (and so the
     /// connections feeding it stop reading).
     pub shard_mailbox_capacity: usize,
+    /// PIN failures a principal may make within `pin_failure_window_ms`;
+    /// reaching it locks the principal out for `lockout_ms`.
+    pub pin_failures_max: usize,
+    pub pin_failure_window_ms: u64,
+    pub lockout_ms: u64,
 }
 
 impl Default for Config {
@@ -89,6 +105,8 @@ impl Default for Config {
             shards: 4,
             worker_threads: 0,
             pin_secret_hex: None,
+            tls_cert: None,
+            tls_key: None,
             pin_digits: 16,
             limits: Limits::default(),
         }
@@ -108,6 +126,11 @@ impl Default for Limits {
             max_amount_minor: 10_000_000,
             prepare_timeout_ms: 5_000,
             shard_mailbox_capacity: 1024,
+            // A guesser gets 100 tries an hour and ten minutes; README,
+            // Security, has the arithmetic.
+            pin_failures_max: 100,
+            pin_failure_window_ms: 10 * 60 * 1000,
+            lockout_ms: 60 * 60 * 1000,
         }
     }
 }
@@ -119,6 +142,8 @@ pub struct Overrides {
     pub metrics_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub shards: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -145,13 +170,19 @@ impl Config {
         if let Some(shards) = overrides.shards {
             config.shards = shards;
         }
+        if overrides.tls_cert.is_some() {
+            config.tls_cert.clone_from(&overrides.tls_cert);
+        }
+        if overrides.tls_key.is_some() {
+            config.tls_key.clone_from(&overrides.tls_key);
+        }
         config.validate()?;
         Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
-        let checks: [(bool, String); 11] = [
+        let checks: [(bool, String); 15] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -192,6 +223,22 @@ impl Config {
             (
                 limits.prepare_timeout_ms >= 1,
                 "limits.prepare_timeout_ms must be at least 1".into(),
+            ),
+            (
+                self.tls_cert.is_some() == self.tls_key.is_some(),
+                "tls_cert and tls_key go together".into(),
+            ),
+            (
+                (1..=PIN_FAILURES_MAX).contains(&limits.pin_failures_max),
+                format!("limits.pin_failures_max must be 1..={PIN_FAILURES_MAX}"),
+            ),
+            (
+                (1..=PIN_FAILURE_WINDOW_MS_MAX).contains(&limits.pin_failure_window_ms),
+                format!("limits.pin_failure_window_ms must be 1..={PIN_FAILURE_WINDOW_MS_MAX}"),
+            ),
+            (
+                (1..=LOCKOUT_MS_MAX).contains(&limits.lockout_ms),
+                format!("limits.lockout_ms must be 1..={LOCKOUT_MS_MAX}"),
             ),
             (
                 (1..=SHARD_MAILBOX_MAX).contains(&limits.shard_mailbox_capacity),

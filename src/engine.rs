@@ -6,29 +6,36 @@
 //! the two-phase coordinators and gathers it starts. Each shard has its own
 //! writer thread that spends its life in `fsync`.
 
+use crate::auth::{Guard, Key, Registry};
 use crate::config::Config;
-use crate::gateway::connection::GatewayContext;
-use crate::gateway::server;
+use crate::gateway::connection::{Gate, GatewayContext};
+use crate::gateway::{self, server};
 use crate::idempotency::Claims;
 use crate::load;
 use crate::pin::{PinHasher, SECRET_BYTES};
+use crate::protocol::Role;
 use crate::router::Router;
-use crate::shard::Shards;
+use crate::shard::{Services, Shards};
 use crate::storage::Storage;
 use crate::twopc::{Coordinator, crashpoint};
 use actix::prelude::*;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A started engine (inside an actix system).
 pub(crate) struct Running {
     pub addr: SocketAddr,
+    /// Where the first operator's key was written, if the file is there.
+    pub operator_key: Option<PathBuf>,
     storage: Arc<Storage>,
     workers: Vec<Arbiter>,
 }
+
+/// File in the data dir holding the first operator's key, written once.
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
 
 /// Starts everything; must be called inside an actix `System`.
 pub(crate) async fn start(config: &Config) -> Result<Running, String> {
@@ -46,30 +53,48 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         recovered = ?loaded.recovered,
         "loaded"
     );
+    let registry = Arc::new(Registry::load(storage.clone()).map_err(|e| e.to_string())?);
+    let operator_key = bootstrap_operator(&registry, &config.data_dir)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(gateway::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.listen,
+            "TLS is off on a non-loopback address: keys prove who connects, but \
+             PINs and amounts cross the network in clear; set tls_cert and tls_key"
+        );
+    }
 
-    let claims = Arc::new(Claims::new());
+    let services = Services {
+        storage: storage.clone(),
+        claims: Arc::new(Claims::new()),
+        guard: Arc::new(Guard::new(&config.limits)),
+    };
     let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
     let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
     let shards = Arc::new(Shards::start(
         machines,
-        &storage,
-        &claims,
+        &services,
         &handles,
         config.limits.shard_mailbox_capacity,
     ));
     let coordinator = Arc::new(Coordinator::new(
         shards.clone(),
         storage.clone(),
-        claims.clone(),
+        services.claims.clone(),
+        services.guard.clone(),
         Duration::from_millis(config.limits.prepare_timeout_ms),
     ));
-    let router = Arc::new(Router::new(
+    let router = Arc::new(Router {
         shards,
         coordinator,
-        claims,
-        hasher.clone(),
-        config.pin_digits,
-    ));
+        claims: services.claims.clone(),
+        registry: registry.clone(),
+        hasher: hasher.clone(),
+        pin_digits: config.pin_digits,
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -78,15 +103,50 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         .map_err(|e| format!("listener address: {e}"))?;
     let context = Arc::new(GatewayContext {
         router,
-        hasher,
-        limits: config.limits.clone(),
+        gate: Gate {
+            registry,
+            guard: services.guard,
+            hasher,
+            limits: config.limits.clone(),
+        },
     });
-    actix_rt::spawn(server::accept_loop(listener, context, handles));
+    actix_rt::spawn(server::accept_loop(listener, context, tls, handles));
     Ok(Running {
         addr,
+        operator_key,
         storage,
         workers,
     })
+}
+
+/// The first operator. On a data dir with no principals, the engine makes
+/// an operator key, writes it to `<data_dir>/operator.key` (mode 0600,
+/// never overwritten) and registers it; a key file already there (say, the
+/// database was recreated) is registered instead. Returns the file's path
+/// when it exists.
+fn bootstrap_operator(registry: &Registry, data_dir: &Path) -> Result<Option<PathBuf>, String> {
+    let path = data_dir.join(OPERATOR_KEY_FILE);
+    if registry.has_operator() {
+        return Ok(path.exists().then_some(path));
+    }
+    if !registry.list().is_empty() {
+        tracing::warn!("every operator is revoked: no one can issue cards or add principals");
+        return Ok(None);
+    }
+    let key = if path.exists() {
+        Key::read(&path)?
+    } else {
+        // The file first: a crash before the registration adopts it next
+        // time, and the secret is never lost.
+        let key = Key::generate(0);
+        key.write_new(&path, Role::Operator.name())?;
+        key
+    };
+    registry
+        .add(key.principal, Role::Operator, Vec::new(), key.stored_key())
+        .map_err(|e| format!("cannot register the first operator: {e}"))?;
+    tracing::info!(path = %path.display(), "first operator key written; move it somewhere safe");
+    Ok(Some(path))
 }
 
 /// `kessai serve`: runs until SIGINT or SIGTERM. Every acknowledged change
@@ -101,6 +161,9 @@ pub fn serve(config: Config) -> Result<(), String> {
         let running = start(&config).await?;
         // Scripts and tests read this line to learn the bound port.
         println!("kessai listening on {}", running.addr);
+        if let Some(path) = &running.operator_key {
+            println!("operator key: {}", path.display());
+        }
         let _ = std::io::stdout().flush();
         wait_for_shutdown_signal().await;
         tracing::info!("stopping");
@@ -133,6 +196,8 @@ async fn wait_for_shutdown_signal() {
 /// An engine on its own thread, for tests, benches and the load harness.
 pub struct EngineHandle {
     pub addr: SocketAddr,
+    /// The first operator's key file (see [`OPERATOR_KEY_FILE`]).
+    pub operator_key: PathBuf,
     system: actix_rt::System,
     thread: Option<std::thread::JoinHandle<()>>,
     storage: Option<std::sync::Weak<Storage>>,
@@ -140,6 +205,7 @@ pub struct EngineHandle {
 
 impl EngineHandle {
     pub fn start(config: Config) -> Result<EngineHandle, String> {
+        let operator_key = config.data_dir.join(OPERATOR_KEY_FILE);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("kessai-engine".into())
@@ -166,6 +232,7 @@ impl EngineHandle {
             .map_err(|_| "engine thread died during start".to_string())??;
         Ok(EngineHandle {
             addr,
+            operator_key,
             system,
             thread: Some(thread),
             storage: Some(storage),

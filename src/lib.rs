@@ -16,6 +16,7 @@
 //!   reached through [`shard::Shards`].
 //! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
 //! * [`idempotency`]: claims and replays of payments by request id.
+//! * [`auth`]: principals, roles, the handshake, the PIN-guessing guard.
 //! * [`ledger`]: books, reports, the conservation audit.
 //! * [`storage`]: RocksDB behind [`storage::Store`], and the record layouts.
 //! * [`reply`]: what shards hand back to connections (protocol only).
@@ -25,6 +26,7 @@
 //! * [`client`]: the Rust client; [`cli`]: the `kessai` command.
 //! * [`telemetry`]: metrics for Prometheus.
 
+pub mod auth;
 pub mod card;
 pub mod cli;
 pub mod client;

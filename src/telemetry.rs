@@ -36,6 +36,14 @@ pub const GROUP_COMMIT_OPS: &str = "kessai_group_commit_ops";
 pub const GROUP_COMMIT_SYNC_US: &str = "kessai_group_commit_sync_us";
 /// Two-phase payments decided, `decision` = `commit` or `abort`.
 pub const TWOPC_DECISIONS_TOTAL: &str = "kessai_twopc_decisions_total";
+/// Handshakes finished, `outcome` = `ok` or `failed`.
+pub const AUTH_TOTAL: &str = "kessai_auth_total";
+/// PINs that named no sold card (or failed their check digit).
+pub const PIN_FAILURES_TOTAL: &str = "kessai_pin_failures_total";
+/// Principals locked out for too many PIN failures.
+pub const LOCKOUTS_TOTAL: &str = "kessai_lockouts_total";
+/// Principals changed, `change` = `add`, `revoke` or `rotate`.
+pub const PRINCIPAL_CHANGES_TOTAL: &str = "kessai_principal_changes_total";
 
 /// Installs the global Prometheus recorder and its HTTP endpoint on the
 /// current tokio runtime.
@@ -65,6 +73,31 @@ fn describe() {
         "synced write time per group commit"
     );
     describe_counter!(TWOPC_DECISIONS_TOTAL, "two-phase payments decided");
+    describe_counter!(AUTH_TOTAL, "handshakes by outcome");
+    describe_counter!(PIN_FAILURES_TOTAL, "PIN checks that failed");
+    describe_counter!(LOCKOUTS_TOTAL, "principals locked out for PIN failures");
+    describe_counter!(PRINCIPAL_CHANGES_TOTAL, "principals added or revoked");
+}
+
+/// Counts a finished handshake.
+pub fn authenticated(ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    metrics::counter!(AUTH_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// Counts a PIN failure.
+pub fn pin_failure() {
+    metrics::counter!(PIN_FAILURES_TOTAL).increment(1);
+}
+
+/// Counts a lockout.
+pub fn locked_out() {
+    metrics::counter!(LOCKOUTS_TOTAL).increment(1);
+}
+
+/// Counts a change to the principals: `add`, `revoke` or `rotate`.
+pub fn principal_changed(change: &'static str) {
+    metrics::counter!(PRINCIPAL_CHANGES_TOTAL, "change" => change).increment(1);
 }
 
 /// Counts a decided two-phase payment.
@@ -84,6 +117,7 @@ pub struct ReplyTally {
     activated: u64,
     activations_declined: [u64; REASONS],
     activations_invalid_pin: u64,
+    activations_locked_out: u64,
     errors: [u64; CODES],
 }
 
@@ -102,6 +136,7 @@ impl ReplyTally {
                             self.activations_declined[reason_index(*reason)] += 1;
                         }
                         ActivationResult::InvalidPin => self.activations_invalid_pin += 1,
+                        ActivationResult::LockedOut => self.activations_locked_out += 1,
                     }
                 }
             }
@@ -131,6 +166,12 @@ impl ReplyTally {
             "outcome",
             "invalid_pin",
             self.activations_invalid_pin,
+        );
+        add(
+            ACTIVATIONS_TOTAL,
+            "outcome",
+            "locked_out",
+            self.activations_locked_out,
         );
         for (index, reason) in DeclineReason::ALL.into_iter().enumerate() {
             add(
@@ -199,7 +240,6 @@ mod tests {
             DeclineReason::InsufficientFunds,
             Some(crate::ids::Position::from_index(0)),
             5000,
-            900,
         )));
         tally.count(&Response::Activated(ActivateResponse {
             results: vec![

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, active_cards, connect, runtime};
+use common::{Server, active_cards, runtime};
 use kessai::ids::ShardId;
 use kessai::storage::records::BookKind;
 use kessai::storage::{Changes, Storage, Store};
@@ -13,11 +13,12 @@ fn tampered_books_fail_the_audit_and_are_located() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), 2);
     runtime().block_on(async {
-        let client = connect(server.addr).await;
-        let pins = active_cards(&client, 2, 1000, 3).await;
+        let principals = server.principals().await;
+        let client = principals.merchant(9).await;
+        let pins = active_cards(&principals, 2, 1000, 3).await;
         assert!(
             client
-                .pay(9, 1, 400, &pins[..1])
+                .pay(1, 400, &pins[..1])
                 .await
                 .expect("pay")
                 .is_approved()

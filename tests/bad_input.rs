@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{Server, active_cards, connect, runtime};
+use common::{Server, active_cards, raw_connection, runtime};
+use kessai::auth::Key;
 use kessai::protocol::frame;
 use kessai::protocol::{ErrorCode, KIND_PING, Request, Response};
 use std::io::{Read, Write};
@@ -38,9 +39,13 @@ fn error_code(response: &Response) -> Option<ErrorCode> {
     }
 }
 
-/// Sends `bytes`, half-closes, and returns what came back before the close.
-fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<(u64, Response)> {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+/// Sends `bytes` (after the handshake, as `key`, if given), half-closes,
+/// and returns what came back before the close.
+fn exchange(addr: SocketAddr, key: Option<&Key>, bytes: &[u8]) -> Vec<(u64, Response)> {
+    let mut stream = match key {
+        Some(key) => raw_connection(addr, key).stream,
+        None => TcpStream::connect(addr).expect("connect"),
+    };
     stream.write_all(bytes).expect("write");
     let _ = stream.shutdown(std::net::Shutdown::Write);
     read_until_close(&mut stream)
@@ -60,11 +65,18 @@ fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
     let server = Server::start(dir.path(), 2);
     let rt = runtime();
     // A healthy connection that lives through all the abuse.
-    let healthy = rt.block_on(connect(server.addr));
-    let pins = rt.block_on(active_cards(&healthy, 2, 1000, 1));
+    let (principals, healthy, pins, key) = rt.block_on(async {
+        let principals = server.principals().await;
+        let healthy = principals.merchant(1).await;
+        let pins = active_cards(&principals, 2, 1000, 1).await;
+        let key = principals
+            .key(1, kessai::protocol::Role::Merchant, &[])
+            .await;
+        (principals, healthy, pins, key)
+    });
 
     // Garbage: a length prefix of 0x47455420 ("GET ") is over the limit.
-    let replies = exchange(server.addr, b"GET / HTTP/1.1\r\nHost: kessai\r\n\r\n");
+    let replies = exchange(server.addr, None, b"GET / HTTP/1.1\r\nHost: kessai\r\n\r\n");
     assert_eq!(replies.len(), 1);
     assert_eq!(error_code(&replies[0].1), Some(ErrorCode::FrameTooLarge));
 
@@ -79,23 +91,28 @@ fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
         })
         .collect();
     // Whatever it decodes to, the engine answers or closes; it must survive.
-    let _ = exchange(server.addr, &noise);
+    let _ = exchange(server.addr, None, &noise);
+    let _ = exchange(server.addr, Some(&key), &noise);
 
     // Oversized frame: refused from its length prefix alone.
     let mut oversized = (10u32 << 20).to_be_bytes().to_vec();
     oversized.extend_from_slice(&[KIND_PING; 64]);
-    let replies = exchange(server.addr, &oversized);
+    let replies = exchange(server.addr, None, &oversized);
     assert_eq!(error_code(&replies[0].1), Some(ErrorCode::FrameTooLarge));
 
     // Length too short to hold a header.
-    let replies = exchange(server.addr, &[0, 0, 0, 2, 1, 1]);
+    let replies = exchange(server.addr, None, &[0, 0, 0, 2, 1, 1]);
     assert_eq!(error_code(&replies[0].1), Some(ErrorCode::MalformedFrame));
 
     // Truncated frame: a ping is answered, then the stream ends mid-frame.
     let mut truncated = ping_frame(5);
     truncated.extend_from_slice(&ping_frame(6)[..7]);
-    let replies = exchange(server.addr, &truncated);
+    let replies = exchange(server.addr, Some(&key), &truncated);
     assert_eq!(replies[0], (5, Response::Pong));
+    assert_eq!(error_code(&replies[1].1), Some(ErrorCode::TruncatedFrame));
+    // Before the handshake, the same ping is refused, and nothing else.
+    let replies = exchange(server.addr, None, &truncated);
+    assert_eq!(error_code(&replies[0].1), Some(ErrorCode::Unauthenticated));
     assert_eq!(error_code(&replies[1].1), Some(ErrorCode::TruncatedFrame));
 
     // Malformed body: a pay frame whose body is not a payment.
@@ -108,7 +125,7 @@ fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
         1 << 20,
     )
     .expect("encode");
-    let replies = exchange(server.addr, &malformed);
+    let replies = exchange(server.addr, Some(&key), &malformed);
     assert_eq!(replies[0].0, 8);
     assert_eq!(error_code(&replies[0].1), Some(ErrorCode::MalformedFrame));
 
@@ -116,7 +133,7 @@ fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
     let mut unknown = Vec::new();
     frame::encode(&mut unknown, 0x42, 9, &(), 1 << 20).expect("encode");
     unknown.extend_from_slice(&ping_frame(10));
-    let replies = exchange(server.addr, &unknown);
+    let replies = exchange(server.addr, Some(&key), &unknown);
     assert_eq!(replies[0].0, 9);
     assert_eq!(
         error_code(&replies[0].1),
@@ -129,11 +146,11 @@ fn bad_frames_get_an_error_or_a_close_and_others_are_unaffected() {
 
     // The healthy connection, and new ones, still work.
     rt.block_on(async {
-        let paid = healthy.pay(1, 1, 100, &pins[..1]).await.expect("pay");
+        let paid = healthy.pay(1, 100, &pins[..1]).await.expect("pay");
         assert!(paid.is_approved());
-        let fresh = connect(server.addr).await;
+        let fresh = principals.merchant(1).await;
         fresh.ping().await.expect("ping");
-        assert!(fresh.audit().await.expect("audit").ok);
+        assert!(principals.operator.audit().await.expect("audit").ok);
     });
 }
 
@@ -142,8 +159,14 @@ fn a_fatal_frame_comes_after_every_reply_owed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), 4);
     let rt = runtime();
-    let client = rt.block_on(connect(server.addr));
-    let pins = rt.block_on(active_cards(&client, 8, 3000, 1));
+    let (principals, key, pins) = rt.block_on(async {
+        let principals = server.principals().await;
+        let key = principals
+            .key(6, kessai::protocol::Role::Merchant, &[])
+            .await;
+        let pins = active_cards(&principals, 8, 3000, 1).await;
+        (principals, key, pins)
+    });
     // 300 payments (every fourth combines two cards, usually on two shards
     // and so through 2PC), then an oversized frame, all in one write.
     let mut burst = Vec::new();
@@ -151,7 +174,6 @@ fn a_fatal_frame_comes_after_every_reply_owed() {
         let first = pins[correlation_id as usize % pins.len()].clone();
         let second = pins[(correlation_id as usize + 3) % pins.len()].clone();
         let request = Request::Pay(kessai::protocol::PayRequest {
-            merchant_id: 6,
             request_id: correlation_id,
             amount_minor: 2,
             pins: if correlation_id % 4 == 0 {
@@ -166,7 +188,7 @@ fn a_fatal_frame_comes_after_every_reply_owed() {
     }
     burst.extend_from_slice(&(10u32 << 20).to_be_bytes());
     burst.extend_from_slice(&[KIND_PING; 16]);
-    let replies = exchange(server.addr, &burst);
+    let replies = exchange(server.addr, Some(&key), &burst);
 
     assert_eq!(replies.len(), 301, "every payment answered, then the error");
     let (last_id, last) = &replies[300];
@@ -182,7 +204,7 @@ fn a_fatal_frame_comes_after_every_reply_owed() {
     );
     // What the replies said is what the books hold: 300 × 2 yen.
     rt.block_on(async {
-        let report = client.report().await.expect("report");
+        let report = principals.operator.report().await.expect("report");
         let owed: u64 = report
             .merchants
             .iter()
@@ -190,7 +212,7 @@ fn a_fatal_frame_comes_after_every_reply_owed() {
             .map(|m| m.owed_minor)
             .sum();
         assert_eq!(owed, 600);
-        assert!(client.audit().await.expect("audit").ok);
+        assert!(principals.operator.audit().await.expect("audit").ok);
     });
 }
 
@@ -199,9 +221,12 @@ fn a_pipelined_burst_is_answered_completely_out_of_order_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), 4);
     let rt = runtime();
-    let pins = rt.block_on(async {
-        let client = connect(server.addr).await;
-        active_cards(&client, 8, 3000, 1).await
+    let (key, pins) = rt.block_on(async {
+        let principals = server.principals().await;
+        let key = principals
+            .key(4, kessai::protocol::Role::Merchant, &[])
+            .await;
+        (key, active_cards(&principals, 8, 3000, 1).await)
     });
     // 2000 requests in one write: more than fits in one read, mixing
     // payments, balance inquiries and pings.
@@ -212,7 +237,6 @@ fn a_pipelined_burst_is_answered_completely_out_of_order_allowed() {
             0 => Request::Ping,
             1 => Request::Balance(kessai::protocol::BalanceRequest { pin }),
             _ => Request::Pay(kessai::protocol::PayRequest {
-                merchant_id: 4,
                 request_id: correlation_id,
                 amount_minor: 1,
                 pins: vec![pin],
@@ -222,11 +246,8 @@ fn a_pipelined_burst_is_answered_completely_out_of_order_allowed() {
             .encode(&mut burst, correlation_id, 1 << 20)
             .expect("encode");
     }
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    let mut stream = raw_connection(server.addr, &key).stream;
     stream.write_all(&burst).expect("write");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 65536];
     let mut responses = Vec::new();

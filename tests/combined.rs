@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, active_cards, connect, pick_by_shard, runtime};
+use common::{Server, active_cards, pick_by_shard, runtime};
 use kessai::card::DeclineReason;
 use kessai::protocol::ErrorCode;
 use std::collections::HashMap;
@@ -17,11 +17,12 @@ fn cards_are_taken_in_order_across_shards() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SHARDS);
     runtime().block_on(async {
-        let client = connect(server.addr).await;
-        let pool = active_cards(&client, 40, 1000, 1).await;
+        let principals = server.principals().await;
+        let client = principals.merchant(8).await;
+        let pool = active_cards(&principals, 40, 1000, 1).await;
         // Three cards on three different shards: a two-phase payment.
         let cards = pick_by_shard(&pool, SHARDS, &[2, 0, 3]);
-        let first = client.pay(8, 1, 2300, &cards).await.expect("pay");
+        let first = client.pay(1, 2300, &cards).await.expect("pay");
         let paid = &first;
         assert!(paid.is_approved(), "{paid:?}");
         let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
@@ -50,7 +51,7 @@ fn cards_are_taken_in_order_across_shards() {
             .cloned()
             .collect();
         let spare = pick_by_shard(&unused, SHARDS, &[1, 2]);
-        let paid = client.pay(8, 2, 400, &spare).await.expect("pay");
+        let paid = client.pay(2, 400, &spare).await.expect("pay");
         assert_eq!(
             paid.parts.iter().map(|p| p.taken_minor).collect::<Vec<_>>(),
             vec![400, 0]
@@ -64,13 +65,13 @@ fn cards_are_taken_in_order_across_shards() {
             1000
         );
 
-        let retry = client.pay(8, 1, 2300, &cards).await.expect("retry");
+        let retry = client.pay(1, 2300, &cards).await.expect("retry");
         assert!(retry.replayed);
         assert_eq!(retry.parts, first.parts);
         assert_eq!(retry.remaining_minor, first.remaining_minor);
-        let report = client.report().await.expect("report");
+        let report = principals.operator.report().await.expect("report");
         assert_eq!(report.merchants[0].owed_minor, 2700);
-        let audit = client.audit().await.expect("audit");
+        let audit = principals.operator.audit().await.expect("audit");
         assert!(audit.ok, "{:?}", audit.problems);
     });
 }
@@ -80,29 +81,36 @@ fn a_bad_card_or_a_shortfall_declines_the_whole_payment_and_debits_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SHARDS);
     runtime().block_on(async {
-        let client = connect(server.addr).await;
-        let pool = active_cards(&client, 40, 1000, 1).await;
-        let unsold = client.issue(1, 1000).await.expect("issue").pins.remove(0);
+        let principals = server.principals().await;
+        let client = principals.merchant(8).await;
+        let pool = active_cards(&principals, 40, 1000, 1).await;
+        let unsold = principals
+            .operator
+            .issue(1, 1000)
+            .await
+            .expect("issue")
+            .pins
+            .remove(0);
         let good = pick_by_shard(&pool, SHARDS, &[0, 1, 2]);
 
         // Position names the offending card (1-based), across shards.
         let with_unsold = vec![good[0].clone(), good[1].clone(), unsold.clone()];
-        let declined = client.pay(8, 1, 100, &with_unsold).await.expect("answer");
-        assert_eq!(declined.reason, Some(DeclineReason::NotActive));
+        let declined = client.pay(1, 100, &with_unsold).await.expect("answer");
+        assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
         assert_eq!(declined.position.map(|p| p.number()), Some(3));
 
         let with_unknown = vec![good[0].clone(), "79927398713".to_string(), unsold.clone()];
-        let declined = client.pay(8, 2, 100, &with_unknown).await.expect("answer");
-        assert_eq!(declined.reason, Some(DeclineReason::UnknownPin));
+        let declined = client.pay(2, 100, &with_unknown).await.expect("answer");
+        assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
         assert_eq!(
             declined.position.map(|p| p.number()),
             Some(2),
             "the first bad card is named"
         );
 
-        let short = client.pay(8, 3, 3001, &good).await.expect("answer");
+        let short = client.pay(3, 3001, &good).await.expect("answer");
         assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
-        assert_eq!(short.remaining_minor, 3000);
+        assert_eq!(short.remaining_minor, 0, "a decline shows no balance");
         assert_eq!(short.position, None);
 
         for pin in &good {
@@ -114,7 +122,8 @@ fn a_bad_card_or_a_shortfall_declines_the_whole_payment_and_debits_nothing() {
             );
         }
         assert_eq!(
-            client
+            principals
+                .operator
                 .report()
                 .await
                 .expect("report")
@@ -122,17 +131,17 @@ fn a_bad_card_or_a_shortfall_declines_the_whole_payment_and_debits_nothing() {
                 .merchant_owed_minor,
             0
         );
-        assert!(client.audit().await.expect("audit").ok);
+        assert!(principals.operator.audit().await.expect("audit").ok);
 
         // Request limits: 11 PINs (limit 10), a PIN twice.
         let eleven: Vec<String> = pool[..11].to_vec();
-        let error = client.pay(8, 4, 100, &eleven).await.expect_err("refused");
+        let error = client.pay(4, 100, &eleven).await.expect_err("refused");
         assert_eq!(error.server_code(), Some(ErrorCode::LimitExceeded));
         let twice = vec![good[0].clone(), good[1].clone(), good[0].clone()];
-        let error = client.pay(8, 5, 100, &twice).await.expect_err("refused");
+        let error = client.pay(5, 100, &twice).await.expect_err("refused");
         assert_eq!(error.server_code(), Some(ErrorCode::DuplicatePin));
         let ten: Vec<String> = pool[..10].to_vec();
-        let paid = client.pay(8, 6, 9500, &ten).await.expect("pay");
+        let paid = client.pay(6, 9500, &ten).await.expect("pay");
         assert!(paid.is_approved(), "ten cards are allowed: {paid:?}");
         assert_eq!(paid.parts.len(), 10);
     });
@@ -143,15 +152,16 @@ fn cards_on_one_shard_commit_locally_and_atomically() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SHARDS);
     runtime().block_on(async {
-        let client = connect(server.addr).await;
-        let pool = active_cards(&client, 40, 1000, 1).await;
+        let principals = server.principals().await;
+        let client = principals.merchant(8).await;
+        let pool = active_cards(&principals, 40, 1000, 1).await;
         let same = pick_by_shard(&pool, SHARDS, &[3, 3, 3]);
-        let paid = client.pay(9, 1, 2500, &same).await.expect("pay");
+        let paid = client.pay(1, 2500, &same).await.expect("pay");
         assert_eq!(
             paid.parts.iter().map(|p| p.taken_minor).collect::<Vec<_>>(),
             vec![1000, 1000, 500]
         );
-        let short = client.pay(9, 2, 501, &same).await.expect("answer");
+        let short = client.pay(2, 501, &same).await.expect("answer");
         assert_eq!(
             short.reason,
             Some(DeclineReason::Exhausted),
@@ -159,7 +169,7 @@ fn cards_on_one_shard_commit_locally_and_atomically() {
         );
         assert_eq!(short.position.map(|p| p.number()), Some(1));
         let rest = vec![same[2].clone()];
-        let short = client.pay(9, 3, 501, &rest).await.expect("answer");
+        let short = client.pay(3, 501, &rest).await.expect("answer");
         assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
         assert_eq!(
             client
@@ -169,13 +179,13 @@ fn cards_on_one_shard_commit_locally_and_atomically() {
                 .balance_minor,
             500
         );
-        let stats = client.stats().await.expect("stats");
+        let stats = principals.operator.stats().await.expect("stats");
         assert_eq!(stats.shards.len(), SHARDS);
         for shard in &stats.shards {
             // Every card sits in memory: at least 16-byte key + 40-byte card.
             assert!(shard.card_map_bytes >= shard.cards * 56, "{shard:?}");
         }
-        assert!(client.audit().await.expect("audit").ok);
+        assert!(principals.operator.audit().await.expect("audit").ok);
     });
 }
 
@@ -184,13 +194,14 @@ fn concurrent_overlapping_payments_never_overdraw_or_deadlock() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SHARDS);
     runtime().block_on(async {
-        let client = connect(server.addr).await;
+        let principals = server.principals().await;
+        let client = principals.merchant(3).await;
         const CARDS: usize = 6;
         const FACE: u64 = 2000;
-        let pins = Arc::new(active_cards(&client, CARDS as u32, FACE, 1).await);
+        let pins = Arc::new(active_cards(&principals, CARDS as u32, FACE, 1).await);
         let mut tasks = Vec::new();
         for connection in 0..4u64 {
-            let client = Arc::new(connect(server.addr).await);
+            let client = Arc::new(principals.merchant(3).await);
             for lane in 0..8u64 {
                 let (client, pins) = (client.clone(), pins.clone());
                 tasks.push(tokio::spawn(async move {
@@ -204,7 +215,7 @@ fn concurrent_overlapping_payments_never_overdraw_or_deadlock() {
                             .collect();
                         let amount = 5 + (request_id % 37);
                         let paid = client
-                            .pay(3, request_id, amount, &cards)
+                            .pay(request_id, amount, &cards)
                             .await
                             .expect("answer");
                         outcomes.push((cards, amount, paid));
@@ -249,9 +260,9 @@ fn concurrent_overlapping_payments_never_overdraw_or_deadlock() {
                 "no hold left behind"
             );
         }
-        let report = client.report().await.expect("report");
+        let report = principals.operator.report().await.expect("report");
         assert_eq!(report.totals.merchant_owed_minor, approved_minor);
-        let audit = client.audit().await.expect("audit");
+        let audit = principals.operator.audit().await.expect("audit");
         assert!(audit.ok, "{:?}", audit.problems);
     });
 }
@@ -260,22 +271,26 @@ fn concurrent_overlapping_payments_never_overdraw_or_deadlock() {
 fn the_cli_prints_parts_for_combined_payments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SHARDS);
-    let pool = runtime().block_on(async {
-        let client = connect(server.addr).await;
-        active_cards(&client, 20, 500, 1).await
+    let (pool, merchant_key) = runtime().block_on(async {
+        let principals = server.principals().await;
+        let key = principals
+            .key_file(dir.path(), 4, kessai::protocol::Role::Merchant, &[])
+            .await;
+        (active_cards(&principals, 20, 500, 1).await, key)
     });
     let cards = pick_by_shard(&pool, SHARDS, &[0, 1]);
-    let (status, paid) = server.cli(&[
-        "pay",
-        "--merchant",
-        "4",
-        "--amount",
-        "800",
-        "--request-id",
-        "77",
-        &cards[0],
-        &cards[1],
-    ]);
+    let (status, paid) = server.cli_as(
+        &merchant_key,
+        &[
+            "pay",
+            "--amount",
+            "800",
+            "--request-id",
+            "77",
+            &cards[0],
+            &cards[1],
+        ],
+    );
     assert_eq!(status, 0, "{paid}");
     assert_eq!(paid["status"], "approved");
     assert_eq!(paid["remaining_minor"], 200);
@@ -284,17 +299,18 @@ fn the_cli_prints_parts_for_combined_payments() {
     assert_eq!(paid["parts"][0]["remaining_minor"], 0);
     assert_eq!(paid["parts"][1]["taken_minor"], 300);
     assert_eq!(paid["parts"][1]["remaining_minor"], 200);
-    let (status, declined) = server.cli(&[
-        "pay",
-        "--merchant",
-        "4",
-        "--amount",
-        "300",
-        "--request-id",
-        "78",
-        &cards[0],
-        &cards[1],
-    ]);
+    let (status, declined) = server.cli_as(
+        &merchant_key,
+        &[
+            "pay",
+            "--amount",
+            "300",
+            "--request-id",
+            "78",
+            &cards[0],
+            &cards[1],
+        ],
+    );
     assert_eq!(status, 0);
     assert_eq!(declined["status"], "declined");
     assert_eq!(declined["reason"], "exhausted");

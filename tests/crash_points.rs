@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, ServerOptions, active_cards, connect, pick_by_shard, runtime};
+use common::{Server, ServerOptions, active_cards, pick_by_shard, runtime};
 use kessai::card::DeclineReason;
 use kessai::twopc::crashpoint::{CrashPoint, ENV_VAR};
 use std::time::Duration;
@@ -25,10 +25,11 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
     let rt = runtime();
     // Prepare cards with an unarmed engine.
     let server = Server::start(dir.path(), SHARDS);
-    let cards = rt.block_on(async {
-        let client = connect(server.addr).await;
-        let pool = active_cards(&client, 40, FACE, 1).await;
-        pick_by_shard(&pool, SHARDS, &[1, 3])
+    let (principals, cards) = rt.block_on(async {
+        let principals = server.principals().await;
+        principals.merchant(6).await;
+        let pool = active_cards(&principals, 40, FACE, 1).await;
+        (principals, pick_by_shard(&pool, SHARDS, &[1, 3]))
     });
     drop(server);
 
@@ -41,9 +42,11 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
             ..ServerOptions::default()
         },
     );
-    let answer = rt.block_on(async {
-        let client = connect(server.addr).await;
-        client.pay(6, 4242, AMOUNT, &cards).await
+    let (principals, answer) = rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let client = principals.merchant(6).await;
+        let answer = client.pay(4242, AMOUNT, &cards).await;
+        (principals, answer)
     });
     assert!(
         answer.is_err(),
@@ -69,8 +72,9 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
     // Recovery.
     let server = Server::start(dir.path(), SHARDS);
     rt.block_on(async {
-        let client = connect(server.addr).await;
-        let audit = client.audit().await.expect("audit");
+        let principals = principals.reconnect(&server).await;
+        let client = principals.merchant(6).await;
+        let audit = principals.operator.audit().await.expect("audit");
         assert!(audit.ok, "{}: {:?}", point.name(), audit.problems);
         assert_eq!(
             audit.totals.held_minor,
@@ -83,13 +87,14 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
             client.balance(&cards[0]).await.expect("balance"),
             client.balance(&cards[1]).await.expect("balance"),
         ];
-        let owed = client
+        let owed = principals
+            .operator
             .report()
             .await
             .expect("report")
             .totals
             .merchant_owed_minor;
-        let retry = client.pay(6, 4242, AMOUNT, &cards).await.expect("retry");
+        let retry = client.pay(4242, AMOUNT, &cards).await.expect("retry");
         assert!(
             retry.replayed,
             "{}: the retry gets the recorded outcome",
@@ -133,9 +138,9 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
         // The retry changed nothing, and the engine carries on normally.
         let after = client.balance(&cards[1]).await.expect("balance");
         assert_eq!(after.balance_minor, balances[1].balance_minor);
-        let next = client.pay(6, 4243, 100, &cards[1..]).await.expect("pay");
+        let next = client.pay(4243, 100, &cards[1..]).await.expect("pay");
         assert!(next.is_approved(), "{next:?}");
-        assert!(client.audit().await.expect("audit").ok);
+        assert!(principals.operator.audit().await.expect("audit").ok);
     });
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, ServerOptions, active_cards, connect, pick_by_shard, runtime};
+use common::{Server, ServerOptions, active_cards, pick_by_shard, runtime};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -63,33 +63,29 @@ fn counters_match_what_clients_were_told() {
         },
     );
     runtime().block_on(async {
-        let client = connect(server.addr).await;
-        let pool = active_cards(&client, 40, 1000, 3).await;
+        let principals = server.principals().await;
+        let client = principals.merchant(2).await;
+        let pool = active_cards(&principals, 40, 1000, 3).await;
         // Activating one again is declined.
-        let again = client.activate(3, 0, &pool[..1]).await.expect("activate");
+        let store = principals.store(3).await;
+        let again = store.activate(3, 0, &pool[..1]).await.expect("activate");
         assert!(matches!(
             again.results[0],
             kessai::protocol::ActivationResult::Declined { .. }
         ));
         for request_id in 1..=3 {
-            let paid = client.pay(2, request_id, 100, &pool[..1]).await;
+            let paid = client.pay(request_id, 100, &pool[..1]).await;
             assert!(paid.expect("pay").is_approved());
         }
         // A retry replays (and counts again as approved).
-        assert!(
-            client
-                .pay(2, 3, 100, &pool[..1])
-                .await
-                .expect("pay")
-                .replayed
-        );
-        let short = client.pay(2, 10, 5000, &pool[1..2]).await.expect("pay");
+        assert!(client.pay(3, 100, &pool[..1]).await.expect("pay").replayed);
+        let short = client.pay(10, 5000, &pool[1..2]).await.expect("pay");
         assert!(!short.is_approved());
         // A two-phase payment over two shards.
         let pair = pick_by_shard(&pool[2..], SHARDS, &[0, 1]);
         assert!(
             client
-                .pay(2, 11, 1500, &pair)
+                .pay(11, 1500, &pair)
                 .await
                 .expect("pay")
                 .is_approved()
@@ -99,6 +95,18 @@ fn counters_match_what_clients_were_told() {
         let last = typo.pop().expect("digit");
         typo.push(if last == '0' { '1' } else { '0' });
         assert!(client.balance(&typo).await.is_err());
+        // An unknown PIN is a PIN failure too; a store HQ activating for
+        // another store is forbidden.
+        let unknown = client.balance("79927398713").await.expect_err("unknown");
+        assert_eq!(
+            unknown.server_code(),
+            Some(kessai::protocol::ErrorCode::InvalidCard)
+        );
+        let other_store = store.activate(4, 0, &pool[..1]).await.expect_err("refused");
+        assert_eq!(
+            other_store.server_code(),
+            Some(kessai::protocol::ErrorCode::Forbidden)
+        );
 
         let samples = scrape(metrics_addr);
         let payments = |outcome| labelled(&samples, "kessai_payments_total", "outcome", outcome);
@@ -110,6 +118,17 @@ fn counters_match_what_clients_were_told() {
         assert_eq!(activations("already_active"), 1.0);
         let errors = labelled(&samples, "kessai_errors_total", "code", "invalid_pin");
         assert_eq!(errors, 1.0);
+        let forbidden = labelled(&samples, "kessai_errors_total", "code", "forbidden");
+        assert_eq!(forbidden, 1.0);
+        // The typo and the unknown PIN, each a PIN failure.
+        assert_eq!(value(&samples, "kessai_pin_failures_total"), 2.0);
+        // The operator, the merchant, and two store HQ connections.
+        assert_eq!(
+            labelled(&samples, "kessai_auth_total", "outcome", "ok"),
+            4.0
+        );
+        let added = labelled(&samples, "kessai_principal_changes_total", "change", "add");
+        assert_eq!(added, 2.0, "the merchant and the store HQ");
         let commits = labelled(
             &samples,
             "kessai_twopc_decisions_total",

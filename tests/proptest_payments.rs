@@ -8,9 +8,11 @@
 //! and each card's balance is its face value less the parts taken from it),
 //! no hold is left, and the engine's own audit agrees.
 
+use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::config::Config;
 use kessai::engine::EngineHandle;
+use kessai::protocol::Role;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,9 +58,33 @@ fn check(rounds: &[Vec<Payment>], shards: usize) -> Result<(), TestCaseError> {
         .build()
         .expect("runtime");
     let result = runtime.block_on(async {
-        let client = Arc::new(Client::connect(engine.addr).await.expect("connect"));
-        let pins = client.issue(CARDS as u32, FACE).await.expect("issue").pins;
-        client.activate(1, 0, &pins).await.expect("activate");
+        let operator_key = Key::read(&engine.operator_key).expect("operator key");
+        let operator = Client::connect_as(engine.addr, &operator_key)
+            .await
+            .expect("operator");
+        let (store_key, merchant_key) = (Key::generate(1), Key::generate(2));
+        operator
+            .principal_add(&store_key, Role::StoreHq, &[1])
+            .await
+            .expect("store hq");
+        operator
+            .principal_add(&merchant_key, Role::Merchant, &[])
+            .await
+            .expect("merchant");
+        let pins = operator
+            .issue(CARDS as u32, FACE)
+            .await
+            .expect("issue")
+            .pins;
+        let store = Client::connect_as(engine.addr, &store_key)
+            .await
+            .expect("store hq");
+        store.activate(1, 0, &pins).await.expect("activate");
+        let client = Arc::new(
+            Client::connect_as(engine.addr, &merchant_key)
+                .await
+                .expect("merchant"),
+        );
         let mut taken: HashMap<usize, u64> = HashMap::new();
         let mut approved_minor = 0u64;
         let mut request_id = 0u64;
@@ -69,7 +95,7 @@ fn check(rounds: &[Vec<Payment>], shards: usize) -> Result<(), TestCaseError> {
                 let chosen: Vec<String> = payment.cards.iter().map(|&i| pins[i].clone()).collect();
                 let (client, payment, id) = (client.clone(), payment.clone(), request_id);
                 tasks.push(tokio::spawn(async move {
-                    let paid = client.pay(2, id, payment.amount_minor, &chosen).await;
+                    let paid = client.pay(id, payment.amount_minor, &chosen).await;
                     (payment, paid)
                 }));
             }
@@ -108,10 +134,10 @@ fn check(rounds: &[Vec<Payment>], shards: usize) -> Result<(), TestCaseError> {
             );
             total_balance += balance.balance_minor;
         }
-        let report = client.report().await.expect("report");
+        let report = operator.report().await.expect("report");
         prop_assert_eq!(report.totals.merchant_owed_minor, approved_minor);
         prop_assert_eq!(total_balance + approved_minor, FACE * CARDS as u64);
-        let audit = client.audit().await.expect("audit");
+        let audit = operator.audit().await.expect("audit");
         prop_assert!(audit.ok, "audit: {:?}", audit.problems);
         Ok(())
     });

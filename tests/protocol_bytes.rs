@@ -1,9 +1,13 @@
 //! The worked examples of docs/PROTOCOL.md §3, asserted byte for byte: the
 //! encoder must produce them, and the document must still show them.
 
+use kessai::auth::Key;
 use kessai::card::DeclineReason;
 use kessai::ids::Position;
-use kessai::protocol::{ErrorCode, PayPart, PayRequest, PayResponse, Request, Response};
+use kessai::protocol::{
+    AuthChallenge, AuthHello, AuthProof, AuthWelcome, ErrorCode, PayPart, PayRequest, PayResponse,
+    Request, Response, Role,
+};
 
 const MAX_FRAME_BYTES: usize = 1 << 20;
 
@@ -15,33 +19,44 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// The bytes of the first fenced block after `heading` in PROTOCOL.md:
-/// each line's leading two-digit hex tokens (the rest is commentary).
-fn documented_block(heading: &str) -> Vec<u8> {
+/// The bytes of each fenced block under `heading` in PROTOCOL.md (up to
+/// the next heading): each line's leading two-digit hex tokens (the rest
+/// is commentary).
+fn documented_blocks(heading: &str) -> Vec<Vec<u8>> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
         .expect("docs/PROTOCOL.md");
-    let section = &doc[doc
+    let at = doc
         .find(heading)
-        .unwrap_or_else(|| panic!("no {heading:?}"))..];
-    let start = section.find("```text\n").expect("a text block") + "```text\n".len();
-    let block = &section[start..start + section[start..].find("```").expect("block end")];
-    block
-        .lines()
-        .flat_map(|line| {
-            line.split_whitespace()
-                .map_while(|token| {
-                    (token.len() == 2)
-                        .then(|| u8::from_str_radix(token, 16).ok())
-                        .flatten()
+        .unwrap_or_else(|| panic!("no {heading:?}"))
+        + heading.len();
+    let section = &doc[at..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
+    section
+        .split("```text\n")
+        .skip(1)
+        .map(|rest| {
+            rest[..rest.find("```").expect("block end")]
+                .lines()
+                .flat_map(|line| {
+                    line.split_whitespace()
+                        .map_while(|token| {
+                            (token.len() == 2)
+                                .then(|| u8::from_str_radix(token, 16).ok())
+                                .flatten()
+                        })
+                        .collect::<Vec<u8>>()
                 })
-                .collect::<Vec<u8>>()
+                .collect()
         })
         .collect()
 }
 
+fn documented_block(heading: &str) -> Vec<u8> {
+    documented_blocks(heading).remove(0)
+}
+
 fn pay_request() -> Request {
     Request::Pay(PayRequest {
-        merchant_id: 7,
         request_id: 1001,
         amount_minor: 500,
         pins: vec!["79927398713".into()],
@@ -56,7 +71,7 @@ fn the_pay_request_example_is_what_the_encoder_writes() {
         .expect("encode");
     assert_eq!(
         hex(&out),
-        "00 00 00 1B 04 00 00 00 00 00 00 00 01 07 E9 07 F4 03 01 0B \
+        "00 00 00 1A 04 00 00 00 00 00 00 00 01 E9 07 F4 03 01 0B \
          37 39 39 32 37 33 39 38 37 31 33"
     );
     assert_eq!(
@@ -107,22 +122,18 @@ fn the_declined_reply_example_is_what_the_encoder_writes() {
         DeclineReason::InsufficientFunds,
         Some(Position::from_index(0)),
         500,
-        300,
     );
     let mut out = Vec::new();
     Response::Paid(declined)
         .encode(&mut out, 1, MAX_FRAME_BYTES)
         .expect("encode");
     let (header, body) = out.split_at(13);
-    assert_eq!(hex(header), "00 00 00 14 04 00 00 00 00 00 00 00 01");
-    assert_eq!(hex(body), "01 01 03 01 01 F4 03 AC 02 00 00");
+    assert_eq!(hex(header), "00 00 00 13 04 00 00 00 00 00 00 00 01");
+    assert_eq!(hex(body), "01 01 03 01 01 F4 03 00 00 00");
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
         .expect("docs/PROTOCOL.md");
     assert!(doc.contains(&format!("`{}` then body", hex(header))));
-    assert!(
-        doc.contains(&format!("body\n`{}`", hex(body)))
-            || doc.contains(&format!("`{}`", hex(body)))
-    );
+    assert!(doc.contains(&format!("`{}`", hex(body))));
 }
 
 #[test]
@@ -150,4 +161,62 @@ fn the_ping_and_overloaded_examples_are_what_the_encoder_writes() {
     assert_eq!(hex(&body[..2]), "0C 18");
     assert_eq!(&body[2..], b"connection limit reached");
     assert!(doc.contains(&format!("`{}`", hex(header))));
+}
+
+#[test]
+fn the_handshake_example_is_what_client_and_engine_write() {
+    let key = Key::from_file_text(&format!("principal = 5\nsecret = \"{}\"", "01".repeat(32)))
+        .expect("key");
+    assert_eq!(
+        hex(&key.stored_key()),
+        "9C 74 CF BC 18 36 B9 BB EA CE 7D 58 97 07 D0 7B 5F 6D 26 4D 93 50 8C 92 DB B2 78 56 C7 81 3C 72"
+    );
+    let (client_nonce, server_nonce) = ([0x11u8; 32], [0x22u8; 32]);
+    let frame = |message: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        message(&mut out);
+        out
+    };
+    let written = [
+        frame(&|out| {
+            Request::AuthHello(AuthHello {
+                principal: 5,
+                client_nonce,
+            })
+            .encode(out, 1, MAX_FRAME_BYTES)
+            .expect("encode")
+        }),
+        frame(&|out| {
+            Response::Challenge(AuthChallenge { server_nonce })
+                .encode(out, 1, MAX_FRAME_BYTES)
+                .expect("encode")
+        }),
+        frame(&|out| {
+            Request::AuthProof(AuthProof {
+                proof: key.proof(&client_nonce, &server_nonce),
+            })
+            .encode(out, 2, MAX_FRAME_BYTES)
+            .expect("encode")
+        }),
+        frame(&|out| {
+            Response::Welcome(AuthWelcome {
+                principal: 5,
+                role: Role::Merchant,
+                stores: vec![],
+            })
+            .encode(out, 2, MAX_FRAME_BYTES)
+            .expect("encode")
+        }),
+    ];
+    assert_eq!(
+        documented_blocks("### 9.2 Worked example").as_slice(),
+        written.as_slice()
+    );
+    assert!(kessai::auth::keys::verify(
+        &key.stored_key(),
+        5,
+        &client_nonce,
+        &server_nonce,
+        &key.proof(&client_nonce, &server_nonce)
+    ));
 }

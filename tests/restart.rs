@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Server, active_cards, connect, runtime};
+use common::{Server, active_cards, runtime};
 use kessai::client::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,8 +16,18 @@ async fn balances(
 ) -> BTreeMap<String, (u64, kessai::card::CardState)> {
     let mut out = BTreeMap::new();
     for pin in pins {
-        let balance = client.balance(pin).await.expect("balance");
-        out.insert(pin.clone(), (balance.balance_minor, balance.state));
+        let seen = match client.balance(pin).await {
+            Ok(balance) => (balance.balance_minor, balance.state),
+            // An unsold card: merchants get no balance for it.
+            Err(error) => {
+                assert_eq!(
+                    error.server_code(),
+                    Some(kessai::protocol::ErrorCode::InvalidCard)
+                );
+                (0, kessai::card::CardState::Issued)
+            }
+        };
+        out.insert(pin.clone(), seen);
     }
     out
 }
@@ -27,59 +37,60 @@ fn changing_the_shard_count_between_restarts_changes_no_balance_or_book() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     let server = Server::start(dir.path(), 4);
-    let (pins, mut before, mut report_before) = rt.block_on(async {
-        let client = connect(server.addr).await;
-        let mut pins = active_cards(&client, 40, 2000, 11).await;
-        pins.extend(active_cards(&client, 10, 500, 12).await);
-        pins.extend(client.issue(5, 1000).await.expect("issue").pins); // unsold
+    let (mut principals, pins, mut before, mut report_before) = rt.block_on(async {
+        let principals = server.principals().await;
+        let client = principals.merchant(100).await;
+        let mut pins = active_cards(&principals, 40, 2000, 11).await;
+        pins.extend(active_cards(&principals, 10, 500, 12).await);
+        pins.extend(
+            principals
+                .operator
+                .issue(5, 1000)
+                .await
+                .expect("issue")
+                .pins,
+        ); // unsold
         for (index, pin) in pins.iter().take(50).enumerate() {
-            let merchant = 100 + (index % 3) as u32;
-            let paid = client
-                .pay(
-                    merchant,
-                    index as u64,
-                    100 + index as u64,
-                    std::slice::from_ref(pin),
-                )
+            let merchant = principals.merchant(100 + (index % 3) as u32).await;
+            let paid = merchant
+                .pay(index as u64, 100 + index as u64, std::slice::from_ref(pin))
                 .await
                 .expect("pay");
             assert!(paid.is_approved(), "{paid:?}");
         }
-        let combined = client.pay(100, 999, 2500, &pins[..3]).await.expect("pay");
+        let combined = client.pay(999, 2500, &pins[..3]).await.expect("pay");
         assert!(combined.is_approved(), "{combined:?}");
-        (
-            pins.clone(),
-            balances(&client, &pins).await,
-            client.report().await.expect("report"),
-        )
+        let balances = balances(&client, &pins).await;
+        let report = principals.operator.report().await.expect("report");
+        (principals, pins.clone(), balances, report)
     });
     drop(server);
 
     for shards in [1, 7, 4] {
         let server = Server::start(dir.path(), shards);
-        (before, report_before) = rt.block_on(async {
-            let client = connect(server.addr).await;
+        (principals, before, report_before) = rt.block_on(async {
+            let principals = principals.reconnect(&server).await;
+            let client = principals.merchant(100).await;
             assert_eq!(
                 balances(&client, &pins).await,
                 before,
                 "balances with {shards} shards"
             );
-            let report = client.report().await.expect("report");
+            let report = principals.operator.report().await.expect("report");
             assert_eq!(report, report_before, "books with {shards} shards");
-            let audit = client.audit().await.expect("audit");
+            let audit = principals.operator.audit().await.expect("audit");
             assert!(audit.ok, "{:?}", audit.problems);
             // The engine keeps working with the new layout; the next restart
             // must preserve this payment too.
             let request_id = 10_000 + shards as u64;
             let paid = client
-                .pay(100, request_id, 1, std::slice::from_ref(&pins[49]))
+                .pay(request_id, 1, std::slice::from_ref(&pins[49]))
                 .await
                 .expect("pay");
             assert!(paid.is_approved() && !paid.replayed);
-            (
-                balances(&client, &pins).await,
-                client.report().await.expect("report"),
-            )
+            let balances = balances(&client, &pins).await;
+            let report = principals.operator.report().await.expect("report");
+            (principals, balances, report)
         });
         drop(server);
     }
@@ -107,9 +118,10 @@ fn kill_9_keeps_every_acknowledged_payment() {
     const FACE: u64 = 3000;
     const AMOUNT: u64 = 7;
 
-    let (pins, workers, stop) = rt.block_on(async {
-        let client = Arc::new(connect(server.addr).await);
-        let pins = active_cards(&client, CARDS as u32, FACE, 1).await;
+    let (principals, pins, workers, stop) = rt.block_on(async {
+        let principals = server.principals().await;
+        let client = Arc::new(principals.merchant(1).await);
+        let pins = active_cards(&principals, CARDS as u32, FACE, 1).await;
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         for worker in 0..WORKERS {
@@ -123,7 +135,7 @@ fn kill_9_keeps_every_acknowledged_payment() {
                     request_id += 1;
                     sent.push(request_id);
                     match client
-                        .pay(1, request_id, AMOUNT, &kill_test_cards(request_id, &pins))
+                        .pay(request_id, AMOUNT, &kill_test_cards(request_id, &pins))
                         .await
                     {
                         Ok(paid) => acked.push((request_id, paid)),
@@ -134,7 +146,7 @@ fn kill_9_keeps_every_acknowledged_payment() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
-        (pins, workers, stop)
+        (principals, pins, workers, stop)
     });
     // kill -9 while the workers are mid-flight (they keep running on the
     // runtime's threads).
@@ -155,14 +167,15 @@ fn kill_9_keeps_every_acknowledged_payment() {
 
     let server = Server::start(dir.path(), 4);
     rt.block_on(async {
-        let client = connect(server.addr).await;
-        let audit = client.audit().await.expect("audit");
+        let principals = principals.reconnect(&server).await;
+        let client = principals.merchant(1).await;
+        let audit = principals.operator.audit().await.expect("audit");
         assert!(audit.ok, "after recovery: {:?}", audit.problems);
         assert_eq!(audit.totals.held_minor, 0, "no hold survives recovery");
         // Every acknowledged payment is there, with the answer it was given.
         for (request_id, paid) in &acked {
             let retry = client
-                .pay(1, *request_id, AMOUNT, &kill_test_cards(*request_id, &pins))
+                .pay(*request_id, AMOUNT, &kill_test_cards(*request_id, &pins))
                 .await
                 .expect("retry");
             assert!(retry.replayed, "acknowledged payment {request_id} was lost");
@@ -183,7 +196,7 @@ fn kill_9_keeps_every_acknowledged_payment() {
         for request_id in &sent {
             let cards = kill_test_cards(*request_id, &pins);
             let answer = client
-                .pay(1, *request_id, AMOUNT, &cards)
+                .pay(*request_id, AMOUNT, &cards)
                 .await
                 .expect("retry");
             if answer.is_approved() {
@@ -204,9 +217,9 @@ fn kill_9_keeps_every_acknowledged_payment() {
             let balance = client.balance(&pins[card]).await.expect("balance");
             assert_eq!(balance.balance_minor, FACE - spent, "card {card}");
         }
-        let report = client.report().await.expect("report");
+        let report = principals.operator.report().await.expect("report");
         assert_eq!(report.totals.merchant_owed_minor, approved_minor);
-        let audit = client.audit().await.expect("audit");
+        let audit = principals.operator.audit().await.expect("audit");
         assert!(audit.ok, "{:?}", audit.problems);
     });
 }

@@ -57,6 +57,7 @@ fn render_one(pin: &str, result: ActivationResult) -> Line {
         }
         ActivationResult::Declined { reason } => ("declined", Some(reason.name()), None),
         ActivationResult::InvalidPin => ("declined", Some("invalid_pin"), None),
+        ActivationResult::LockedOut => ("declined", Some("locked_out"), None),
     };
     Line {
         activated: face.is_some(),

@@ -14,11 +14,13 @@ mod balance;
 mod issue;
 mod output;
 mod pay;
+mod principal;
 mod report;
 mod serve;
 mod stats;
 
-use crate::client::Client;
+use crate::auth::Key;
+use crate::client::{Client, Connect, TlsClient};
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
 use output::{Failure, Output};
@@ -63,6 +65,9 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Show per-shard group-commit statistics.
     Stats(stats::StatsArgs),
+    /// Manage who may talk to the engine (operator key).
+    #[command(subcommand)]
+    Principal(principal::PrincipalCommand),
 }
 
 /// What every client subcommand takes.
@@ -71,9 +76,31 @@ struct ClientArgs {
     /// Engine address (default: the config's listen address).
     #[arg(long)]
     addr: Option<SocketAddr>,
+    /// The key file of the principal to act as.
+    #[arg(long, env = "KESSAI_KEY")]
+    key: Option<PathBuf>,
+    /// Connect over TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, env = "KESSAI_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// The name the engine's certificate must carry (default: the address's
+    /// IP).
+    #[arg(long, requires = "tls_ca")]
+    tls_server_name: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+impl ClientArgs {
+    fn connect_options(&self) -> Result<Connect, Failure> {
+        let key = self.key.as_deref().map(Key::read).transpose()?;
+        let tls = self
+            .tls_ca
+            .as_deref()
+            .map(|ca| TlsClient::from_ca_file(ca, self.tls_server_name.as_deref()))
+            .transpose()?;
+        Ok(Connect { key, tls })
+    }
 }
 
 /// Runs the parsed command; returns the process exit status.
@@ -98,20 +125,29 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report(args) => &args.client,
         Command::Audit(args) => &args.client,
         Command::Stats(args) => &args.client,
+        Command::Principal(command) => command.client(),
     };
     let json = client_args.json;
     let addr = client_args.addr.unwrap_or(config.listen);
-    output::print(json, call(addr, cli.command, &config))
+    let outcome = client_args
+        .connect_options()
+        .and_then(|options| call(addr, &options, cli.command, &config));
+    output::print(json, outcome)
 }
 
 /// Connects, runs one client command, and waits at most [`CALL_TIMEOUT`].
-fn call(addr: SocketAddr, command: Command, config: &Config) -> Result<Output, Failure> {
+fn call(
+    addr: SocketAddr,
+    options: &Connect,
+    command: Command,
+    config: &Config,
+) -> Result<Output, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| Failure(format!("cannot start a runtime: {error}")))?;
     runtime.block_on(async {
-        let client = Client::connect(addr).await?;
+        let client = Client::connect_with(addr, options).await?;
         tokio::time::timeout(CALL_TIMEOUT, dispatch(&client, command, config))
             .await
             .unwrap_or_else(|_| {
@@ -132,5 +168,6 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::Report(_) => report::run(client).await,
         Command::Audit(_) => audit::run(client).await,
         Command::Stats(_) => stats::run(client).await,
+        Command::Principal(command) => principal::run(client, command).await,
     }
 }

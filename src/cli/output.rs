@@ -28,6 +28,12 @@ impl Output {
 /// A failed command: the message for stderr (or the JSON error object).
 pub struct Failure(pub String);
 
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure(message)
+    }
+}
+
 impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Failure {
         Failure(error.to_string())

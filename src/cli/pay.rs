@@ -7,10 +7,9 @@ use crate::protocol::PayResponse;
 use clap::Args;
 use serde_json::{Value, json};
 
+/// The merchant is the principal of `--key`.
 #[derive(Args, Debug)]
 pub struct PayArgs {
-    #[arg(long)]
-    merchant: u32,
     /// Amount in minor units (yen).
     #[arg(long)]
     amount: u64,
@@ -27,9 +26,7 @@ pub struct PayArgs {
 
 pub async fn run(client: &Client, args: PayArgs) -> Result<Output, Failure> {
     check_pins(&args.pins)?;
-    let paid = client
-        .pay(args.merchant, args.request_id, args.amount, &args.pins)
-        .await?;
+    let paid = client.pay(args.request_id, args.amount, &args.pins).await?;
     Ok(render(&paid))
 }
 

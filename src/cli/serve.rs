@@ -19,6 +19,12 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics over HTTP here (overrides the config).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain: with --tls-key, serve over TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -28,6 +34,8 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen,
             data_dir: self.data_dir.clone(),
             shards: self.shards,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
         }
     }
 }

@@ -13,6 +13,10 @@
 //! Replies go out in the order they become ready, not request order; the
 //! correlation id pairs them up.
 //!
+//! Before anything else the connection authenticates (see [`super::session`]);
+//! every request is then validated as its principal's, and refused if the
+//! principal was revoked meanwhile.
+//!
 //! A framing violation (oversized, undecodable or truncated frame) ends the
 //! connection, but not abruptly: the reader stops reading, waits until every
 //! request admitted before the bad frame has had its reply written, and only
@@ -24,7 +28,9 @@
 //! type gets an error frame and the connection carries on, since framing is
 //! intact.
 
+use super::session::{self, Session, Step};
 use super::validate::{self, Action};
+use crate::auth::{Guard, Registry};
 use crate::config::Limits;
 use crate::pin::PinHasher;
 use crate::protocol::frame::{FrameBuffer, FrameError};
@@ -33,10 +39,9 @@ use crate::reply::{self, Reply, ReplyRx, ReplyTx};
 use crate::router::{Command, Router};
 use crate::telemetry::ReplyTally;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc};
 
 /// Free space the reader keeps in its buffer before each read.
@@ -47,20 +52,47 @@ const WRITE_CHUNK_BYTES: usize = 256 * 1024;
 /// What every connection shares.
 pub struct GatewayContext {
     pub router: Arc<Router>,
+    pub gate: Gate,
+}
+
+/// What a connection checks requests against before routing them.
+pub struct Gate {
+    pub registry: Arc<Registry>,
+    pub guard: Arc<Guard>,
     pub hasher: PinHasher,
     pub limits: Limits,
 }
 
-pub async fn serve(stream: TcpStream, context: Arc<GatewayContext>) {
+/// Serves a plain TCP connection (halves that need no lock between them).
+pub async fn serve_tcp(stream: TcpStream, context: Arc<GatewayContext>) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
+    serve(reader, writer, context).await;
+}
+
+/// Serves a connection over any stream, TLS included.
+pub async fn serve_stream<S>(stream: S, context: Arc<GatewayContext>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    serve(reader, writer, context).await;
+}
+
+async fn serve<R, W>(reader: R, writer: W, context: Arc<GatewayContext>)
+where
+    R: AsyncRead + Unpin + 'static,
+    W: AsyncWrite + Unpin + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
-    let permits = Arc::new(Semaphore::new(context.limits.max_inflight_per_connection));
+    let permits = Arc::new(Semaphore::new(
+        context.gate.limits.max_inflight_per_connection,
+    ));
     let writing = actix_rt::spawn(write_loop(
         writer,
         rx,
         permits.clone(),
-        context.limits.max_frame_bytes,
+        context.gate.limits.max_frame_bytes,
     ));
     read_loop(reader, tx, permits, &context).await;
     // The reader's sender is gone; the writer ends once every in-flight
@@ -79,12 +111,19 @@ struct Cut {
 }
 
 /// Cuts, decodes and validates complete frames, up to the in-flight limit.
-fn cut_frames(buffer: &mut FrameBuffer, limits: &Limits, hasher: &PinHasher) -> Cut {
+fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> Cut {
+    let limits = &gate.limits;
     let mut cut = Cut {
         commands: Vec::new(),
         replies: Vec::new(),
         requests: 0,
         fatal: None,
+    };
+    let checks = validate::Context {
+        limits,
+        hasher: &gate.hasher,
+        guard: &gate.guard,
+        now: Instant::now(),
     };
     while cut.requests < limits.max_inflight_per_connection {
         let frame = match buffer.next_frame(limits.max_frame_bytes) {
@@ -100,20 +139,34 @@ fn cut_frames(buffer: &mut FrameBuffer, limits: &Limits, hasher: &PinHasher) -> 
             }
         };
         let correlation_id = frame.correlation_id;
-        match Request::decode(frame.kind, frame.body) {
-            Ok(request) => match validate::validate(request, limits, hasher) {
-                Action::Route(command) => cut.commands.push((correlation_id, command)),
-                Action::Reply(response) => cut.replies.push((correlation_id, response)),
+        let step = match Request::decode(frame.kind, frame.body) {
+            Ok(Request::AuthHello(hello)) => session.hello(hello),
+            Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry),
+            Ok(request) => match session.principal() {
+                None => Step::Reply(Response::Error(session::refusal(
+                    "authenticate first (AuthHello, then AuthProof)",
+                ))),
+                Some(principal) if principal.is_revoked() => {
+                    Step::Close(session::refusal("this principal's key was revoked"))
+                }
+                Some(principal) => match validate::validate(request, principal, &checks) {
+                    Action::Route(command) => {
+                        cut.commands.push((correlation_id, command));
+                        cut.requests += 1;
+                        continue;
+                    }
+                    Action::Reply(response) => Step::Reply(response),
+                },
             },
             Err(error) if error.code == ErrorCode::UnknownMessageType => {
-                cut.replies
-                    .push((correlation_id, Response::error(error.code, error.message)));
+                Step::Reply(Response::error(error.code, error.message))
             }
-            Err(error) => {
-                cut.fatal = Some((
-                    correlation_id,
-                    ErrorResponse::new(error.code, error.message),
-                ));
+            Err(error) => Step::Close(ErrorResponse::new(error.code, error.message)),
+        };
+        match step {
+            Step::Reply(response) => cut.replies.push((correlation_id, response)),
+            Step::Close(error) => {
+                cut.fatal = Some((correlation_id, error));
                 break;
             }
         }
@@ -122,16 +175,17 @@ fn cut_frames(buffer: &mut FrameBuffer, limits: &Limits, hasher: &PinHasher) -> 
     cut
 }
 
-async fn read_loop(
-    mut reader: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
     tx: ReplyTx,
     permits: Arc<Semaphore>,
     context: &GatewayContext,
 ) {
-    let limits = &context.limits;
+    let limits = &context.gate.limits;
     let mut buffer = FrameBuffer::with_capacity(READ_CHUNK_BYTES);
+    let mut session = Session::Fresh;
     loop {
-        let cut = cut_frames(&mut buffer, limits, &context.hasher);
+        let cut = cut_frames(&mut buffer, &mut session, &context.gate);
         if cut.requests > 0
             && !dispatch(
                 &tx,
@@ -263,8 +317,8 @@ fn encode_message(
     }
 }
 
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut rx: ReplyRx,
     permits: Arc<Semaphore>,
     max_frame_bytes: usize,
@@ -306,6 +360,15 @@ mod tests {
     use super::*;
     use crate::protocol::frame;
     use proptest::prelude::*;
+
+    fn test_gate(limits: Limits) -> Gate {
+        Gate {
+            registry: Arc::new(super::super::validate::tests::principals()),
+            guard: Arc::new(Guard::new(&limits)),
+            hasher: PinHasher::new(b"proptest"),
+            limits,
+        }
+    }
 
     /// A frame with a correct length prefix, a kind that is usually a real
     /// request kind, and a random body: gets past framing into decoding.
@@ -349,16 +412,25 @@ mod tests {
         /// and leaves no complete frame behind unless it stopped for a
         /// violation or for the in-flight limit.
         #[test]
-        fn cutting_untrusted_bytes_never_panics(bytes in stream(), max_inflight in 1usize..16) {
+        fn cutting_untrusted_bytes_never_panics(
+            bytes in stream(),
+            max_inflight in 1usize..16,
+            authenticated in any::<bool>(),
+        ) {
             let limits = Limits {
                 max_frame_bytes: 1024,
                 max_inflight_per_connection: max_inflight,
                 ..Limits::default()
             };
-            let hasher = PinHasher::new(b"proptest");
+            let gate = test_gate(limits.clone());
+            let mut session = if authenticated {
+                Session::Authenticated(gate.registry.get(5).expect("merchant"))
+            } else {
+                Session::Fresh
+            };
             let mut buffer = FrameBuffer::default();
             buffer.extend(&bytes);
-            let cut = cut_frames(&mut buffer, &limits, &hasher);
+            let cut = cut_frames(&mut buffer, &mut session, &gate);
             prop_assert!(buffer.pending_bytes() <= bytes.len());
             prop_assert_eq!(cut.requests, cut.commands.len() + cut.replies.len());
             prop_assert!(cut.requests <= max_inflight);

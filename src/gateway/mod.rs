@@ -4,9 +4,13 @@
 //!
 //! * [`server`]: the accept loop and the connection limit.
 //! * [`connection`]: one connection's reader and writer halves.
+//! * [`session`]: the handshake, then who the connection acts as.
+//! * [`tls`]: TLS, when configured.
 //! * [`validate`]: turning a decoded request into a validated command, one
 //!   file per request.
 
 pub(crate) mod connection;
 pub(crate) mod server;
+mod session;
+pub(crate) mod tls;
 mod validate;

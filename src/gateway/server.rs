@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 /// One served connection: counted (and shown as the open-connections gauge)
 /// from admission until the connection ends.
@@ -38,6 +39,7 @@ impl Drop for Live {
 pub async fn accept_loop(
     listener: TcpListener,
     context: Arc<GatewayContext>,
+    tls: Option<TlsAcceptor>,
     workers: Vec<ArbiterHandle>,
 ) {
     assert!(!workers.is_empty());
@@ -53,8 +55,8 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        if live.load(Ordering::Acquire) >= context.limits.max_connections {
-            refuse(stream, context.limits.max_frame_bytes);
+        if live.load(Ordering::Acquire) >= context.gate.limits.max_connections {
+            refuse(stream, context.gate.limits.max_frame_bytes);
             metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL).increment(1);
             continue;
         }
@@ -66,15 +68,23 @@ pub async fn accept_loop(
             }
         };
         let guard = Live::admit(&live);
-        let context = context.clone();
+        let (context, tls) = (context.clone(), tls.clone());
         let worker = &workers[next_worker % workers.len()];
         next_worker = next_worker.wrapping_add(1);
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
                 let _live = guard;
-                match TcpStream::from_std(std_stream) {
-                    Ok(stream) => connection::serve(stream, context).await,
-                    Err(error) => tracing::warn!(%error, "cannot adopt a connection"),
+                let stream = match TcpStream::from_std(std_stream) {
+                    Ok(stream) => stream,
+                    Err(error) => return tracing::warn!(%error, "cannot adopt a connection"),
+                };
+                let Some(tls) = tls else {
+                    return connection::serve_tcp(stream, context).await;
+                };
+                let _ = stream.set_nodelay(true);
+                match tls.accept(stream).await {
+                    Ok(stream) => connection::serve_stream(stream, context).await,
+                    Err(error) => tracing::info!(%error, "TLS handshake failed"),
                 }
             });
         });

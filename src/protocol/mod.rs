@@ -8,11 +8,28 @@
 //! kind (success) or [`KIND_ERROR`]. Responses may return in any order, so a
 //! client can pipeline many requests on one connection.
 
+mod admin;
+mod auth;
+mod cards;
+mod error;
 pub mod frame;
+mod pay;
 
-use crate::card::{CardState, DeclineReason};
-use crate::ids::Position;
-use serde::{Deserialize, Serialize};
+pub use admin::{
+    AuditResponse, MerchantLine, ReportResponse, ShardStats, StatsResponse, StoreLine, Totals,
+};
+pub use auth::{
+    AUTH_NONCE_BYTES, AuthChallenge, AuthHello, AuthProof, AuthWelcome, PrincipalAddRequest,
+    PrincipalInfo, PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest, Role,
+};
+pub use cards::{
+    ActivateRequest, ActivateResponse, ActivationResult, BalanceRequest, BalanceResponse,
+    IssueRequest, IssueResponse,
+};
+pub use error::{DecodeError, ErrorCode, ErrorResponse};
+pub use pay::{PayPart, PayRequest, PayResponse, PayStatus};
+
+use serde::Deserialize;
 
 /// Message kinds. A request of kind K is answered by kind K or `KIND_ERROR`.
 pub const KIND_PING: u8 = 1;
@@ -23,190 +40,125 @@ pub const KIND_BALANCE: u8 = 5;
 pub const KIND_REPORT: u8 = 6;
 pub const KIND_AUDIT: u8 = 7;
 pub const KIND_STATS: u8 = 8;
+pub const KIND_AUTH_HELLO: u8 = 9;
+pub const KIND_AUTH_PROOF: u8 = 10;
+pub const KIND_PRINCIPAL_ADD: u8 = 11;
+pub const KIND_PRINCIPAL_LIST: u8 = 12;
+pub const KIND_PRINCIPAL_REVOKE: u8 = 13;
+pub const KIND_PRINCIPAL_ROTATE: u8 = 14;
 pub const KIND_ERROR: u8 = 0xFF;
 
-/// Error codes carried by [`ErrorResponse`]. Stable numbers: clients match
-/// on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum ErrorCode {
-    /// The frame's body does not decode as its kind's body. Connection closed.
-    MalformedFrame = 1,
-    /// The length prefix exceeds the maximum frame size. Connection closed.
-    FrameTooLarge = 2,
-    /// The stream ended inside a frame. Connection closed.
-    TruncatedFrame = 3,
-    /// The kind byte names no request. The connection stays open.
-    UnknownMessageType = 4,
-    /// A PIN fails the length, digit or check-digit test.
-    InvalidPin = 5,
-    /// An amount or face value is zero or above its limit.
-    InvalidAmount = 6,
-    /// A list or count exceeds its limit (cards per payment, …).
-    LimitExceeded = 7,
-    /// The same PIN appears twice in one payment.
-    DuplicatePin = 8,
-    /// A request with this (merchant, request id) is being processed right
-    /// now; retry once it has answered.
-    RequestInProgress = 9,
-    /// Balance inquiry for a PIN the center does not know.
-    UnknownPin = 10,
-    /// The engine failed internally; the request may be retried.
-    Internal = 11,
-    /// The engine is at its connection limit. Connection closed.
-    Overloaded = 12,
-    /// Any other malformed argument.
-    InvalidArgument = 13,
-}
-
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
-        ErrorCode::MalformedFrame,
-        ErrorCode::FrameTooLarge,
-        ErrorCode::TruncatedFrame,
-        ErrorCode::UnknownMessageType,
-        ErrorCode::InvalidPin,
-        ErrorCode::InvalidAmount,
-        ErrorCode::LimitExceeded,
-        ErrorCode::DuplicatePin,
-        ErrorCode::RequestInProgress,
-        ErrorCode::UnknownPin,
-        ErrorCode::Internal,
-        ErrorCode::Overloaded,
-        ErrorCode::InvalidArgument,
-    ];
-
-    pub fn from_u16(code: u16) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|c| *c as u16 == code)
-    }
-
-    pub fn name(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            MalformedFrame => "malformed_frame",
-            FrameTooLarge => "frame_too_large",
-            TruncatedFrame => "truncated_frame",
-            UnknownMessageType => "unknown_message_type",
-            InvalidPin => "invalid_pin",
-            InvalidAmount => "invalid_amount",
-            LimitExceeded => "limit_exceeded",
-            DuplicatePin => "duplicate_pin",
-            RequestInProgress => "request_in_progress",
-            UnknownPin => "unknown_pin",
-            Internal => "internal",
-            Overloaded => "overloaded",
-            InvalidArgument => "invalid_argument",
+/// Defines a message enum with its kind byte per variant, and its framing:
+/// `encode` appends one frame, `decode` reads a body and never panics,
+/// whatever the bytes. A variant is a unit (empty body) or carries one
+/// body type. Adding a message is one line here.
+macro_rules! wire_messages {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident (unknown $unknown:literal) {
+            units { $($unit:ident = $unit_kind:ident),* $(,)? }
+            bodies { $($variant:ident($body:ty) = $body_kind:ident),* $(,)? }
         }
-    }
-}
-
-// ---------------------------------------------------------------- requests
-
-/// Create `count` new (issued, worthless) cards of one face value. The reply
-/// is the only time the clear PINs ever leave the engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssueRequest {
-    pub count: u32,
-    pub face_value_minor: u64,
-}
-
-/// A store's headquarters reports cards sold at a POS: each becomes valid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActivateRequest {
-    pub store_id: u32,
-    /// The POS transaction reference (0 when none).
-    pub pos_ref: u64,
-    pub pins: Vec<String>,
-}
-
-/// A merchant debits `amount_minor` from one or more cards, taken in the
-/// order given. `(merchant_id, request_id)` makes the request idempotent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayRequest {
-    pub merchant_id: u32,
-    pub request_id: u64,
-    pub amount_minor: u64,
-    pub pins: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BalanceRequest {
-    pub pin: String,
-}
-
-/// Every request the engine understands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Ping,
-    Issue(IssueRequest),
-    Activate(ActivateRequest),
-    Pay(PayRequest),
-    Balance(BalanceRequest),
-    Report,
-    Audit,
-    Stats,
-}
-
-/// Why a request frame could not be turned into a [`Request`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Request {
-    pub fn kind(&self) -> u8 {
-        match self {
-            Request::Ping => KIND_PING,
-            Request::Issue(_) => KIND_ISSUE,
-            Request::Activate(_) => KIND_ACTIVATE,
-            Request::Pay(_) => KIND_PAY,
-            Request::Balance(_) => KIND_BALANCE,
-            Request::Report => KIND_REPORT,
-            Request::Audit => KIND_AUDIT,
-            Request::Stats => KIND_STATS,
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $name {
+            $($unit,)*
+            $($variant($body),)*
         }
-    }
 
-    /// Appends this request as one frame.
-    pub fn encode(
-        &self,
-        out: &mut Vec<u8>,
-        correlation_id: u64,
-        max_frame_bytes: usize,
-    ) -> Result<(), frame::EncodeError> {
-        let kind = self.kind();
-        match self {
-            Request::Ping | Request::Report | Request::Audit | Request::Stats => {
-                frame::encode(out, kind, correlation_id, &(), max_frame_bytes)
+        impl $name {
+            pub fn kind(&self) -> u8 {
+                match self {
+                    $($name::$unit => $unit_kind,)*
+                    $($name::$variant(_) => $body_kind,)*
+                }
             }
-            Request::Issue(body) => frame::encode(out, kind, correlation_id, body, max_frame_bytes),
-            Request::Activate(body) => {
-                frame::encode(out, kind, correlation_id, body, max_frame_bytes)
+
+            /// Appends this message as one frame.
+            pub fn encode(
+                &self,
+                out: &mut Vec<u8>,
+                correlation_id: u64,
+                max_frame_bytes: usize,
+            ) -> Result<(), frame::EncodeError> {
+                let kind = self.kind();
+                match self {
+                    $($name::$unit => frame::encode(out, kind, correlation_id, &(), max_frame_bytes),)*
+                    $($name::$variant(body) => {
+                        frame::encode(out, kind, correlation_id, body, max_frame_bytes)
+                    })*
+                }
             }
-            Request::Pay(body) => frame::encode(out, kind, correlation_id, body, max_frame_bytes),
-            Request::Balance(body) => {
-                frame::encode(out, kind, correlation_id, body, max_frame_bytes)
+
+            /// Decodes a body of kind `kind`. Never panics.
+            pub fn decode(kind: u8, body: &[u8]) -> Result<$name, DecodeError> {
+                match kind {
+                    $($unit_kind => decode_body::<()>(body).map(|()| $name::$unit),)*
+                    $($body_kind => decode_body(body).map($name::$variant),)*
+                    other => Err(DecodeError {
+                        code: ErrorCode::UnknownMessageType,
+                        message: format!("{} {other}", $unknown),
+                    }),
+                }
             }
         }
-    }
+    };
+}
 
-    /// Decodes a request body. Never panics, whatever the bytes.
-    pub fn decode(kind: u8, body: &[u8]) -> Result<Request, DecodeError> {
-        match kind {
-            KIND_PING => decode_unit(body).map(|()| Request::Ping),
-            KIND_ISSUE => decode_body(body).map(Request::Issue),
-            KIND_ACTIVATE => decode_body(body).map(Request::Activate),
-            KIND_PAY => decode_body(body).map(Request::Pay),
-            KIND_BALANCE => decode_body(body).map(Request::Balance),
-            KIND_REPORT => decode_unit(body).map(|()| Request::Report),
-            KIND_AUDIT => decode_unit(body).map(|()| Request::Audit),
-            KIND_STATS => decode_unit(body).map(|()| Request::Stats),
-            other => Err(DecodeError {
-                code: ErrorCode::UnknownMessageType,
-                message: format!("unknown message type {other}"),
-            }),
+wire_messages! {
+    /// Every request the engine understands.
+    pub enum Request (unknown "unknown message type") {
+        units {
+            Ping = KIND_PING,
+            Report = KIND_REPORT,
+            Audit = KIND_AUDIT,
+            Stats = KIND_STATS,
+            PrincipalList = KIND_PRINCIPAL_LIST,
         }
+        bodies {
+            Issue(IssueRequest) = KIND_ISSUE,
+            Activate(ActivateRequest) = KIND_ACTIVATE,
+            Pay(PayRequest) = KIND_PAY,
+            Balance(BalanceRequest) = KIND_BALANCE,
+            AuthHello(AuthHello) = KIND_AUTH_HELLO,
+            AuthProof(AuthProof) = KIND_AUTH_PROOF,
+            PrincipalAdd(PrincipalAddRequest) = KIND_PRINCIPAL_ADD,
+            PrincipalRevoke(PrincipalRevokeRequest) = KIND_PRINCIPAL_REVOKE,
+            PrincipalRotate(PrincipalRotateRequest) = KIND_PRINCIPAL_ROTATE,
+        }
+    }
+}
+
+wire_messages! {
+    /// Every response the engine sends. A request of kind K is answered by
+    /// kind K (`Error`: `KIND_ERROR`).
+    pub enum Response (unknown "unknown response type") {
+        units {
+            Pong = KIND_PING,
+        }
+        bodies {
+            Issued(IssueResponse) = KIND_ISSUE,
+            Activated(ActivateResponse) = KIND_ACTIVATE,
+            Paid(PayResponse) = KIND_PAY,
+            Balance(BalanceResponse) = KIND_BALANCE,
+            Report(ReportResponse) = KIND_REPORT,
+            Audit(AuditResponse) = KIND_AUDIT,
+            Stats(StatsResponse) = KIND_STATS,
+            Challenge(AuthChallenge) = KIND_AUTH_HELLO,
+            Welcome(AuthWelcome) = KIND_AUTH_PROOF,
+            PrincipalAdded(PrincipalInfo) = KIND_PRINCIPAL_ADD,
+            Principals(PrincipalListResponse) = KIND_PRINCIPAL_LIST,
+            PrincipalRevoked(PrincipalInfo) = KIND_PRINCIPAL_REVOKE,
+            PrincipalRotated(PrincipalInfo) = KIND_PRINCIPAL_ROTATE,
+            Error(ErrorResponse) = KIND_ERROR,
+        }
+    }
+}
+
+impl Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error(ErrorResponse::new(code, message))
     }
 }
 
@@ -226,291 +178,11 @@ fn decode_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError>
     }
 }
 
-fn decode_unit(body: &[u8]) -> Result<(), DecodeError> {
-    decode_body::<()>(body)
-}
-
-// --------------------------------------------------------------- responses
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssueResponse {
-    pub face_value_minor: u64,
-    /// The clear PINs, shown exactly once.
-    pub pins: Vec<String>,
-}
-
-/// The outcome for one PIN of an activation request, in request order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ActivationResult {
-    Activated {
-        face_value_minor: u64,
-    },
-    Declined {
-        reason: DeclineReason,
-    },
-    /// The PIN failed the length, digit or check-digit test.
-    InvalidPin,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActivateResponse {
-    pub results: Vec<ActivationResult>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PayStatus {
-    Approved,
-    Declined,
-}
-
-/// What one card contributed to an approved payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayPart {
-    /// Last four digits of the PIN, to tell the purchaser's cards apart.
-    pub pin_last4: u16,
-    pub taken_minor: u64,
-    /// What the card holds after this payment.
-    pub remaining_minor: u64,
-}
-
-/// The answer to a payment, stored durably so that a retry with the same
-/// (merchant, request id) gets exactly this answer back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayResponse {
-    pub status: PayStatus,
-    /// Set when declined.
-    pub reason: Option<DeclineReason>,
-    /// Position (from 1, in the request's PIN list) of the card that caused
-    /// the decline, when one card did.
-    pub position: Option<Position>,
-    pub amount_minor: u64,
-    /// Total left on the payment's cards (when approved: after the debit).
-    pub remaining_minor: u64,
-    /// One entry per card, in request order (empty when declined).
-    pub parts: Vec<PayPart>,
-    /// True when this answer is a replay of an earlier identical request.
-    pub replayed: bool,
-}
-
-impl PayResponse {
-    pub fn declined(
-        reason: DeclineReason,
-        position: Option<Position>,
-        amount_minor: u64,
-        remaining_minor: u64,
-    ) -> PayResponse {
-        PayResponse {
-            status: PayStatus::Declined,
-            reason: Some(reason),
-            position,
-            amount_minor,
-            remaining_minor,
-            parts: Vec::new(),
-            replayed: false,
-        }
-    }
-
-    pub fn approved(amount_minor: u64, parts: Vec<PayPart>) -> PayResponse {
-        // Money invariant, kept in production: the parts pay the amount.
-        assert_eq!(
-            parts.iter().map(|p| p.taken_minor).sum::<u64>(),
-            amount_minor,
-            "an approved payment's parts add up to its amount"
-        );
-        PayResponse {
-            status: PayStatus::Approved,
-            reason: None,
-            position: None,
-            amount_minor,
-            remaining_minor: parts.iter().map(|p| p.remaining_minor).sum(),
-            parts,
-            replayed: false,
-        }
-    }
-
-    pub fn is_approved(&self) -> bool {
-        self.status == PayStatus::Approved
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BalanceResponse {
-    pub state: CardState,
-    pub face_value_minor: u64,
-    pub balance_minor: u64,
-    /// Balance less funds held by payments being committed.
-    pub available_minor: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct StoreLine {
-    pub store_id: u32,
-    pub cards_activated: u64,
-    /// What the store owes the center for the cards it sold.
-    pub owed_minor: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct MerchantLine {
-    pub merchant_id: u32,
-    /// What the center owes the merchant for approved payments.
-    pub owed_minor: u64,
-}
-
-/// Engine-wide sums. `activated_minor == balance_minor +
-/// merchant_owed_minor` is the conservation law the audit proves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Totals {
-    pub cards: u64,
-    pub cards_issued: u64,
-    pub cards_active: u64,
-    pub cards_exhausted: u64,
-    /// Face value of every card ever activated.
-    pub activated_minor: u64,
-    /// Money left on cards (holds included).
-    pub balance_minor: u64,
-    /// Part of the balance held by payments being committed.
-    pub held_minor: u64,
-    pub store_owed_minor: u64,
-    pub merchant_owed_minor: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ReportResponse {
-    pub stores: Vec<StoreLine>,
-    pub merchants: Vec<MerchantLine>,
-    pub totals: Totals,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditResponse {
-    pub ok: bool,
-    /// One line per finding, naming where (card, store, shard, payment).
-    pub problems: Vec<String>,
-    pub totals: Totals,
-}
-
-/// Per-shard counters, for operators tuning the shard count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ShardStats {
-    pub shard: u16,
-    pub cards: u64,
-    /// Bytes the shard's card map has allocated (from its capacity).
-    pub card_map_bytes: u64,
-    /// Synced write batches (group commits) so far.
-    pub batches: u64,
-    /// Operations those batches carried.
-    pub ops: u64,
-    pub batch_ops_p50: u64,
-    pub batch_ops_p99: u64,
-    pub batch_ops_max: u64,
-    pub sync_us_p50: u64,
-    pub sync_us_p99: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct StatsResponse {
-    pub shards: Vec<ShardStats>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    /// An [`ErrorCode`] number.
-    pub code: u16,
-    pub message: String,
-}
-
-impl ErrorResponse {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorResponse {
-        ErrorResponse {
-            code: code as u16,
-            message: message.into(),
-        }
-    }
-
-    pub fn error_code(&self) -> Option<ErrorCode> {
-        ErrorCode::from_u16(self.code)
-    }
-}
-
-/// Every response the engine sends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Response {
-    Pong,
-    Issued(IssueResponse),
-    Activated(ActivateResponse),
-    Paid(PayResponse),
-    Balance(BalanceResponse),
-    Report(ReportResponse),
-    Audit(AuditResponse),
-    Stats(StatsResponse),
-    Error(ErrorResponse),
-}
-
-impl Response {
-    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
-        Response::Error(ErrorResponse::new(code, message))
-    }
-
-    pub fn kind(&self) -> u8 {
-        match self {
-            Response::Pong => KIND_PING,
-            Response::Issued(_) => KIND_ISSUE,
-            Response::Activated(_) => KIND_ACTIVATE,
-            Response::Paid(_) => KIND_PAY,
-            Response::Balance(_) => KIND_BALANCE,
-            Response::Report(_) => KIND_REPORT,
-            Response::Audit(_) => KIND_AUDIT,
-            Response::Stats(_) => KIND_STATS,
-            Response::Error(_) => KIND_ERROR,
-        }
-    }
-
-    /// Appends this response as one frame.
-    pub fn encode(
-        &self,
-        out: &mut Vec<u8>,
-        correlation_id: u64,
-        max_frame_bytes: usize,
-    ) -> Result<(), frame::EncodeError> {
-        let kind = self.kind();
-        let max = max_frame_bytes;
-        match self {
-            Response::Pong => frame::encode(out, kind, correlation_id, &(), max),
-            Response::Issued(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Activated(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Paid(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Balance(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Report(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Audit(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Stats(body) => frame::encode(out, kind, correlation_id, body, max),
-            Response::Error(body) => frame::encode(out, kind, correlation_id, body, max),
-        }
-    }
-
-    /// Decodes a response body (client side). Never panics.
-    pub fn decode(kind: u8, body: &[u8]) -> Result<Response, DecodeError> {
-        match kind {
-            KIND_PING => decode_unit(body).map(|()| Response::Pong),
-            KIND_ISSUE => decode_body(body).map(Response::Issued),
-            KIND_ACTIVATE => decode_body(body).map(Response::Activated),
-            KIND_PAY => decode_body(body).map(Response::Paid),
-            KIND_BALANCE => decode_body(body).map(Response::Balance),
-            KIND_REPORT => decode_body(body).map(Response::Report),
-            KIND_AUDIT => decode_body(body).map(Response::Audit),
-            KIND_STATS => decode_body(body).map(Response::Stats),
-            KIND_ERROR => decode_body(body).map(Response::Error),
-            other => Err(DecodeError {
-                code: ErrorCode::UnknownMessageType,
-                message: format!("unknown response type {other}"),
-            }),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::card::{CardState, DeclineReason};
+    use crate::ids::Position;
 
     fn round_trip_request(request: Request) {
         let mut out = Vec::new();
@@ -537,7 +209,6 @@ mod tests {
             pins: vec!["79927398713".into()],
         }));
         round_trip_request(Request::Pay(PayRequest {
-            merchant_id: 1,
             request_id: u64::MAX,
             amount_minor: 300,
             pins: vec!["79927398713".into(), "4539578763621486".into()],
@@ -562,7 +233,6 @@ mod tests {
                 DeclineReason::InsufficientFunds,
                 Position::from_number(2),
                 300,
-                100,
             )),
             Response::error(ErrorCode::InvalidPin, "bad"),
             Response::Pong,

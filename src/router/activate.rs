@@ -9,6 +9,7 @@ use crate::shard::{Activation, ShardGone, Shards};
 
 pub(super) async fn activate(
     shards: &Shards,
+    principal: u32,
     store_id: StoreId,
     pos_ref: u64,
     cards: Vec<Option<PinKey>>,
@@ -19,6 +20,7 @@ pub(super) async fn activate(
         if let Some(key) = key {
             let activation = Activation {
                 key: *key,
+                principal,
                 store_id,
                 pos_ref,
             };

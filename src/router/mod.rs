@@ -9,7 +9,8 @@
 //! commit; activation batches; issuing; reports) runs as a future beside
 //! the connection that gathers the shards' answers, then replies.
 //!
-//! * [`activate`], [`issue`], [`admin`]: the gathering commands.
+//! * [`activate`], [`issue`], [`admin`]: the gathering commands;
+//!   [`principal`]: the operator's management of principals.
 //!
 //! Queues past the router are bounded: each shard's mailbox holds at most
 //! `shard_mailbox_capacity` messages (a full one makes the connection wait,
@@ -19,11 +20,13 @@
 mod activate;
 mod admin;
 mod issue;
+mod principal;
 
+use crate::auth::Registry;
 use crate::idempotency::Claims;
 use crate::ids::{CardRef, PaymentId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
-use crate::protocol::{ErrorCode, Response};
+use crate::protocol::{ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, Response};
 use crate::reply::{self, Reply, ReplyTx};
 use crate::shard::{ClientOp, ShardGone, Shards};
 use crate::twopc::Coordinator;
@@ -38,11 +41,15 @@ pub enum Command {
         cards: Vec<CardRef>,
     },
     Balance {
+        /// The merchant asking (its PIN failures are counted).
+        principal: u32,
         card: CardRef,
     },
     /// `None` marks a PIN that failed validation (answered `InvalidPin` in
     /// its place, without failing the rest of the batch).
     Activate {
+        /// The store HQ reporting the sale.
+        principal: u32,
         store_id: StoreId,
         pos_ref: u64,
         cards: Vec<Option<PinKey>>,
@@ -54,33 +61,25 @@ pub enum Command {
     Report,
     Audit,
     Stats,
+    PrincipalAdd(PrincipalAddRequest),
+    PrincipalList,
+    PrincipalRevoke {
+        id: u32,
+    },
+    PrincipalRotate(PrincipalRotateRequest),
 }
 
+/// What the router reaches: the shards and the engine-wide services.
 pub struct Router {
-    shards: Arc<Shards>,
-    coordinator: Arc<Coordinator>,
-    claims: Arc<Claims>,
-    hasher: PinHasher,
-    pin_digits: usize,
+    pub shards: Arc<Shards>,
+    pub coordinator: Arc<Coordinator>,
+    pub claims: Arc<Claims>,
+    pub registry: Arc<Registry>,
+    pub hasher: PinHasher,
+    pub pin_digits: usize,
 }
 
 impl Router {
-    pub fn new(
-        shards: Arc<Shards>,
-        coordinator: Arc<Coordinator>,
-        claims: Arc<Claims>,
-        hasher: PinHasher,
-        pin_digits: usize,
-    ) -> Router {
-        Router {
-            shards,
-            coordinator,
-            claims,
-            hasher,
-            pin_digits,
-        }
-    }
-
     /// Routes one read's commands; answers go to `reply`. Returns once
     /// every command is queued (waiting for room in full shard mailboxes),
     /// not once it is answered.
@@ -113,8 +112,15 @@ impl Router {
                         });
                     }
                 },
-                Command::Balance { card } => per_shard[self.shards.of(&card.key).index()]
-                    .push((correlation_id, ClientOp::Balance { key: card.key })),
+                Command::Balance { principal, card } => {
+                    per_shard[self.shards.of(&card.key).index()].push((
+                        correlation_id,
+                        ClientOp::Balance {
+                            principal,
+                            key: card.key,
+                        },
+                    ))
+                }
                 other => {
                     let router = self.clone();
                     self.answer_later(
@@ -163,10 +169,11 @@ impl Router {
     async fn gather(&self, command: Command) -> Result<Response, ShardGone> {
         match command {
             Command::Activate {
+                principal,
                 store_id,
                 pos_ref,
                 cards,
-            } => activate::activate(&self.shards, store_id, pos_ref, cards).await,
+            } => activate::activate(&self.shards, principal, store_id, pos_ref, cards).await,
             Command::Issue {
                 count,
                 face_value_minor,
@@ -183,6 +190,10 @@ impl Router {
             Command::Report => admin::report(&self.shards).await,
             Command::Audit => admin::audit(&self.shards, &self.claims).await,
             Command::Stats => admin::stats(&self.shards).await,
+            Command::PrincipalAdd(body) => Ok(principal::add(&self.registry, body)),
+            Command::PrincipalList => Ok(principal::list(&self.registry)),
+            Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
+            Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
             Command::Pay { .. } | Command::Balance { .. } => {
                 unreachable!("single-shard commands are routed, not gathered")
             }

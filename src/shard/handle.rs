@@ -10,19 +10,17 @@
 //! Every operation has its own message and its own reply type; an answer
 //! arrives once the change behind it is durable.
 
-use super::Shard;
 use super::messages::{
     Abort, Activate, Activation, ClientOp, ClientWork, Commit, Insert, MailboxSlot, NewCard,
     Prepare, RecordDecision, Snapshot, Stats,
 };
-use crate::idempotency::Claims;
+use super::{Services, Shard};
 use crate::ids::{PaymentId, ShardId};
 use crate::ledger::ShardLedger;
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ShardStats};
 use crate::reply::ReplyTx;
 use crate::state_machine::{PrepareRequest, ShardMachine, Take, Vote};
-use crate::storage::Storage;
 use crate::storage::records::PaymentRecord;
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -43,8 +41,7 @@ impl Shards {
     /// Starts one actor per machine, spread round-robin over `arbiters`.
     pub fn start(
         machines: Vec<ShardMachine>,
-        storage: &Arc<Storage>,
-        claims: &Arc<Claims>,
+        services: &Services,
         arbiters: &[ArbiterHandle],
         mailbox_capacity: usize,
     ) -> Shards {
@@ -55,9 +52,9 @@ impl Shards {
             .enumerate()
             .map(|(index, machine)| {
                 assert_eq!(machine.id().index(), index, "machines in shard order");
-                let (storage, claims) = (storage.clone(), claims.clone());
+                let services = services.clone();
                 Shard::start_in_arbiter(&arbiters[index % arbiters.len()], move |_| {
-                    Shard::new(machine, storage, claims)
+                    Shard::new(machine, services)
                 })
             })
             .collect();

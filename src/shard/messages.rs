@@ -34,6 +34,8 @@ pub enum ClientOp {
         cards: Vec<CardRef>,
     },
     Balance {
+        /// The merchant asking (its PIN failures are counted).
+        principal: u32,
         key: PinKey,
     },
 }
@@ -51,6 +53,8 @@ shard_message!(ClientWork);
 #[derive(Debug, Clone, Copy)]
 pub struct Activation {
     pub key: PinKey,
+    /// The store HQ reporting the sale (its PIN failures are counted).
+    pub principal: u32,
     pub store_id: StoreId,
     pub pos_ref: u64,
 }

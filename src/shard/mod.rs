@@ -17,18 +17,31 @@ mod messages;
 mod writer;
 
 pub use handle::{ShardGone, Shards};
+
+/// What every shard shares with the rest of the engine.
+#[derive(Clone)]
+pub struct Services {
+    pub storage: Arc<Storage>,
+    /// Payments being processed, engine-wide.
+    pub claims: Arc<Claims>,
+    /// PIN failures per principal.
+    pub guard: Arc<Guard>,
+}
 pub use messages::{Activation, ClientOp, NewCard};
 
+use crate::auth::Guard;
+use crate::card::DeclineReason;
 use crate::idempotency::{self, Claims};
 use crate::ids::{CardRef, PaymentId};
-use crate::protocol::Response;
-use crate::state_machine::ShardMachine;
+use crate::protocol::{ActivationResult, Response};
+use crate::state_machine::{ShardMachine, Vote};
 use crate::storage::Storage;
 use actix::prelude::*;
 use messages::{
     Abort, Activate, ClientWork, Commit, Insert, Prepare, RecordDecision, Snapshot, Stats,
 };
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use writer::{Delivery, Pending, WriterStats};
 
 /// From the writer thread: the batch it was given is durable and answered;
@@ -41,8 +54,7 @@ impl Message for Durable {
 
 pub struct Shard {
     machine: ShardMachine,
-    storage: Arc<Storage>,
-    claims: Arc<Claims>,
+    services: Services,
     /// The batch being gathered while the writer syncs the previous one.
     pending: Pending,
     /// Buffers returned by the writer, reused for the next batch.
@@ -53,11 +65,10 @@ pub struct Shard {
 }
 
 impl Shard {
-    fn new(machine: ShardMachine, storage: Arc<Storage>, claims: Arc<Claims>) -> Shard {
+    fn new(machine: ShardMachine, services: Services) -> Shard {
         Shard {
             machine,
-            storage,
-            claims,
+            services,
             pending: Pending::default(),
             spare: None,
             writer: None,
@@ -94,12 +105,13 @@ impl Shard {
 
     /// A payment whose cards all live here: claim, prefetch, decide.
     fn pay(&mut self, payment: PaymentId, amount_minor: u64, cards: &[CardRef]) -> Response {
-        if let Err(busy) = idempotency::claim(&self.claims, payment) {
+        if let Err(busy) = idempotency::claim(&self.services.claims, payment) {
             return Response::Error(busy);
         }
         // Released by the writer once this batch is durable.
         self.pending.claims.push(payment);
-        let decided = idempotency::prefetch(self.storage.as_ref(), payment).and_then(|prior| {
+        let storage = self.services.storage.as_ref();
+        let decided = idempotency::prefetch(storage, payment).and_then(|prior| {
             let changes = &mut self.pending.changes;
             self.machine
                 .pay(payment, amount_minor, cards, prior.as_ref(), changes)
@@ -108,6 +120,27 @@ impl Shard {
             Ok(paid) => Response::Paid(paid),
             Err(error) => Response::Error(error),
         }
+    }
+}
+
+impl Shard {
+    /// Runs one PIN check for `principal` under the PIN-guessing guard:
+    /// refused `locked_out` while it is locked out, otherwise run, and
+    /// counted as a failure when `check` says so.
+    fn guarded(
+        &mut self,
+        principal: u32,
+        now: Instant,
+        check: impl FnOnce(&mut Shard) -> (Response, bool),
+    ) -> Response {
+        let guard = self.services.guard.clone();
+        let admission = match guard.admit(principal, now) {
+            Ok(admission) => admission,
+            Err(locked) => return Response::Error(locked.refusal()),
+        };
+        let (response, failed) = check(self);
+        guard.settle(admission, failed, now);
+        response
     }
 }
 
@@ -121,8 +154,8 @@ impl Actor for Shard {
         let me = ctx.address().downgrade();
         let (id, storage, claims, stats) = (
             self.machine.id(),
-            self.storage.clone(),
-            self.claims.clone(),
+            self.services.storage.clone(),
+            self.services.claims.clone(),
             self.stats.clone(),
         );
         std::thread::Builder::new()
@@ -153,6 +186,7 @@ impl Handler<ClientWork> for Shard {
     type Result = ();
 
     fn handle(&mut self, work: ClientWork, _ctx: &mut Context<Self>) {
+        let now = Instant::now();
         let mut replies = Vec::with_capacity(work.ops.len());
         for (correlation_id, op) in work.ops {
             let response = match op {
@@ -160,11 +194,18 @@ impl Handler<ClientWork> for Shard {
                     payment,
                     amount_minor,
                     cards,
-                } => self.pay(payment, amount_minor, &cards),
-                ClientOp::Balance { key } => match self.machine.balance(&key) {
-                    Ok(balance) => Response::Balance(balance),
-                    Err(error) => Response::Error(error),
-                },
+                } => self.guarded(payment.merchant_id, now, |shard| {
+                    let response = shard.pay(payment, amount_minor, &cards);
+                    let failed = matches!(&response, Response::Paid(paid)
+                        if paid.reason == Some(DeclineReason::InvalidCard) && !paid.replayed);
+                    (response, failed)
+                }),
+                ClientOp::Balance { principal, key } => {
+                    self.guarded(principal, now, |shard| match shard.machine.balance(&key) {
+                        Ok(balance) => (Response::Balance(balance), false),
+                        Err(error) => (Response::Error(error), true),
+                    })
+                }
             };
             replies.push((correlation_id, response));
         }
@@ -176,11 +217,24 @@ impl Handler<Activate> for Shard {
     type Result = ();
 
     fn handle(&mut self, message: Activate, _ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let guard = self.services.guard.clone();
         let changes = &mut self.pending.changes;
         let results: Vec<_> = message
             .cards
             .iter()
-            .map(|a| self.machine.activate(a.key, a.store_id, a.pos_ref, changes))
+            .map(|a| {
+                let Ok(admission) = guard.admit(a.principal, now) else {
+                    return ActivationResult::LockedOut;
+                };
+                let result = self.machine.activate(a.key, a.store_id, a.pos_ref, changes);
+                let failed = result
+                    == ActivationResult::Declined {
+                        reason: DeclineReason::UnknownPin,
+                    };
+                guard.settle(admission, failed, now);
+                result
+            })
             .collect();
         self.deliver_when_durable(results.len(), Delivery::Activated(message.done, results));
     }
@@ -203,10 +257,25 @@ impl Handler<Insert> for Shard {
 impl Handler<Prepare> for Shard {
     type Result = ();
 
+    /// The merchant's PIN failures count here, card by card as each shard
+    /// checks its own; a merchant locked out meanwhile gets its payment
+    /// aborted (it was told `locked_out` before any other payment started).
     fn handle(&mut self, message: Prepare, _ctx: &mut Context<Self>) {
-        let vote = self
-            .machine
-            .prepare(&message.request, &mut self.pending.changes);
+        let request = &message.request;
+        let now = Instant::now();
+        let vote = match self.services.guard.admit(request.payment.merchant_id, now) {
+            Err(_locked) => Vote::No {
+                position: request.cards[0].0,
+                reason: DeclineReason::Aborted,
+            },
+            Ok(admission) => {
+                let vote = self.machine.prepare(request, &mut self.pending.changes);
+                let failed =
+                    matches!(vote, Vote::No { reason, .. } if reason == DeclineReason::InvalidCard);
+                self.services.guard.settle(admission, failed, now);
+                vote
+            }
+        };
         self.deliver_when_durable(1, Delivery::Voted(message.done, vote));
     }
 }

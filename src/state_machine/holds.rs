@@ -62,11 +62,7 @@ impl ShardMachine {
     /// so the coordinator may end up taking less than a hold, never more.
     pub fn prepare(&mut self, request: &PrepareRequest, out: &mut Changes) -> Vote {
         for &(position, card_ref) in &request.cards {
-            let check = match self.cards.get(&card_ref.key) {
-                None => Err(DeclineReason::UnknownPin),
-                Some(card) => card.spendable(),
-            };
-            if let Err(reason) = check {
+            if let Err(reason) = self.payable(&card_ref.key) {
                 return Vote::No { position, reason };
             }
         }

@@ -25,7 +25,7 @@ mod pay;
 pub use holds::{HeldCard, PrepareRequest, Take, Vote};
 pub(crate) use pay::split_payment;
 
-use crate::card::{Card, DeclineReason};
+use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{PaymentId, ShardId, StoreId};
 use crate::ledger::{ShardBooks, ShardLedger};
 use crate::pin::{KeyHashBuilder, PinKey};
@@ -111,11 +111,22 @@ impl ShardMachine {
         ActivationResult::Activated { face_value_minor }
     }
 
+    /// A card as it stands (for checks and tools; merchants ask
+    /// [`ShardMachine::balance`]).
+    pub fn card(&self, key: &PinKey) -> Option<&Card> {
+        self.cards.get(key)
+    }
+
+    /// A card's balance. An unknown PIN and an unsold card give the same
+    /// error, so a guesser cannot tell them apart.
     pub fn balance(&self, key: &PinKey) -> Result<BalanceResponse, ErrorResponse> {
         let card = self
             .cards
             .get(key)
-            .ok_or_else(|| ErrorResponse::new(ErrorCode::UnknownPin, "no card has this PIN"))?;
+            .filter(|card| card.state != CardState::Issued)
+            .ok_or_else(|| {
+                ErrorResponse::new(ErrorCode::InvalidCard, "no sold card has this PIN")
+            })?;
         Ok(BalanceResponse {
             state: card.state,
             face_value_minor: card.face_value_minor,
@@ -137,6 +148,17 @@ impl ShardMachine {
     pub fn end_batch(&mut self, out: &mut Changes) {
         for (kind, account) in std::mem::take(&mut self.dirty_books) {
             out.put_book(kind, account, self.id, self.books.share(kind, account));
+        }
+    }
+
+    /// What a card named in a payment can give, or why it cannot pay. A
+    /// merchant hears `InvalidCard` for an unknown and an unsold card alike.
+    fn payable(&self, key: &PinKey) -> Result<u64, DeclineReason> {
+        let card = self.cards.get(key).ok_or(DeclineReason::InvalidCard)?;
+        match card.spendable() {
+            Ok(()) => Ok(card.available_minor()),
+            Err(DeclineReason::NotActive) => Err(DeclineReason::InvalidCard),
+            Err(reason) => Err(reason),
         }
     }
 
@@ -213,12 +235,19 @@ mod tests {
     }
 
     #[test]
-    fn balance_of_an_unknown_card_is_an_error() {
-        let machine = machine_with(&[(1, Card::issued(700))]);
-        let balance = machine.balance(&PinKey([1; 16])).expect("known");
-        assert_eq!((balance.balance_minor, balance.face_value_minor), (0, 700));
+    fn balance_of_an_unknown_or_unsold_card_is_the_same_error() {
+        let mut sold = Card::issued(500);
+        sold.activate(1, 0).expect("activates");
+        let machine = machine_with(&[(1, Card::issued(700)), (3, sold)]);
+        let balance = machine.balance(&PinKey([3; 16])).expect("sold");
+        assert_eq!(
+            (balance.balance_minor, balance.face_value_minor),
+            (500, 500)
+        );
+        let unsold = machine.balance(&PinKey([1; 16])).expect_err("unsold");
         let unknown = machine.balance(&PinKey([2; 16])).expect_err("unknown");
-        assert_eq!(unknown.error_code(), Some(ErrorCode::UnknownPin));
+        assert_eq!(unsold, unknown);
+        assert_eq!(unknown.error_code(), Some(ErrorCode::InvalidCard));
     }
 
     #[test]

@@ -46,14 +46,12 @@ impl ShardMachine {
         assert!(count <= CARDS_PER_PAYMENT_MAX, "validated at the gateway");
         let mut available_minor = [0u64; CARDS_PER_PAYMENT_MAX];
         for (index, card_ref) in cards.iter().enumerate() {
-            let position = Some(Position::from_index(index));
-            let spendable = match self.cards.get(&card_ref.key) {
-                None => Err(DeclineReason::UnknownPin),
-                Some(card) => card.spendable().map(|()| card.available_minor()),
-            };
-            match spendable {
+            match self.payable(&card_ref.key) {
                 Ok(available) => available_minor[index] = available,
-                Err(reason) => return PayResponse::declined(reason, position, amount_minor, 0),
+                Err(reason) => {
+                    let position = Some(Position::from_index(index));
+                    return PayResponse::declined(reason, position, amount_minor);
+                }
             }
         }
         let takes_minor = match split_payment(amount_minor, &available_minor[..count]) {
@@ -79,7 +77,8 @@ impl ShardMachine {
 }
 
 /// Splits a payment over its cards in order ([`take_in_order`]), or gives
-/// the `InsufficientFunds` decline when what the cards can give falls short.
+/// the `InsufficientFunds` decline when what the cards can give falls short
+/// (without saying how short: the balance is not the merchant's to learn).
 /// The local path and the two-phase coordinator both decide through here.
 pub(crate) fn split_payment(
     amount_minor: u64,
@@ -95,7 +94,6 @@ pub(crate) fn split_payment(
         DeclineReason::InsufficientFunds,
         (count == 1).then(|| Position::from_index(0)),
         amount_minor,
-        can_give_minor.iter().sum(),
     ))
 }
 
@@ -152,14 +150,14 @@ mod tests {
         let declined = machine
             .pay(PAYMENT, 100, &[card(1), card(2)], None, &mut out)
             .expect("decided");
-        assert_eq!(declined.reason, Some(DeclineReason::NotActive));
+        assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
         assert_eq!(declined.position, Some(Position::from_index(1)));
         assert_eq!(out.len(), 1, "the payment record only");
         let short = machine
             .pay(PAYMENT, 501, &[card(1)], None, &mut out)
             .expect("decided");
         assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
-        assert_eq!(short.remaining_minor, 500);
+        assert_eq!(short.remaining_minor, 0, "a decline shows no balance");
         assert_eq!(
             machine
                 .balance(&PinKey([1; 16]))

@@ -1,7 +1,7 @@
 //! A write-set: puts and deletes to apply atomically.
 
 use super::Cf;
-use super::records::{self, BookKind, HoldRecord, PaymentRecord};
+use super::records::{self, BookKind, HoldRecord, PaymentRecord, PrincipalRecord};
 use crate::card::Card;
 use crate::ids::{PaymentId, ShardId};
 use crate::pin::PinKey;
@@ -129,6 +129,12 @@ impl Changes {
             &records::book_key(kind, account_id, shard),
             &amount_minor.to_le_bytes(),
         );
+    }
+
+    pub(crate) fn put_principal(&mut self, id: u32, record: &PrincipalRecord) {
+        self.put_with(Cf::Principals, &id.to_be_bytes(), |out| {
+            record.encode_into(out)
+        });
     }
 
     pub(crate) fn delete_book(&mut self, kind: BookKind, account_id: u32, shard: ShardId) {

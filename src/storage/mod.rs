@@ -36,10 +36,18 @@ pub enum Cf {
     Holds = 2,
     Books = 3,
     Meta = 4,
+    Principals = 5,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::Cards, Cf::Payments, Cf::Holds, Cf::Books, Cf::Meta];
+    pub const ALL: [Cf; 6] = [
+        Cf::Cards,
+        Cf::Payments,
+        Cf::Holds,
+        Cf::Books,
+        Cf::Meta,
+        Cf::Principals,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +56,7 @@ impl Cf {
             Cf::Holds => "holds",
             Cf::Books => "books",
             Cf::Meta => "meta",
+            Cf::Principals => "principals",
         }
     }
 

@@ -17,6 +17,7 @@
 //! | `holds`       | payment id (12), pin key (16)         | format 1, postcard    |
 //! | `books`       | kind u8, id u32 BE, shard u16 BE (7)  | amount u64 LE         |
 //! | `meta`        | ascii name                            | bytes                 |
+//! | `principals`  | principal id u32 BE (4)               | format 1, postcard    |
 
 use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, ShardId};
@@ -206,6 +207,38 @@ pub(crate) fn decode_book_row(key: &[u8], value: &[u8]) -> Result<BookRow, Strin
     })
 }
 
+// ------------------------------------------------------------- principals
+
+const PRINCIPAL_FORMAT: u8 = 1;
+
+/// Who may talk to the engine, as stored: the role's one-byte code, the
+/// stored form of the key (never the secret), the stores of a store HQ,
+/// and whether it was revoked (kept, so an id is never reused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalRecord {
+    pub role_code: u8,
+    pub stored_key: [u8; 32],
+    pub stores: Vec<u32>,
+    pub revoked: bool,
+}
+
+impl PrincipalRecord {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(PRINCIPAL_FORMAT, self, out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PrincipalRecord, String> {
+        decode_versioned(PRINCIPAL_FORMAT, bytes, "principal record")
+    }
+}
+
+pub fn decode_principal_id(bytes: &[u8]) -> Result<u32, String> {
+    let id: [u8; 4] = bytes
+        .try_into()
+        .map_err(|_| format!("principal id of {} bytes", bytes.len()))?;
+    Ok(u32::from_be_bytes(id))
+}
+
 // --------------------------------------------------------------- payments
 
 /// A payment's durable outcome: the idempotency record, and for combined
@@ -283,6 +316,7 @@ fn reason_code(reason: DeclineReason) -> u8 {
         DeclineReason::InsufficientFunds => 4,
         DeclineReason::Exhausted => 5,
         DeclineReason::Aborted => 6,
+        DeclineReason::InvalidCard => 7,
     }
 }
 
@@ -653,6 +687,25 @@ mod tests {
         );
         assert_eq!(HoldRecord::decode(&bytes), Ok(hold));
         assert!(HoldRecord::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn a_principal_record_has_pinned_bytes() {
+        let record = PrincipalRecord {
+            role_code: 2,
+            stored_key: [0xAB; 32],
+            stores: vec![42, 300],
+            revoked: false,
+        };
+        let mut bytes = Vec::new();
+        record.encode_into(&mut bytes);
+        assert_eq!(
+            hex(&bytes),
+            format!("01 02 {} 02 2A AC 02 00", repeated("AB", 32))
+        );
+        assert_eq!(PrincipalRecord::decode(&bytes), Ok(record));
+        assert_eq!(decode_principal_id(&5u32.to_be_bytes()), Ok(5));
+        assert!(PrincipalRecord::decode(&bytes[..10]).is_err());
     }
 
     #[test]

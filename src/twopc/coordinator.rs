@@ -22,19 +22,21 @@
 
 use super::crashpoint::{self, CrashPoint};
 use super::decision::{PhaseTwo, TwoPhase};
+use crate::auth::Guard;
 use crate::idempotency::{self, Claims};
 use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ErrorCode, PayResponse, Response};
 use crate::shard::{ShardGone, Shards};
 use crate::storage::Storage;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What every two-phase payment needs.
 pub struct Coordinator {
     shards: Arc<Shards>,
     storage: Arc<Storage>,
     claims: Arc<Claims>,
+    guard: Arc<Guard>,
     prepare_timeout: Duration,
 }
 
@@ -55,12 +57,14 @@ impl Coordinator {
         shards: Arc<Shards>,
         storage: Arc<Storage>,
         claims: Arc<Claims>,
+        guard: Arc<Guard>,
         prepare_timeout: Duration,
     ) -> Coordinator {
         Coordinator {
             shards,
             storage,
             claims,
+            guard,
             prepare_timeout,
         }
     }
@@ -72,6 +76,11 @@ impl Coordinator {
         amount_minor: u64,
         cards: Vec<CardRef>,
     ) -> Response {
+        // The shards count this payment's PIN failures as they prepare; a
+        // merchant already locked out is refused before anything starts.
+        if let Err(locked) = self.guard.check(payment.merchant_id, Instant::now()) {
+            return Response::Error(locked.refusal());
+        }
         if let Err(busy) = idempotency::claim(&self.claims, payment) {
             return Response::Error(busy);
         }

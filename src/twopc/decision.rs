@@ -100,7 +100,7 @@ impl TwoPhase {
     /// not all arrive in time (`timed_out`).
     pub fn decide(&self, timed_out: bool) -> PayResponse {
         if timed_out {
-            return PayResponse::declined(DeclineReason::Aborted, None, self.amount_minor, 0);
+            return PayResponse::declined(DeclineReason::Aborted, None, self.amount_minor);
         }
         let votes: Vec<&Vote> = self
             .votes
@@ -145,7 +145,7 @@ fn decide(amount_minor: u64, cards: &[CardRef], votes: &[&Vote]) -> PayResponse 
         })
         .min_by_key(|(position, _)| *position);
     if let Some((position, reason)) = refusal {
-        return PayResponse::declined(reason, Some(position), amount_minor, 0);
+        return PayResponse::declined(reason, Some(position), amount_minor);
     }
     let count = cards.len();
     let mut held_minor = [0u64; CARDS_PER_PAYMENT_MAX];
@@ -236,10 +236,10 @@ mod tests {
     fn the_first_refusing_card_names_the_decline() {
         let votes = [
             no(3, DeclineReason::NotActive),
-            no(2, DeclineReason::UnknownPin),
+            no(2, DeclineReason::InvalidCard),
         ];
         let decision = decide(100, &cards(3), &votes.iter().collect::<Vec<_>>());
-        assert_eq!(decision.reason, Some(DeclineReason::UnknownPin));
+        assert_eq!(decision.reason, Some(DeclineReason::InvalidCard));
         assert_eq!(decision.position, Position::from_number(2));
     }
 
@@ -255,7 +255,7 @@ mod tests {
         ];
         let decision = decide(600, &cards(2), &votes.iter().collect::<Vec<_>>());
         assert_eq!(decision.reason, Some(DeclineReason::InsufficientFunds));
-        assert_eq!(decision.remaining_minor, 500);
+        assert_eq!(decision.remaining_minor, 0, "a decline shows no balance");
         assert_eq!(decision.position, None);
     }
 

@@ -2,12 +2,16 @@
 //! its own RocksDB in a temp dir, and a client to talk to it over TCP.
 #![allow(dead_code)]
 
+use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::pin::{Pin, PinHasher};
+use kessai::protocol::Role;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The PIN secret the tests configure, so they can compute which shard a
@@ -42,6 +46,10 @@ pub struct ServerOptions<'a> {
     pub prepare_timeout_ms: u64,
     /// Serve Prometheus metrics here.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve TLS with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Extra lines for the config's `[limits]` table.
+    pub limits: Vec<String>,
 }
 
 impl Default for ServerOptions<'_> {
@@ -51,6 +59,8 @@ impl Default for ServerOptions<'_> {
             env: Vec::new(),
             prepare_timeout_ms: 5000,
             metrics_listen: None,
+            tls: None,
+            limits: Vec::new(),
         }
     }
 }
@@ -73,10 +83,22 @@ impl Server {
             .metrics_listen
             .map(|addr| format!("metrics_listen = \"{addr}\"\n"))
             .unwrap_or_default();
+        let tls_lines = options
+            .tls
+            .as_ref()
+            .map(|(cert, key)| {
+                format!(
+                    "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                )
+            })
+            .unwrap_or_default();
+        let limit_lines: String = options.limits.iter().map(|l| format!("{l}\n")).collect();
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:0\"\n{metrics_line}data_dir = \"{}\"\nshards = {}\nworker_threads = 2\npin_secret_hex = \"{SECRET_HEX}\"\n[limits]\nprepare_timeout_ms = {}\n",
+                "listen = \"127.0.0.1:0\"\n{metrics_line}{tls_lines}data_dir = \"{}\"\nshards = {}\nworker_threads = 2\npin_secret_hex = \"{SECRET_HEX}\"\n[limits]\nprepare_timeout_ms = {}\n{limit_lines}",
                 dir.join("data").display(),
                 options.shards,
                 options.prepare_timeout_ms,
@@ -152,9 +174,98 @@ impl Server {
         std::fs::read_to_string(self.dir.join("engine.log")).unwrap_or_default()
     }
 
-    /// Runs a `kessai` client subcommand with `--json` against this engine.
+    /// The first operator's key file, written by the engine at first start.
+    pub fn operator_key_path(&self) -> PathBuf {
+        self.dir.join("data").join("operator.key")
+    }
+
+    /// Runs a `kessai` client subcommand with `--json` as the operator.
     pub fn cli(&self, args: &[&str]) -> (i32, serde_json::Value) {
-        cli_at(self.addr, args)
+        cli_at(self.addr, Some(&self.operator_key_path()), args)
+    }
+
+    /// Runs a `kessai` client subcommand with `--json` as `key`.
+    pub fn cli_as(&self, key: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+        cli_at(self.addr, Some(key), args)
+    }
+
+    /// Clients of this engine, one per principal, made on demand.
+    pub async fn principals(&self) -> Principals {
+        Principals::new(self.addr, &self.operator_key_path()).await
+    }
+}
+
+/// The principal id of the store HQ the tests register for `store`.
+pub fn hq_of(store: u32) -> u32 {
+    1_000_000 + store
+}
+
+/// An engine's principals: the operator, and merchants and store HQs
+/// registered (once each) when first asked for.
+pub struct Principals {
+    pub addr: SocketAddr,
+    pub operator: Client,
+    keys: Mutex<HashMap<u32, Key>>,
+}
+
+impl Principals {
+    pub async fn new(addr: SocketAddr, operator_key: &Path) -> Principals {
+        let key = Key::read(operator_key).expect("operator key");
+        Principals {
+            addr,
+            operator: Client::connect_as(addr, &key).await.expect("operator"),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same principals against a restarted engine.
+    pub async fn reconnect(self, server: &Server) -> Principals {
+        let key = Key::read(&server.operator_key_path()).expect("operator key");
+        Principals {
+            addr: server.addr,
+            operator: Client::connect_as(server.addr, &key)
+                .await
+                .expect("operator"),
+            keys: self.keys,
+        }
+    }
+
+    /// The key of principal `id`, registered with `role` and `stores` the
+    /// first time.
+    pub async fn key(&self, id: u32, role: Role, stores: &[u32]) -> Key {
+        let known = self.keys.lock().expect("keys").get(&id).cloned();
+        if let Some(key) = known {
+            return key;
+        }
+        let key = Key::generate(id);
+        self.operator
+            .principal_add(&key, role, stores)
+            .await
+            .expect("add principal");
+        self.keys.lock().expect("keys").insert(id, key.clone());
+        key
+    }
+
+    /// A connection as merchant `id`.
+    pub async fn merchant(&self, id: u32) -> Client {
+        let key = self.key(id, Role::Merchant, &[]).await;
+        Client::connect_as(self.addr, &key).await.expect("merchant")
+    }
+
+    /// A connection as the store HQ of `store`.
+    pub async fn store(&self, store: u32) -> Client {
+        let key = self.key(hq_of(store), Role::StoreHq, &[store]).await;
+        Client::connect_as(self.addr, &key).await.expect("store hq")
+    }
+
+    /// Writes `id`'s key to a file (for the CLI).
+    pub async fn key_file(&self, dir: &Path, id: u32, role: Role, stores: &[u32]) -> PathBuf {
+        let key = self.key(id, role, stores).await;
+        let path = dir.join(format!("{id}.key"));
+        if !path.exists() {
+            key.write_new(&path, role.name()).expect("key file");
+        }
+        path
     }
 }
 
@@ -165,12 +276,16 @@ impl Drop for Server {
     }
 }
 
-pub fn cli_at(addr: SocketAddr, args: &[&str]) -> (i32, serde_json::Value) {
-    let output = Command::new(kessai_bin())
+pub fn cli_at(addr: SocketAddr, key: Option<&Path>, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut command = Command::new(kessai_bin());
+    command
         .args(args)
         .args(["--json", "--addr", &addr.to_string()])
-        .output()
-        .expect("run kessai");
+        .env_remove("KESSAI_KEY");
+    if let Some(key) = key {
+        command.arg("--key").arg(key);
+    }
+    let output = command.output().expect("run kessai");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
         panic!(
@@ -193,17 +308,23 @@ pub async fn connect(addr: SocketAddr) -> Client {
     Client::connect(addr).await.expect("connect")
 }
 
-/// Issues `count` cards of `face_value_minor` and activates them at
-/// `store_id`; returns their PINs.
+/// Issues `count` cards of `face_value_minor` (as the operator) and
+/// activates them at `store_id` (as its HQ); returns their PINs.
 pub async fn active_cards(
-    client: &Client,
+    principals: &Principals,
     count: u32,
     face_value_minor: u64,
     store_id: u32,
 ) -> Vec<String> {
-    let issued = client.issue(count, face_value_minor).await.expect("issue");
+    let issued = principals
+        .operator
+        .issue(count, face_value_minor)
+        .await
+        .expect("issue");
     assert_eq!(issued.pins.len(), count as usize);
-    let activated = client
+    let activated = principals
+        .store(store_id)
+        .await
         .activate(store_id, 1, &issued.pins)
         .await
         .expect("activate");
@@ -229,4 +350,74 @@ pub fn pick_by_shard(pins: &[String], shards: usize, want: &[usize]) -> Vec<Stri
         picked.push(pin.clone());
     }
     picked
+}
+
+/// A raw TCP connection to an engine, for tests that write bytes
+/// themselves: frames are read whole, and what a read brings beyond one
+/// frame is kept for the next.
+pub struct Raw {
+    pub stream: std::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Raw {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, correlation_id: u64, request: &kessai::protocol::Request) {
+        use std::io::Write;
+        let mut out = Vec::new();
+        request
+            .encode(&mut out, correlation_id, 1 << 20)
+            .expect("encode");
+        self.stream.write_all(&out).expect("write");
+    }
+
+    /// The next whole frame from the engine.
+    pub fn next(&mut self) -> (u64, kessai::protocol::Response) {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Ok(Some((frame, used))) = kessai::protocol::frame::parse(&self.buffer, 1 << 24) {
+                let response = kessai::protocol::Response::decode(frame.kind, frame.body)
+                    .expect("engine frames decode");
+                let correlation_id = frame.correlation_id;
+                self.buffer.drain(..used);
+                return (correlation_id, response);
+            }
+            let read = self.stream.read(&mut chunk).expect("read");
+            assert!(read > 0, "closed before a whole frame");
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+/// A raw connection that has done the handshake as `key` (correlation ids
+/// 1 and 2).
+pub fn raw_connection(addr: SocketAddr, key: &Key) -> Raw {
+    use kessai::protocol::{AuthHello, AuthProof, Request, Response};
+    let mut raw = Raw::connect(addr);
+    let client_nonce = [7u8; 32];
+    raw.send(
+        1,
+        &Request::AuthHello(AuthHello {
+            principal: key.principal,
+            client_nonce,
+        }),
+    );
+    let Response::Challenge(challenge) = raw.next().1 else {
+        panic!("no challenge");
+    };
+    let proof = key.proof(&client_nonce, &challenge.server_nonce);
+    raw.send(2, &Request::AuthProof(AuthProof { proof }));
+    assert!(matches!(raw.next().1, Response::Welcome(_)));
+    raw
 }

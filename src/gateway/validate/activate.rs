@@ -1,29 +1,47 @@
-//! Activate: a batch of PINs within its limit; a bad PIN fails only its own
-//! slot, not the store's batch.
+//! Activate: a batch of PINs within its limit, for a store the HQ is
+//! registered for; a bad PIN fails only its own slot (and counts as a PIN
+//! failure), not the store's batch.
 
-use super::{Action, reject};
-use crate::config::Limits;
-use crate::pin::{Pin, PinHasher};
+use super::{Action, Context, reject};
+use crate::auth::Principal;
+use crate::pin::Pin;
 use crate::protocol::{ActivateRequest, ErrorCode};
 use crate::router::Command;
 
-pub(super) fn validate(body: &ActivateRequest, limits: &Limits, hasher: &PinHasher) -> Action {
-    let count = body.pins.len();
-    if count == 0 || count > limits.max_activations_per_request {
+pub(super) fn validate(
+    body: &ActivateRequest,
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Action {
+    if !principal.sells_at(body.store_id) {
         return reject(
-            ErrorCode::LimitExceeded,
+            ErrorCode::Forbidden,
             format!(
-                "an activation carries 1..={} PINs",
-                limits.max_activations_per_request
+                "store HQ {} is not registered for store {}",
+                principal.id, body.store_id
             ),
         );
     }
-    let cards = body
+    let count = body.pins.len();
+    let limit = context.limits.max_activations_per_request;
+    if count == 0 || count > limit {
+        return reject(
+            ErrorCode::LimitExceeded,
+            format!("an activation carries 1..={limit} PINs"),
+        );
+    }
+    let cards: Vec<_> = body
         .pins
         .iter()
-        .map(|text| Pin::parse(text).ok().map(|pin| hasher.key(&pin)))
+        .map(|text| Pin::parse(text).ok().map(|pin| context.hasher.key(&pin)))
         .collect();
+    for _ in cards.iter().filter(|card| card.is_none()) {
+        // A lock that engages here still lets this batch finish: its
+        // remaining cards are refused one by one at their shards.
+        let _ = context.guard.record_failure(principal.id, context.now);
+    }
     Action::Route(Command::Activate {
+        principal: principal.id,
         store_id: body.store_id,
         pos_ref: body.pos_ref,
         cards,

@@ -1,9 +1,15 @@
-//! Request validation: from a decoded wire request to a router command.
+//! Request validation: from a decoded wire request, sent by an
+//! authenticated principal, to a router command.
 //!
-//! Everything a peer can get wrong is caught here, with an error naming what
-//! and where, before any shard is involved: PIN syntax and check digits,
-//! amounts, list lengths, duplicate cards. Past this point the engine only
-//! sees well-formed commands, so shards can assert instead of check.
+//! First the role: a request outside the principal's role is refused
+//! `forbidden` (see [`crate::auth`] for the table). Then everything a peer
+//! can get wrong is caught here, with an error naming what and where,
+//! before any shard is involved: PIN syntax and check digits, amounts, list
+//! lengths, duplicate cards, a store the HQ is not registered for. A PIN
+//! with a bad check digit counts as a PIN failure against the principal,
+//! and a principal that is locked out is refused before any PIN is looked
+//! at. Past this point the engine only sees well-formed commands, so
+//! shards can assert instead of check.
 //!
 //! One file per request that needs checking.
 
@@ -11,18 +17,29 @@ mod activate;
 mod balance;
 mod issue;
 mod pay;
+mod principal;
 
+use crate::auth::{Guard, Principal};
 use crate::config::Limits;
 use crate::pin::PinHasher;
-use crate::protocol::{ErrorCode, Request, Response};
+use crate::protocol::{ErrorCode, Request, Response, Role};
 use crate::router::Command;
+use std::time::Instant;
 
 /// What the reader does with one request.
-pub enum Action {
+pub(super) enum Action {
     /// Route to the shards.
     Route(Command),
     /// Answer at once, without the shards.
     Reply(Response),
+}
+
+/// What validation needs besides the request.
+pub(super) struct Context<'a> {
+    pub limits: &'a Limits,
+    pub hasher: &'a PinHasher,
+    pub guard: &'a Guard,
+    pub now: Instant,
 }
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -30,23 +47,148 @@ fn reject(code: ErrorCode, message: String) -> Action {
     Action::Reply(Response::error(code, message))
 }
 
-pub fn validate(request: Request, limits: &Limits, hasher: &PinHasher) -> Action {
+/// Validates `request` from `principal` (handshake messages are the
+/// session's, never seen here).
+pub(super) fn validate(request: Request, principal: &Principal, context: &Context<'_>) -> Action {
+    let Some(role) = required_role(&request) else {
+        return Action::Reply(Response::Pong);
+    };
+    if principal.role != role {
+        return reject(
+            ErrorCode::Forbidden,
+            format!("a {} may not send this request", principal.role.name()),
+        );
+    }
+    let pin_bearing = matches!(
+        request,
+        Request::Pay(_) | Request::Balance(_) | Request::Activate(_)
+    );
+    if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now) {
+        return Action::Reply(Response::Error(locked.refusal()));
+    }
     match request {
-        Request::Ping => Action::Reply(Response::Pong),
         Request::Report => Action::Route(Command::Report),
         Request::Audit => Action::Route(Command::Audit),
         Request::Stats => Action::Route(Command::Stats),
-        Request::Balance(body) => balance::validate(&body, hasher),
-        Request::Issue(body) => issue::validate(&body, limits),
-        Request::Activate(body) => activate::validate(&body, limits, hasher),
-        Request::Pay(body) => pay::validate(&body, limits, hasher),
+        Request::PrincipalList => Action::Route(Command::PrincipalList),
+        Request::PrincipalAdd(body) => principal::add(body),
+        Request::PrincipalRevoke(body) => Action::Route(Command::PrincipalRevoke { id: body.id }),
+        Request::PrincipalRotate(body) => Action::Route(Command::PrincipalRotate(body)),
+        Request::Issue(body) => issue::validate(&body, context.limits),
+        Request::Activate(body) => activate::validate(&body, principal, context),
+        Request::Pay(body) => pay::validate(&body, principal, context),
+        Request::Balance(body) => balance::validate(&body, principal, context),
+        Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
+            unreachable!("answered above or by the session")
+        }
+    }
+}
+
+/// The role that may send `request`; `None` for Ping, which any
+/// authenticated principal may send.
+fn required_role(request: &Request) -> Option<Role> {
+    match request {
+        Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => None,
+        Request::Issue(_)
+        | Request::Report
+        | Request::Audit
+        | Request::Stats
+        | Request::PrincipalAdd(_)
+        | Request::PrincipalList
+        | Request::PrincipalRevoke(_)
+        | Request::PrincipalRotate(_) => Some(Role::Operator),
+        Request::Activate(_) => Some(Role::StoreHq),
+        Request::Pay(_) | Request::Balance(_) => Some(Role::Merchant),
+    }
+}
+
+/// Counts a PIN that failed its syntax or check-digit test against the
+/// principal; the refusal to send back, locked out or not.
+fn pin_failure(principal: &Principal, context: &Context<'_>, refusal: Action) -> Action {
+    match context.guard.record_failure(principal.id, context.now) {
+        Ok(()) => refusal,
+        Err(locked) => Action::Reply(Response::Error(locked.refusal())),
     }
 }
 
 #[cfg(test)]
-fn code_of(action: Action) -> Option<ErrorCode> {
-    match action {
-        Action::Reply(Response::Error(error)) => error.error_code(),
-        _ => None,
+pub(super) mod tests {
+    use super::*;
+    use crate::auth::{Key, Registry};
+    use crate::storage::MemStore;
+    use std::sync::Arc;
+
+    pub fn code_of(action: Action) -> Option<ErrorCode> {
+        match action {
+            Action::Reply(Response::Error(error)) => error.error_code(),
+            _ => None,
+        }
+    }
+
+    /// A registry with operator 0, store HQ 42 (stores 42, 43), merchant 5.
+    pub fn principals() -> Registry {
+        let registry = Registry::load(Arc::new(MemStore::new())).expect("load");
+        for (id, role, stores) in [
+            (0, Role::Operator, vec![]),
+            (42, Role::StoreHq, vec![42, 43]),
+            (5, Role::Merchant, vec![]),
+        ] {
+            registry
+                .add(id, role, stores, Key::generate(id).stored_key())
+                .expect("add");
+        }
+        registry
+    }
+
+    #[test]
+    fn each_role_may_send_only_its_own_requests() {
+        let registry = principals();
+        let limits = Limits::default();
+        let hasher = PinHasher::new(b"k");
+        let guard = Guard::new(&limits);
+        let context = Context {
+            limits: &limits,
+            hasher: &hasher,
+            guard: &guard,
+            now: Instant::now(),
+        };
+        let issue = || {
+            Request::Issue(crate::protocol::IssueRequest {
+                count: 1,
+                face_value_minor: 500,
+            })
+        };
+        let activate = |store_id| {
+            Request::Activate(crate::protocol::ActivateRequest {
+                store_id,
+                pos_ref: 0,
+                pins: vec!["79927398713".into()],
+            })
+        };
+        let operator = registry.get(0).expect("operator");
+        let hq = registry.get(42).expect("store hq");
+        let merchant = registry.get(5).expect("merchant");
+        let forbidden = Some(ErrorCode::Forbidden);
+        assert!(matches!(
+            validate(issue(), &operator, &context),
+            Action::Route(_)
+        ));
+        assert_eq!(code_of(validate(issue(), &merchant, &context)), forbidden);
+        assert_eq!(
+            code_of(validate(activate(42), &merchant, &context)),
+            forbidden
+        );
+        assert_eq!(code_of(validate(Request::Audit, &hq, &context)), forbidden);
+        assert!(matches!(
+            validate(activate(43), &hq, &context),
+            Action::Route(_)
+        ));
+        assert_eq!(code_of(validate(activate(44), &hq, &context)), forbidden);
+        for principal in [&operator, &hq, &merchant] {
+            assert!(matches!(
+                validate(Request::Ping, principal, &context),
+                Action::Reply(Response::Pong)
+            ));
+        }
     }
 }

@@ -1,14 +1,16 @@
 //! Pay: a card count and an amount within their limits, then every PIN
-//! well-formed and none repeated, checked in request order.
+//! well-formed and none repeated, checked in request order. The merchant is
+//! the authenticated principal, never a field of the request.
 
-use super::{Action, reject};
-use crate::config::Limits;
+use super::{Action, Context, pin_failure, reject};
+use crate::auth::Principal;
 use crate::ids::{CardRef, PaymentId};
 use crate::pin::{Pin, PinHasher};
 use crate::protocol::{ErrorCode, PayRequest};
 use crate::router::Command;
 
-pub(super) fn validate(body: &PayRequest, limits: &Limits, hasher: &PinHasher) -> Action {
+pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Context<'_>) -> Action {
+    let limits = context.limits;
     let count = body.pins.len();
     if count == 0 || count > limits.max_cards_per_payment {
         return reject(
@@ -22,13 +24,14 @@ pub(super) fn validate(body: &PayRequest, limits: &Limits, hasher: &PinHasher) -
             format!("amount must be 1..={}", limits.max_amount_minor),
         );
     }
-    let cards = match cards(&body.pins, hasher) {
+    let cards = match cards(&body.pins, context.hasher) {
         Ok(cards) => cards,
-        Err(refused) => return refused,
+        Err(Refusal::BadPin(refused)) => return pin_failure(principal, context, refused),
+        Err(Refusal::Other(refused)) => return refused,
     };
     Action::Route(Command::Pay {
         payment: PaymentId {
-            merchant_id: body.merchant_id,
+            merchant_id: principal.id,
             request_id: body.request_id,
         },
         amount_minor: body.amount_minor,
@@ -36,26 +39,32 @@ pub(super) fn validate(body: &PayRequest, limits: &Limits, hasher: &PinHasher) -
     })
 }
 
+enum Refusal {
+    /// A PIN failed its syntax or check digit: a PIN failure.
+    BadPin(Action),
+    Other(Action),
+}
+
 /// The payment's cards, or the refusal naming the first bad position.
-fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Action> {
+fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Refusal> {
     let mut cards: Vec<CardRef> = Vec::with_capacity(pins.len());
     for (index, text) in pins.iter().enumerate() {
         let pin = Pin::parse(text).map_err(|error| {
-            reject(
+            Refusal::BadPin(reject(
                 ErrorCode::InvalidPin,
                 format!("PIN at position {}: {error}", index + 1),
-            )
+            ))
         })?;
         let key = hasher.key(&pin);
         if let Some(first) = cards.iter().position(|c| c.key == key) {
-            return Err(reject(
+            return Err(Refusal::Other(reject(
                 ErrorCode::DuplicatePin,
                 format!(
                     "PIN at position {} repeats position {}",
                     index + 1,
                     first + 1
                 ),
-            ));
+            )));
         }
         cards.push(CardRef {
             key,
@@ -67,13 +76,16 @@ fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Action> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{code_of, validate as validate_request};
+    use super::super::tests::{code_of, principals};
+    use super::super::{Context, validate as validate_request};
     use super::*;
+    use crate::auth::Guard;
+    use crate::config::Limits;
     use crate::protocol::Request;
+    use std::time::Instant;
 
     fn pay(pins: &[&str], amount_minor: u64) -> Request {
         Request::Pay(PayRequest {
-            merchant_id: 1,
             request_id: 1,
             amount_minor,
             pins: pins.iter().map(|p| p.to_string()).collect(),
@@ -84,13 +96,23 @@ mod tests {
     fn payments_are_checked_before_routing() {
         let limits = Limits::default();
         let hasher = PinHasher::new(b"k");
-        let check = |request| code_of(validate_request(request, &limits, &hasher));
+        let guard = Guard::new(&limits);
+        let context = Context {
+            limits: &limits,
+            hasher: &hasher,
+            guard: &guard,
+            now: Instant::now(),
+        };
+        let merchant = principals().get(5).expect("merchant");
+        let check = |request| code_of(validate_request(request, &merchant, &context));
         let good = "79927398713";
         let other = "4539578763621486";
-        assert!(matches!(
-            validate_request(pay(&[good], 5), &limits, &hasher),
-            Action::Route(_)
-        ));
+        match validate_request(pay(&[good], 5), &merchant, &context) {
+            Action::Route(Command::Pay { payment, .. }) => {
+                assert_eq!(payment.merchant_id, 5, "the merchant is the principal");
+            }
+            _ => panic!("a good payment is routed"),
+        }
         assert_eq!(check(pay(&[good], 0)), Some(ErrorCode::InvalidAmount));
         assert_eq!(check(pay(&[], 5)), Some(ErrorCode::LimitExceeded));
         assert_eq!(
@@ -102,5 +124,36 @@ mod tests {
             Some(ErrorCode::DuplicatePin)
         );
         assert_eq!(check(pay(&[good; 11], 5)), Some(ErrorCode::LimitExceeded));
+    }
+
+    #[test]
+    fn bad_check_digits_count_until_the_lock_engages() {
+        let limits = Limits {
+            pin_failures_max: 3,
+            ..Limits::default()
+        };
+        let hasher = PinHasher::new(b"k");
+        let guard = Guard::new(&limits);
+        let context = Context {
+            limits: &limits,
+            hasher: &hasher,
+            guard: &guard,
+            now: Instant::now(),
+        };
+        let merchant = principals().get(5).expect("merchant");
+        let typo = || pay(&["79927398710"], 5);
+        for _ in 0..2 {
+            let code = code_of(validate_request(typo(), &merchant, &context));
+            assert_eq!(code, Some(ErrorCode::InvalidPin));
+        }
+        let third = code_of(validate_request(typo(), &merchant, &context));
+        assert_eq!(
+            third,
+            Some(ErrorCode::InvalidPin),
+            "the third still answers"
+        );
+        let good = pay(&["79927398713"], 5);
+        let code = code_of(validate_request(good, &merchant, &context));
+        assert_eq!(code, Some(ErrorCode::LockedOut), "then even good PINs wait");
     }
 }

@@ -1,0 +1,23 @@
+//! The trust boundary: who may talk to the engine, as what, and how often
+//! they may get a PIN wrong.
+//!
+//! * [`keys`]: key files and the challenge-response handshake (the secret
+//!   never crosses the wire; the engine keeps only a derived key).
+//! * [`registry`]: the principals and their roles, kept durably.
+//! * [`guard`]: the PIN-guessing lockout, per principal.
+//!
+//! | role | may send |
+//! |---|---|
+//! | operator | Issue, Report, Audit, Stats, principal management |
+//! | store HQ | Activate, for its registered stores only |
+//! | merchant | Pay and Balance, as itself |
+//!
+//! Every role may Ping once authenticated.
+
+pub mod guard;
+pub mod keys;
+pub mod registry;
+
+pub use guard::{Admission, Guard, LockedOut};
+pub use keys::Key;
+pub use registry::{Principal, Registry, RegistryError};

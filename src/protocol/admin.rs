@@ -1,0 +1,74 @@
+//! The operator's views: report, audit, stats.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StoreLine {
+    pub store_id: u32,
+    pub cards_activated: u64,
+    /// What the store owes the center for the cards it sold.
+    pub owed_minor: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MerchantLine {
+    pub merchant_id: u32,
+    /// What the center owes the merchant for approved payments.
+    pub owed_minor: u64,
+}
+
+/// Engine-wide sums. `activated_minor == balance_minor +
+/// merchant_owed_minor` is the conservation law the audit proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub cards: u64,
+    pub cards_issued: u64,
+    pub cards_active: u64,
+    pub cards_exhausted: u64,
+    /// Face value of every card ever activated.
+    pub activated_minor: u64,
+    /// Money left on cards (holds included).
+    pub balance_minor: u64,
+    /// Part of the balance held by payments being committed.
+    pub held_minor: u64,
+    pub store_owed_minor: u64,
+    pub merchant_owed_minor: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReportResponse {
+    pub stores: Vec<StoreLine>,
+    pub merchants: Vec<MerchantLine>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditResponse {
+    pub ok: bool,
+    /// One line per finding, naming where (card, store, shard, payment).
+    pub problems: Vec<String>,
+    pub totals: Totals,
+}
+
+/// Per-shard counters, for operators tuning the shard count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ShardStats {
+    pub shard: u16,
+    pub cards: u64,
+    /// Bytes the shard's card map has allocated (from its capacity).
+    pub card_map_bytes: u64,
+    /// Synced write batches (group commits) so far.
+    pub batches: u64,
+    /// Operations those batches carried.
+    pub ops: u64,
+    pub batch_ops_p50: u64,
+    pub batch_ops_p99: u64,
+    pub batch_ops_max: u64,
+    pub sync_us_p50: u64,
+    pub sync_us_p99: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StatsResponse {
+    pub shards: Vec<ShardStats>,
+}

@@ -1,0 +1,55 @@
+//! The operator's management of principals: straight to the registry,
+//! which writes each change durably before answering.
+
+use crate::auth::{Registry, RegistryError};
+use crate::protocol::{
+    ErrorCode, PrincipalAddRequest, PrincipalListResponse, PrincipalRotateRequest, Response,
+};
+
+pub(super) fn add(registry: &Registry, body: PrincipalAddRequest) -> Response {
+    match registry.add(body.id, body.role, body.stores, body.stored_key) {
+        Ok(info) => {
+            crate::telemetry::principal_changed("add");
+            tracing::info!(id = info.id, role = info.role.name(), "principal added");
+            Response::PrincipalAdded(info)
+        }
+        Err(error) => refusal(error),
+    }
+}
+
+pub(super) fn list(registry: &Registry) -> Response {
+    Response::Principals(PrincipalListResponse {
+        principals: registry.list(),
+    })
+}
+
+pub(super) fn revoke(registry: &Registry, id: u32) -> Response {
+    match registry.revoke(id) {
+        Ok(info) => {
+            crate::telemetry::principal_changed("revoke");
+            tracing::info!(id, "principal revoked");
+            Response::PrincipalRevoked(info)
+        }
+        Err(error) => refusal(error),
+    }
+}
+
+pub(super) fn rotate(registry: &Registry, body: PrincipalRotateRequest) -> Response {
+    match registry.rotate(body.id, body.stored_key) {
+        Ok(info) => {
+            crate::telemetry::principal_changed("rotate");
+            tracing::info!(id = body.id, "principal key rotated");
+            Response::PrincipalRotated(info)
+        }
+        Err(error) => refusal(error),
+    }
+}
+
+fn refusal(error: RegistryError) -> Response {
+    let code = match error {
+        RegistryError::Invalid(_) | RegistryError::Unknown(_) => ErrorCode::InvalidArgument,
+        RegistryError::LastOperator => ErrorCode::Forbidden,
+        RegistryError::Storage(_) => ErrorCode::Internal,
+    };
+    Response::error(code, error.to_string())
+}
