@@ -14,7 +14,7 @@ use kessai::ids::{CardRef, PaymentId, ShardId};
 use kessai::ledger::ShardBooks;
 use kessai::pin::{Pin, PinHasher, PinKey};
 use kessai::protocol::{PayPart, PayRequest, PayResponse, Request, Response, frame};
-use kessai::state_machine::{CardMap, ShardMachine};
+use kessai::state_machine::{Cards, ShardMachine};
 use kessai::storage::{Changes, Storage, Store};
 use std::hint::black_box;
 
@@ -81,7 +81,7 @@ fn card_rules(c: &mut Criterion) {
 const CARDS: u8 = 251;
 
 fn machine() -> ShardMachine {
-    let mut machine = ShardMachine::new(ShardId(0), CardMap::default(), ShardBooks::default());
+    let mut machine = ShardMachine::new(ShardId(0), Cards::default(), ShardBooks::default());
     let mut setup = Changes::new();
     for byte in 0..CARDS {
         let key = PinKey([byte; 16]);
@@ -123,6 +123,42 @@ fn state_machine(c: &mut Criterion) {
     });
 }
 
+/// The pause an audit puts on one shard: a slice of the default
+/// `audit_slice_cards` out of a million cards, against the whole walk in
+/// one turn (what the engine did before audits were sliced).
+fn audit(c: &mut Criterion) {
+    const SHARD_CARDS: u32 = 1_000_000;
+    let slice = kessai::config::Limits::default().audit_slice_cards;
+    let mut machine = ShardMachine::new(ShardId(0), Cards::default(), ShardBooks::default());
+    let mut setup = Changes::new();
+    for n in 0..SHARD_CARDS {
+        let mut key = [0u8; 16];
+        key[..4].copy_from_slice(&n.to_le_bytes());
+        key[8..12].copy_from_slice(&n.wrapping_mul(0x9E37_79B9).to_le_bytes());
+        let key = PinKey(key);
+        machine.insert_card(key, 3000, &mut setup);
+        machine.activate(key, n % 1000, 0, &mut setup);
+        setup.clear();
+    }
+    let mut group = c.benchmark_group("audit");
+    group.throughput(Throughput::Elements(slice as u64));
+    machine.begin_audit();
+    group.bench_function(BenchmarkId::new("one_slice_of_1m_cards", slice), |b| {
+        b.iter(|| {
+            if machine.audit_slice(black_box(slice)) {
+                machine.end_audit(|_| false);
+                machine.begin_audit();
+            }
+        })
+    });
+    group.throughput(Throughput::Elements(u64::from(SHARD_CARDS)));
+    group.sample_size(10);
+    group.bench_function("whole_walk_of_1m_cards", |b| {
+        b.iter(|| black_box(machine.audit_now(|_| false)))
+    });
+    group.finish();
+}
+
 fn group_commit(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = Storage::open(dir.path()).expect("open");
@@ -158,6 +194,7 @@ criterion_group!(
     codec,
     card_rules,
     state_machine,
+    audit,
     group_commit
 );
 criterion_main!(benches);

@@ -10,6 +10,7 @@
 //! kessai-load --spawn --shards 4 --connections 8 --pipeline 64 --duration-s 10
 //! kessai-load --spawn --shards 1,2,4,8 --runs 3      # which shard count?
 //! kessai-load --addr 127.0.0.1:7878 --multi-card-percent 20
+//! kessai-load --spawn --cards 1000000 --audit-every-ms 10   # audits' cost
 //! ```
 //!
 //! Throughput on a shared machine is noisy: run it several times (`--runs`)
@@ -71,11 +72,16 @@ struct Args {
     /// of its own with it, under fresh ids.
     #[arg(long, env = "KESSAI_KEY")]
     key: Option<PathBuf>,
+    /// Run an audit this often during the load (one at a time, as the
+    /// operator), and report how many came back ok: payment latency with
+    /// audits running is then in the run line.
+    #[arg(long)]
+    audit_every_ms: Option<u64>,
 }
 
 /// The principals a run acts as.
 struct Actors {
-    operator: Client,
+    operator: Arc<Client>,
     store_hq: Key,
     merchant: Key,
 }
@@ -203,7 +209,7 @@ async fn actors(addr: SocketAddr, operator_key: &std::path::Path) -> Actors {
             .unwrap_or_else(|e| fail(&format!("add a {}: {e}", role.name())));
     }
     Actors {
-        operator,
+        operator: Arc::new(operator),
         store_hq,
         merchant,
     }
@@ -228,8 +234,23 @@ async fn drive(args: &Args, addr: SocketAddr, operator_key: &std::path::Path) ->
         << 8;
     let next_request = Arc::new(AtomicU64::new(base));
     let mut per_run = Vec::new();
+    let mut audits_ok = true;
     for run in 1..=args.runs {
+        let auditor = args
+            .audit_every_ms
+            .map(|every_ms| Auditor::start(actors.operator.clone(), every_ms));
         let (tally, elapsed) = one_run(args, addr, &actors.merchant, &pins, &next_request).await;
+        if let Some(auditor) = auditor {
+            let audits = auditor.stop().await;
+            println!(
+                "run {run}: {} audits during the run, {} not ok; audit took ms p50 {} max {}",
+                audits.done,
+                audits.not_ok,
+                audits.latency_us.value_at_quantile(0.5) / 1000,
+                audits.latency_us.max() / 1000
+            );
+            audits_ok &= audits.not_ok == 0;
+        }
         let answered = tally.approved + tally.declined;
         let per_second = answered as f64 / elapsed.as_secs_f64();
         println!(
@@ -293,7 +314,61 @@ async fn drive(args: &Args, addr: SocketAddr, operator_key: &std::path::Path) ->
     let approved: u64 = per_run.iter().map(|(_, t)| t.approved).sum();
     Outcome {
         median_per_second: median,
-        ok: audit.ok && approved > 0,
+        ok: audit.ok && audits_ok && approved > 0,
+    }
+}
+
+/// Audits back to back during a run, `every_ms` apart.
+struct Auditor {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Audits>,
+}
+
+struct Audits {
+    done: u64,
+    not_ok: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Auditor {
+    fn start(operator: Arc<Client>, every_ms: u64) -> Auditor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut audits = Audits {
+                done: 0,
+                not_ok: 0,
+                latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"),
+            };
+            while !stopped.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                match operator.audit().await {
+                    Ok(audit) if audit.ok => {}
+                    Ok(audit) => {
+                        audits.not_ok += 1;
+                        eprintln!("audit not ok: {:?}", audit.problems);
+                    }
+                    Err(error) => {
+                        audits.not_ok += 1;
+                        eprintln!("audit failed: {error}");
+                    }
+                }
+                audits.done += 1;
+                audits
+                    .latency_us
+                    .saturating_record(sent.elapsed().as_micros() as u64);
+                tokio::time::sleep(Duration::from_millis(every_ms)).await;
+            }
+            audits
+        });
+        Auditor { stop, task }
+    }
+
+    async fn stop(self) -> Audits {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task
+            .await
+            .unwrap_or_else(|e| fail(&format!("auditor: {e}")))
     }
 }
 

@@ -13,7 +13,8 @@ use crate::protocol::{
     ActivateRequest, ActivateResponse, AuditResponse, AuthHello, AuthProof, AuthWelcome,
     BalanceRequest, BalanceResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse,
     PayRequest, PayResponse, PrincipalAddRequest, PrincipalInfo, PrincipalRevokeRequest,
-    PrincipalRotateRequest, ReportResponse, Request, Response, Role, StatsResponse,
+    PrincipalRotateRequest, ReportAccount, ReportRequest, ReportResponse, Request, Response, Role,
+    StatsResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -28,6 +29,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Requests queued towards the socket before callers wait.
 const SEND_QUEUE_DEPTH: usize = 4096;
+/// Lines per report page the client asks for (the engine's default
+/// `max_report_lines`).
+pub const REPORT_PAGE_LINES: u32 = 1000;
 /// Free space kept in the read buffer before each read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -336,11 +340,43 @@ impl Client {
         }
     }
 
-    pub async fn report(&self) -> Result<ReportResponse, ClientError> {
-        match self.call_ok(&Request::Report).await? {
+    /// One page of the report.
+    pub async fn report_page(&self, request: ReportRequest) -> Result<ReportResponse, ClientError> {
+        match self.call_ok(&Request::Report(request)).await? {
             Response::Report(report) => Ok(report),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// The whole report (or one account's line, with `only`), following
+    /// the pages; the totals are the last page's.
+    pub async fn report_all(
+        &self,
+        only: Option<ReportAccount>,
+        page_lines: u32,
+    ) -> Result<ReportResponse, ClientError> {
+        let mut all = ReportResponse::default();
+        let mut after = None;
+        loop {
+            let request = ReportRequest {
+                limit: page_lines,
+                after,
+                only,
+            };
+            let page = self.report_page(request).await?;
+            all.stores.extend(page.stores);
+            all.merchants.extend(page.merchants);
+            all.totals = page.totals;
+            match page.next {
+                Some(next) if Some(next) != after => after = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// The whole report, in pages of [`REPORT_PAGE_LINES`].
+    pub async fn report(&self) -> Result<ReportResponse, ClientError> {
+        self.report_all(None, REPORT_PAGE_LINES).await
     }
 
     pub async fn audit(&self) -> Result<AuditResponse, ClientError> {

@@ -19,6 +19,42 @@ pub const CARDS_PER_PAYMENT_MAX: usize = 16;
 pub const FRAME_BYTES_MAX: usize = 16 << 20;
 /// Hard ceiling on a shard's mailbox, in messages.
 pub const SHARD_MAILBOX_MAX: usize = 1 << 16;
+/// Hard ceiling on the cards one shard holds (at about 70 bytes a card
+/// this is some 2.3 GB of memory, past what one shard should carry). More
+/// cards take more shards.
+pub const CARDS_PER_SHARD_MAX: u64 = 1 << 25;
+/// Hard ceiling on a card's face value (ten million yen at most in
+/// practice; this leaves room).
+pub const FACE_VALUE_MINOR_CEILING: u64 = 1_000_000_000;
+/// Hard ceiling on one payment's amount (sixteen cards of the highest face
+/// value).
+pub const AMOUNT_MINOR_CEILING: u64 = 16 * FACE_VALUE_MINOR_CEILING;
+/// The most money every card the engine can hold could ever carry. Every
+/// sum the engine keeps (a card, a shard's totals, a book, the engine's
+/// totals) is at most this on honest data; the loader refuses books above
+/// it, and twice it still fits in u64, so even damaged books that pass
+/// cannot overflow when credited further.
+pub const MONEY_MINOR_MAX: u64 = SHARDS_MAX as u64 * CARDS_PER_SHARD_MAX * FACE_VALUE_MINOR_CEILING;
+const _: () = assert!(
+    (MONEY_MINOR_MAX as u128) * 2 <= u64::MAX as u128,
+    "money sums fit in u64"
+);
+const _: () = assert!(CARDS_PER_SHARD_MAX <= u32::MAX as u64, "card slots are u32");
+
+/// Hard ceilings on the connection timeouts.
+pub const TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
+pub const IDLE_TIMEOUT_MS_MAX: u64 = 24 * 3600 * 1000;
+/// Hard ceilings on the in-flight byte budgets.
+pub const INFLIGHT_BYTES_PER_CONNECTION_MAX: usize = 64 << 20;
+pub const INFLIGHT_BYTES_MAX: usize = 16 << 30;
+/// Hard ceiling on operator requests running at once.
+pub const ADMIN_REQUESTS_MAX: usize = 64;
+/// The most a report line takes on the wire (a store line: id, cards and
+/// amount as varints, with room).
+pub const REPORT_LINE_BYTES_MAX: usize = 32;
+/// Hard ceiling on an audit slice.
+pub const AUDIT_SLICE_CARDS_MAX: usize = 1_000_000;
+
 /// Hard ceiling on the stores one store HQ may be registered for.
 pub const STORES_PER_HQ_MAX: usize = 4096;
 /// Hard ceilings on the PIN-guessing guard.
@@ -86,14 +122,42 @@ pub struct Limits {
     /// How long a two-phase coordinator waits for every shard's vote before
     /// it aborts the payment.
     pub prepare_timeout_ms: u64,
-    /// Messages a shard's mailbox holds before senders wait (and so the
-    /// connections feeding it stop reading).
+    /// Messages a shard's mailbox holds; requests for a full one are
+    /// answered `busy` (a two-phase coordinator's own messages wait, within
+    /// `prepare_timeout_ms`).
     pub shard_mailbox_capacity: usize,
     /// PIN failures a principal may make within `pin_failure_window_ms`;
     /// reaching it locks the principal out for `lockout_ms`.
     pub pin_failures_max: usize,
     pub pin_failure_window_ms: u64,
     pub lockout_ms: u64,
+    /// A connection must finish its handshake (TLS included) this soon
+    /// after it is accepted.
+    pub handshake_timeout_ms: u64,
+    /// Once a frame has started to arrive, the rest must follow this soon.
+    pub frame_timeout_ms: u64,
+    /// A connection with nothing in flight that sends nothing this long is
+    /// closed.
+    pub idle_timeout_ms: u64,
+    /// A write to a peer that stops reading must finish this soon, or the
+    /// connection is closed.
+    pub write_timeout_ms: u64,
+    /// Connections served at once from one peer address.
+    pub max_connections_per_peer: usize,
+    /// Bytes one connection may have in flight: each request counts its
+    /// frame plus the most its reply can take. Past it the engine stops
+    /// reading that connection.
+    pub max_inflight_bytes_per_connection: usize,
+    /// The same, engine-wide; past it requests are answered `busy`.
+    pub max_inflight_bytes: usize,
+    /// Operator requests (issue, report, audit, stats, principals) running
+    /// at once, engine-wide, in their own lane; more are answered `busy`.
+    pub admin_requests_max: usize,
+    /// Lines in one report page.
+    pub max_report_lines: usize,
+    /// Cards an audit checks per slice: a shard runs no payment during a
+    /// slice, so this bounds the pause an audit causes.
+    pub audit_slice_cards: usize,
 }
 
 impl Default for Config {
@@ -131,6 +195,16 @@ impl Default for Limits {
             pin_failures_max: 100,
             pin_failure_window_ms: 10 * 60 * 1000,
             lockout_ms: 60 * 60 * 1000,
+            handshake_timeout_ms: 10_000,
+            frame_timeout_ms: 10_000,
+            idle_timeout_ms: 5 * 60 * 1000,
+            write_timeout_ms: 30_000,
+            max_connections_per_peer: 64,
+            max_inflight_bytes_per_connection: 1 << 20,
+            max_inflight_bytes: 256 << 20,
+            admin_requests_max: 4,
+            max_report_lines: 1000,
+            audit_slice_cards: 20_000,
         }
     }
 }
@@ -182,7 +256,8 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
-        let checks: [(bool, String); 15] = [
+        let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
+        let checks: [(bool, String); 24] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -217,8 +292,12 @@ impl Config {
                 "limits.max_issue_per_request must be at least 1".into(),
             ),
             (
-                limits.max_face_value_minor >= 1 && limits.max_amount_minor >= 1,
-                "money limits must be at least 1".into(),
+                (1..=FACE_VALUE_MINOR_CEILING).contains(&limits.max_face_value_minor),
+                format!("limits.max_face_value_minor must be 1..={FACE_VALUE_MINOR_CEILING}"),
+            ),
+            (
+                (1..=AMOUNT_MINOR_CEILING).contains(&limits.max_amount_minor),
+                format!("limits.max_amount_minor must be 1..={AMOUNT_MINOR_CEILING}"),
             ),
             (
                 limits.prepare_timeout_ms >= 1,
@@ -239,6 +318,50 @@ impl Config {
             (
                 (1..=LOCKOUT_MS_MAX).contains(&limits.lockout_ms),
                 format!("limits.lockout_ms must be 1..={LOCKOUT_MS_MAX}"),
+            ),
+            (
+                timeout_ok(limits.handshake_timeout_ms)
+                    && timeout_ok(limits.frame_timeout_ms)
+                    && timeout_ok(limits.write_timeout_ms),
+                format!("limits.*_timeout_ms must be 1..={TIMEOUT_MS_MAX}"),
+            ),
+            (
+                (1..=IDLE_TIMEOUT_MS_MAX).contains(&limits.idle_timeout_ms),
+                format!("limits.idle_timeout_ms must be 1..={IDLE_TIMEOUT_MS_MAX}"),
+            ),
+            (
+                (1..=limits.max_connections).contains(&limits.max_connections_per_peer),
+                "limits.max_connections_per_peer must be 1..=max_connections".into(),
+            ),
+            (
+                (2 * limits.max_frame_bytes + 1024..=INFLIGHT_BYTES_PER_CONNECTION_MAX)
+                    .contains(&limits.max_inflight_bytes_per_connection),
+                format!(
+                    "limits.max_inflight_bytes_per_connection must be 2 * max_frame_bytes + 1024..={INFLIGHT_BYTES_PER_CONNECTION_MAX}"
+                ),
+            ),
+            (
+                (limits.max_inflight_bytes_per_connection..=INFLIGHT_BYTES_MAX)
+                    .contains(&limits.max_inflight_bytes),
+                format!(
+                    "limits.max_inflight_bytes must be max_inflight_bytes_per_connection..={INFLIGHT_BYTES_MAX}"
+                ),
+            ),
+            (
+                (1..=ADMIN_REQUESTS_MAX).contains(&limits.admin_requests_max),
+                format!("limits.admin_requests_max must be 1..={ADMIN_REQUESTS_MAX}"),
+            ),
+            (
+                (1..=limits.max_frame_bytes / REPORT_LINE_BYTES_MAX)
+                    .contains(&limits.max_report_lines),
+                format!(
+                    "limits.max_report_lines must be 1..={} (a page fits a frame)",
+                    limits.max_frame_bytes / REPORT_LINE_BYTES_MAX
+                ),
+            ),
+            (
+                (1..=AUDIT_SLICE_CARDS_MAX).contains(&limits.audit_slice_cards),
+                format!("limits.audit_slice_cards must be 1..={AUDIT_SLICE_CARDS_MAX}"),
             ),
             (
                 (1..=SHARD_MAILBOX_MAX).contains(&limits.shard_mailbox_capacity),

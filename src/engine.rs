@@ -14,7 +14,7 @@ use crate::idempotency::Claims;
 use crate::load;
 use crate::pin::{PinHasher, SECRET_BYTES};
 use crate::protocol::Role;
-use crate::router::Router;
+use crate::router::{AdminLane, Router};
 use crate::shard::{Services, Shards};
 use crate::storage::Storage;
 use crate::twopc::{Coordinator, crashpoint};
@@ -90,10 +90,11 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     let router = Arc::new(Router {
         shards,
         coordinator,
-        claims: services.claims.clone(),
         registry: registry.clone(),
+        admin: AdminLane::start(config.limits.admin_requests_max),
         hasher: hasher.clone(),
         pin_digits: config.pin_digits,
+        audit_slice_cards: config.limits.audit_slice_cards,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -103,6 +104,9 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         .map_err(|e| format!("listener address: {e}"))?;
     let context = Arc::new(GatewayContext {
         router,
+        inflight_bytes: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_inflight_bytes,
+        )),
         gate: Gate {
             registry,
             guard: services.guard,

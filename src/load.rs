@@ -11,11 +11,12 @@
 //! code rebuilds the shards in the simulation test, from its in-memory
 //! store, after every simulated crash.
 
+use crate::config::{CARDS_PER_SHARD_MAX, FACE_VALUE_MINOR_CEILING, MONEY_MINOR_MAX};
 use crate::ids::ShardId;
 use crate::ledger::{self, ShardBooks};
 use crate::pin::PinHasher;
-use crate::state_machine::{CardMap, ShardMachine};
-use crate::storage::records;
+use crate::state_machine::{Cards, ShardMachine};
+use crate::storage::records::{self, BookKind};
 use crate::storage::{Cf, Changes, StorageError, Store};
 use crate::twopc::recovery::{self, Recovered};
 
@@ -39,11 +40,30 @@ pub fn load(
     check_fingerprint(store, hasher, &mut changes)?;
 
     let mut loaded = Loaded::default();
-    let mut cards: Vec<CardMap> = (0..shard_count).map(|_| CardMap::default()).collect();
+    let mut cards: Vec<Cards> = (0..shard_count).map(|_| Cards::default()).collect();
     store.scan(Cf::Cards, &mut |key, value| {
         let key = records::decode_pin_key(key)?;
         let card = records::decode_card(value).map_err(|e| format!("card {}: {e}", key.label()))?;
-        cards[key.shard(shard_count)].insert(key, card);
+        // The ceilings that keep every money sum below u64::MAX, checked on
+        // data written under any earlier limits: refuse to start, never
+        // overflow later.
+        if card.face_value_minor > FACE_VALUE_MINOR_CEILING {
+            return Err(format!(
+                "card {} has face value {}, above the ceiling {FACE_VALUE_MINOR_CEILING}",
+                key.label(),
+                card.face_value_minor
+            ));
+        }
+        let shard = &mut cards[key.shard(shard_count)];
+        if shard.is_full() {
+            return Err(format!(
+                "shard {} would hold more than {CARDS_PER_SHARD_MAX} cards; run more shards",
+                key.shard(shard_count)
+            ));
+        }
+        if shard.insert(key, card).is_none() {
+            return Err(format!("card {} is stored twice", key.label()));
+        }
         loaded.cards += 1;
         Ok(())
     })?;
@@ -57,7 +77,20 @@ pub fn load(
     for row in &rows {
         changes.delete_book(row.kind, row.account_id, row.shard);
     }
-    let consolidated = ledger::consolidate(&rows);
+    let consolidated = ledger::consolidate(&rows).map_err(StorageError)?;
+    // Honest books never hold more than the cards ever carried. Books above
+    // everything the engine could ever carry were damaged outside it, and
+    // crediting them further could overflow: refuse to start on them.
+    // (Smaller damage is the audit's to find and locate.)
+    for kind in [BookKind::StoreOwed, BookKind::MerchantOwed] {
+        let total = consolidated.total(kind);
+        if total > MONEY_MINOR_MAX {
+            return Err(StorageError(format!(
+                "the {kind:?} books total {total}, more than any engine can hold \
+                 ({MONEY_MINOR_MAX}): the data dir is damaged"
+            )));
+        }
+    }
     consolidated.write_rows(ShardId(0), &mut changes);
 
     let mut machines: Vec<ShardMachine> = cards

@@ -1,5 +1,5 @@
 //! What flows back to a client connection: replies tagged with the
-//! correlation ids of their requests.
+//! requests they answer.
 //!
 //! A leaf that depends only on [`crate::protocol`]: shards hand their
 //! writers' replies to a [`ReplyTx`] without knowing what a connection is,
@@ -7,23 +7,36 @@
 //! (a two-phase vote, a ledger snapshot) can type-check its way to a socket.
 
 use crate::protocol::{ErrorResponse, Response};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What a request carries through the engine and back: its correlation id,
+/// what it reserved of its connection's in-flight byte budget (given back
+/// when its reply is written), and its share of the engine's budget, which
+/// goes back whenever the tag is dropped, so a reply that never reaches its
+/// connection cannot leak it.
+#[derive(Debug)]
+pub struct Tag {
+    pub correlation_id: u64,
+    pub bytes: u32,
+    pub engine: Option<OwnedSemaphorePermit>,
+}
 
 /// What a connection's writer receives.
 #[derive(Debug)]
 pub enum Reply {
     /// Answers to several requests at once (one shard batch).
-    Many(Vec<(u64, Response)>),
+    Many(Vec<(Tag, Response)>),
     /// One answer.
-    One(u64, Response),
-    /// A protocol violation: write this error last, then close.
+    One(Tag, Response),
+    /// A protocol violation or a timeout: write this error last, then
+    /// close.
     Fatal(u64, ErrorResponse),
 }
 
 /// The sending side of a connection's reply queue.
 ///
 /// The queue is unbounded as a channel but bounded in fact: every reply
-/// answers a request the connection admitted under its in-flight permits,
-/// so it never holds more than `max_inflight_per_connection` replies.
+/// answers a request the connection admitted under its in-flight budget.
 pub type ReplyTx = tokio::sync::mpsc::UnboundedSender<Reply>;
 pub type ReplyRx = tokio::sync::mpsc::UnboundedReceiver<Reply>;
 

@@ -28,7 +28,8 @@ pub const ACTIVATIONS_TOTAL: &str = "kessai_activations_total";
 pub const ERRORS_TOTAL: &str = "kessai_errors_total";
 /// Client connections being served.
 pub const CONNECTIONS_OPEN: &str = "kessai_connections_open";
-/// Connections refused at `max_connections`.
+/// Connections refused at accept, `limit` = `max_connections` or
+/// `max_connections_per_peer`.
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "kessai_connections_refused_total";
 /// Operations per group commit, `shard` = shard number.
 pub const GROUP_COMMIT_OPS: &str = "kessai_group_commit_ops";

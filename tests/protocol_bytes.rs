@@ -220,3 +220,31 @@ fn the_handshake_example_is_what_client_and_engine_write() {
         &key.proof(&client_nonce, &server_nonce)
     ));
 }
+
+#[test]
+fn the_report_request_and_busy_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{ReportAccount, ReportRequest};
+    let mut page = Vec::new();
+    Request::Report(ReportRequest {
+        limit: 1000,
+        after: Some(ReportAccount::Store(42)),
+        only: None,
+    })
+    .encode(&mut page, 7, MAX_FRAME_BYTES)
+    .expect("encode");
+    assert_eq!(page, documented_block("### 5.7 Report (6)"));
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    let message = "the admin lane is full; nothing was done, retry shortly";
+    let mut busy = Vec::new();
+    Response::error(ErrorCode::Busy, message)
+        .encode(&mut busy, 7, MAX_FRAME_BYTES)
+        .expect("encode");
+    let (header, body) = busy.split_at(13);
+    assert_eq!(hex(header), "00 00 00 42 FF 00 00 00 00 00 00 00 07");
+    assert_eq!(hex(&body[..2]), "11 37");
+    assert_eq!(&body[2..], message.as_bytes());
+    assert!(doc.contains(&format!("`{}`", hex(header))));
+    assert!(doc.contains(&format!("`{}`", message)));
+}

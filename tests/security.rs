@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Raw, Server, ServerOptions, active_cards, raw_connection, runtime};
+use common::{Raw, Server, ServerOptions, active_cards, guess, raw_connection, runtime};
 use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::protocol::{
@@ -13,35 +13,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// A random 16-digit PIN with a valid check digit (a guess).
-fn guess(state: &mut u64) -> String {
-    let mut digits: Vec<u8> = (0..15)
-        .map(|index| {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            let low = u64::from(index == 0);
-            (low + *state % (10 - low)) as u8
-        })
-        .collect();
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push(((10 - sum % 10) % 10) as u8);
-    digits.iter().map(|d| char::from(b'0' + d)).collect()
-}
 
 fn code(result: Result<impl std::fmt::Debug, kessai::client::ClientError>) -> Option<ErrorCode> {
     result.expect_err("refused").server_code()

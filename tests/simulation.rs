@@ -14,7 +14,8 @@
 //! count drawn anew.
 //!
 //! Checked after every step: the engine's own audit (conservation, card
-//! invariants, store books, no hold without a payment in flight). Checked
+//! invariants, store books, no hold without a payment in flight); now and
+//! then, the report read in pages of a random size against the cards. Checked
 //! after every crash: no hold survives recovery, every acknowledged outcome
 //! is on disk as it was told, and each card's balance is its face value less
 //! what the durable payment records took from it. Checked on every answer:
@@ -33,7 +34,7 @@ use kessai::state_machine::{PrepareRequest, ShardMachine, Take, Vote};
 use kessai::storage::records::PaymentRecord;
 use kessai::storage::{Cf, Changes, MemStore, Store};
 use kessai::twopc::{PhaseTwo, TwoPhase};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 const SEEDS_DEFAULT: u64 = 10_000;
 const STEPS: usize = 160;
@@ -175,6 +176,8 @@ struct World {
     activation_acked: Vec<bool>,
     next_request_id: u64,
     crashes: usize,
+    /// A sliced audit in progress: which shards have finished walking.
+    walking: Option<Vec<bool>>,
 }
 
 impl World {
@@ -213,6 +216,7 @@ impl World {
             activation_acked: vec![false; card_count],
             next_request_id: 1,
             crashes: 0,
+            walking: None,
         };
         world.nodes = world.wrap(machines);
         world.issue_cards();
@@ -405,6 +409,11 @@ impl World {
             return;
         };
         paid.replayed = false;
+        if !kessai::state_machine::is_recorded(&paid) {
+            // Not recorded: a retry is decided afresh, and may differ once
+            // the card is sold.
+            return;
+        }
         match &self.intents[intent].answered {
             None => self.intents[intent].answered = Some(paid),
             Some(first) if *first == paid => {}
@@ -562,6 +571,11 @@ impl World {
 
     /// Logs the decision on the payment's home shard.
     fn record(&mut self, coord: usize, decision: PayResponse) {
+        if !kessai::state_machine::is_recorded(&decision) {
+            // Not logged: straight to phase two, as the coordinator does.
+            self.coords[coord].phase = Phase::Recording(decision);
+            return self.on_recorded(coord);
+        }
         let c = &mut self.coords[coord];
         let record = c.two_phase.record(&decision);
         let home = c.two_phase.payment.home_shard(self.nodes.len());
@@ -611,11 +625,107 @@ impl World {
     // ----------------------------------------------------------- checks
 
     /// The engine's own audit over every shard, right now.
-    fn audit(&self) {
-        let ledgers: Vec<_> = self.nodes.iter().map(|n| n.machine.snapshot()).collect();
-        let audit = ledger::audit(&ledgers, |payment| self.claims.is_in_flight(payment));
+    /// The engine's own audit over every shard, right now (unless a
+    /// sliced audit is walking the shards: it is checked when it ends).
+    fn audit(&mut self) {
+        if self.walking.is_some() {
+            return;
+        }
+        let claims = &self.claims;
+        let audits: Vec<_> = self
+            .nodes
+            .iter_mut()
+            .map(|n| n.machine.audit_now(|payment| claims.is_in_flight(payment)))
+            .collect();
+        let audit = ledger::audit(&audits);
         if !audit.ok {
             self.fail(format!("audit: {:?}", audit.problems));
+        }
+    }
+
+    /// The report read in pages of a random size, as the CLI reads it:
+    /// every account once, each store's line what its sold cards carried,
+    /// and the merchants' lines adding up to the merchant credit.
+    fn report_step(&mut self) {
+        let limit = 1 + self.rng.below(4);
+        let mut after = None;
+        let mut stores: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        let mut merchants: BTreeMap<u32, u64> = BTreeMap::new();
+        let totals = loop {
+            let pages: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|n| n.machine.report_page(after, None, limit))
+                .collect();
+            let page = ledger::report_page(&pages, limit);
+            for line in &page.stores {
+                let line_values = (line.owed_minor, line.cards_activated);
+                if stores.insert(line.store_id, line_values).is_some() {
+                    self.fail(format!("store {} on two pages of {limit}", line.store_id));
+                }
+            }
+            for line in &page.merchants {
+                if merchants
+                    .insert(line.merchant_id, line.owed_minor)
+                    .is_some()
+                {
+                    self.fail(format!("merchant {} on two pages", line.merchant_id));
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break page.totals,
+            }
+        };
+        let mut sold: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for card in &self.cards {
+            let node = &self.nodes[ShardId::of(&card.key, self.shard_count()).index()];
+            let state = node.machine.card(&card.key).expect("every card exists");
+            if state.state != kessai::card::CardState::Issued {
+                let line = sold.entry(state.store_id).or_insert((0, 0));
+                line.0 += state.face_value_minor;
+                line.1 += 1;
+            }
+        }
+        if stores != sold {
+            self.fail(format!("paged store lines {stores:?}, sold cards {sold:?}"));
+        }
+        let merchant_sum: u64 = merchants.values().sum();
+        if merchant_sum != totals.merchant_owed_minor {
+            self.fail(format!(
+                "merchant lines add to {merchant_sum}, the total is {}",
+                totals.merchant_owed_minor
+            ));
+        }
+    }
+
+    /// A sliced audit, as the engine runs one: started on every shard, then
+    /// a few cards at a time on one shard or another, between everything
+    /// else; checked when every shard has finished.
+    fn audit_step(&mut self) {
+        let Some(done) = &mut self.walking else {
+            for node in &mut self.nodes {
+                node.machine.begin_audit();
+            }
+            self.walking = Some(vec![false; self.nodes.len()]);
+            return;
+        };
+        let pending: Vec<usize> = (0..done.len()).filter(|&i| !done[i]).collect();
+        if let Some(&shard) = pending.get(self.rng.below(pending.len().max(1))) {
+            let count = 1 + self.rng.below(3);
+            done[shard] = self.nodes[shard].machine.audit_slice(count);
+            return;
+        }
+        self.walking = None;
+        let claims = &self.claims;
+        let audits: Vec<_> = self
+            .nodes
+            .iter_mut()
+            .map(|n| n.machine.end_audit(|payment| claims.is_in_flight(payment)))
+            .collect();
+        let audit = ledger::audit(&audits);
+        if !audit.ok {
+            self.fail(format!("sliced audit: {:?}", audit.problems));
         }
     }
 
@@ -623,6 +733,7 @@ impl World {
     /// the durable records, through the real loader, with a new count.
     fn crash(&mut self) {
         self.crashes += 1;
+        self.walking = None;
         self.network.clear();
         self.acks.clear();
         self.coords.clear();
@@ -634,7 +745,7 @@ impl World {
         self.check_recovered();
     }
 
-    fn check_recovered(&self) {
+    fn check_recovered(&mut self) {
         let mut holds = 0;
         self.store
             .scan(Cf::Holds, &mut |_, _| {
@@ -690,7 +801,7 @@ impl World {
     // ------------------------------------------------------------- a run
 
     fn step(&mut self) {
-        match self.rng.below(100) {
+        match self.rng.below(110) {
             0..=21 => self.client_action(),
             22..=56 => self.deliver_message(),
             57..=77 => self.deliver_ack(),
@@ -699,7 +810,9 @@ impl World {
                 self.sync(shard);
             }
             97..=98 => self.time_out(),
-            _ => self.crash(),
+            99 => self.crash(),
+            100..=106 => self.audit_step(),
+            _ => self.report_step(),
         }
         self.audit();
     }

@@ -111,3 +111,28 @@ fn the_full_path_runs_over_tls() {
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(audit["ok"], true);
 }
+
+#[test]
+fn a_tls_handshake_that_never_starts_loses_its_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, cert_key) = certificate(dir.path(), "engine");
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            shards: 1,
+            tls: Some((cert, cert_key)),
+            limits: vec![
+                "handshake_timeout_ms = 500".into(),
+                "max_connections_per_peer = 4".into(),
+            ],
+            ..ServerOptions::default()
+        },
+    );
+    // Four sockets that never send a ClientHello take every slot this
+    // address has; at the handshake deadline the engine closes them (TLS
+    // has no frame to say why).
+    let mut silent: Vec<common::Raw> = (0..4).map(|_| common::Raw::connect(server.addr)).collect();
+    for raw in &mut silent {
+        assert!(raw.closed_by_engine(), "a silent TLS socket is closed");
+    }
+}

@@ -21,15 +21,22 @@ fn render(audit: &AuditResponse) -> Output {
     let mut text = if audit.ok {
         "audit ok: activated value = card balances + merchant credits\n".to_string()
     } else {
-        format!("audit FAILED: {} finding(s)\n", audit.problems.len())
+        format!(
+            "audit FAILED: {} finding(s)\n",
+            audit.problems.len() as u64 + audit.problems_omitted
+        )
     };
     for problem in &audit.problems {
         text += &format!("  {problem}\n");
+    }
+    if audit.problems_omitted > 0 {
+        text += &format!("  ... and {} more not listed\n", audit.problems_omitted);
     }
     text += &totals_text(&audit.totals);
     let json = json!({
         "ok": audit.ok,
         "problems": audit.problems,
+        "problems_omitted": audit.problems_omitted,
         "totals": totals_json(&audit.totals),
     });
     Output {

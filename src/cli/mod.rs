@@ -165,7 +165,7 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::Activate(args) => activate::run(client, args).await,
         Command::Pay(args) => pay::run(client, args).await,
         Command::Balance(args) => balance::run(client, args).await,
-        Command::Report(_) => report::run(client).await,
+        Command::Report(args) => report::run(client, args).await,
         Command::Audit(_) => audit::run(client).await,
         Command::Stats(_) => stats::run(client).await,
         Command::Principal(command) => principal::run(client, command).await,

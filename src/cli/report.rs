@@ -1,9 +1,11 @@
 //! `kessai report`: what each store owes, what each merchant is owed.
+//! The engine answers in pages (at most `max_report_lines` lines each);
+//! this command follows them to the end.
 
 use super::ClientArgs;
 use super::output::{Failure, Output, totals_json, totals_text};
-use crate::client::Client;
-use crate::protocol::ReportResponse;
+use crate::client::{Client, REPORT_PAGE_LINES};
+use crate::protocol::{ReportAccount, ReportResponse};
 use clap::Args;
 use serde_json::json;
 
@@ -11,10 +13,25 @@ use serde_json::json;
 pub struct ReportArgs {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// Only this store's line.
+    #[arg(long, conflicts_with = "merchant")]
+    pub store: Option<u32>,
+    /// Only this merchant's line.
+    #[arg(long)]
+    pub merchant: Option<u32>,
+    /// Lines asked for per page (the engine sends at most its
+    /// `max_report_lines`).
+    #[arg(long, default_value_t = REPORT_PAGE_LINES)]
+    pub page_lines: u32,
 }
 
-pub async fn run(client: &Client) -> Result<Output, Failure> {
-    Ok(render(&client.report().await?))
+pub async fn run(client: &Client, args: ReportArgs) -> Result<Output, Failure> {
+    let only = match (args.store, args.merchant) {
+        (Some(store), _) => Some(ReportAccount::Store(store)),
+        (None, Some(merchant)) => Some(ReportAccount::Merchant(merchant)),
+        (None, None) => None,
+    };
+    Ok(render(&client.report_all(only, args.page_lines).await?))
 }
 
 fn render(report: &ReportResponse) -> Output {

@@ -2,20 +2,32 @@
 //!
 //! The **reader** cuts every complete frame out of what one `read` returned,
 //! validates them, and hands all routable commands to the router at once
-//! (one hand-off per read, not per request). Before dispatching it takes one
-//! permit per request from the connection's semaphore of
-//! `max_inflight_per_connection`; when a pipelining client has that many
-//! requests unanswered the reader stops reading, TCP flow control pushes
-//! back on the client, and no queue in the engine grows.
+//! (one hand-off per read, not per request). Before dispatching it admits
+//! them against two per-connection budgets: `max_inflight_per_connection`
+//! requests, and `max_inflight_bytes_per_connection` bytes, where a request
+//! weighs its frame plus the most its reply can take. When either is spent
+//! the reader stops reading, TCP flow control pushes back on the client,
+//! and no queue in the engine grows. Each request also takes its weight
+//! from the engine-wide `max_inflight_bytes`; when that is spent the
+//! request is answered `busy` at once.
 //!
 //! The **writer** takes every reply that is ready, encodes them into one
-//! buffer and writes it with one syscall, then returns their permits.
-//! Replies go out in the order they become ready, not request order; the
-//! correlation id pairs them up.
+//! buffer and writes it with one syscall, then gives back what each reply's
+//! request had reserved (its [`Tag`] says how much). Replies go out in the
+//! order they become ready, not request order; the correlation id pairs
+//! them up.
 //!
-//! Before anything else the connection authenticates (see [`super::session`]);
-//! every request is then validated as its principal's, and refused if the
-//! principal was revoked meanwhile.
+//! Before anything else the connection authenticates (see
+//! [`super::session`]); every request is then validated as its principal's,
+//! and refused if the principal was revoked meanwhile.
+//!
+//! **Deadlines** (all in `[limits]`): the handshake must be done within
+//! `handshake_timeout_ms` of the accept; a frame, once started, must arrive
+//! whole within `frame_timeout_ms`; a connection with nothing in flight
+//! that sends nothing for `idle_timeout_ms` is closed; a write that the
+//! peer does not read within `write_timeout_ms` closes the connection. A
+//! connection that times out gets `timed_out` (after the replies it is
+//! owed) and is closed.
 //!
 //! A framing violation (oversized, undecodable or truncated frame) ends the
 //! connection, but not abruptly: the reader stops reading, waits until every
@@ -33,10 +45,10 @@ use super::validate::{self, Action};
 use crate::auth::{Guard, Registry};
 use crate::config::Limits;
 use crate::pin::PinHasher;
-use crate::protocol::frame::{FrameBuffer, FrameError};
+use crate::protocol::frame::{FRAME_BYTES_MIN, FrameBuffer, FrameError};
 use crate::protocol::{ErrorCode, ErrorResponse, Request, Response};
-use crate::reply::{self, Reply, ReplyRx, ReplyTx};
-use crate::router::{Command, Router};
+use crate::reply::{self, Reply, ReplyRx, ReplyTx, Tag};
+use crate::router::{Command, Router, busy};
 use crate::telemetry::ReplyTally;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +65,8 @@ const WRITE_CHUNK_BYTES: usize = 256 * 1024;
 pub struct GatewayContext {
     pub router: Arc<Router>,
     pub gate: Gate,
+    /// The engine-wide in-flight byte budget.
+    pub inflight_bytes: Arc<Semaphore>,
 }
 
 /// What a connection checks requests against before routing them.
@@ -63,38 +77,60 @@ pub struct Gate {
     pub limits: Limits,
 }
 
+/// A connection's in-flight budgets, shared by its reader and writer.
+struct Budget {
+    requests: Semaphore,
+    bytes: Semaphore,
+}
+
+impl Budget {
+    /// Gives back what an answered request had reserved (its engine-wide
+    /// share goes back as the tag drops).
+    fn release(&self, tag: Tag) {
+        self.requests.add_permits(1);
+        self.bytes.add_permits(tag.bytes as usize);
+    }
+
+    fn close(&self) {
+        self.requests.close();
+        self.bytes.close();
+    }
+
+    /// True when every request has been answered.
+    fn idle(&self, limits: &Limits) -> bool {
+        self.requests.available_permits() == limits.max_inflight_per_connection
+    }
+}
+
 /// Serves a plain TCP connection (halves that need no lock between them).
-pub async fn serve_tcp(stream: TcpStream, context: Arc<GatewayContext>) {
+pub async fn serve_tcp(stream: TcpStream, context: Arc<GatewayContext>, accepted: Instant) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    serve(reader, writer, context).await;
+    serve(reader, writer, context, accepted).await;
 }
 
 /// Serves a connection over any stream, TLS included.
-pub async fn serve_stream<S>(stream: S, context: Arc<GatewayContext>)
+pub async fn serve_stream<S>(stream: S, context: Arc<GatewayContext>, accepted: Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    serve(reader, writer, context).await;
+    serve(reader, writer, context, accepted).await;
 }
 
-async fn serve<R, W>(reader: R, writer: W, context: Arc<GatewayContext>)
+async fn serve<R, W>(reader: R, writer: W, context: Arc<GatewayContext>, accepted: Instant)
 where
     R: AsyncRead + Unpin + 'static,
     W: AsyncWrite + Unpin + 'static,
 {
+    let limits = &context.gate.limits;
     let (tx, rx) = mpsc::unbounded_channel();
-    let permits = Arc::new(Semaphore::new(
-        context.gate.limits.max_inflight_per_connection,
-    ));
-    let writing = actix_rt::spawn(write_loop(
-        writer,
-        rx,
-        permits.clone(),
-        context.gate.limits.max_frame_bytes,
-    ));
-    read_loop(reader, tx, permits, &context).await;
+    let budget = Arc::new(Budget {
+        requests: Semaphore::new(limits.max_inflight_per_connection),
+        bytes: Semaphore::new(limits.max_inflight_bytes_per_connection),
+    });
+    let writing = actix_rt::spawn(write_loop(writer, rx, budget.clone(), limits.clone()));
+    read_loop(reader, tx, budget, &context, accepted).await;
     // The reader's sender is gone; the writer ends once every in-flight
     // reply has been written (their senders are dropped as they deliver).
     let _ = writing.await;
@@ -102,21 +138,29 @@ where
 
 /// Frames cut from the buffer in one pass, ready to dispatch.
 struct Cut {
-    commands: Vec<(u64, Command)>,
-    replies: Vec<(u64, Response)>,
-    /// Requests admitted (each needs a permit and gets exactly one reply).
+    commands: Vec<(Tag, Command)>,
+    replies: Vec<(Tag, Response)>,
+    /// Requests admitted (each gets exactly one reply).
     requests: usize,
+    /// The bytes they weigh.
+    bytes: usize,
     /// A violation that ends the connection after dispatch.
     fatal: Option<(u64, ErrorResponse)>,
 }
 
-/// Cuts, decodes and validates complete frames, up to the in-flight limit.
+/// The most one frame can weigh: a whole frame and a whole reply.
+fn weight_max(limits: &Limits) -> usize {
+    2 * limits.max_frame_bytes + 1024
+}
+
+/// Cuts, decodes and validates complete frames, up to the in-flight limits.
 fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> Cut {
     let limits = &gate.limits;
     let mut cut = Cut {
         commands: Vec::new(),
         replies: Vec::new(),
         requests: 0,
+        bytes: 0,
         fatal: None,
     };
     let checks = validate::Context {
@@ -125,7 +169,10 @@ fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> C
         guard: &gate.guard,
         now: Instant::now(),
     };
-    while cut.requests < limits.max_inflight_per_connection {
+    // Stop while one more frame of any weight still fits the budget, so the
+    // whole cut can always be admitted.
+    let room = limits.max_inflight_bytes_per_connection - weight_max(limits);
+    while cut.requests < limits.max_inflight_per_connection && cut.bytes <= room {
         let frame = match buffer.next_frame(limits.max_frame_bytes) {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -138,7 +185,14 @@ fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> C
                 break;
             }
         };
-        let correlation_id = frame.correlation_id;
+        let frame_bytes = frame.body.len() + FRAME_BYTES_MIN;
+        let reply_bytes = validate::reply_bound(frame.kind, frame_bytes, limits);
+        let tag = Tag {
+            correlation_id: frame.correlation_id,
+            bytes: u32::try_from(frame_bytes + reply_bytes)
+                .expect("bounded by twice the frame limit"),
+            engine: None,
+        };
         let step = match Request::decode(frame.kind, frame.body) {
             Ok(Request::AuthHello(hello)) => session.hello(hello),
             Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry),
@@ -151,8 +205,9 @@ fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> C
                 }
                 Some(principal) => match validate::validate(request, principal, &checks) {
                     Action::Route(command) => {
-                        cut.commands.push((correlation_id, command));
                         cut.requests += 1;
+                        cut.bytes += tag.bytes as usize;
+                        cut.commands.push((tag, command));
                         continue;
                     }
                     Action::Reply(response) => Step::Reply(response),
@@ -164,34 +219,84 @@ fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> C
             Err(error) => Step::Close(ErrorResponse::new(error.code, error.message)),
         };
         match step {
-            Step::Reply(response) => cut.replies.push((correlation_id, response)),
+            Step::Reply(response) => {
+                cut.requests += 1;
+                cut.bytes += tag.bytes as usize;
+                cut.replies.push((tag, response));
+            }
             Step::Close(error) => {
-                cut.fatal = Some((correlation_id, error));
+                cut.fatal = Some((tag.correlation_id, error));
                 break;
             }
         }
-        cut.requests += 1;
     }
     cut
+}
+
+/// Which deadline the reader is waiting under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// The handshake must finish this long after the accept.
+    Handshake,
+    /// A started frame must arrive whole.
+    Frame,
+    /// Nothing arrived for this long.
+    Idle,
+}
+
+impl Deadline {
+    /// The one the reader is under now, and when it expires.
+    fn current(
+        session: &Session,
+        buffer: &FrameBuffer,
+        frame_started: Option<Instant>,
+        limits: &Limits,
+        accepted: Instant,
+    ) -> (Deadline, Instant) {
+        let ms = Duration::from_millis;
+        if session.principal().is_none() {
+            return (
+                Deadline::Handshake,
+                accepted + ms(limits.handshake_timeout_ms),
+            );
+        }
+        match frame_started {
+            Some(at) if buffer.pending_bytes() > 0 => {
+                (Deadline::Frame, at + ms(limits.frame_timeout_ms))
+            }
+            _ => (Deadline::Idle, Instant::now() + ms(limits.idle_timeout_ms)),
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Deadline::Handshake => "the handshake did not finish in time",
+            Deadline::Frame => "a frame did not arrive whole in time",
+            Deadline::Idle => "idle for too long",
+        }
+    }
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     tx: ReplyTx,
-    permits: Arc<Semaphore>,
+    budget: Arc<Budget>,
     context: &GatewayContext,
+    accepted: Instant,
 ) {
     let limits = &context.gate.limits;
     let mut buffer = FrameBuffer::with_capacity(READ_CHUNK_BYTES);
     let mut session = Session::Fresh;
+    let mut frame_started: Option<Instant> = None;
     loop {
         let cut = cut_frames(&mut buffer, &mut session, &context.gate);
         if cut.requests > 0
             && !dispatch(
                 &tx,
-                &permits,
+                &budget,
                 context,
                 cut.requests,
+                cut.bytes,
                 cut.replies,
                 cut.commands,
             )
@@ -200,20 +305,44 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return;
         }
         if let Some((correlation_id, error)) = cut.fatal {
-            fail_after_outstanding_replies(&tx, &permits, limits, correlation_id, error).await;
+            fail_after_outstanding_replies(&tx, &budget, limits, correlation_id, error).await;
             return;
         }
-        if cut.requests == limits.max_inflight_per_connection {
-            continue; // the buffer may hold more complete frames
+        if cut.requests > 0 && buffer.has_frame(limits.max_frame_bytes) {
+            continue; // stopped at a limit with more complete frames waiting
         }
-        match buffer.fill(&mut reader, READ_CHUNK_BYTES).await {
+        if buffer.pending_bytes() == 0 {
+            frame_started = None;
+        } else if frame_started.is_none() {
+            frame_started = Some(Instant::now());
+        }
+        let (deadline, expires) =
+            Deadline::current(&session, &buffer, frame_started, limits, accepted);
+        let read =
+            tokio::time::timeout_at(expires.into(), buffer.fill(&mut reader, READ_CHUNK_BYTES));
+        let outcome = tokio::select! {
+            // The writer gave up (the peer stopped reading): nothing this
+            // connection reads could be answered.
+            () = tx.closed() => return,
+            outcome = read => outcome,
+        };
+        let Ok(outcome) = outcome else {
+            // A peer still owed replies is waiting for us, not idle.
+            if deadline == Deadline::Idle && !budget.idle(limits) {
+                continue;
+            }
+            let error = ErrorResponse::new(ErrorCode::TimedOut, deadline.reason());
+            fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
+            return;
+        };
+        match outcome {
             Ok(0) => {
                 if buffer.pending_bytes() > 0 {
                     let error = ErrorResponse::new(
                         ErrorCode::TruncatedFrame,
                         format!("stream ended {} bytes into a frame", buffer.pending_bytes()),
                     );
-                    fail_after_outstanding_replies(&tx, &permits, limits, 0, error).await;
+                    fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
                 }
                 return;
             }
@@ -223,37 +352,63 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-/// Admits `requests` (waiting while this client has too much in flight),
-/// answers the ones validation already answered, and routes the rest.
-/// False when the connection is finished.
+/// Admits the cut (waiting while this client has too much in flight),
+/// answers what validation already answered, takes each command's weight
+/// from the engine-wide budget (answering `busy` where it is spent), and
+/// routes the rest. False when the connection is finished.
 async fn dispatch(
     tx: &ReplyTx,
-    permits: &Semaphore,
+    budget: &Budget,
     context: &GatewayContext,
     requests: usize,
-    replies: Vec<(u64, Response)>,
-    commands: Vec<(u64, Command)>,
+    bytes: usize,
+    mut replies: Vec<(Tag, Response)>,
+    commands: Vec<(Tag, Command)>,
 ) -> bool {
-    match permits.acquire_many(requests as u32).await {
+    let admitted = match budget.requests.acquire_many(requests as u32).await {
+        Ok(admitted) => admitted,
+        Err(_closed) => return false,
+    };
+    admitted.forget();
+    match budget.bytes.acquire_many(bytes as u32).await {
         Ok(admitted) => admitted.forget(),
         Err(_closed) => return false,
+    }
+    let mut routed = Vec::with_capacity(commands.len());
+    for (mut tag, command) in commands {
+        match context
+            .inflight_bytes
+            .clone()
+            .try_acquire_many_owned(tag.bytes)
+        {
+            Ok(share) => {
+                tag.engine = Some(share);
+                routed.push((tag, command));
+            }
+            Err(_) => replies.push((tag, busy("the engine's in-flight budget is spent"))),
+        }
     }
     if !replies.is_empty() {
         reply::send(tx, Reply::Many(replies));
     }
-    commands.is_empty() || context.router.route(tx, commands).await.is_ok()
+    if !routed.is_empty() {
+        context.router.route(tx, routed);
+    }
+    true
 }
 
-/// Ends the connection on a framing violation, after the replies it owes.
+/// Ends the connection on a framing violation or a timeout, after the
+/// replies it owes.
 ///
-/// Every admitted request holds a permit until its reply is written, so
-/// holding all `max_inflight_per_connection` permits at once means nothing
-/// is outstanding. Then the error frame goes out last and the writer
-/// closes. If the peer stops reading (or the engine is stuck) the wait ends
-/// after `2 * prepare_timeout_ms` and the remaining replies are dropped.
+/// Every admitted request holds a request permit until its reply is
+/// written, so holding all `max_inflight_per_connection` permits at once
+/// means nothing is outstanding. Then the error frame goes out last and the
+/// writer closes. If the peer stops reading (or the engine is stuck) the
+/// wait ends after `2 * prepare_timeout_ms` and the remaining replies are
+/// dropped.
 async fn fail_after_outstanding_replies(
     tx: &ReplyTx,
-    permits: &Semaphore,
+    budget: &Budget,
     limits: &Limits,
     correlation_id: u64,
     error: ErrorResponse,
@@ -261,7 +416,8 @@ async fn fail_after_outstanding_replies(
     let all_permits = limits.max_inflight_per_connection as u32;
     let drain_timeout = Duration::from_millis(limits.prepare_timeout_ms.saturating_mul(2));
     // Timed out or the writer is gone: close anyway, nothing left to wait for.
-    let _drained = tokio::time::timeout(drain_timeout, permits.acquire_many(all_permits)).await;
+    let _drained =
+        tokio::time::timeout(drain_timeout, budget.requests.acquire_many(all_permits)).await;
     reply::send(tx, Reply::Fatal(correlation_id, error));
 }
 
@@ -287,32 +443,36 @@ fn encode_reply(
     }
 }
 
-/// Encodes the replies of `message` into `out`; returns how many requests
-/// they answer and whether the connection closes after them.
+/// Encodes the replies of `message` into `out`, noting each request's tag
+/// in `answered`; true when the connection closes after them.
 fn encode_message(
     out: &mut Vec<u8>,
     tally: &mut ReplyTally,
+    answered: &mut Vec<Tag>,
     message: Reply,
     max_frame_bytes: usize,
-) -> (usize, bool) {
-    let mut one = |correlation_id, response: &Response| {
+) -> bool {
+    let mut one = |tag: Tag, response: &Response| {
         tally.count(response);
-        encode_reply(out, correlation_id, response, max_frame_bytes);
+        encode_reply(out, tag.correlation_id, response, max_frame_bytes);
+        answered.push(tag);
     };
     match message {
         Reply::Many(replies) => {
-            for (correlation_id, response) in &replies {
-                one(*correlation_id, response);
+            for (tag, response) in replies {
+                one(tag, &response);
             }
-            (replies.len(), false)
+            false
         }
-        Reply::One(correlation_id, response) => {
-            one(correlation_id, &response);
-            (1, false)
+        Reply::One(tag, response) => {
+            one(tag, &response);
+            false
         }
         Reply::Fatal(correlation_id, error) => {
-            one(correlation_id, &Response::Error(error));
-            (0, true)
+            let response = Response::Error(error);
+            tally.count(&response);
+            encode_reply(out, correlation_id, &response, max_frame_bytes);
+            true
         }
     }
 }
@@ -320,19 +480,24 @@ fn encode_message(
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: ReplyRx,
-    permits: Arc<Semaphore>,
-    max_frame_bytes: usize,
+    budget: Arc<Budget>,
+    limits: Limits,
 ) {
+    let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
+    let mut answered: Vec<Tag> = Vec::new();
     let mut tally = ReplyTally::default();
     while let Some(first) = rx.recv().await {
-        let mut answered = 0usize;
         let mut close = false;
         let mut next = Some(first);
         while let Some(message) = next {
-            let (count, closes) = encode_message(&mut out, &mut tally, message, max_frame_bytes);
-            answered += count;
-            close |= closes;
+            close |= encode_message(
+                &mut out,
+                &mut tally,
+                &mut answered,
+                message,
+                limits.max_frame_bytes,
+            );
             if close || out.len() >= WRITE_CHUNK_BYTES {
                 break;
             }
@@ -341,18 +506,28 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // Counted before the write, so a client holding its reply finds it
         // in the metrics.
         tally.flush();
-        if writer.write_all(&out).await.is_err() {
-            break;
+        match tokio::time::timeout(write_timeout, writer.write_all(&out)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_elapsed) => {
+                tracing::info!("a peer stopped reading its replies; closing");
+                break;
+            }
         }
         out.clear();
-        permits.add_permits(answered);
+        for tag in answered.drain(..) {
+            budget.release(tag);
+        }
         if close {
             let _ = writer.shutdown().await;
             break;
         }
     }
-    // Wakes a reader waiting for permits: nobody will answer it any more.
-    permits.close();
+    // Replies never written drop their tags, which gives their share back
+    // to the engine; the connection's own budget dies with it, and closing
+    // it wakes a reader waiting for room.
+    rx.close();
+    budget.close();
 }
 
 #[cfg(test)]

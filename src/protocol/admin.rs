@@ -35,18 +35,45 @@ pub struct Totals {
     pub merchant_owed_minor: u64,
 }
 
+/// A book account: a store's, or a merchant's. Report lines run through
+/// every store, then every merchant, ascending; an account names a place
+/// in that order (the cursor of the next page) or one line (a filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ReportAccount {
+    Store(u32),
+    Merchant(u32),
+}
+
+/// One page of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRequest {
+    /// Lines on this page at most (at least 1; the engine sends at most
+    /// its `max_report_lines`).
+    pub limit: u32,
+    /// Start after this account (the previous page's `next`); `None` from
+    /// the start.
+    pub after: Option<ReportAccount>,
+    /// Only this account's line.
+    pub only: Option<ReportAccount>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ReportResponse {
     pub stores: Vec<StoreLine>,
     pub merchants: Vec<MerchantLine>,
     pub totals: Totals,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<ReportAccount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditResponse {
     pub ok: bool,
-    /// One line per finding, naming where (card, store, shard, payment).
+    /// One line per finding, naming where (card, store, shard, payment);
+    /// at most `PROBLEMS_MAX` of them.
     pub problems: Vec<String>,
+    /// Findings beyond those listed.
+    pub problems_omitted: u64,
     pub totals: Totals,
 }
 

@@ -44,10 +44,16 @@ pub enum ErrorCode {
     Forbidden = 15,
     /// Too many PIN failures: the principal is refused for a while.
     LockedOut = 16,
+    /// The engine is full right now (a shard's queue, the in-flight byte
+    /// budget, the admin lane); nothing was done: retry shortly.
+    Busy = 17,
+    /// The connection took too long (to authenticate, to finish a frame,
+    /// idle, or to read its replies) and is closed.
+    TimedOut = 18,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
         ErrorCode::TruncatedFrame,
@@ -64,6 +70,8 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::LockedOut,
+        ErrorCode::Busy,
+        ErrorCode::TimedOut,
     ];
 
     pub fn from_u16(code: u16) -> Option<ErrorCode> {
@@ -89,6 +97,8 @@ impl ErrorCode {
             Unauthenticated => "unauthenticated",
             Forbidden => "forbidden",
             LockedOut => "locked_out",
+            Busy => "busy",
+            TimedOut => "timed_out",
         }
     }
 }

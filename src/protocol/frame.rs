@@ -164,6 +164,15 @@ impl FrameBuffer {
         }
     }
 
+    /// True when the next frame is whole (or its prefix is illegal): a cut
+    /// would find something without reading.
+    pub fn has_frame(&self, max_frame_bytes: usize) -> bool {
+        !matches!(
+            parse(&self.bytes[self.consumed..], max_frame_bytes),
+            Ok(None)
+        )
+    }
+
     /// Bytes buffered but not yet cut into frames (a partial frame).
     pub fn pending_bytes(&self) -> usize {
         self.bytes.len() - self.consumed

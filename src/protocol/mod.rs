@@ -16,7 +16,8 @@ pub mod frame;
 mod pay;
 
 pub use admin::{
-    AuditResponse, MerchantLine, ReportResponse, ShardStats, StatsResponse, StoreLine, Totals,
+    AuditResponse, MerchantLine, ReportAccount, ReportRequest, ReportResponse, ShardStats,
+    StatsResponse, StoreLine, Totals,
 };
 pub use auth::{
     AUTH_NONCE_BYTES, AuthChallenge, AuthHello, AuthProof, AuthWelcome, PrincipalAddRequest,
@@ -111,7 +112,6 @@ wire_messages! {
     pub enum Request (unknown "unknown message type") {
         units {
             Ping = KIND_PING,
-            Report = KIND_REPORT,
             Audit = KIND_AUDIT,
             Stats = KIND_STATS,
             PrincipalList = KIND_PRINCIPAL_LIST,
@@ -121,6 +121,7 @@ wire_messages! {
             Activate(ActivateRequest) = KIND_ACTIVATE,
             Pay(PayRequest) = KIND_PAY,
             Balance(BalanceRequest) = KIND_BALANCE,
+            Report(ReportRequest) = KIND_REPORT,
             AuthHello(AuthHello) = KIND_AUTH_HELLO,
             AuthProof(AuthProof) = KIND_AUTH_PROOF,
             PrincipalAdd(PrincipalAddRequest) = KIND_PRINCIPAL_ADD,
@@ -196,7 +197,11 @@ mod tests {
     #[test]
     fn every_request_round_trips() {
         round_trip_request(Request::Ping);
-        round_trip_request(Request::Report);
+        round_trip_request(Request::Report(ReportRequest {
+            limit: 10,
+            after: Some(ReportAccount::Store(7)),
+            only: None,
+        }));
         round_trip_request(Request::Audit);
         round_trip_request(Request::Stats);
         round_trip_request(Request::Issue(IssueRequest {

@@ -13,21 +13,26 @@
 //!   [`principal`]: the operator's management of principals.
 //!
 //! Queues past the router are bounded: each shard's mailbox holds at most
-//! `shard_mailbox_capacity` messages (a full one makes the connection wait,
-//! and so stop reading), and every gathering future answers a request the
-//! connection admitted under its in-flight limit.
+//! `shard_mailbox_capacity` messages, and a connection's requests for a
+//! full one are answered `busy` at once (the router never waits). Every
+//! gathering future answers a request the connection admitted under its
+//! in-flight limits, and operator requests run in the [`AdminLane`], a few
+//! at a time.
 
 mod activate;
 mod admin;
+
+pub use admin::AdminLane;
 mod issue;
 mod principal;
 
 use crate::auth::Registry;
-use crate::idempotency::Claims;
 use crate::ids::{CardRef, PaymentId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
-use crate::protocol::{ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, Response};
-use crate::reply::{self, Reply, ReplyTx};
+use crate::protocol::{
+    ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, ReportRequest, Response,
+};
+use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
 use crate::twopc::Coordinator;
 use std::sync::Arc;
@@ -58,7 +63,7 @@ pub enum Command {
         count: usize,
         face_value_minor: u64,
     },
-    Report,
+    Report(ReportRequest),
     Audit,
     Stats,
     PrincipalAdd(PrincipalAddRequest),
@@ -73,24 +78,22 @@ pub enum Command {
 pub struct Router {
     pub shards: Arc<Shards>,
     pub coordinator: Arc<Coordinator>,
-    pub claims: Arc<Claims>,
     pub registry: Arc<Registry>,
+    pub admin: AdminLane,
     pub hasher: PinHasher,
     pub pin_digits: usize,
+    pub audit_slice_cards: usize,
 }
 
 impl Router {
-    /// Routes one read's commands; answers go to `reply`. Returns once
-    /// every command is queued (waiting for room in full shard mailboxes),
-    /// not once it is answered.
-    pub async fn route(
-        self: &Arc<Self>,
-        reply: &ReplyTx,
-        commands: Vec<(u64, Command)>,
-    ) -> Result<(), ShardGone> {
-        let mut per_shard: Vec<Vec<(u64, ClientOp)>> =
+    /// Routes one read's commands; answers go to `reply`. Never waits: a
+    /// shard whose mailbox is full gets nothing, and its requests are
+    /// answered `busy` at once; operator requests beyond the admin lane's
+    /// room likewise.
+    pub fn route(self: &Arc<Self>, reply: &ReplyTx, commands: Vec<(Tag, Command)>) {
+        let mut per_shard: Vec<Vec<(Tag, ClientOp)>> =
             (0..self.shards.count()).map(|_| Vec::new()).collect();
-        for (correlation_id, command) in commands {
+        for (tag, command) in commands {
             match command {
                 Command::Pay {
                     payment,
@@ -98,7 +101,7 @@ impl Router {
                     cards,
                 } => match self.single_shard(&cards) {
                     Some(shard) => per_shard[shard.index()].push((
-                        correlation_id,
+                        tag,
                         ClientOp::Pay {
                             payment,
                             amount_minor,
@@ -107,37 +110,48 @@ impl Router {
                     )),
                     None => {
                         let router = self.clone();
-                        self.answer_later(reply, correlation_id, async move {
+                        answer_beside(reply, tag, async move {
                             Ok(router.coordinator.pay(payment, amount_minor, cards).await)
                         });
                     }
                 },
                 Command::Balance { principal, card } => {
                     per_shard[self.shards.of(&card.key).index()].push((
-                        correlation_id,
+                        tag,
                         ClientOp::Balance {
                             principal,
                             key: card.key,
                         },
                     ))
                 }
-                other => {
+                Command::Activate {
+                    principal,
+                    store_id,
+                    pos_ref,
+                    cards,
+                } => {
                     let router = self.clone();
-                    self.answer_later(
-                        reply,
-                        correlation_id,
-                        async move { router.gather(other).await },
-                    );
+                    answer_beside(reply, tag, async move {
+                        let shards = &router.shards;
+                        activate::activate(shards, principal, store_id, pos_ref, cards).await
+                    });
                 }
+                admin => self.answer_in_admin_lane(reply, tag, admin),
             }
         }
         for (index, ops) in per_shard.into_iter().enumerate() {
-            if !ops.is_empty() {
-                let shard = ShardId::from_index(index);
-                self.shards.client(shard, reply.clone(), ops).await?;
+            if ops.is_empty() {
+                continue;
+            }
+            let shard = ShardId::from_index(index);
+            if let Err(refused) = self.shards.try_client(shard, reply.clone(), ops) {
+                let busy = refused
+                    .into_iter()
+                    .map(|(tag, _)| (tag, busy("the shard's queue is full")))
+                    .collect();
+                reply::send(reply, Reply::Many(busy));
             }
         }
-        Ok(())
     }
 
     /// The shard all of a payment's cards live on, if they share one.
@@ -149,31 +163,23 @@ impl Router {
             .then_some(first)
     }
 
-    /// Runs `work` beside the connection and sends its answer when done.
-    fn answer_later(
-        &self,
-        reply: &ReplyTx,
-        correlation_id: u64,
-        work: impl Future<Output = Result<Response, ShardGone>> + 'static,
-    ) {
-        let reply = reply.clone();
-        actix_rt::spawn(async move {
-            let response = work.await.unwrap_or_else(|ShardGone| {
-                Response::error(ErrorCode::Internal, "engine is shutting down")
-            });
-            reply::send(&reply, Reply::One(correlation_id, response));
+    /// Runs an operator request in the admin lane, or answers `busy`.
+    fn answer_in_admin_lane(self: &Arc<Self>, reply: &ReplyTx, tag: Tag, command: Command) {
+        let Some(place) = self.admin.try_enter() else {
+            let response = busy("the admin lane is full");
+            return reply::send(reply, Reply::One(tag, response));
+        };
+        let (router, reply) = (self.clone(), reply.clone());
+        self.admin.spawn(async move {
+            let response = router.admin(command).await.unwrap_or_else(shutting_down);
+            drop(place);
+            reply::send(&reply, Reply::One(tag, response));
         });
     }
 
-    /// Commands answered by gathering from several shards.
-    async fn gather(&self, command: Command) -> Result<Response, ShardGone> {
+    /// Operator commands.
+    async fn admin(&self, command: Command) -> Result<Response, ShardGone> {
         match command {
-            Command::Activate {
-                principal,
-                store_id,
-                pos_ref,
-                cards,
-            } => activate::activate(&self.shards, principal, store_id, pos_ref, cards).await,
             Command::Issue {
                 count,
                 face_value_minor,
@@ -187,18 +193,47 @@ impl Router {
                 )
                 .await
             }
-            Command::Report => admin::report(&self.shards).await,
-            Command::Audit => admin::audit(&self.shards, &self.claims).await,
+            Command::Report(request) => admin::report(&self.shards, request).await,
+            Command::Audit => {
+                let audits = self.admin.audits();
+                admin::audit(&self.shards, &audits, self.audit_slice_cards).await
+            }
             Command::Stats => admin::stats(&self.shards).await,
             Command::PrincipalAdd(body) => Ok(principal::add(&self.registry, body)),
             Command::PrincipalList => Ok(principal::list(&self.registry)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
-            Command::Pay { .. } | Command::Balance { .. } => {
-                unreachable!("single-shard commands are routed, not gathered")
+            Command::Pay { .. } | Command::Balance { .. } | Command::Activate { .. } => {
+                unreachable!("card commands are routed to the shards")
             }
         }
     }
+}
+
+/// Runs `work` beside the connection (on its arbiter) and sends its answer
+/// when done.
+fn answer_beside(
+    reply: &ReplyTx,
+    tag: Tag,
+    work: impl Future<Output = Result<Response, ShardGone>> + 'static,
+) {
+    let reply = reply.clone();
+    actix_rt::spawn(async move {
+        let response = work.await.unwrap_or_else(shutting_down);
+        reply::send(&reply, Reply::One(tag, response));
+    });
+}
+
+fn shutting_down(_: ShardGone) -> Response {
+    Response::error(ErrorCode::Internal, "engine is shutting down")
+}
+
+/// The retryable refusal of a full engine: nothing was done.
+pub(crate) fn busy(what: &str) -> Response {
+    Response::error(
+        ErrorCode::Busy,
+        format!("{what}; nothing was done, retry shortly"),
+    )
 }
 
 /// Items split by the shard that owns them, remembering each item's place

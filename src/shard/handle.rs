@@ -2,24 +2,24 @@
 //!
 //! Each shard's mailbox is bounded by `limits.shard_mailbox_capacity`
 //! messages: a sender takes a slot before it queues a message, and the slot
-//! comes back when the shard has handled it. A sender that finds the
-//! mailbox full waits for a slot, so a flood backs up into the connections
-//! that cause it (which then stop reading their sockets) instead of into
-//! the engine's memory.
+//! comes back when the shard has handled it. Client work that finds the
+//! mailbox full is refused (and answered `busy`); the engine's own messages
+//! (two-phase commit, audits) wait for a slot, so a decided commit is never
+//! dropped.
 //!
 //! Every operation has its own message and its own reply type; an answer
 //! arrives once the change behind it is durable.
 
 use super::messages::{
-    Abort, Activate, Activation, ClientOp, ClientWork, Commit, Insert, MailboxSlot, NewCard,
-    Prepare, RecordDecision, Snapshot, Stats,
+    Abort, Activate, Activation, AuditBegin, AuditEnd, AuditSlice, ClientOp, ClientWork, Commit,
+    Insert, MailboxSlot, NewCard, Prepare, RecordDecision, ReportPage, Stats,
 };
 use super::{Services, Shard};
 use crate::ids::{PaymentId, ShardId};
-use crate::ledger::ShardLedger;
+use crate::ledger::{ShardAudit, ShardPage};
 use crate::pin::PinKey;
-use crate::protocol::{ActivationResult, ShardStats};
-use crate::reply::ReplyTx;
+use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
+use crate::reply::{ReplyTx, Tag};
 use crate::state_machine::{PrepareRequest, ShardMachine, Take, Vote};
 use crate::storage::records::PaymentRecord;
 use actix::prelude::*;
@@ -135,15 +135,22 @@ impl Shards {
         Ok(out)
     }
 
-    /// Client requests whose answers go straight to a connection.
-    pub async fn client(
+    /// Client requests whose answers go straight to a connection. Never
+    /// waits: with `shard`'s mailbox full the requests come back, to be
+    /// answered `busy`.
+    pub fn try_client(
         &self,
         shard: ShardId,
         reply: ReplyTx,
-        ops: Vec<(u64, ClientOp)>,
-    ) -> Result<(), ShardGone> {
-        self.queue(shard, |_slot| ClientWork { reply, ops, _slot })
-            .await
+        ops: Vec<(Tag, ClientOp)>,
+    ) -> Result<(), Vec<(Tag, ClientOp)>> {
+        match self.mailboxes[shard.index()].clone().try_acquire_owned() {
+            Ok(_slot) => {
+                self.actors[shard.index()].do_send(ClientWork { reply, ops, _slot });
+                Ok(())
+            }
+            Err(_full) => Err(ops),
+        }
     }
 
     pub async fn activate(
@@ -222,12 +229,46 @@ impl Shards {
         .await
     }
 
-    /// Every shard's ledger snapshot, asked of all shards at once.
-    pub async fn snapshots(&self) -> Result<Vec<ShardLedger>, ShardGone> {
-        let ledgers = self
-            .ask_each(|done, _slot| Snapshot { done, _slot })
+    /// Every shard's part of a report page, asked of all shards at once.
+    pub async fn report_pages(
+        &self,
+        after: Option<ReportAccount>,
+        only: Option<ReportAccount>,
+        limit: usize,
+    ) -> Result<Vec<ShardPage>, ShardGone> {
+        self.ask_each(|done, _slot| ReportPage {
+            after,
+            only,
+            limit,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    /// Starts an audit walk on every shard.
+    pub async fn audit_begin(&self) -> Result<(), ShardGone> {
+        self.ask_each(|done, _slot| AuditBegin { done, _slot })
+            .await
+            .map(drop)
+    }
+
+    /// One audit slice of `cards` cards on `shard`; true once it is done.
+    pub async fn audit_slice(
+        &self,
+        shard: ShardId,
+        cards: usize,
+    ) -> Result<Answer<bool>, ShardGone> {
+        self.ask(shard, |done, _slot| AuditSlice { cards, done, _slot })
+            .await
+    }
+
+    /// Ends the audit walk on every shard.
+    pub async fn audit_end(&self) -> Result<Vec<ShardAudit>, ShardGone> {
+        let audits = self
+            .ask_each(|done, _slot| AuditEnd { done, _slot })
             .await?;
-        Ok(ledgers.into_iter().map(|ledger| *ledger).collect())
+        Ok(audits.into_iter().map(|audit| *audit).collect())
     }
 
     /// Every shard's group-commit figures, in shard order.

@@ -3,10 +3,10 @@
 //! given back when the shard has handled it.
 
 use crate::ids::{CardRef, PaymentId, StoreId};
-use crate::ledger::ShardLedger;
+use crate::ledger::{ShardAudit, ShardPage};
 use crate::pin::PinKey;
-use crate::protocol::{ActivationResult, ShardStats};
-use crate::reply::ReplyTx;
+use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
+use crate::reply::{ReplyTx, Tag};
 use crate::state_machine::{PrepareRequest, Take, Vote};
 use crate::storage::records::PaymentRecord;
 use actix::Message;
@@ -41,10 +41,10 @@ pub enum ClientOp {
 }
 
 /// Client requests from one connection read, answered straight to the
-/// connection once durable, each under its correlation id.
+/// connection once durable, each under its request's tag.
 pub struct ClientWork {
     pub reply: ReplyTx,
-    pub ops: Vec<(u64, ClientOp)>,
+    pub ops: Vec<(Tag, ClientOp)>,
     pub _slot: MailboxSlot,
 }
 shard_message!(ClientWork);
@@ -112,11 +112,37 @@ pub struct RecordDecision {
 }
 shard_message!(RecordDecision);
 
-pub struct Snapshot {
-    pub done: oneshot::Sender<Box<ShardLedger>>,
+/// This shard's part of a report page.
+pub struct ReportPage {
+    pub after: Option<ReportAccount>,
+    pub only: Option<ReportAccount>,
+    pub limit: usize,
+    pub done: oneshot::Sender<ShardPage>,
     pub _slot: MailboxSlot,
 }
-shard_message!(Snapshot);
+shard_message!(ReportPage);
+
+/// Starts an audit walk over the shard's cards.
+pub struct AuditBegin {
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(AuditBegin);
+
+/// Checks the next `cards` cards; answers true once every card is checked.
+pub struct AuditSlice {
+    pub cards: usize,
+    pub done: oneshot::Sender<bool>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(AuditSlice);
+
+/// Ends the audit walk: the shard's sums, books and findings.
+pub struct AuditEnd {
+    pub done: oneshot::Sender<Box<ShardAudit>>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(AuditEnd);
 
 pub struct Stats {
     pub done: oneshot::Sender<ShardStats>,

@@ -38,7 +38,8 @@ use crate::state_machine::{ShardMachine, Vote};
 use crate::storage::Storage;
 use actix::prelude::*;
 use messages::{
-    Abort, Activate, ClientWork, Commit, Insert, Prepare, RecordDecision, Snapshot, Stats,
+    Abort, Activate, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit, Insert, Prepare,
+    RecordDecision, ReportPage, Stats,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -188,7 +189,7 @@ impl Handler<ClientWork> for Shard {
     fn handle(&mut self, work: ClientWork, _ctx: &mut Context<Self>) {
         let now = Instant::now();
         let mut replies = Vec::with_capacity(work.ops.len());
-        for (correlation_id, op) in work.ops {
+        for (tag, op) in work.ops {
             let response = match op {
                 ClientOp::Pay {
                     payment,
@@ -207,7 +208,7 @@ impl Handler<ClientWork> for Shard {
                     })
                 }
             };
-            replies.push((correlation_id, response));
+            replies.push((tag, response));
         }
         self.deliver_when_durable(replies.len(), Delivery::Client(work.reply, replies));
     }
@@ -312,14 +313,48 @@ impl Handler<RecordDecision> for Shard {
     }
 }
 
-impl Handler<Snapshot> for Shard {
+impl Handler<ReportPage> for Shard {
     type Result = ();
 
-    /// A snapshot may include changes not yet synced, so it waits for the
+    /// A page may include changes not yet synced, so it waits for the
     /// current batch like any other answer.
-    fn handle(&mut self, message: Snapshot, _ctx: &mut Context<Self>) {
-        let ledger = Box::new(self.machine.snapshot());
-        self.deliver_when_durable(0, Delivery::Snapshot(message.done, ledger));
+    fn handle(&mut self, message: ReportPage, _ctx: &mut Context<Self>) {
+        let page = self
+            .machine
+            .report_page(message.after, message.only, message.limit);
+        self.deliver_when_durable(0, Delivery::Page(message.done, page));
+    }
+}
+
+impl Handler<AuditBegin> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: AuditBegin, _ctx: &mut Context<Self>) {
+        self.machine.begin_audit();
+        let _ = message.done.send(());
+    }
+}
+
+impl Handler<AuditSlice> for Shard {
+    type Result = ();
+
+    /// One slice per turn of the actor: payments queued meanwhile run
+    /// between slices.
+    fn handle(&mut self, message: AuditSlice, _ctx: &mut Context<Self>) {
+        let done = self.machine.audit_slice(message.cards);
+        let _ = message.done.send(done);
+    }
+}
+
+impl Handler<AuditEnd> for Shard {
+    type Result = ();
+
+    /// Holds are judged against the claims at this moment; the result may
+    /// include changes not yet synced, so it waits for the current batch.
+    fn handle(&mut self, message: AuditEnd, _ctx: &mut Context<Self>) {
+        let claims = &self.services.claims;
+        let audit = Box::new(self.machine.end_audit(|p| claims.is_in_flight(p)));
+        self.deliver_when_durable(0, Delivery::Audit(message.done, audit));
     }
 }
 
@@ -332,7 +367,7 @@ impl Handler<Stats> for Shard {
             s.snapshot(
                 self.machine.id(),
                 self.machine.card_count() as u64,
-                self.machine.card_map_bytes(),
+                self.machine.card_bytes(),
             )
         });
         let _ = message.done.send(stats.unwrap_or_default());

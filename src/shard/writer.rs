@@ -14,9 +14,9 @@
 
 use crate::idempotency::Claims;
 use crate::ids::{PaymentId, ShardId};
-use crate::ledger::ShardLedger;
+use crate::ledger::{ShardAudit, ShardPage};
 use crate::protocol::{ActivationResult, Response, ShardStats};
-use crate::reply::{self, Reply, ReplyTx};
+use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::state_machine::Vote;
 use crate::storage::{Changes, Storage, Store};
 use crate::telemetry;
@@ -27,8 +27,8 @@ use tokio::sync::oneshot;
 
 /// An answer waiting for its batch to be durable, typed by what was asked.
 pub enum Delivery {
-    /// Wire responses for a connection, by correlation id.
-    Client(ReplyTx, Vec<(u64, Response)>),
+    /// Wire responses for a connection, by request tag.
+    Client(ReplyTx, Vec<(Tag, Response)>),
     Activated(
         oneshot::Sender<Vec<ActivationResult>>,
         Vec<ActivationResult>,
@@ -37,7 +37,8 @@ pub enum Delivery {
     Voted(oneshot::Sender<Vote>, Vote),
     /// A commit, an abort or a decision is applied.
     Done(oneshot::Sender<()>),
-    Snapshot(oneshot::Sender<Box<ShardLedger>>, Box<ShardLedger>),
+    Page(oneshot::Sender<ShardPage>, ShardPage),
+    Audit(oneshot::Sender<Box<ShardAudit>>, Box<ShardAudit>),
 }
 
 impl Delivery {
@@ -50,7 +51,8 @@ impl Delivery {
             Delivery::Inserted(tx, inserted) => drop(tx.send(inserted)),
             Delivery::Voted(tx, vote) => drop(tx.send(vote)),
             Delivery::Done(tx) => drop(tx.send(())),
-            Delivery::Snapshot(tx, ledger) => drop(tx.send(ledger)),
+            Delivery::Page(tx, page) => drop(tx.send(page)),
+            Delivery::Audit(tx, audit) => drop(tx.send(audit)),
         }
     }
 }
@@ -99,11 +101,11 @@ impl WriterStats {
         self.sync_us.saturating_record(sync_us.max(1));
     }
 
-    pub fn snapshot(&self, shard: ShardId, cards: u64, card_map_bytes: u64) -> ShardStats {
+    pub fn snapshot(&self, shard: ShardId, cards: u64, card_bytes: u64) -> ShardStats {
         ShardStats {
             shard: shard.0,
             cards,
-            card_map_bytes,
+            card_map_bytes: card_bytes,
             batches: self.batches,
             ops: self.ops,
             batch_ops_p50: self.batch_ops.value_at_quantile(0.5),

@@ -74,8 +74,10 @@ impl ShardMachine {
         let mut cap_left_minor = request.amount_minor;
         let mut holds = Vec::with_capacity(request.cards.len());
         for &(position, card_ref) in &request.cards {
-            let card = self.cards.get_mut(&card_ref.key).expect("checked above");
-            let held_minor = card.hold(cap_left_minor).expect("checked above");
+            let (held_minor, balance_minor) = self.update_card(&card_ref.key, |card| {
+                let held = card.hold(cap_left_minor).expect("checked above");
+                (held, card.balance_minor)
+            });
             cap_left_minor -= held_minor;
             let earlier = self
                 .holds
@@ -86,7 +88,7 @@ impl ShardMachine {
             holds.push(HeldCard {
                 position,
                 held_minor,
-                balance_minor: card.balance_minor,
+                balance_minor,
             });
         }
         Vote::Yes { holds }
@@ -101,9 +103,11 @@ impl ShardMachine {
                 .holds
                 .remove(&(payment, take.key))
                 .expect("commit names a card this shard prepared");
-            let card = self.cards.get_mut(&take.key).expect("a held card exists");
-            card.commit_hold(hold_minor, take.take_minor);
-            out.put_card(&take.key, card);
+            let card = self.update_card(&take.key, |card| {
+                card.commit_hold(hold_minor, take.take_minor);
+                *card
+            });
+            out.put_card(&take.key, &card);
             out.delete_hold(payment, &take.key);
             total_minor = total_minor
                 .checked_add(take.take_minor)
@@ -119,8 +123,7 @@ impl ShardMachine {
     pub fn abort(&mut self, payment: PaymentId, keys: &[PinKey], out: &mut Changes) {
         for key in keys {
             if let Some(hold_minor) = self.holds.remove(&(payment, *key)) {
-                let card = self.cards.get_mut(key).expect("a held card exists");
-                card.release(hold_minor);
+                self.update_card(key, |card| card.release(hold_minor));
                 out.delete_hold(payment, key);
             }
         }
@@ -146,10 +149,11 @@ impl ShardMachine {
         key: PinKey,
         hold_minor: u64,
     ) -> Result<(), String> {
-        let card = self
+        let slot = self
             .cards
-            .get_mut(&key)
+            .slot(&key)
             .ok_or_else(|| format!("hold on missing card {}", key.label()))?;
+        let card = self.cards.card(slot);
         if card.available_minor() < hold_minor || self.holds.contains_key(&(payment, key)) {
             return Err(format!(
                 "hold of {hold_minor} on card {} does not fit its balance {}",
@@ -157,7 +161,8 @@ impl ShardMachine {
                 card.balance_minor
             ));
         }
-        card.held_minor += hold_minor;
+        self.cards
+            .update(slot, |card| card.held_minor += hold_minor);
         self.holds.insert((payment, key), hold_minor);
         Ok(())
     }

@@ -19,23 +19,24 @@
 //! record. The driver writes each write-set atomically, so a crash can cut
 //! between write-sets, never inside one.
 
+mod audit;
+mod cards;
 mod holds;
 mod pay;
 
+pub use cards::Cards;
 pub use holds::{HeldCard, PrepareRequest, Take, Vote};
+pub use pay::is_recorded;
 pub(crate) use pay::split_payment;
 
 use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{PaymentId, ShardId, StoreId};
-use crate::ledger::{ShardBooks, ShardLedger};
-use crate::pin::{KeyHashBuilder, PinKey};
-use crate::protocol::{ActivationResult, BalanceResponse, ErrorCode, ErrorResponse};
+use crate::ledger::{ShardBooks, ShardPage};
+use crate::pin::PinKey;
+use crate::protocol::{ActivationResult, BalanceResponse, ErrorCode, ErrorResponse, ReportAccount};
 use crate::storage::Changes;
 use crate::storage::records::BookKind;
 use std::collections::{BTreeSet, HashMap};
-
-/// A shard's cards, by PIN key.
-pub type CardMap = HashMap<PinKey, Card, KeyHashBuilder>;
 
 /// Holds of prepared two-phase payments, by (payment, card).
 type HoldMap = HashMap<(PaymentId, PinKey), u64>;
@@ -43,24 +44,27 @@ type HoldMap = HashMap<(PaymentId, PinKey), u64>;
 /// The in-memory state of one shard and the rules that change it.
 pub struct ShardMachine {
     id: ShardId,
-    cards: CardMap,
+    cards: Cards,
     holds: HoldMap,
     books: ShardBooks,
     /// Accounts credited since the last write-set was closed (rows to
     /// write). Ordered, so a run writes the same bytes every time.
     dirty_books: BTreeSet<(BookKind, u32)>,
+    /// An audit in progress (see [`audit`]).
+    audit: Option<audit::AuditRun>,
 }
 
 impl ShardMachine {
     /// A shard starting from loaded cards and book shares, with no holds
     /// (recovery re-places any with [`ShardMachine::restore_hold`]).
-    pub fn new(id: ShardId, cards: CardMap, books: ShardBooks) -> ShardMachine {
+    pub fn new(id: ShardId, cards: Cards, books: ShardBooks) -> ShardMachine {
         ShardMachine {
             id,
             cards,
             holds: HoldMap::new(),
             books,
             dirty_books: BTreeSet::new(),
+            audit: None,
         }
     }
 
@@ -72,18 +76,18 @@ impl ShardMachine {
         self.cards.len()
     }
 
-    /// Bytes the card map has allocated (see [`card_map_bytes`]).
-    pub fn card_map_bytes(&self) -> u64 {
-        card_map_bytes(&self.cards)
+    /// Bytes the cards have allocated in memory.
+    pub fn card_bytes(&self) -> u64 {
+        self.cards.allocated_bytes()
     }
 
-    /// Registers a new (issued, worthless) card; false if the key exists.
+    /// Registers a new (issued, worthless) card; false if the key exists
+    /// (or the shard is full: [`crate::config::CARDS_PER_SHARD_MAX`]).
     pub fn insert_card(&mut self, key: PinKey, face_value_minor: u64, out: &mut Changes) -> bool {
-        if self.cards.contains_key(&key) {
+        let card = Card::issued(face_value_minor);
+        if self.cards.insert(key, card).is_none() {
             return false;
         }
-        let card = Card::issued(face_value_minor);
-        self.cards.insert(key, card);
         out.put_card(&key, &card);
         true
     }
@@ -97,14 +101,18 @@ impl ShardMachine {
         pos_ref: u64,
         out: &mut Changes,
     ) -> ActivationResult {
-        let Some(card) = self.cards.get_mut(&key) else {
+        let Some(slot) = self.cards.slot(&key) else {
             return ActivationResult::Declined {
                 reason: DeclineReason::UnknownPin,
             };
         };
-        if let Err(reason) = card.activate(store_id, pos_ref) {
+        if let Err(reason) = self
+            .cards
+            .update(slot, |card| card.activate(store_id, pos_ref))
+        {
             return ActivationResult::Declined { reason };
         }
+        let card = self.cards.card(slot);
         let face_value_minor = card.face_value_minor;
         out.put_card(&key, card);
         self.credit(BookKind::StoreOwed, store_id, face_value_minor);
@@ -135,9 +143,15 @@ impl ShardMachine {
         })
     }
 
-    /// Cards, books and holds for a report or an audit, in one pass.
-    pub fn snapshot(&self) -> ShardLedger {
-        ShardLedger::snapshot(self.id, &self.cards, &self.books, &self.holds)
+    /// This shard's part of a report page: O(limit), from the running
+    /// totals and the books, never a scan of the cards.
+    pub fn report_page(
+        &self,
+        after: Option<ReportAccount>,
+        only: Option<ReportAccount>,
+        limit: usize,
+    ) -> ShardPage {
+        self.books.page(self.cards.totals(), after, only, limit)
     }
 
     /// Closes a write-set: writes the book rows credited since the last
@@ -162,6 +176,12 @@ impl ShardMachine {
         }
     }
 
+    /// Changes the card under `key`, which the caller knows exists.
+    fn update_card<R>(&mut self, key: &PinKey, change: impl FnOnce(&mut Card) -> R) -> R {
+        let slot = self.cards.slot(key).expect("the card was checked to exist");
+        self.cards.update(slot, change)
+    }
+
     /// Credits this shard's share of an account; the row is written when
     /// the write-set closes ([`ShardMachine::end_batch`]).
     fn credit(&mut self, kind: BookKind, account: u32, amount_minor: u64) {
@@ -170,38 +190,16 @@ impl ShardMachine {
     }
 }
 
-/// Bytes a card map has allocated, computed from its capacity.
-///
-/// The standard map (hashbrown) keeps its load at most 7/8: a capacity of
-/// `c` means `c / 7 * 8` slots (below 8 slots, `c + 1`), each one
-/// `(PinKey, Card)` entry plus one control byte, and a group of control
-/// bytes more. This is the number to watch when sizing a machine: all cards
-/// live in memory.
-pub fn card_map_bytes(cards: &CardMap) -> u64 {
-    const CONTROL_GROUP_BYTES: usize = 16;
-    let slots = match cards.capacity() {
-        0 => return 0,
-        small @ 1..7 => small + 1,
-        large => large / 7 * 8,
-    };
-    let slot_bytes = std::mem::size_of::<(PinKey, Card)>() + 1;
-    (slots * slot_bytes + CONTROL_GROUP_BYTES) as u64
-}
-
-/// A card map entry is a 16-byte key and a 40-byte card with no padding:
-/// the memory figures in the README and `kessai stats` assume it.
-const _: () = assert!(std::mem::size_of::<(PinKey, Card)>() == 56);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     pub(super) fn machine_with(cards: &[(u8, Card)]) -> ShardMachine {
-        let map = cards
+        let cards = cards
             .iter()
             .map(|(byte, card)| (PinKey([*byte; 16]), *card))
             .collect();
-        ShardMachine::new(ShardId(0), map, ShardBooks::default())
+        ShardMachine::new(ShardId(0), cards, ShardBooks::default())
     }
 
     #[test]
@@ -229,9 +227,10 @@ mod tests {
         assert_eq!(out.len(), 1, "one card record, no book row yet");
         machine.end_batch(&mut out);
         assert_eq!(out.len(), 2, "the store's share, once");
-        let ledger = machine.snapshot();
-        assert_eq!(ledger.books.share(BookKind::StoreOwed, 42), 700);
-        assert_eq!(ledger.books.share(BookKind::StoreOwed, 43), 0);
+        let page = machine.report_page(None, None, 10);
+        assert_eq!(page.lines.len(), 1, "store 42 only");
+        assert_eq!(page.lines[0].owed_minor, 700);
+        assert_eq!(page.lines[0].cards_activated, 1);
     }
 
     #[test]
@@ -248,27 +247,5 @@ mod tests {
         let unknown = machine.balance(&PinKey([2; 16])).expect_err("unknown");
         assert_eq!(unsold, unknown);
         assert_eq!(unknown.error_code(), Some(ErrorCode::InvalidCard));
-    }
-
-    #[test]
-    fn card_map_bytes_covers_every_entry_and_tracks_the_allocation() {
-        let entry_bytes = std::mem::size_of::<(PinKey, Card)>() as u64;
-        assert_eq!(card_map_bytes(&CardMap::default()), 0);
-        for count in [1u32, 3, 7, 1_000, 100_000] {
-            let mut cards = CardMap::with_capacity_and_hasher(count as usize, Default::default());
-            for i in 0..count {
-                let mut key = [0u8; crate::pin::PIN_KEY_BYTES];
-                key[..4].copy_from_slice(&i.to_le_bytes());
-                cards.insert(PinKey(key), Card::issued(1000));
-            }
-            let bytes = card_map_bytes(&cards);
-            // hashbrown allocates a power of two of slots: the formula must
-            // land on one, with at least one slot per card and at most
-            // twice the slots the 7/8 load needs (one resize's worth).
-            let slots = (bytes - 16) / (entry_bytes + 1);
-            assert!(slots.is_power_of_two(), "{count} cards: {slots} slots");
-            assert!(slots > u64::from(count), "{count} cards: {slots} slots");
-            assert!(slots <= 2 * (u64::from(count) * 8 / 7).max(4));
-        }
     }
 }

@@ -27,6 +27,7 @@ use crate::idempotency::{self, Claims};
 use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ErrorCode, PayResponse, Response};
 use crate::shard::{ShardGone, Shards};
+use crate::state_machine::is_recorded;
 use crate::storage::Storage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,14 +112,18 @@ impl Coordinator {
         let decision = self.prepare_and_decide(&mut two_phase).await?;
         crashpoint::reached(CrashPoint::AfterPrepare);
 
-        // The decision is durable before any shard hears of it.
-        let home = two_phase.payment.home_shard(self.shards.count());
-        let record = two_phase.record(&decision);
-        self.shards
-            .record_decision(home, two_phase.payment, record)
-            .await?
-            .get()
-            .await?;
+        // The decision is durable before any shard hears of it. A decline
+        // for an invalid card is not recorded (see `is_recorded`): it is an
+        // abort, which recovery presumes anyway.
+        if is_recorded(&decision) {
+            let home = two_phase.payment.home_shard(self.shards.count());
+            let record = two_phase.record(&decision);
+            self.shards
+                .record_decision(home, two_phase.payment, record)
+                .await?
+                .get()
+                .await?;
+        }
         crashpoint::reached(CrashPoint::AfterDecision);
         crate::telemetry::twopc_decided(decision.is_approved());
 

@@ -170,6 +170,18 @@ impl Server {
         None
     }
 
+    /// The engine's resident memory, from `/proc` (Linux).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("engine process status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line");
+        kib * 1024
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("engine.log")).unwrap_or_default()
     }
@@ -374,11 +386,28 @@ impl Raw {
 
     pub fn send(&mut self, correlation_id: u64, request: &kessai::protocol::Request) {
         use std::io::Write;
-        let mut out = Vec::new();
-        request
-            .encode(&mut out, correlation_id, 1 << 20)
-            .expect("encode");
-        self.stream.write_all(&out).expect("write");
+        self.stream
+            .write_all(&frame_of(correlation_id, request))
+            .expect("write");
+    }
+
+    /// Reads until the engine closes the connection; false if it is still
+    /// open after the read timeout.
+    pub fn closed_by_engine(&mut self) -> bool {
+        use std::io::Read;
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(error) => {
+                    return matches!(
+                        error.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    );
+                }
+            }
+        }
     }
 
     /// The next whole frame from the engine.
@@ -398,6 +427,15 @@ impl Raw {
             self.buffer.extend_from_slice(&chunk[..read]);
         }
     }
+}
+
+/// One request as frame bytes.
+pub fn frame_of(correlation_id: u64, request: &kessai::protocol::Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    request
+        .encode(&mut out, correlation_id, 1 << 20)
+        .expect("encode");
+    out
 }
 
 /// A raw connection that has done the handshake as `key` (correlation ids
@@ -420,4 +458,33 @@ pub fn raw_connection(addr: SocketAddr, key: &Key) -> Raw {
     raw.send(2, &Request::AuthProof(AuthProof { proof }));
     assert!(matches!(raw.next().1, Response::Welcome(_)));
     raw
+}
+
+/// A random 16-digit PIN with a valid check digit (a guess).
+pub fn guess(state: &mut u64) -> String {
+    let mut digits: Vec<u8> = (0..15)
+        .map(|index| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            let low = u64::from(index == 0);
+            (low + *state % (10 - low)) as u8
+        })
+        .collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 0 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    digits.push(((10 - sum % 10) % 10) as u8);
+    digits.iter().map(|d| char::from(b'0' + d)).collect()
 }

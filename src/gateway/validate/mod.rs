@@ -42,6 +42,36 @@ pub(super) struct Context<'a> {
     pub now: Instant,
 }
 
+/// The most the reply to a request of `kind`, `frame_bytes` long, can take
+/// on the wire: with the frame itself, the request's weight in its
+/// connection's in-flight byte budget. Never more than a frame.
+pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
+    use crate::protocol::{KIND_ACTIVATE, KIND_BALANCE, KIND_PAY};
+    const SMALL_BYTES: usize = 64;
+    let bound = match kind {
+        // A part per card (at most 23 bytes) for each PIN (at least 11).
+        KIND_PAY => SMALL_BYTES + 2 * frame_bytes,
+        // A result per PIN (at most 11 bytes) for each PIN (at least 11).
+        KIND_ACTIVATE => SMALL_BYTES + frame_bytes,
+        KIND_BALANCE => SMALL_BYTES,
+        kind if OPERATOR_KINDS.contains(&kind) => limits.max_frame_bytes,
+        _ => SMALL_BYTES,
+    };
+    bound.min(limits.max_frame_bytes)
+}
+
+/// Operator requests, whose replies can fill a frame.
+const OPERATOR_KINDS: [u8; 8] = [
+    crate::protocol::KIND_ISSUE,
+    crate::protocol::KIND_REPORT,
+    crate::protocol::KIND_AUDIT,
+    crate::protocol::KIND_STATS,
+    crate::protocol::KIND_PRINCIPAL_ADD,
+    crate::protocol::KIND_PRINCIPAL_LIST,
+    crate::protocol::KIND_PRINCIPAL_REVOKE,
+    crate::protocol::KIND_PRINCIPAL_ROTATE,
+];
+
 /// A request refused by validation: nothing is routed or recorded.
 fn reject(code: ErrorCode, message: String) -> Action {
     Action::Reply(Response::error(code, message))
@@ -67,7 +97,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         return Action::Reply(Response::Error(locked.refusal()));
     }
     match request {
-        Request::Report => Action::Route(Command::Report),
+        Request::Report(body) => report(body, context.limits),
         Request::Audit => Action::Route(Command::Audit),
         Request::Stats => Action::Route(Command::Stats),
         Request::PrincipalList => Action::Route(Command::PrincipalList),
@@ -90,7 +120,7 @@ fn required_role(request: &Request) -> Option<Role> {
     match request {
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => None,
         Request::Issue(_)
-        | Request::Report
+        | Request::Report(_)
         | Request::Audit
         | Request::Stats
         | Request::PrincipalAdd(_)
@@ -100,6 +130,21 @@ fn required_role(request: &Request) -> Option<Role> {
         Request::Activate(_) => Some(Role::StoreHq),
         Request::Pay(_) | Request::Balance(_) => Some(Role::Merchant),
     }
+}
+
+/// Report: at least one line a page, and at most `max_report_lines` (a
+/// larger ask gets a page of that many, so a client need not know the
+/// engine's limit; the cursor carries on from there).
+fn report(mut body: crate::protocol::ReportRequest, limits: &Limits) -> Action {
+    if body.limit == 0 {
+        return reject(
+            ErrorCode::LimitExceeded,
+            "a report page has at least one line".to_string(),
+        );
+    }
+    let most = u32::try_from(limits.max_report_lines).unwrap_or(u32::MAX);
+    body.limit = body.limit.min(most);
+    Action::Route(Command::Report(body))
 }
 
 /// Counts a PIN that failed its syntax or check-digit test against the
@@ -125,6 +170,19 @@ pub(super) mod tests {
         }
     }
 
+    /// Runs `check` with a validation context over `limits`, a fixed PIN
+    /// hasher and a fresh guard.
+    pub fn with_context<R>(limits: &Limits, check: impl FnOnce(&Context<'_>) -> R) -> R {
+        let hasher = PinHasher::new(b"k");
+        let guard = Guard::new(limits);
+        check(&Context {
+            limits,
+            hasher: &hasher,
+            guard: &guard,
+            now: Instant::now(),
+        })
+    }
+
     /// A registry with operator 0, store HQ 42 (stores 42, 43), merchant 5.
     pub fn principals() -> Registry {
         let registry = Registry::load(Arc::new(MemStore::new())).expect("load");
@@ -141,54 +199,74 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn report_pages_are_capped_at_the_limit_and_never_empty() {
+        let registry = principals();
+        let limits = Limits::default();
+        with_context(&limits, |context| {
+            let operator = registry.get(0).expect("operator");
+            let page = |limit| {
+                Request::Report(crate::protocol::ReportRequest {
+                    limit,
+                    after: None,
+                    only: None,
+                })
+            };
+            assert_eq!(
+                code_of(validate(page(0), &operator, context)),
+                Some(ErrorCode::LimitExceeded)
+            );
+            for (asked, sent) in [(1, 1), (1000, 1000), (u32::MAX, 1000)] {
+                match validate(page(asked), &operator, context) {
+                    Action::Route(Command::Report(request)) => assert_eq!(request.limit, sent),
+                    _ => panic!("a page of {asked} is routed"),
+                }
+            }
+        })
+    }
+
+    #[test]
     fn each_role_may_send_only_its_own_requests() {
         let registry = principals();
         let limits = Limits::default();
-        let hasher = PinHasher::new(b"k");
-        let guard = Guard::new(&limits);
-        let context = Context {
-            limits: &limits,
-            hasher: &hasher,
-            guard: &guard,
-            now: Instant::now(),
-        };
-        let issue = || {
-            Request::Issue(crate::protocol::IssueRequest {
-                count: 1,
-                face_value_minor: 500,
-            })
-        };
-        let activate = |store_id| {
-            Request::Activate(crate::protocol::ActivateRequest {
-                store_id,
-                pos_ref: 0,
-                pins: vec!["79927398713".into()],
-            })
-        };
-        let operator = registry.get(0).expect("operator");
-        let hq = registry.get(42).expect("store hq");
-        let merchant = registry.get(5).expect("merchant");
-        let forbidden = Some(ErrorCode::Forbidden);
-        assert!(matches!(
-            validate(issue(), &operator, &context),
-            Action::Route(_)
-        ));
-        assert_eq!(code_of(validate(issue(), &merchant, &context)), forbidden);
-        assert_eq!(
-            code_of(validate(activate(42), &merchant, &context)),
-            forbidden
-        );
-        assert_eq!(code_of(validate(Request::Audit, &hq, &context)), forbidden);
-        assert!(matches!(
-            validate(activate(43), &hq, &context),
-            Action::Route(_)
-        ));
-        assert_eq!(code_of(validate(activate(44), &hq, &context)), forbidden);
-        for principal in [&operator, &hq, &merchant] {
+        with_context(&limits, |context| {
+            let issue = || {
+                Request::Issue(crate::protocol::IssueRequest {
+                    count: 1,
+                    face_value_minor: 500,
+                })
+            };
+            let activate = |store_id| {
+                Request::Activate(crate::protocol::ActivateRequest {
+                    store_id,
+                    pos_ref: 0,
+                    pins: vec!["79927398713".into()],
+                })
+            };
+            let operator = registry.get(0).expect("operator");
+            let hq = registry.get(42).expect("store hq");
+            let merchant = registry.get(5).expect("merchant");
+            let forbidden = Some(ErrorCode::Forbidden);
             assert!(matches!(
-                validate(Request::Ping, principal, &context),
-                Action::Reply(Response::Pong)
+                validate(issue(), &operator, context),
+                Action::Route(_)
             ));
-        }
+            assert_eq!(code_of(validate(issue(), &merchant, context)), forbidden);
+            assert_eq!(
+                code_of(validate(activate(42), &merchant, context)),
+                forbidden
+            );
+            assert_eq!(code_of(validate(Request::Audit, &hq, context)), forbidden);
+            assert!(matches!(
+                validate(activate(43), &hq, context),
+                Action::Route(_)
+            ));
+            assert_eq!(code_of(validate(activate(44), &hq, context)), forbidden);
+            for principal in [&operator, &hq, &merchant] {
+                assert!(matches!(
+                    validate(Request::Ping, principal, context),
+                    Action::Reply(Response::Pong)
+                ));
+            }
+        })
     }
 }

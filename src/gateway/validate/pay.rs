@@ -26,8 +26,10 @@ pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Conte
     }
     let cards = match cards(&body.pins, context.hasher) {
         Ok(cards) => cards,
-        Err(Refusal::BadPin(refused)) => return pin_failure(principal, context, refused),
-        Err(Refusal::Other(refused)) => return refused,
+        Err(Refusal::BadPin(message)) => {
+            return pin_failure(principal, context, reject(ErrorCode::InvalidPin, message));
+        }
+        Err(Refusal::Duplicate(message)) => return reject(ErrorCode::DuplicatePin, message),
     };
     Action::Route(Command::Pay {
         payment: PaymentId {
@@ -41,29 +43,22 @@ pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Conte
 
 enum Refusal {
     /// A PIN failed its syntax or check digit: a PIN failure.
-    BadPin(Action),
-    Other(Action),
+    BadPin(String),
+    Duplicate(String),
 }
 
 /// The payment's cards, or the refusal naming the first bad position.
 fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Refusal> {
     let mut cards: Vec<CardRef> = Vec::with_capacity(pins.len());
     for (index, text) in pins.iter().enumerate() {
-        let pin = Pin::parse(text).map_err(|error| {
-            Refusal::BadPin(reject(
-                ErrorCode::InvalidPin,
-                format!("PIN at position {}: {error}", index + 1),
-            ))
-        })?;
+        let pin = Pin::parse(text)
+            .map_err(|error| Refusal::BadPin(format!("PIN at position {}: {error}", index + 1)))?;
         let key = hasher.key(&pin);
         if let Some(first) = cards.iter().position(|c| c.key == key) {
-            return Err(Refusal::Other(reject(
-                ErrorCode::DuplicatePin,
-                format!(
-                    "PIN at position {} repeats position {}",
-                    index + 1,
-                    first + 1
-                ),
+            return Err(Refusal::Duplicate(format!(
+                "PIN at position {} repeats position {}",
+                index + 1,
+                first + 1
             )));
         }
         cards.push(CardRef {
@@ -76,13 +71,11 @@ fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Refusal> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{code_of, principals};
-    use super::super::{Context, validate as validate_request};
+    use super::super::tests::{code_of, principals, with_context};
+    use super::super::validate as validate_request;
     use super::*;
-    use crate::auth::Guard;
     use crate::config::Limits;
     use crate::protocol::Request;
-    use std::time::Instant;
 
     fn pay(pins: &[&str], amount_minor: u64) -> Request {
         Request::Pay(PayRequest {
@@ -95,35 +88,29 @@ mod tests {
     #[test]
     fn payments_are_checked_before_routing() {
         let limits = Limits::default();
-        let hasher = PinHasher::new(b"k");
-        let guard = Guard::new(&limits);
-        let context = Context {
-            limits: &limits,
-            hasher: &hasher,
-            guard: &guard,
-            now: Instant::now(),
-        };
-        let merchant = principals().get(5).expect("merchant");
-        let check = |request| code_of(validate_request(request, &merchant, &context));
-        let good = "79927398713";
-        let other = "4539578763621486";
-        match validate_request(pay(&[good], 5), &merchant, &context) {
-            Action::Route(Command::Pay { payment, .. }) => {
-                assert_eq!(payment.merchant_id, 5, "the merchant is the principal");
+        with_context(&limits, |context| {
+            let merchant = principals().get(5).expect("merchant");
+            let check = |request| code_of(validate_request(request, &merchant, context));
+            let good = "79927398713";
+            let other = "4539578763621486";
+            match validate_request(pay(&[good], 5), &merchant, context) {
+                Action::Route(Command::Pay { payment, .. }) => {
+                    assert_eq!(payment.merchant_id, 5, "the merchant is the principal");
+                }
+                _ => panic!("a good payment is routed"),
             }
-            _ => panic!("a good payment is routed"),
-        }
-        assert_eq!(check(pay(&[good], 0)), Some(ErrorCode::InvalidAmount));
-        assert_eq!(check(pay(&[], 5)), Some(ErrorCode::LimitExceeded));
-        assert_eq!(
-            check(pay(&[good, "79927398710"], 5)),
-            Some(ErrorCode::InvalidPin)
-        );
-        assert_eq!(
-            check(pay(&[good, other, good], 5)),
-            Some(ErrorCode::DuplicatePin)
-        );
-        assert_eq!(check(pay(&[good; 11], 5)), Some(ErrorCode::LimitExceeded));
+            assert_eq!(check(pay(&[good], 0)), Some(ErrorCode::InvalidAmount));
+            assert_eq!(check(pay(&[], 5)), Some(ErrorCode::LimitExceeded));
+            assert_eq!(
+                check(pay(&[good, "79927398710"], 5)),
+                Some(ErrorCode::InvalidPin)
+            );
+            assert_eq!(
+                check(pay(&[good, other, good], 5)),
+                Some(ErrorCode::DuplicatePin)
+            );
+            assert_eq!(check(pay(&[good; 11], 5)), Some(ErrorCode::LimitExceeded));
+        })
     }
 
     #[test]
@@ -132,28 +119,22 @@ mod tests {
             pin_failures_max: 3,
             ..Limits::default()
         };
-        let hasher = PinHasher::new(b"k");
-        let guard = Guard::new(&limits);
-        let context = Context {
-            limits: &limits,
-            hasher: &hasher,
-            guard: &guard,
-            now: Instant::now(),
-        };
-        let merchant = principals().get(5).expect("merchant");
-        let typo = || pay(&["79927398710"], 5);
-        for _ in 0..2 {
-            let code = code_of(validate_request(typo(), &merchant, &context));
-            assert_eq!(code, Some(ErrorCode::InvalidPin));
-        }
-        let third = code_of(validate_request(typo(), &merchant, &context));
-        assert_eq!(
-            third,
-            Some(ErrorCode::InvalidPin),
-            "the third still answers"
-        );
-        let good = pay(&["79927398713"], 5);
-        let code = code_of(validate_request(good, &merchant, &context));
-        assert_eq!(code, Some(ErrorCode::LockedOut), "then even good PINs wait");
+        with_context(&limits, |context| {
+            let merchant = principals().get(5).expect("merchant");
+            let typo = || pay(&["79927398710"], 5);
+            for _ in 0..2 {
+                let code = code_of(validate_request(typo(), &merchant, context));
+                assert_eq!(code, Some(ErrorCode::InvalidPin));
+            }
+            let third = code_of(validate_request(typo(), &merchant, context));
+            assert_eq!(
+                third,
+                Some(ErrorCode::InvalidPin),
+                "the third still answers"
+            );
+            let good = pay(&["79927398713"], 5);
+            let code = code_of(validate_request(good, &merchant, context));
+            assert_eq!(code, Some(ErrorCode::LockedOut), "then even good PINs wait");
+        })
     }
 }
