@@ -1,34 +1,65 @@
 //! `kessai-load`: the load harness.
 //!
 //! Drives a running engine (`--addr`) or one it starts itself in a temp dir
-//! (`--spawn`) with pipelined payments from many connections, then prints
-//! throughput, latency percentiles, the engine's group-commit batch sizes,
-//! and the audit result (exit status 1 if the audit fails or nothing was
-//! approved).
+//! (`--spawn`) with payments and balance checks from many connections, then
+//! prints throughput, latency percentiles, the engine's group-commit batch
+//! sizes, and the audit result (exit status 1 if the audit fails, nothing
+//! was approved, or the JSON report or plot could not be written).
 //!
 //! ```text
 //! kessai-load --spawn --shards 4 --connections 8 --pipeline 64 --duration-s 10
 //! kessai-load --spawn --shards 1,2,4,8 --runs 3      # which shard count?
-//! kessai-load --addr 127.0.0.1:7878 --multi-card-percent 20
-//! kessai-load --spawn --cards 1000000 --audit-every-ms 10   # audits' cost
+//! kessai-load --addr 127.0.0.1:7878 --key data/operator.key --mix pay=80,pay2=15,balance=5
+//! kessai-load --spawn --rate 20000 --json out.json --plot out.png   # open loop
+//! kessai-load --spawn --audit-every-ms 10            # audits' cost
 //! ```
+//!
+//! Two ways to load the engine:
+//! * closed loop (the default, `closed_loop.rs`): connections x pipeline
+//!   requests in flight, each sent as the previous one is answered. It
+//!   finds the peak throughput.
+//! * open loop (`--rate R`, `open_loop.rs`): R requests per second due on a
+//!   fixed schedule, latency timed from when each was due. It shows the
+//!   queueing a merchant sees at a given load, and says when the engine
+//!   does not keep up.
 //!
 //! Throughput on a shared machine is noisy: run it several times (`--runs`)
 //! and compare medians. With a list of shard counts, each gets a fresh
 //! engine and the same load, and a closing table compares their medians.
+//! `--json FILE` writes everything (report.rs), `--plot FILE.png` draws
+//! latency and throughput per second (plot.rs).
 
+mod auditor;
+mod closed_loop;
+mod mix;
+mod open_loop;
+mod plot;
+mod progress;
+mod record;
+mod report;
+mod setup;
+mod workload;
+
+use auditor::Auditor;
 use clap::Parser;
-use hdrhistogram::Histogram;
+use clap::builder::RangedU64ValueParser;
 use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::config::Config;
 use kessai::engine::EngineHandle;
-use kessai::protocol::Role;
+use mix::Mix;
+use open_loop::Schedule;
+use progress::Progress;
+use report::{
+    AuditReport, ConfigReport, EngineReport, HostReport, Percentiles, Report, RunReport,
+    SetupReport, median,
+};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use workload::Workload;
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "kessai-load", about = "Load harness for the kessai engine")]
@@ -43,8 +74,9 @@ struct Args {
     /// load on a fresh engine for each and compares them.
     #[arg(long, value_delimiter = ',', default_value = "4")]
     shards: Vec<usize>,
-    /// Cards to issue and activate before the run.
-    #[arg(long, default_value_t = 10_000)]
+    /// Cards to issue and activate before the runs (a million: enough that
+    /// payments rarely meet on one card, as on a real network).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     cards: u32,
     #[arg(long, default_value_t = 3000)]
     face_value: u64,
@@ -52,20 +84,30 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     amount: u64,
     /// Client connections.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     connections: usize,
-    /// Requests in flight per connection.
-    #[arg(long, default_value_t = 64)]
+    /// Requests in flight per connection (with --rate: at most this many).
+    #[arg(long, default_value_t = 64, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pipeline: usize,
     /// Seconds of load per run.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration_s: u64,
+    /// Open loop: this many operations per second in total, due on a fixed
+    /// schedule over the connections; latency counts from when each was due.
+    /// Without it, a closed loop keeps connections x pipeline in flight.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Shares of single-card payments, two-card payments and balance
+    /// checks, in percent summing to 100, e.g. pay=80,pay2=15,balance=5
+    /// (a kind left out has 0). Default: pay=100.
+    #[arg(long, conflicts_with = "multi_card_percent")]
+    mix: Option<Mix>,
     /// Percent of payments that combine two cards (two-phase commit when
-    /// they sit on different shards).
-    #[arg(long, default_value_t = 0)]
-    multi_card_percent: u32,
+    /// they sit on different shards): the same as --mix pay=100-P,pay2=P.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    multi_card_percent: Option<u8>,
     /// Runs to make; the summary reports each and the median.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     runs: usize,
     /// The operator's key file (needed with --addr; a spawned engine's own
     /// is used otherwise). The harness registers a store HQ and a merchant
@@ -77,94 +119,105 @@ struct Args {
     /// audits running is then in the run line.
     #[arg(long)]
     audit_every_ms: Option<u64>,
-}
-
-/// The principals a run acts as.
-struct Actors {
-    operator: Arc<Client>,
-    store_hq: Key,
-    merchant: Key,
-}
-
-/// The store every harness card is sold at.
-const STORE: u32 = 1;
-
-/// One lane's tally: payments answered, by kind, and their latencies.
-struct Tally {
-    approved: u64,
-    declined: u64,
-    errors: u64,
-    latency_us: Histogram<u64>,
-}
-
-impl Tally {
-    fn new() -> Tally {
-        Tally {
-            approved: 0,
-            declined: 0,
-            errors: 0,
-            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"),
-        }
-    }
-
-    fn add(&mut self, other: &Tally) {
-        self.approved += other.approved;
-        self.declined += other.declined;
-        self.errors += other.errors;
-        self.latency_us.add(&other.latency_us).expect("same bounds");
-    }
-}
-
-/// What one engine's load run produced.
-struct Outcome {
-    median_per_second: f64,
-    ok: bool,
+    /// Write the whole report (configuration, runs, percentiles, group
+    /// commits, audit) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw payment latency percentiles and payments/s per second to this
+    /// PNG (with several shard counts, one file each, named FILE-<n>shards.png).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The plot's size in pixels.
+    #[arg(long, default_value = "1200x800", value_parser = plot::parse_size)]
+    plot_size: (u32, u32),
+    /// No progress bar (there is none anyway when stderr is not a terminal).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 fn main() {
     let args = Args::parse();
+    let mix = match (args.mix, args.multi_card_percent) {
+        (Some(mix), _) => mix,
+        (None, Some(percent)) => Mix::two_card_percent(percent).unwrap_or_else(|e| fail(&e)),
+        (None, None) => Mix::default(),
+    };
     if args.shards.is_empty() || args.shards.contains(&0) {
         fail("--shards takes one or more counts of at least 1");
     }
     if !args.spawn && args.shards.len() > 1 {
         fail("a list of shard counts needs --spawn (a running engine has its own)");
     }
+    if mix.pay2 > 0 && args.cards < 2 {
+        fail("two-card payments need --cards 2 or more");
+    }
+    // Fail before the load, not after it: a report nobody can write is
+    // a run wasted.
+    let json_file = args.json.as_ref().map(|path| {
+        std::fs::File::create(path)
+            .unwrap_or_else(|e| fail(format!("cannot write {}: {e}", path.display())))
+    });
+    if let Some(path) = &args.plot {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            fail(format!("no directory for the plot {}", path.display()));
+        }
+    }
+    let progress = Progress::new(args.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .unwrap_or_else(|e| fail(format!("tokio runtime: {e}")));
+
+    let mut engines = Vec::with_capacity(args.shards.len());
     if !args.spawn {
         let key = args
             .key
             .clone()
             .unwrap_or_else(|| fail("--addr needs --key (the operator's key file)"));
-        let outcome = runtime.block_on(drive(&args, args.addr, &key));
-        std::process::exit(if outcome.ok { 0 } else { 1 });
-    }
-    let mut medians = Vec::with_capacity(args.shards.len());
-    let mut all_ok = true;
-    for &shards in &args.shards {
-        println!("== {shards} shard(s)");
-        let outcome = spawned(&runtime, &args, shards);
-        all_ok &= outcome.ok;
-        medians.push((shards, outcome.median_per_second));
-    }
-    if medians.len() > 1 {
-        let best = medians.iter().map(|(_, m)| *m).fold(0.0, f64::max);
-        println!("shards  median payments/s  vs best");
-        for (shards, median) in &medians {
-            println!(
-                "{shards:>6}  {median:>17.0}  {:>6.2}",
-                if best > 0.0 { median / best } else { 0.0 }
-            );
+        engines.push(runtime.block_on(drive(&args, mix, args.addr, &key, None, progress)));
+    } else {
+        for &shards in &args.shards {
+            println!("== {shards} shard(s)");
+            engines.push(spawned(&runtime, &args, mix, shards, progress));
         }
     }
-    std::process::exit(if all_ok { 0 } else { 1 });
+    if engines.len() > 1 {
+        print_sweep(&engines);
+    }
+
+    let best = engines
+        .iter()
+        .max_by(|a, b| a.median_payments_per_s.total_cmp(&b.median_payments_per_s));
+    let report = Report {
+        tool: "kessai-load",
+        version: env!("CARGO_PKG_VERSION"),
+        median_payments_per_s: best.map_or(0.0, |e| e.median_payments_per_s),
+        median_p99_us: best.map_or(0, |e| e.median_p99_us),
+        ok: engines.iter().all(|e| e.ok),
+        config: config_report(&args, mix),
+        host: HostReport::here(),
+        engines,
+    };
+    let mut written = true;
+    if let Some(file) = json_file {
+        written &= write_json(file, &report, args.json.as_deref().unwrap_or(Path::new("")));
+    }
+    if let Some(path) = &args.plot {
+        written &= write_plots(path, &args, mix, &report);
+    }
+    std::process::exit(if report.ok && written { 0 } else { 1 });
 }
 
 /// Starts a fresh in-process engine with `shards` shards in a temp dir,
 /// drives it, and removes it.
-fn spawned(runtime: &tokio::runtime::Runtime, args: &Args, shards: usize) -> Outcome {
+fn spawned(
+    runtime: &tokio::runtime::Runtime,
+    args: &Args,
+    mix: Mix,
+    shards: usize,
+    progress: Progress,
+) -> EngineReport {
     let dir = std::env::temp_dir().join(format!("kessai-load-{}-{shards}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = Config {
@@ -174,293 +227,253 @@ fn spawned(runtime: &tokio::runtime::Runtime, args: &Args, shards: usize) -> Out
         ..Config::default()
     };
     let engine =
-        EngineHandle::start(config).unwrap_or_else(|e| fail(&format!("cannot start engine: {e}")));
-    let outcome = runtime.block_on(drive(args, engine.addr, &engine.operator_key));
+        EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
+    let report = runtime.block_on(drive(
+        args,
+        mix,
+        engine.addr,
+        &engine.operator_key,
+        Some(shards),
+        progress,
+    ));
     drop(engine);
-    let _ = std::fs::remove_dir_all(dir);
-    outcome
+    remove_data_dir(&dir);
+    report
 }
 
-fn fail(message: &str) -> ! {
+/// Removes a spawned engine's temp dir. Dropping the EngineHandle returns
+/// once no handle on its storage is left, which can be a moment before
+/// RocksDB has finished closing (it still writes its MANIFEST and CURRENT
+/// then); a removal in that moment fails with files left behind. So try a
+/// few times.
+fn remove_data_dir(dir: &Path) {
+    for _ in 0..40 {
+        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("kessai-load: could not remove {}", dir.display());
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("kessai-load: {message}");
     std::process::exit(1);
 }
 
-/// Connects as the operator and registers a store HQ and a merchant under
-/// the next free ids.
-async fn actors(addr: SocketAddr, operator_key: &std::path::Path) -> Actors {
-    let key = Key::read(operator_key).unwrap_or_else(|e| fail(&e));
-    let operator = Client::connect_as(addr, &key)
-        .await
-        .unwrap_or_else(|e| fail(&format!("connect {addr} as the operator: {e}")));
-    let taken = operator
-        .principal_list()
-        .await
-        .unwrap_or_else(|e| fail(&format!("list principals: {e}")));
-    let next = taken.iter().map(|p| p.id).max().map_or(0, |id| id + 1);
-    let (store_hq, merchant) = (Key::generate(next), Key::generate(next + 1));
-    for (key, role, stores) in [
-        (&store_hq, Role::StoreHq, vec![STORE]),
-        (&merchant, Role::Merchant, vec![]),
-    ] {
-        operator
-            .principal_add(key, role, &stores)
-            .await
-            .unwrap_or_else(|e| fail(&format!("add a {}: {e}", role.name())));
-    }
-    Actors {
-        operator: Arc::new(operator),
-        store_hq,
-        merchant,
-    }
-}
-
-async fn drive(args: &Args, addr: SocketAddr, operator_key: &std::path::Path) -> Outcome {
-    let actors = actors(addr, operator_key).await;
-    let setup = &actors.operator;
+/// Sets up cards on the engine at `addr`, makes the runs, then asks for
+/// its group-commit figures and an audit.
+async fn drive(
+    args: &Args,
+    mix: Mix,
+    addr: SocketAddr,
+    operator_key: &Path,
+    shards: Option<usize>,
+    progress: Progress,
+) -> EngineReport {
+    let actors = setup::actors(addr, operator_key).await;
     let started = Instant::now();
-    let pins = prepare_cards(&actors, addr, args).await;
+    let pins = setup::prepare_cards(&actors, addr, args.cards, args.face_value, progress).await;
+    let setup = SetupReport {
+        cards: pins.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
     println!(
         "setup: {} cards issued and activated in {:.2}s",
-        pins.len(),
-        started.elapsed().as_secs_f64()
+        setup.cards, setup.seconds
     );
 
-    let pins = Arc::new(pins);
-    // Request ids unique across runs and connections: time-based base.
-    let base = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-        << 8;
-    let next_request = Arc::new(AtomicU64::new(base));
-    let mut per_run = Vec::new();
+    let workload = Arc::new(Workload::new(pins, mix, args.amount));
+    let duration = Duration::from_secs(args.duration_s);
+    let schedule = args.rate.map(|rate| Schedule::new(rate, duration));
+    let mut runs = Vec::with_capacity(args.runs);
+    let mut all_latency_us = record::latency_histogram();
     let mut audits_ok = true;
     for run in 1..=args.runs {
+        let clients = connect(addr, &actors.merchant, args.connections).await;
         let auditor = args
             .audit_every_ms
             .map(|every_ms| Auditor::start(actors.operator.clone(), every_ms));
-        let (tally, elapsed) = one_run(args, addr, &actors.merchant, &pins, &next_request).await;
+        let bar = progress.run(&format!("run {run}/{}", args.runs), duration);
+        let (recorder, elapsed) = match schedule {
+            None => closed_loop::run(&clients, args.pipeline, &workload, duration, &bar).await,
+            Some(schedule) => {
+                open_loop::run(&clients, args.pipeline, &workload, schedule, duration, &bar).await
+            }
+        };
+        // Same bounds on both sides: adding cannot fail.
+        let _ = all_latency_us.add(&recorder.payments_latency_us);
+        let mut report = RunReport::new(run, &recorder, elapsed, &mix, schedule);
         if let Some(auditor) = auditor {
             let audits = auditor.stop().await;
-            println!(
-                "run {run}: {} audits during the run, {} not ok; audit took ms p50 {} max {}",
-                audits.done,
-                audits.not_ok,
-                audits.latency_us.value_at_quantile(0.5) / 1000,
-                audits.latency_us.max() / 1000
-            );
             audits_ok &= audits.not_ok == 0;
+            report.audits = Some(audits);
         }
-        let answered = tally.approved + tally.declined;
-        let per_second = answered as f64 / elapsed.as_secs_f64();
-        println!(
-            "run {run}: {per_second:.0} payments/s  ({} approved, {} declined, {} errors in {:.2}s)  latency us p50 {} p99 {} p99.9 {} max {}",
-            tally.approved,
-            tally.declined,
-            tally.errors,
-            elapsed.as_secs_f64(),
-            tally.latency_us.value_at_quantile(0.5),
-            tally.latency_us.value_at_quantile(0.99),
-            tally.latency_us.value_at_quantile(0.999),
-            tally.latency_us.max(),
-        );
-        per_run.push((per_second, tally));
+        report.print(&mix);
+        runs.push(report);
     }
-    let mut rates: Vec<f64> = per_run.iter().map(|(rate, _)| *rate).collect();
-    rates.sort_by(|a, b| a.total_cmp(b));
-    let median = rates[rates.len() / 2];
+
+    let rates: Vec<f64> = runs.iter().map(|r| r.payments_per_s).collect();
+    let p99s: Vec<f64> = runs.iter().map(|r| r.latency_us.p99 as f64).collect();
+    let median_payments_per_s = median(&rates);
+    let load = match args.rate {
+        None => format!(
+            "{} connections x {} in flight",
+            args.connections, args.pipeline
+        ),
+        Some(rate) => format!("open loop, {rate}/s over {} connections", args.connections),
+    };
     println!(
-        "median of {} run(s): {median:.0} payments/s ({} connections x {} in flight, {}% two-card)",
-        rates.len(),
-        args.connections,
-        args.pipeline,
-        args.multi_card_percent
+        "median of {} run(s): {median_payments_per_s:.0} payments/s ({load}, mix {mix})",
+        runs.len()
     );
 
-    match setup.stats().await {
+    let setup_client = &actors.operator;
+    let (group_commit, group_commit_error) = match setup_client.stats().await {
         Ok(stats) => {
-            for shard in &stats.shards {
-                println!(
-                    "shard {}: {} cards in {} KiB, {} group commits, {} ops, batch ops p50 {} p99 {} max {}, sync us p50 {} p99 {}",
-                    shard.shard,
-                    shard.cards,
-                    shard.card_map_bytes / 1024,
-                    shard.batches,
-                    shard.ops,
-                    shard.batch_ops_p50,
-                    shard.batch_ops_p99,
-                    shard.batch_ops_max,
-                    shard.sync_us_p50,
-                    shard.sync_us_p99
-                );
-            }
+            report::print_group_commit(&stats.shards);
+            (Some(stats.shards), None)
         }
-        Err(error) => println!("stats unavailable: {error}"),
-    }
-    let audit = setup
-        .audit()
-        .await
-        .unwrap_or_else(|e| fail(&format!("audit: {e}")));
-    println!(
-        "audit: {} (activated {} = balances {} + merchant credits {})",
-        if audit.ok { "ok" } else { "FAILED" },
-        audit.totals.activated_minor,
-        audit.totals.balance_minor,
-        audit.totals.merchant_owed_minor
-    );
-    for problem in &audit.problems {
-        println!("  {problem}");
-    }
-    let approved: u64 = per_run.iter().map(|(_, t)| t.approved).sum();
-    Outcome {
-        median_per_second: median,
-        ok: audit.ok && audits_ok && approved > 0,
+        Err(error) => {
+            println!("stats unavailable: {error}");
+            (None, Some(error.to_string()))
+        }
+    };
+    let audit = AuditReport::from_result(setup_client.audit().await);
+    audit.print();
+    let approved: u64 = runs.iter().map(|r| r.payments.approved).sum();
+    let answered: u64 = runs
+        .iter()
+        .flat_map(|r| r.by_kind.values())
+        .map(|k| k.ok + k.declined)
+        .sum();
+    // A run that only checks balances approves nothing, and that is fine.
+    let worked = answered > 0 && (mix.payment_percent() == 0 || approved > 0);
+    EngineReport {
+        shards,
+        addr: addr.to_string(),
+        setup,
+        median_payments_per_s,
+        median_p99_us: median(&p99s).round() as u64,
+        latency_us: Percentiles::of(&all_latency_us),
+        runs,
+        group_commit,
+        group_commit_error,
+        ok: audit.ok && audits_ok && worked,
+        audit,
     }
 }
 
-/// Audits back to back during a run, `every_ms` apart.
-struct Auditor {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Audits>,
-}
-
-struct Audits {
-    done: u64,
-    not_ok: u64,
-    latency_us: Histogram<u64>,
-}
-
-impl Auditor {
-    fn start(operator: Arc<Client>, every_ms: u64) -> Auditor {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut audits = Audits {
-                done: 0,
-                not_ok: 0,
-                latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"),
-            };
-            while !stopped.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                match operator.audit().await {
-                    Ok(audit) if audit.ok => {}
-                    Ok(audit) => {
-                        audits.not_ok += 1;
-                        eprintln!("audit not ok: {:?}", audit.problems);
-                    }
-                    Err(error) => {
-                        audits.not_ok += 1;
-                        eprintln!("audit failed: {error}");
-                    }
-                }
-                audits.done += 1;
-                audits
-                    .latency_us
-                    .saturating_record(sent.elapsed().as_micros() as u64);
-                tokio::time::sleep(Duration::from_millis(every_ms)).await;
-            }
-            audits
-        });
-        Auditor { stop, task }
-    }
-
-    async fn stop(self) -> Audits {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task
+/// `connections` fresh connections as the merchant.
+async fn connect(addr: SocketAddr, merchant: &Key, connections: usize) -> Vec<Arc<Client>> {
+    let mut clients = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let client = Client::connect_as(addr, merchant)
             .await
-            .unwrap_or_else(|e| fail(&format!("auditor: {e}")))
+            .unwrap_or_else(|e| fail(format!("connect as the merchant: {e}")));
+        clients.push(Arc::new(client));
     }
+    clients
 }
 
-async fn prepare_cards(actors: &Actors, addr: SocketAddr, args: &Args) -> Vec<String> {
-    let store = Client::connect_as(addr, &actors.store_hq)
-        .await
-        .unwrap_or_else(|e| fail(&format!("connect as the store HQ: {e}")));
-    let mut pins = Vec::with_capacity(args.cards as usize);
-    while pins.len() < args.cards as usize {
-        let wanted = (args.cards as usize - pins.len()).min(4096) as u32;
-        let issued = actors
-            .operator
-            .issue(wanted, args.face_value)
-            .await
-            .unwrap_or_else(|e| fail(&format!("issue: {e}")));
-        store
-            .activate(STORE, 0, &issued.pins)
-            .await
-            .unwrap_or_else(|e| fail(&format!("activate: {e}")));
-        pins.extend(issued.pins);
-    }
-    // A two-card payment pairs neighbours in this list. Shuffle it, so that
-    // whether neighbours share a shard does not depend on the order the
-    // engine lists new PINs in (engines before this harness listed them
-    // grouped by shard, which made nearly every "two-card" payment local).
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    for i in (1..pins.len()).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        pins.swap(i, (state % (i as u64 + 1)) as usize);
-    }
-    pins
-}
-
-async fn one_run(
-    args: &Args,
-    addr: SocketAddr,
-    merchant: &Key,
-    pins: &Arc<Vec<String>>,
-    next_request: &Arc<AtomicU64>,
-) -> (Tally, Duration) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut lanes = Vec::new();
-    for _ in 0..args.connections {
-        let client = Arc::new(
-            Client::connect_as(addr, merchant)
-                .await
-                .unwrap_or_else(|e| fail(&format!("connect: {e}"))),
+fn print_sweep(engines: &[EngineReport]) {
+    let best = engines
+        .iter()
+        .map(|e| e.median_payments_per_s)
+        .fold(0.0, f64::max);
+    println!("shards  median payments/s  vs best");
+    for engine in engines {
+        let median = engine.median_payments_per_s;
+        println!(
+            "{:>6}  {median:>17.0}  {:>6.2}",
+            engine.shards.unwrap_or(0),
+            if best > 0.0 { median / best } else { 0.0 }
         );
-        for _ in 0..args.pipeline {
-            let (client, pins, stop, next) = (
-                client.clone(),
-                pins.clone(),
-                stop.clone(),
-                next_request.clone(),
-            );
-            let (amount, multi) = (args.amount, args.multi_card_percent);
-            lanes.push(tokio::spawn(async move {
-                let mut tally = Tally::new();
-                let mut chosen: Vec<String> = Vec::with_capacity(2);
-                while !stop.load(Ordering::Relaxed) {
-                    let request_id = next.fetch_add(1, Ordering::Relaxed);
-                    let first = (request_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize
-                        % pins.len();
-                    chosen.clear();
-                    chosen.push(pins[first].clone());
-                    if (request_id % 100) < u64::from(multi) && pins.len() > 1 {
-                        chosen.push(pins[(first + 1) % pins.len()].clone());
-                    }
-                    let sent = Instant::now();
-                    match client.pay(request_id, amount, &chosen).await {
-                        Ok(paid) if paid.is_approved() => tally.approved += 1,
-                        Ok(_) => tally.declined += 1,
-                        Err(_) => tally.errors += 1,
-                    }
-                    tally
-                        .latency_us
-                        .saturating_record(sent.elapsed().as_micros() as u64);
-                }
-                tally
-            }));
+    }
+}
+
+fn config_report(args: &Args, mix: Mix) -> ConfigReport {
+    ConfigReport {
+        target: if args.spawn { "spawn" } else { "addr" },
+        addr: (!args.spawn).then(|| args.addr.to_string()),
+        shards: if args.spawn {
+            args.shards.clone()
+        } else {
+            Vec::new()
+        },
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        rate_per_s: args.rate,
+        connections: args.connections,
+        pipeline: args.pipeline,
+        duration_s: args.duration_s,
+        runs: args.runs,
+        cards: args.cards,
+        face_value_minor: args.face_value,
+        amount_minor: args.amount,
+        mix,
+        audit_every_ms: args.audit_every_ms,
+    }
+}
+
+fn write_json(file: std::fs::File, report: &Report, path: &Path) -> bool {
+    let mut out = std::io::BufWriter::new(file);
+    let written = serde_json::to_writer_pretty(&mut out, report)
+        .map_err(|e| e.to_string())
+        .and_then(|()| writeln!(out).map_err(|e| e.to_string()))
+        .and_then(|()| out.flush().map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => true,
+        Err(error) => {
+            eprintln!("kessai-load: cannot write {}: {error}", path.display());
+            false
         }
     }
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = Tally::new();
-    for lane in lanes {
-        if let Ok(tally) = lane.await {
-            total.add(&tally);
+}
+
+/// One PNG per engine: `path` itself, or `<stem>-<n>shards.png` for each
+/// of several shard counts.
+fn write_plots(path: &Path, args: &Args, mix: Mix, report: &Report) -> bool {
+    let mut ok = true;
+    for engine in &report.engines {
+        let file = match engine.shards {
+            Some(shards) if report.engines.len() > 1 => {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                path.with_file_name(format!("{stem}-{shards}shards.png"))
+            }
+            _ => path.to_path_buf(),
+        };
+        let engine_name = engine
+            .shards
+            .map_or(engine.addr.clone(), |n| format!("{n} shard(s)"));
+        let load = match args.rate {
+            None => format!(
+                "closed loop {} x {} in flight",
+                args.connections, args.pipeline
+            ),
+            Some(rate) => format!("open loop {rate}/s"),
+        };
+        let input = plot::PlotInput {
+            title: format!(
+                "kessai-load: {engine_name}, {load}, mix {mix}, {} cards",
+                args.cards
+            ),
+            runs: &engine.runs,
+            duration_s: args.duration_s,
+            offered_payments_per_s: args
+                .rate
+                .map(|rate| rate as f64 * f64::from(mix.payment_percent()) / 100.0),
+        };
+        match plot::draw(&file, args.plot_size, &input) {
+            Ok(()) => println!("plot: {}", file.display()),
+            Err(error) => {
+                eprintln!("kessai-load: plot {}: {error}", file.display());
+                ok = false;
+            }
         }
     }
-    (total, started.elapsed())
+    ok
 }

@@ -1,0 +1,93 @@
+//! Before the runs: the principals the harness acts as, and the cards it
+//! pays with, issued and activated through the engine's own API.
+
+use crate::fail;
+use crate::progress::Progress;
+use kessai::auth::Key;
+use kessai::client::Client;
+use kessai::protocol::Role;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The principals a run acts as.
+pub struct Actors {
+    pub operator: Arc<Client>,
+    pub store_hq: Key,
+    pub merchant: Key,
+}
+
+/// The store every harness card is sold at.
+const STORE: u32 = 1;
+
+/// Connects as the operator and registers a store HQ and a merchant under
+/// the next free ids.
+pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
+    let key = Key::read(operator_key).unwrap_or_else(|e| fail(&e));
+    let operator = Client::connect_as(addr, &key)
+        .await
+        .unwrap_or_else(|e| fail(format!("connect {addr} as the operator: {e}")));
+    let taken = operator
+        .principal_list()
+        .await
+        .unwrap_or_else(|e| fail(format!("list principals: {e}")));
+    let next = taken.iter().map(|p| p.id).max().map_or(0, |id| id + 1);
+    let (store_hq, merchant) = (Key::generate(next), Key::generate(next + 1));
+    for (key, role, stores) in [
+        (&store_hq, Role::StoreHq, vec![STORE]),
+        (&merchant, Role::Merchant, vec![]),
+    ] {
+        operator
+            .principal_add(key, role, &stores)
+            .await
+            .unwrap_or_else(|e| fail(format!("add a {}: {e}", role.name())));
+    }
+    Actors {
+        operator: Arc::new(operator),
+        store_hq,
+        merchant,
+    }
+}
+
+/// Issues and activates `cards` cards of `face_value_minor` each; returns
+/// their PINs, shuffled.
+pub async fn prepare_cards(
+    actors: &Actors,
+    addr: SocketAddr,
+    cards: u32,
+    face_value_minor: u64,
+    progress: Progress,
+) -> Vec<String> {
+    let store = Client::connect_as(addr, &actors.store_hq)
+        .await
+        .unwrap_or_else(|e| fail(format!("connect as the store HQ: {e}")));
+    let bar = progress.setup(u64::from(cards));
+    let mut pins = Vec::with_capacity(cards as usize);
+    while pins.len() < cards as usize {
+        let wanted = (cards as usize - pins.len()).min(4096) as u32;
+        let issued = actors
+            .operator
+            .issue(wanted, face_value_minor)
+            .await
+            .unwrap_or_else(|e| fail(format!("issue: {e}")));
+        store
+            .activate(STORE, 0, &issued.pins)
+            .await
+            .unwrap_or_else(|e| fail(format!("activate: {e}")));
+        pins.extend(issued.pins);
+        bar.set_position(pins.len() as u64);
+    }
+    bar.finish_and_clear();
+    // A two-card payment pairs neighbours in this list. Shuffle it, so that
+    // whether neighbours share a shard does not depend on the order the
+    // engine lists new PINs in (engines before this harness listed them
+    // grouped by shard, which made nearly every "two-card" payment local).
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..pins.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        pins.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    pins
+}
