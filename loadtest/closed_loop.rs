@@ -46,13 +46,5 @@ pub async fn run(
         }
     }
     progress::watch(bar, &recorder, started, end, "").await;
-    for lane in lanes {
-        if let Err(error) = lane.await {
-            eprintln!("kessai-load: a lane stopped early: {error}");
-        }
-    }
-    let elapsed = started.elapsed();
-    let mut recorder = lock(&recorder);
-    let taken = std::mem::replace(&mut *recorder, Recorder::new(started, 0));
-    (taken, elapsed)
+    progress::collect(lanes, &recorder, started).await
 }

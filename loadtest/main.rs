@@ -130,6 +130,12 @@ struct Args {
     /// The plot's size in pixels.
     #[arg(long, default_value = "1200x800", value_parser = plot::parse_size)]
     plot_size: (u32, u32),
+    /// Gather payments into PayBatch frames of up to N (at most 512): each
+    /// connection's concurrent payments go out together, as the client
+    /// does with `Client::gather_payments`. Off (one frame per payment)
+    /// without it.
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=512))]
+    gather: Option<usize>,
     /// No progress bar (there is none anyway when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
@@ -290,7 +296,7 @@ async fn drive(
     let mut all_latency_us = record::latency_histogram();
     let mut audits_ok = true;
     for run in 1..=args.runs {
-        let clients = connect(addr, &actors.merchant, args.connections).await;
+        let clients = connect(addr, &actors.merchant, args.connections, args.gather).await;
         let auditor = args
             .audit_every_ms
             .map(|every_ms| Auditor::start(actors.operator.clone(), every_ms));
@@ -322,6 +328,10 @@ async fn drive(
             args.connections, args.pipeline
         ),
         Some(rate) => format!("open loop, {rate}/s over {} connections", args.connections),
+    };
+    let load = match args.gather {
+        Some(batch_max) => format!("{load}, gathered in batches of up to {batch_max}"),
+        None => load,
     };
     println!(
         "median of {} run(s): {median_payments_per_s:.0} payments/s ({load}, mix {mix})",
@@ -364,13 +374,22 @@ async fn drive(
     }
 }
 
-/// `connections` fresh connections as the merchant.
-async fn connect(addr: SocketAddr, merchant: &Key, connections: usize) -> Vec<Arc<Client>> {
+/// `connections` fresh connections as the merchant, gathering payments
+/// into batch frames of up to `gather` when asked.
+async fn connect(
+    addr: SocketAddr,
+    merchant: &Key,
+    connections: usize,
+    gather: Option<usize>,
+) -> Vec<Arc<Client>> {
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let client = Client::connect_as(addr, merchant)
+        let mut client = Client::connect_as(addr, merchant)
             .await
             .unwrap_or_else(|e| fail(format!("connect as the merchant: {e}")));
+        if let Some(batch_max) = gather {
+            client = client.gather_payments(batch_max);
+        }
         clients.push(Arc::new(client));
     }
     clients
@@ -416,6 +435,7 @@ fn config_report(args: &Args, mix: Mix) -> ConfigReport {
         amount_minor: args.amount,
         mix,
         audit_every_ms: args.audit_every_ms,
+        gather: args.gather,
     }
 }
 

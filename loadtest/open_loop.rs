@@ -123,15 +123,7 @@ pub async fn run(
     }
     let offered = format!(" (offered {}/s)", schedule.rate_per_s);
     progress::watch(bar, &recorder, started, end, &offered).await;
-    for lane in lanes {
-        if let Err(error) = lane.await {
-            eprintln!("kessai-load: a lane stopped early: {error}");
-        }
-    }
-    let elapsed = started.elapsed();
-    let mut recorder = lock(&recorder);
-    let taken = std::mem::replace(&mut *recorder, Recorder::new(started, 0));
-    (taken, elapsed)
+    progress::collect(lanes, &recorder, started).await
 }
 
 #[cfg(test)]

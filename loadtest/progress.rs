@@ -91,3 +91,21 @@ pub async fn watch(
     }
     bar.finish_and_clear();
 }
+
+/// Waits for every lane of a run, then takes what they recorded and how
+/// long the run took (the lanes' last answers included).
+pub async fn collect(
+    lanes: Vec<tokio::task::JoinHandle<()>>,
+    recorder: &Mutex<Recorder>,
+    started: Instant,
+) -> (Recorder, Duration) {
+    for lane in lanes {
+        if let Err(error) = lane.await {
+            eprintln!("kessai-load: a lane stopped early: {error}");
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut recorder = lock(recorder);
+    let taken = std::mem::replace(&mut *recorder, Recorder::new(started, 0));
+    (taken, elapsed)
+}

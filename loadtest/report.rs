@@ -53,6 +53,8 @@ pub struct ConfigReport {
     pub amount_minor: u64,
     pub mix: Mix,
     pub audit_every_ms: Option<u64>,
+    /// Payments gathered into PayBatch frames of up to this many.
+    pub gather: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]

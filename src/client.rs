@@ -12,9 +12,9 @@ use crate::protocol::frame::FrameBuffer;
 use crate::protocol::{
     ActivateRequest, ActivateResponse, AuditResponse, AuthHello, AuthProof, AuthWelcome,
     BalanceRequest, BalanceResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse,
-    PayRequest, PayResponse, PrincipalAddRequest, PrincipalInfo, PrincipalRevokeRequest,
-    PrincipalRotateRequest, ReportAccount, ReportRequest, ReportResponse, Request, Response, Role,
-    StatsResponse,
+    PayBatchRequest, PayRequest, PayResponse, PayResult, PrincipalAddRequest, PrincipalInfo,
+    PrincipalRevokeRequest, PrincipalRotateRequest, ReportAccount, ReportRequest, ReportResponse,
+    Request, Response, Role, StatsResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -106,7 +106,34 @@ pub struct Client {
     queue: mpsc::Sender<Vec<u8>>,
     waiters: Waiters,
     next_correlation_id: AtomicU64,
+    /// Set by [`Client::gather_payments`].
+    gathering: Option<Gathering>,
 }
+
+/// Concurrent [`Client::pay`] calls gathered into PayBatch frames.
+///
+/// The first caller to find nothing gathered leads: it yields once, so the
+/// other tasks that are ready can add their payments, then sends everything
+/// gathered (at most `batch_max` a frame) and goes back to waiting for its
+/// own answer like the rest. Calls that arrive meanwhile gather for the
+/// next frame. Under light load a payment goes alone, as a plain Pay; under
+/// heavy load the frames fill by themselves, with no timer.
+struct Gathering {
+    batch_max: usize,
+    pending: Mutex<Gathered>,
+}
+
+#[derive(Default)]
+struct Gathered {
+    payments: Vec<PayRequest>,
+    answers: Vec<oneshot::Sender<Result<PayResponse, ClientError>>>,
+    /// A caller is about to send what has gathered.
+    led: bool,
+}
+
+/// The most payments [`Client::gather_payments`] puts in one frame: at the
+/// engine's default limits even sixteen-card payments' replies fit.
+pub const GATHER_BATCH_MAX: usize = 512;
 
 /// TLS towards the engine: the CA to trust and the name to verify. There
 /// is no way to skip verification.
@@ -218,7 +245,19 @@ impl Client {
             queue,
             waiters,
             next_correlation_id: AtomicU64::new(1),
+            gathering: None,
         }
+    }
+
+    /// From now on, concurrent [`Client::pay`] calls go out together in
+    /// PayBatch frames of up to `batch_max` payments (at most
+    /// [`GATHER_BATCH_MAX`]). Each call still gets exactly its own answer.
+    pub fn gather_payments(mut self, batch_max: usize) -> Client {
+        self.gathering = Some(Gathering {
+            batch_max: batch_max.clamp(1, GATHER_BATCH_MAX),
+            pending: Mutex::new(Gathered::default()),
+        });
+        self
     }
 
     /// The handshake: proves `key` without sending its secret.
@@ -243,6 +282,12 @@ impl Client {
 
     /// Sends one request and waits for its response (error frames included).
     pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        let answer = self.send(request).await?;
+        answer.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Sends one request; the receiver gets its response.
+    async fn send(&self, request: &Request) -> Result<oneshot::Receiver<Response>, ClientError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let mut bytes = Vec::new();
         request
@@ -262,7 +307,7 @@ impl Client {
                 .remove(&correlation_id);
             return Err(ClientError::Closed);
         }
-        rx.await.map_err(|_| ClientError::Closed)
+        Ok(rx)
     }
 
     /// Like [`Client::call`], but an error frame becomes `Err`.
@@ -319,13 +364,86 @@ impl Client {
         amount_minor: u64,
         pins: &[String],
     ) -> Result<PayResponse, ClientError> {
-        let request = Request::Pay(PayRequest {
+        let payment = PayRequest {
             request_id,
             amount_minor,
             pins: pins.to_vec(),
-        });
+        };
+        match &self.gathering {
+            Some(gathering) => self.pay_gathered(gathering, payment).await,
+            None => pay_result(self.call(&Request::Pay(payment)).await),
+        }
+    }
+
+    async fn pay_gathered(
+        &self,
+        gathering: &Gathering,
+        payment: PayRequest,
+    ) -> Result<PayResponse, ClientError> {
+        let (answer, answered) = oneshot::channel();
+        let lead = {
+            let mut gathered = gathering.pending.lock().expect("gathering lock");
+            let repeated = gathered
+                .payments
+                .iter()
+                .any(|other| other.request_id == payment.request_id);
+            if repeated {
+                Err(payment)
+            } else {
+                gathered.payments.push(payment);
+                gathered.answers.push(answer);
+                Ok(!std::mem::replace(&mut gathered.led, true))
+            }
+        };
+        let lead = match lead {
+            Ok(lead) => lead,
+            // The same request id twice in one batch would be refused;
+            // alone, it is answered as a retry would be.
+            Err(payment) => return pay_result(self.call(&Request::Pay(payment)).await),
+        };
+        if lead {
+            tokio::task::yield_now().await;
+            self.send_gathered(gathering).await;
+        }
+        answered.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// Sends everything gathered, a frame at a time; a task per frame hands
+    /// out the answers.
+    async fn send_gathered(&self, gathering: &Gathering) {
+        loop {
+            let (mut payments, answers) = {
+                let mut gathered = gathering.pending.lock().expect("gathering lock");
+                if gathered.payments.is_empty() {
+                    gathered.led = false;
+                    return;
+                }
+                let take = gathered.payments.len().min(gathering.batch_max);
+                let payments: Vec<PayRequest> = gathered.payments.drain(..take).collect();
+                let answers: Vec<_> = gathered.answers.drain(..take).collect();
+                (payments, answers)
+            };
+            let request = if payments.len() == 1 {
+                Request::Pay(payments.pop().expect("one"))
+            } else {
+                Request::PayBatch(PayBatchRequest { payments })
+            };
+            let reply = self.send(&request).await;
+            tokio::spawn(hand_out(reply, answers));
+        }
+    }
+
+    /// Many payments in one frame: one result per payment, in order. Each
+    /// is exactly what the payment alone would have got; a refusal of the
+    /// whole batch (too many payments, a reply that could not fit a frame,
+    /// `busy`) is an error.
+    pub async fn pay_batch(
+        &self,
+        payments: Vec<PayRequest>,
+    ) -> Result<Vec<PayResult>, ClientError> {
+        let request = Request::PayBatch(PayBatchRequest { payments });
         match self.call_ok(&request).await? {
-            Response::Paid(paid) => Ok(paid),
+            Response::PaidBatch(batch) => Ok(batch.results),
             other => Err(unexpected(other)),
         }
     }
@@ -459,6 +577,50 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut queued: mpsc::Rece
             return;
         }
         out.clear();
+    }
+}
+
+/// A payment's answer from the reply to a Pay.
+fn pay_result(reply: Result<Response, ClientError>) -> Result<PayResponse, ClientError> {
+    match reply? {
+        Response::Paid(paid) => Ok(paid),
+        Response::Error(error) => Err(ClientError::Server(error)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Gives each gathered payment its answer from the reply to its frame: a
+/// result each from a PayBatch; the same error to all when the batch was
+/// refused whole (`busy`, say, when nothing was done).
+async fn hand_out(
+    reply: Result<oneshot::Receiver<Response>, ClientError>,
+    answers: Vec<oneshot::Sender<Result<PayResponse, ClientError>>>,
+) {
+    let response = match reply {
+        Ok(receiver) => receiver.await.map_err(|_| ClientError::Closed),
+        Err(error) => Err(error),
+    };
+    let results: Vec<Result<PayResponse, ClientError>> = match response {
+        Ok(Response::PaidBatch(batch)) if batch.results.len() == answers.len() => batch
+            .results
+            .into_iter()
+            .map(|result| match result {
+                PayResult::Paid(paid) => Ok(paid),
+                PayResult::Error(error) => Err(ClientError::Server(error)),
+            })
+            .collect(),
+        Ok(Response::PaidBatch(batch)) => {
+            let message = format!(
+                "{} results for {} payments",
+                batch.results.len(),
+                answers.len()
+            );
+            vec![Err(ClientError::Unexpected(message)); answers.len()]
+        }
+        reply => vec![pay_result(reply); answers.len()],
+    };
+    for (answer, result) in answers.into_iter().zip(results) {
+        let _ = answer.send(result);
     }
 }
 

@@ -17,6 +17,8 @@ pub const CARDS_PER_PAYMENT_MAX: usize = 16;
 /// Hard ceiling on a frame, so a bad config cannot let a peer make the
 /// engine buffer unbounded bytes.
 pub const FRAME_BYTES_MAX: usize = 16 << 20;
+/// Hard ceiling on the payments in one batch frame.
+pub const PAYMENTS_PER_BATCH_MAX: usize = 8192;
 /// Hard ceiling on a shard's mailbox, in messages.
 pub const SHARD_MAILBOX_MAX: usize = 1 << 16;
 /// Hard ceiling on the cards one shard holds (at about 70 bytes a card
@@ -111,6 +113,9 @@ pub struct Limits {
     pub max_inflight_per_connection: usize,
     /// PINs in one payment.
     pub max_cards_per_payment: usize,
+    /// Payments in one batch frame (its worst-case reply must also fit in
+    /// a frame).
+    pub max_payments_per_batch: usize,
     /// PINs in one activation request.
     pub max_activations_per_request: usize,
     /// Cards made by one issue request (the CLI splits larger runs).
@@ -184,6 +189,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_inflight_per_connection: 1024,
             max_cards_per_payment: 10,
+            max_payments_per_batch: 2048,
             max_activations_per_request: 4096,
             max_issue_per_request: 10_000,
             max_face_value_minor: 1_000_000,
@@ -257,7 +263,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 24] = [
+        let checks: [(bool, String); 25] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -282,6 +288,10 @@ impl Config {
             (
                 (1..=CARDS_PER_PAYMENT_MAX).contains(&limits.max_cards_per_payment),
                 format!("limits.max_cards_per_payment must be 1..={CARDS_PER_PAYMENT_MAX}"),
+            ),
+            (
+                (1..=PAYMENTS_PER_BATCH_MAX).contains(&limits.max_payments_per_batch),
+                format!("limits.max_payments_per_batch must be 1..={PAYMENTS_PER_BATCH_MAX}"),
             ),
             (
                 limits.max_activations_per_request >= 1,

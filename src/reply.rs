@@ -6,7 +6,7 @@
 //! and since only protocol responses fit in a [`Reply`], no internal message
 //! (a two-phase vote, a ledger snapshot) can type-check its way to a socket.
 
-use crate::protocol::{ErrorResponse, Response};
+use crate::protocol::{ErrorResponse, PayResult, Response};
 use tokio::sync::OwnedSemaphorePermit;
 
 /// What a request carries through the engine and back: its correlation id,
@@ -19,6 +19,18 @@ pub struct Tag {
     pub correlation_id: u64,
     pub bytes: u32,
     pub engine: Option<OwnedSemaphorePermit>,
+    /// Set for a payment inside a batch frame: its reply is one result of
+    /// the batch's reply. Such a tag reserves nothing; the batch's own tag
+    /// holds the budgets.
+    pub item: Option<Item>,
+}
+
+/// Where a payment sits in a batch frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    /// The batch, numbered by its connection.
+    pub batch: u32,
+    pub index: u32,
 }
 
 /// What a connection's writer receives.
@@ -28,6 +40,10 @@ pub enum Reply {
     Many(Vec<(Tag, Response)>),
     /// One answer.
     One(Tag, Response),
+    /// A batch frame was admitted under `Tag`; its payments' replies follow
+    /// with tags naming batch number `u32`. The results validation already
+    /// gave are filled in.
+    Batch(Tag, u32, Vec<Option<PayResult>>),
     /// A protocol violation or a timeout: write this error last, then
     /// close.
     Fatal(u64, ErrorResponse),

@@ -15,12 +15,17 @@
 //! answered from the record) counts again under its original outcome.
 
 use crate::card::DeclineReason;
-use crate::protocol::{ActivationResult, ErrorCode, Response};
+use crate::protocol::{
+    ActivationResult, ErrorCode, ErrorResponse, PayResponse, PayResult, Response,
+};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::net::SocketAddr;
 
 /// Payment replies, `outcome` = `approved` or the decline reason.
 pub const PAYMENTS_TOTAL: &str = "kessai_payments_total";
+/// Batch frames of payments answered (their payments count in
+/// `kessai_payments_total` and `kessai_errors_total`, one by one).
+pub const PAY_BATCHES_TOTAL: &str = "kessai_pay_batches_total";
 /// Per-card activation results, `outcome` = `activated`, `invalid_pin` or
 /// the decline reason.
 pub const ACTIVATIONS_TOTAL: &str = "kessai_activations_total";
@@ -114,6 +119,7 @@ const CODES: usize = ErrorCode::ALL.len();
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplyTally {
     payments_approved: u64,
+    pay_batches: u64,
     payments_declined: [u64; REASONS],
     activated: u64,
     activations_declined: [u64; REASONS],
@@ -125,10 +131,16 @@ pub struct ReplyTally {
 impl ReplyTally {
     pub fn count(&mut self, response: &Response) {
         match response {
-            Response::Paid(paid) => match paid.reason {
-                None => self.payments_approved += 1,
-                Some(reason) => self.payments_declined[reason_index(reason)] += 1,
-            },
+            Response::Paid(paid) => self.paid(paid),
+            Response::PaidBatch(batch) => {
+                self.pay_batches += 1;
+                for result in &batch.results {
+                    match result {
+                        PayResult::Paid(paid) => self.paid(paid),
+                        PayResult::Error(error) => self.error(error),
+                    }
+                }
+            }
             Response::Activated(activated) => {
                 for result in &activated.results {
                     match result {
@@ -141,12 +153,21 @@ impl ReplyTally {
                     }
                 }
             }
-            Response::Error(error) => {
-                if let Some(code) = error.error_code() {
-                    self.errors[code_index(code)] += 1;
-                }
-            }
+            Response::Error(error) => self.error(error),
             _ => {}
+        }
+    }
+
+    fn paid(&mut self, paid: &PayResponse) {
+        match paid.reason {
+            None => self.payments_approved += 1,
+            Some(reason) => self.payments_declined[reason_index(reason)] += 1,
+        }
+    }
+
+    fn error(&mut self, error: &ErrorResponse) {
+        if let Some(code) = error.error_code() {
+            self.errors[code_index(code)] += 1;
         }
     }
 
@@ -161,6 +182,9 @@ impl ReplyTally {
             "approved",
             self.payments_approved,
         );
+        if self.pay_batches > 0 {
+            metrics::counter!(PAY_BATCHES_TOTAL).increment(self.pay_batches);
+        }
         add(ACTIVATIONS_TOTAL, "outcome", "activated", self.activated);
         add(
             ACTIVATIONS_TOTAL,

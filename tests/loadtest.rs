@@ -404,3 +404,39 @@ fn progress_bar_shows_on_a_terminal_unless_quiet() {
         "bar despite --quiet: {quiet:?}"
     );
 }
+
+#[test]
+fn gathered_payments_go_in_batch_frames_and_add_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("report.json");
+    let stdout = load(&[
+        "--duration-s",
+        "1",
+        "--multi-card-percent",
+        "20",
+        "--gather",
+        "64",
+        "--json",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        stdout.contains("gathered in batches of up to 64"),
+        "{stdout}"
+    );
+    let report = read_json(&path);
+    assert_eq!(u(&report["config"]["gather"]), 64);
+    assert_eq!(report["ok"], true, "{report}");
+    let engine = &report["engines"][0];
+    let run = &engine["runs"][0];
+    let approved = u(&run["payments"]["approved"]);
+    assert!(approved > 0, "{run}");
+    assert_eq!(u(&run["payments"]["errors"]), 0, "{run}");
+    // Every approved payment of one yen is a yen owed to the merchant (a
+    // payment still in flight when the run ended may add one more).
+    let totals = &engine["audit"]["totals"];
+    assert!(u(&totals["merchant_owed_minor"]) >= approved, "{totals}");
+    assert_eq!(
+        u(&totals["activated_minor"]),
+        u(&totals["balance_minor"]) + u(&totals["merchant_owed_minor"])
+    );
+}

@@ -3,41 +3,12 @@
 
 mod common;
 
-use common::{Server, ServerOptions, active_cards, pick_by_shard, runtime};
+use common::{
+    Server, ServerOptions, active_cards, free_local_addr, pick_by_shard, runtime, scrape,
+};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
 
 const SHARDS: usize = 4;
-
-/// A port free a moment ago (the engine binds it right after).
-fn free_local_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
-
-/// `GET /metrics`; returns every sample line as `name{labels}` → value.
-fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: kessai\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("response");
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    let body = &text[text.find("\r\n\r\n").expect("headers end") + 4..];
-    body.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 fn value(samples: &HashMap<String, f64>, series: &str) -> f64 {
     *samples
@@ -107,21 +78,38 @@ fn counters_match_what_clients_were_told() {
             other_store.server_code(),
             Some(kessai::protocol::ErrorCode::Forbidden)
         );
+        // A batch: each payment counts as itself, the batch once.
+        let item = |request_id, pin: &String| kessai::protocol::PayRequest {
+            request_id,
+            amount_minor: 1,
+            pins: vec![pin.clone()],
+        };
+        let fresh: Vec<&String> = pool[6..].iter().filter(|pin| !pair.contains(pin)).collect();
+        let results = client
+            .pay_batch(vec![
+                item(20, fresh[0]),
+                item(21, fresh[1]),
+                item(22, &typo),
+            ])
+            .await
+            .expect("batch");
+        assert_eq!(results.len(), 3);
 
         let samples = scrape(metrics_addr);
         let payments = |outcome| labelled(&samples, "kessai_payments_total", "outcome", outcome);
-        assert_eq!(payments("approved"), 5.0);
+        assert_eq!(payments("approved"), 7.0);
+        assert_eq!(value(&samples, "kessai_pay_batches_total"), 1.0);
         assert_eq!(payments("insufficient_funds"), 1.0);
         let activations =
             |outcome| labelled(&samples, "kessai_activations_total", "outcome", outcome);
         assert_eq!(activations("activated"), 40.0);
         assert_eq!(activations("already_active"), 1.0);
         let errors = labelled(&samples, "kessai_errors_total", "code", "invalid_pin");
-        assert_eq!(errors, 1.0);
+        assert_eq!(errors, 2.0);
         let forbidden = labelled(&samples, "kessai_errors_total", "code", "forbidden");
         assert_eq!(forbidden, 1.0);
-        // The typo and the unknown PIN, each a PIN failure.
-        assert_eq!(value(&samples, "kessai_pin_failures_total"), 2.0);
+        // The typo (twice) and the unknown PIN, each a PIN failure.
+        assert_eq!(value(&samples, "kessai_pin_failures_total"), 3.0);
         // The operator, the merchant, and two store HQ connections.
         assert_eq!(
             labelled(&samples, "kessai_auth_total", "outcome", "ok"),
@@ -149,7 +137,7 @@ fn counters_match_what_clients_were_told() {
 #[test]
 fn a_taken_metrics_port_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
     std::fs::write(
         dir.path().join("kessai.toml"),

@@ -55,12 +55,17 @@ fn documented_block(heading: &str) -> Vec<u8> {
     documented_blocks(heading).remove(0)
 }
 
-fn pay_request() -> Request {
-    Request::Pay(PayRequest {
+/// The payment of §3.1: request 1001, 500 yen from one card.
+fn pay_body() -> PayRequest {
+    PayRequest {
         request_id: 1001,
         amount_minor: 500,
         pins: vec!["79927398713".into()],
-    })
+    }
+}
+
+fn pay_request() -> Request {
+    Request::Pay(pay_body())
 }
 
 #[test]
@@ -80,16 +85,21 @@ fn the_pay_request_example_is_what_the_encoder_writes() {
     );
 }
 
-#[test]
-fn the_approved_reply_example_is_what_the_encoder_writes() {
-    let approved = PayResponse::approved(
+/// The answer of §3.2: 500 taken, 500 left on card …8713.
+fn approved_reply() -> PayResponse {
+    PayResponse::approved(
         500,
         vec![PayPart {
             pin_last4: 8713,
             taken_minor: 500,
             remaining_minor: 500,
         }],
-    );
+    )
+}
+
+#[test]
+fn the_approved_reply_example_is_what_the_encoder_writes() {
+    let approved = approved_reply();
     let mut out = Vec::new();
     Response::Paid(approved.clone())
         .encode(&mut out, 1, MAX_FRAME_BYTES)
@@ -247,4 +257,41 @@ fn the_report_request_and_busy_examples_are_what_the_encoder_writes() {
     assert_eq!(&body[2..], message.as_bytes());
     assert!(doc.contains(&format!("`{}`", hex(header))));
     assert!(doc.contains(&format!("`{}`", message)));
+}
+
+fn pay_batch_request() -> Request {
+    use kessai::protocol::PayBatchRequest;
+    Request::PayBatch(PayBatchRequest {
+        payments: vec![
+            pay_body(),
+            PayRequest {
+                request_id: 1002,
+                amount_minor: 300,
+                pins: vec!["79927398710".into()],
+            },
+        ],
+    })
+}
+
+#[test]
+fn the_pay_batch_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{ErrorResponse, PayBatchResponse, PayResult};
+    let mut request = Vec::new();
+    pay_batch_request()
+        .encode(&mut request, 2, MAX_FRAME_BYTES)
+        .expect("encode");
+    let approved = approved_reply();
+    let mut reply = Vec::new();
+    Response::PaidBatch(PayBatchResponse {
+        results: vec![
+            PayResult::Paid(approved),
+            PayResult::error(ErrorResponse::new(ErrorCode::InvalidPin, "bad check digit")),
+        ],
+    })
+    .encode(&mut reply, 2, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.12 PayBatch (15)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(request, blocks[0]);
+    assert_eq!(reply, blocks[1]);
 }

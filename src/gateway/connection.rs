@@ -46,10 +46,11 @@ use crate::auth::{Guard, Registry};
 use crate::config::Limits;
 use crate::pin::PinHasher;
 use crate::protocol::frame::{FRAME_BYTES_MIN, FrameBuffer, FrameError};
-use crate::protocol::{ErrorCode, ErrorResponse, Request, Response};
-use crate::reply::{self, Reply, ReplyRx, ReplyTx, Tag};
+use crate::protocol::{ErrorCode, ErrorResponse, PayBatchResponse, PayResult, Request, Response};
+use crate::reply::{self, Item, Reply, ReplyRx, ReplyTx, Tag};
 use crate::router::{Command, Router, busy};
 use crate::telemetry::ReplyTally;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -140,6 +141,7 @@ where
 struct Cut {
     commands: Vec<(Tag, Command)>,
     replies: Vec<(Tag, Response)>,
+    batches: Vec<Batch>,
     /// Requests admitted (each gets exactly one reply).
     requests: usize,
     /// The bytes they weigh.
@@ -148,17 +150,69 @@ struct Cut {
     fatal: Option<(u64, ErrorResponse)>,
 }
 
+/// A batch frame, validated: one request in the budgets, many payments.
+struct Batch {
+    tag: Tag,
+    number: u32,
+    /// Results validation already gave; `None` where a payment is routed.
+    results: Vec<Option<PayResult>>,
+    commands: Vec<(Tag, Command)>,
+}
+
+impl Batch {
+    /// Splits validated items into results and routed payments, each of
+    /// the latter tagged with its place in the batch.
+    fn new(tag: Tag, number: u32, items: Vec<Action>) -> Batch {
+        let mut results = Vec::with_capacity(items.len());
+        let mut commands = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match item {
+                Action::Route(command) => {
+                    let item = Item {
+                        batch: number,
+                        index: u32::try_from(index).expect("batches are capped far below u32"),
+                    };
+                    let tag = Tag {
+                        correlation_id: tag.correlation_id,
+                        bytes: 0,
+                        engine: None,
+                        item: Some(item),
+                    };
+                    commands.push((tag, command));
+                    results.push(None);
+                }
+                Action::Reply(response) => results.push(Some(PayResult::from(response))),
+                Action::Batch(_) => unreachable!("a batch holds payments only"),
+            }
+        }
+        Batch {
+            tag,
+            number,
+            results,
+            commands,
+        }
+    }
+}
+
 /// The most one frame can weigh: a whole frame and a whole reply.
 fn weight_max(limits: &Limits) -> usize {
     2 * limits.max_frame_bytes + 1024
 }
 
 /// Cuts, decodes and validates complete frames, up to the in-flight limits.
-fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> Cut {
+///
+/// `batches_opened` numbers this connection's batch frames.
+fn cut_frames(
+    buffer: &mut FrameBuffer,
+    session: &mut Session,
+    gate: &Gate,
+    batches_opened: &mut u32,
+) -> Cut {
     let limits = &gate.limits;
     let mut cut = Cut {
         commands: Vec::new(),
         replies: Vec::new(),
+        batches: Vec::new(),
         requests: 0,
         bytes: 0,
         fatal: None,
@@ -187,13 +241,20 @@ fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> C
         };
         let frame_bytes = frame.body.len() + FRAME_BYTES_MIN;
         let reply_bytes = validate::reply_bound(frame.kind, frame_bytes, limits);
-        let tag = Tag {
+        let mut tag = Tag {
             correlation_id: frame.correlation_id,
             bytes: u32::try_from(frame_bytes + reply_bytes)
                 .expect("bounded by twice the frame limit"),
             engine: None,
+            item: None,
         };
-        let step = match Request::decode(frame.kind, frame.body) {
+        let decoded = Request::decode(frame.kind, frame.body);
+        if let Ok(Request::PayBatch(body)) = &decoded {
+            let reply_bytes = validate::batch_reply_bound(body, limits);
+            tag.bytes =
+                u32::try_from(frame_bytes + reply_bytes).expect("bounded by twice the frame limit");
+        }
+        let step = match decoded {
             Ok(Request::AuthHello(hello)) => session.hello(hello),
             Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry),
             Ok(request) => match session.principal() {
@@ -208,6 +269,14 @@ fn cut_frames(buffer: &mut FrameBuffer, session: &mut Session, gate: &Gate) -> C
                         cut.requests += 1;
                         cut.bytes += tag.bytes as usize;
                         cut.commands.push((tag, command));
+                        continue;
+                    }
+                    Action::Batch(items) => {
+                        cut.requests += 1;
+                        cut.bytes += tag.bytes as usize;
+                        let number = *batches_opened;
+                        *batches_opened = batches_opened.wrapping_add(1);
+                        cut.batches.push(Batch::new(tag, number, items));
                         continue;
                     }
                     Action::Reply(response) => Step::Reply(response),
@@ -288,27 +357,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut buffer = FrameBuffer::with_capacity(READ_CHUNK_BYTES);
     let mut session = Session::Fresh;
     let mut frame_started: Option<Instant> = None;
+    let mut batches_opened = 0u32;
     loop {
-        let cut = cut_frames(&mut buffer, &mut session, &context.gate);
-        if cut.requests > 0
-            && !dispatch(
-                &tx,
-                &budget,
-                context,
-                cut.requests,
-                cut.bytes,
-                cut.replies,
-                cut.commands,
-            )
-            .await
-        {
+        let mut cut = cut_frames(
+            &mut buffer,
+            &mut session,
+            &context.gate,
+            &mut batches_opened,
+        );
+        let fatal = cut.fatal.take();
+        let requests = cut.requests;
+        if requests > 0 && !dispatch(&tx, &budget, context, cut).await {
             return;
         }
-        if let Some((correlation_id, error)) = cut.fatal {
+        if let Some((correlation_id, error)) = fatal {
             fail_after_outstanding_replies(&tx, &budget, limits, correlation_id, error).await;
             return;
         }
-        if cut.requests > 0 && buffer.has_frame(limits.max_frame_bytes) {
+        if requests > 0 && buffer.has_frame(limits.max_frame_bytes) {
             continue; // stopped at a limit with more complete frames waiting
         }
         if buffer.pending_bytes() == 0 {
@@ -356,15 +422,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// answers what validation already answered, takes each command's weight
 /// from the engine-wide budget (answering `busy` where it is spent), and
 /// routes the rest. False when the connection is finished.
-async fn dispatch(
-    tx: &ReplyTx,
-    budget: &Budget,
-    context: &GatewayContext,
-    requests: usize,
-    bytes: usize,
-    mut replies: Vec<(Tag, Response)>,
-    commands: Vec<(Tag, Command)>,
-) -> bool {
+async fn dispatch(tx: &ReplyTx, budget: &Budget, context: &GatewayContext, cut: Cut) -> bool {
+    let Cut {
+        commands,
+        mut replies,
+        batches,
+        requests,
+        bytes,
+        fatal: _,
+    } = cut;
     let admitted = match budget.requests.acquire_many(requests as u32).await {
         Ok(admitted) => admitted,
         Err(_closed) => return false,
@@ -374,18 +440,32 @@ async fn dispatch(
         Ok(admitted) => admitted.forget(),
         Err(_closed) => return false,
     }
-    let mut routed = Vec::with_capacity(commands.len());
-    for (mut tag, command) in commands {
-        match context
+    let engine_share = |tag: &mut Tag| {
+        let share = context
             .inflight_bytes
             .clone()
             .try_acquire_many_owned(tag.bytes)
-        {
-            Ok(share) => {
-                tag.engine = Some(share);
-                routed.push((tag, command));
-            }
-            Err(_) => replies.push((tag, busy("the engine's in-flight budget is spent"))),
+            .ok();
+        tag.engine = share;
+        tag.engine.is_some()
+    };
+    let spent = || busy("the engine's in-flight budget is spent");
+    let mut routed = Vec::with_capacity(commands.len());
+    for (mut tag, command) in commands {
+        if engine_share(&mut tag) {
+            routed.push((tag, command));
+        } else {
+            replies.push((tag, spent()));
+        }
+    }
+    // A batch's payments go out only after the writer knows the batch,
+    // through the same queue their replies will take.
+    for mut batch in batches {
+        if engine_share(&mut batch.tag) {
+            reply::send(tx, Reply::Batch(batch.tag, batch.number, batch.results));
+            routed.append(&mut batch.commands);
+        } else {
+            replies.push((batch.tag, spent()));
         }
     }
     if !replies.is_empty() {
@@ -443,37 +523,111 @@ fn encode_reply(
     }
 }
 
-/// Encodes the replies of `message` into `out`, noting each request's tag
-/// in `answered`; true when the connection closes after them.
-fn encode_message(
-    out: &mut Vec<u8>,
-    tally: &mut ReplyTally,
-    answered: &mut Vec<Tag>,
-    message: Reply,
+/// What the writer encodes into before each write.
+struct Encoder {
+    out: Vec<u8>,
+    tally: ReplyTally,
+    /// Tags of the requests answered in `out`: their budget goes back once
+    /// it is written.
+    answered: Vec<Tag>,
+    /// Batch frames still waiting for some of their payments, by number.
+    batches: HashMap<u32, Assembly>,
     max_frame_bytes: usize,
-) -> bool {
-    let mut one = |tag: Tag, response: &Response| {
-        tally.count(response);
-        encode_reply(out, tag.correlation_id, response, max_frame_bytes);
-        answered.push(tag);
-    };
-    match message {
-        Reply::Many(replies) => {
-            for (tag, response) in replies {
-                one(tag, &response);
+}
+
+/// A batch frame's reply being put together.
+struct Assembly {
+    tag: Tag,
+    results: Vec<Option<PayResult>>,
+    missing: usize,
+}
+
+impl Encoder {
+    /// Encodes the replies of `message`; true when the connection closes
+    /// after them.
+    fn message(&mut self, message: Reply) -> bool {
+        match message {
+            Reply::Many(replies) => {
+                for (tag, response) in replies {
+                    self.one(tag, response);
+                }
+                false
             }
-            false
+            Reply::One(tag, response) => {
+                self.one(tag, response);
+                false
+            }
+            Reply::Batch(tag, number, results) => {
+                let missing = results.iter().filter(|result| result.is_none()).count();
+                let assembly = Assembly {
+                    tag,
+                    results,
+                    missing,
+                };
+                if missing == 0 {
+                    self.batch(assembly);
+                } else {
+                    let earlier = self.batches.insert(number, assembly);
+                    assert!(earlier.is_none(), "batch numbers are unique in flight");
+                }
+                false
+            }
+            Reply::Fatal(correlation_id, error) => {
+                let response = Response::Error(error);
+                self.tally.count(&response);
+                encode_reply(
+                    &mut self.out,
+                    correlation_id,
+                    &response,
+                    self.max_frame_bytes,
+                );
+                true
+            }
         }
-        Reply::One(tag, response) => {
-            one(tag, &response);
-            false
+    }
+
+    fn one(&mut self, tag: Tag, response: Response) {
+        let Some(Item { batch, index }) = tag.item else {
+            self.tally.count(&response);
+            encode_reply(
+                &mut self.out,
+                tag.correlation_id,
+                &response,
+                self.max_frame_bytes,
+            );
+            self.answered.push(tag);
+            return;
+        };
+        let assembly = self
+            .batches
+            .get_mut(&batch)
+            .expect("a batch is opened before its payments are routed");
+        let slot = &mut assembly.results[index as usize];
+        assert!(slot.is_none(), "one reply per payment of a batch");
+        *slot = Some(PayResult::from(response));
+        assembly.missing -= 1;
+        if assembly.missing == 0 {
+            let done = self.batches.remove(&batch).expect("just found");
+            self.batch(done);
         }
-        Reply::Fatal(correlation_id, error) => {
-            let response = Response::Error(error);
-            tally.count(&response);
-            encode_reply(out, correlation_id, &response, max_frame_bytes);
-            true
-        }
+    }
+
+    /// Encodes a complete batch's reply.
+    fn batch(&mut self, assembly: Assembly) {
+        let results: Vec<PayResult> = assembly
+            .results
+            .into_iter()
+            .map(|result| result.expect("every payment answered"))
+            .collect();
+        let response = Response::PaidBatch(PayBatchResponse { results });
+        self.tally.count(&response);
+        encode_reply(
+            &mut self.out,
+            assembly.tag.correlation_id,
+            &response,
+            self.max_frame_bytes,
+        );
+        self.answered.push(assembly.tag);
     }
 }
 
@@ -484,29 +638,27 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     limits: Limits,
 ) {
     let write_timeout = Duration::from_millis(limits.write_timeout_ms);
-    let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK_BYTES);
-    let mut answered: Vec<Tag> = Vec::new();
-    let mut tally = ReplyTally::default();
+    let mut encoder = Encoder {
+        out: Vec::with_capacity(WRITE_CHUNK_BYTES),
+        tally: ReplyTally::default(),
+        answered: Vec::new(),
+        batches: HashMap::new(),
+        max_frame_bytes: limits.max_frame_bytes,
+    };
     while let Some(first) = rx.recv().await {
         let mut close = false;
         let mut next = Some(first);
         while let Some(message) = next {
-            close |= encode_message(
-                &mut out,
-                &mut tally,
-                &mut answered,
-                message,
-                limits.max_frame_bytes,
-            );
-            if close || out.len() >= WRITE_CHUNK_BYTES {
+            close |= encoder.message(message);
+            if close || encoder.out.len() >= WRITE_CHUNK_BYTES {
                 break;
             }
             next = rx.try_recv().ok();
         }
         // Counted before the write, so a client holding its reply finds it
         // in the metrics.
-        tally.flush();
-        match tokio::time::timeout(write_timeout, writer.write_all(&out)).await {
+        encoder.tally.flush();
+        match tokio::time::timeout(write_timeout, writer.write_all(&encoder.out)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,
             Err(_elapsed) => {
@@ -514,8 +666,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
         }
-        out.clear();
-        for tag in answered.drain(..) {
+        encoder.out.clear();
+        for tag in encoder.answered.drain(..) {
             budget.release(tag);
         }
         if close {
@@ -548,7 +700,7 @@ mod tests {
     /// A frame with a correct length prefix, a kind that is usually a real
     /// request kind, and a random body: gets past framing into decoding.
     fn plausible_frame() -> impl Strategy<Value = Vec<u8>> {
-        let kind = prop_oneof![1u8..=9, any::<u8>()];
+        let kind = prop_oneof![1u8..=15, any::<u8>()];
         (
             kind,
             any::<u64>(),
@@ -605,9 +757,12 @@ mod tests {
             };
             let mut buffer = FrameBuffer::default();
             buffer.extend(&bytes);
-            let cut = cut_frames(&mut buffer, &mut session, &gate);
+            let cut = cut_frames(&mut buffer, &mut session, &gate, &mut 0);
             prop_assert!(buffer.pending_bytes() <= bytes.len());
-            prop_assert_eq!(cut.requests, cut.commands.len() + cut.replies.len());
+            prop_assert_eq!(
+                cut.requests,
+                cut.commands.len() + cut.replies.len() + cut.batches.len()
+            );
             prop_assert!(cut.requests <= max_inflight);
             if cut.fatal.is_none() && cut.requests < max_inflight {
                 prop_assert!(matches!(

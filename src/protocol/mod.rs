@@ -28,7 +28,10 @@ pub use cards::{
     IssueRequest, IssueResponse,
 };
 pub use error::{DecodeError, ErrorCode, ErrorResponse};
-pub use pay::{PayPart, PayRequest, PayResponse, PayStatus};
+pub use pay::{
+    BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayRequest,
+    PayResponse, PayResult, PayStatus,
+};
 
 use serde::Deserialize;
 
@@ -47,6 +50,7 @@ pub const KIND_PRINCIPAL_ADD: u8 = 11;
 pub const KIND_PRINCIPAL_LIST: u8 = 12;
 pub const KIND_PRINCIPAL_REVOKE: u8 = 13;
 pub const KIND_PRINCIPAL_ROTATE: u8 = 14;
+pub const KIND_PAY_BATCH: u8 = 15;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -127,6 +131,7 @@ wire_messages! {
             PrincipalAdd(PrincipalAddRequest) = KIND_PRINCIPAL_ADD,
             PrincipalRevoke(PrincipalRevokeRequest) = KIND_PRINCIPAL_REVOKE,
             PrincipalRotate(PrincipalRotateRequest) = KIND_PRINCIPAL_ROTATE,
+            PayBatch(PayBatchRequest) = KIND_PAY_BATCH,
         }
     }
 }
@@ -152,6 +157,7 @@ wire_messages! {
             Principals(PrincipalListResponse) = KIND_PRINCIPAL_LIST,
             PrincipalRevoked(PrincipalInfo) = KIND_PRINCIPAL_REVOKE,
             PrincipalRotated(PrincipalInfo) = KIND_PRINCIPAL_ROTATE,
+            PaidBatch(PayBatchResponse) = KIND_PAY_BATCH,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }

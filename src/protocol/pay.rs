@@ -1,5 +1,6 @@
 //! Payments: a merchant takes an amount from one or more cards.
 
+use super::ErrorResponse;
 use crate::card::DeclineReason;
 use crate::ids::Position;
 use serde::{Deserialize, Serialize};
@@ -88,5 +89,161 @@ impl PayResponse {
 
     pub fn is_approved(&self) -> bool {
         self.status == PayStatus::Approved
+    }
+}
+
+/// Many payments in one frame, for merchants that take payments in bulk:
+/// one frame, one admission and one reply frame for up to
+/// `max_payments_per_batch` payments. Each item is exactly a [`PayRequest`]
+/// (the same idempotency by request id, the same checks) and gets its own
+/// result, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayBatchRequest {
+    pub payments: Vec<PayRequest>,
+}
+
+/// One result per payment of a [`PayBatchRequest`], in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayBatchResponse {
+    pub results: Vec<PayResult>,
+}
+
+/// What one payment of a batch got: exactly what the same payment sent
+/// alone would have got, a [`PayResponse`] or an error (whose message is cut
+/// to [`BATCH_ERROR_MESSAGE_BYTES_MAX`] so a batch's reply has a known
+/// bound).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayResult {
+    Paid(PayResponse),
+    Error(ErrorResponse),
+}
+
+/// Longest error message in a batch result.
+pub const BATCH_ERROR_MESSAGE_BYTES_MAX: usize = 64;
+
+impl PayResult {
+    /// An error result, its message cut at a character boundary.
+    pub fn error(mut error: ErrorResponse) -> PayResult {
+        if error.message.len() > BATCH_ERROR_MESSAGE_BYTES_MAX {
+            let mut end = BATCH_ERROR_MESSAGE_BYTES_MAX;
+            while !error.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.message.truncate(end);
+        }
+        PayResult::Error(error)
+    }
+
+    /// The most one result can take on the wire, for a payment naming
+    /// `pins` cards: postcard's largest encodings (a u64 varint is at most
+    /// 10 bytes, a u16 at most 3).
+    pub fn encoded_bytes_max(pins: usize) -> usize {
+        // variant, status, reason and position options, amount, remaining,
+        // parts length (pins <= 16: one byte), replayed.
+        const PAID_FIXED: usize = 1 + 1 + 2 + 2 + 10 + 10 + 1 + 1;
+        // pin_last4, taken, remaining.
+        const PART: usize = 3 + 10 + 10;
+        // variant, code, message length (< 128: one byte), message.
+        const ERROR: usize = 1 + 3 + 1 + BATCH_ERROR_MESSAGE_BYTES_MAX;
+        (PAID_FIXED + PART * pins).max(ERROR)
+    }
+}
+
+impl From<super::Response> for PayResult {
+    /// A payment's reply as a batch result. Only payment replies and errors
+    /// reach a batch; anything else would be an engine bug, reported to
+    /// the client as `internal` rather than lost.
+    fn from(response: super::Response) -> PayResult {
+        match response {
+            super::Response::Paid(paid) => PayResult::Paid(paid),
+            super::Response::Error(error) => PayResult::error(error),
+            other => {
+                debug_assert!(false, "a batch got {other:?}");
+                PayResult::error(ErrorResponse::new(
+                    super::ErrorCode::Internal,
+                    "unexpected reply to a payment",
+                ))
+            }
+        }
+    }
+}
+
+impl PayBatchResponse {
+    /// The most a reply to `batch` can take on the wire, body only.
+    pub fn encoded_bytes_max(batch: &PayBatchRequest) -> usize {
+        // The results' length: a varint of at most 5 bytes.
+        5 + batch
+            .payments
+            .iter()
+            .map(|payment| PayResult::encoded_bytes_max(payment.pins.len()))
+            .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+    use proptest::prelude::*;
+
+    fn any_result() -> impl Strategy<Value = (usize, PayResult)> {
+        let part = (any::<u16>(), any::<u64>(), any::<u64>()).prop_map(
+            |(pin_last4, taken_minor, remaining_minor)| PayPart {
+                pin_last4,
+                taken_minor,
+                remaining_minor,
+            },
+        );
+        let paid = (
+            any::<bool>(),
+            proptest::option::of(any::<u8>()),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(part, 1..=16),
+            any::<bool>(),
+        )
+            .prop_map(|(approved, position, amount, remaining, parts, replayed)| {
+                let pins = parts.len();
+                let response = PayResponse {
+                    status: if approved {
+                        PayStatus::Approved
+                    } else {
+                        PayStatus::Declined
+                    },
+                    reason: (!approved).then_some(DeclineReason::InsufficientFunds),
+                    position: position.and_then(Position::from_number),
+                    amount_minor: amount,
+                    remaining_minor: remaining,
+                    parts,
+                    replayed,
+                };
+                (pins, PayResult::Paid(response))
+            });
+        let error = (1usize..=16, any::<u16>(), ".{0,200}").prop_map(|(pins, code, message)| {
+            let error = ErrorResponse { code, message };
+            (pins, PayResult::error(error))
+        });
+        prop_oneof![paid, error]
+    }
+
+    proptest! {
+        /// The bound admission and validation rely on holds for every
+        /// result, however extreme its numbers.
+        #[test]
+        fn a_result_never_exceeds_its_bound((pins, result) in any_result()) {
+            let bytes = postcard::to_stdvec(&result).expect("encode");
+            prop_assert!(bytes.len() <= PayResult::encoded_bytes_max(pins));
+        }
+    }
+
+    #[test]
+    fn error_messages_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(BATCH_ERROR_MESSAGE_BYTES_MAX);
+        let PayResult::Error(error) = PayResult::error(ErrorResponse::new(ErrorCode::Busy, long))
+        else {
+            panic!("an error stays an error");
+        };
+        assert_eq!(error.message.len(), BATCH_ERROR_MESSAGE_BYTES_MAX);
+        assert!(error.message.chars().all(|c| c == 'é'));
     }
 }

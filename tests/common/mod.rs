@@ -7,7 +7,7 @@ use kessai::client::Client;
 use kessai::pin::{Pin, PinHasher};
 use kessai::protocol::Role;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -487,4 +487,32 @@ pub fn guess(state: &mut u64) -> String {
         .sum();
     digits.push(((10 - sum % 10) % 10) as u8);
     digits.iter().map(|d| char::from(b'0' + d)).collect()
+}
+
+/// A port free a moment ago (the engine binds it right after).
+pub fn free_local_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// `GET /metrics`; returns every sample line as `name{labels}` → value.
+pub fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: kessai\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("response");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = &text[text.find("\r\n\r\n").expect("headers end") + 4..];
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
 }

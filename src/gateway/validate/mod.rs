@@ -17,6 +17,7 @@ mod activate;
 mod balance;
 mod issue;
 mod pay;
+mod pay_batch;
 mod principal;
 
 use crate::auth::{Guard, Principal};
@@ -32,6 +33,8 @@ pub(super) enum Action {
     Route(Command),
     /// Answer at once, without the shards.
     Reply(Response),
+    /// A batch frame: one `Route` or `Reply` per payment, in order.
+    Batch(Vec<Action>),
 }
 
 /// What validation needs besides the request.
@@ -54,11 +57,15 @@ pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usiz
         // A result per PIN (at most 11 bytes) for each PIN (at least 11).
         KIND_ACTIVATE => SMALL_BYTES + frame_bytes,
         KIND_BALANCE => SMALL_BYTES,
+        // Weighed precisely once decoded (`batch_reply_bound`).
+        crate::protocol::KIND_PAY_BATCH => limits.max_frame_bytes,
         kind if OPERATOR_KINDS.contains(&kind) => limits.max_frame_bytes,
         _ => SMALL_BYTES,
     };
     bound.min(limits.max_frame_bytes)
 }
+
+pub(super) use pay_batch::reply_bound as batch_reply_bound;
 
 /// Operator requests, whose replies can fill a frame.
 const OPERATOR_KINDS: [u8; 8] = [
@@ -91,7 +98,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
     }
     let pin_bearing = matches!(
         request,
-        Request::Pay(_) | Request::Balance(_) | Request::Activate(_)
+        Request::Pay(_) | Request::PayBatch(_) | Request::Balance(_) | Request::Activate(_)
     );
     if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now) {
         return Action::Reply(Response::Error(locked.refusal()));
@@ -107,6 +114,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Issue(body) => issue::validate(&body, context.limits),
         Request::Activate(body) => activate::validate(&body, principal, context),
         Request::Pay(body) => pay::validate(&body, principal, context),
+        Request::PayBatch(body) => pay_batch::validate(&body, principal, context),
         Request::Balance(body) => balance::validate(&body, principal, context),
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
             unreachable!("answered above or by the session")
@@ -128,7 +136,7 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_) => Some(Role::Operator),
         Request::Activate(_) => Some(Role::StoreHq),
-        Request::Pay(_) | Request::Balance(_) => Some(Role::Merchant),
+        Request::Pay(_) | Request::PayBatch(_) | Request::Balance(_) => Some(Role::Merchant),
     }
 }
 
