@@ -242,24 +242,12 @@ fn spawned(
         Some(shards),
         progress,
     ));
+    // Returns once the engine's database has closed.
     drop(engine);
-    remove_data_dir(&dir);
-    report
-}
-
-/// Removes a spawned engine's temp dir. Dropping the EngineHandle returns
-/// once no handle on its storage is left, which can be a moment before
-/// RocksDB has finished closing (it still writes its MANIFEST and CURRENT
-/// then); a removal in that moment fails with files left behind. So try a
-/// few times.
-fn remove_data_dir(dir: &Path) {
-    for _ in 0..40 {
-        if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if let Err(error) = std::fs::remove_dir_all(&dir) {
+        eprintln!("kessai-load: could not remove {}: {error}", dir.display());
     }
-    eprintln!("kessai-load: could not remove {}", dir.display());
+    report
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {

@@ -204,7 +204,8 @@ pub struct EngineHandle {
     pub operator_key: PathBuf,
     system: actix_rt::System,
     thread: Option<std::thread::JoinHandle<()>>,
-    storage: Option<std::sync::Weak<Storage>>,
+    /// Disconnects when the engine's database has closed.
+    storage_closed: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl EngineHandle {
@@ -217,8 +218,8 @@ impl EngineHandle {
                 let system = actix_rt::System::new();
                 match system.block_on(start(&config)) {
                     Ok(running) => {
-                        let weak = Arc::downgrade(&running.storage);
-                        let _ = tx.send(Ok((running.addr, actix_rt::System::current(), weak)));
+                        let closed = running.storage.watch_close();
+                        let _ = tx.send(Ok((running.addr, actix_rt::System::current(), closed)));
                         let _ = system.run();
                         for worker in &running.workers {
                             worker.stop();
@@ -231,7 +232,7 @@ impl EngineHandle {
                 }
             })
             .map_err(|e| format!("spawn engine thread: {e}"))?;
-        let (addr, system, storage) = rx
+        let (addr, system, storage_closed) = rx
             .recv()
             .map_err(|_| "engine thread died during start".to_string())??;
         Ok(EngineHandle {
@@ -239,7 +240,7 @@ impl EngineHandle {
             operator_key,
             system,
             thread: Some(thread),
-            storage: Some(storage),
+            storage_closed,
         })
     }
 
@@ -254,12 +255,12 @@ impl EngineHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        if let Some(storage) = self.storage.take() {
-            // Writer threads drop their handles as their shards go away.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while storage.strong_count() > 0 && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+        if let Some(closed) = self.storage_closed.take() {
+            // Writer threads drop their handles as their shards go away;
+            // the last one closes the database, then the channel
+            // disconnects. Waiting on a count of handles instead would
+            // return while RocksDB was still closing its files.
+            let _ = closed.recv_timeout(std::time::Duration::from_secs(10));
         }
     }
 }

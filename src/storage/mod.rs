@@ -122,6 +122,11 @@ pub trait Store {
 pub struct Storage {
     db: DB,
     synced: WriteOptions,
+    /// Taken by [`Storage::watch_close`].
+    close_watch: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Declared last, so dropped last: after the database has closed.
+    /// Its receiver then sees the channel disconnect.
+    _closed: std::sync::mpsc::Sender<()>,
 }
 
 impl Storage {
@@ -149,7 +154,23 @@ impl Storage {
         let db = DB::open_cf_descriptors(&options, dir.join("rocksdb"), families)?;
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
-        Ok(Storage { db, synced })
+        let (closed, close_watch) = std::sync::mpsc::channel();
+        Ok(Storage {
+            db,
+            synced,
+            close_watch: Mutex::new(Some(close_watch)),
+            _closed: closed,
+        })
+    }
+
+    /// A receiver whose channel disconnects once this storage is dropped
+    /// and its database closed (files released, the directory free to
+    /// reopen or remove). The first caller gets it.
+    pub fn watch_close(&self) -> Option<std::sync::mpsc::Receiver<()>> {
+        self.close_watch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -299,6 +320,28 @@ mod tests {
             })
             .expect("scan");
         assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn the_close_watch_disconnects_once_the_database_is_closed() {
+        use std::sync::mpsc::TryRecvError;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let watch = storage.watch_close().expect("the first caller gets it");
+        assert!(storage.watch_close().is_none());
+        assert_eq!(watch.try_recv(), Err(TryRecvError::Empty));
+        let holder = std::sync::Arc::new(storage);
+        let last = holder.clone();
+        drop(holder);
+        assert_eq!(
+            watch.try_recv(),
+            Err(TryRecvError::Empty),
+            "one handle left"
+        );
+        std::thread::spawn(move || drop(last)).join().expect("drop");
+        assert_eq!(watch.try_recv(), Err(TryRecvError::Disconnected));
+        // RocksDB's lock on the directory is gone: it opens again at once.
+        Storage::open(dir.path()).expect("reopen");
     }
 
     #[test]
