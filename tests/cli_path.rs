@@ -120,14 +120,9 @@ fn issue_activate_pay_balance_report_audit_through_the_cli() {
     assert_eq!(status, 0, "{activated}");
     assert_eq!(activated["activated"], 2);
     // Store 44 is not HQ 42's.
-    let (status, forbidden) = server.cli_as(&hq_key, &["activate", "--store", "44", &pins[2]]);
-    assert_eq!(status, 1);
-    assert!(
-        forbidden["error"]
-            .as_str()
-            .expect("message")
-            .contains("forbidden"),
-        "{forbidden}"
+    assert_refused(
+        server.cli_as(&hq_key, &["activate", "--store", "44", &pins[2]]),
+        "forbidden",
     );
 
     let (status, paid) = pay("2", "300", &[&pins[0]]);
@@ -146,14 +141,9 @@ fn issue_activate_pay_balance_report_audit_through_the_cli() {
     assert_eq!(status, 0);
     assert_eq!(balance["balance_minor"], 700);
     assert_eq!(balance["state"], "active");
-    let (status, unsold_balance) = server.cli_as(&merchant_key, &["balance", &pins[2]]);
-    assert_eq!(status, 1);
-    assert!(
-        unsold_balance["error"]
-            .as_str()
-            .expect("message")
-            .contains("invalid_card"),
-        "{unsold_balance}"
+    assert_refused(
+        server.cli_as(&merchant_key, &["balance", &pins[2]]),
+        "invalid_card",
     );
 
     let (status, report) = server.cli(&["report"]);
@@ -172,15 +162,7 @@ fn issue_activate_pay_balance_report_audit_through_the_cli() {
     // Revoked: the merchant's key no longer works.
     let (status, revoked) = server.cli(&["principal", "revoke", "--id", "5"]);
     assert_eq!((status, &revoked["revoked"]), (0, &serde_json::json!(true)));
-    let (status, refused) = pay("4", "1", &[&pins[1]]);
-    assert_eq!(status, 1);
-    assert!(
-        refused["error"]
-            .as_str()
-            .expect("message")
-            .contains("unauthenticated"),
-        "{refused}"
-    );
+    assert_refused(pay("4", "1", &[&pins[1]]), "unauthenticated");
 }
 
 #[test]
@@ -200,55 +182,27 @@ fn cli_errors_exit_non_zero_with_a_message() {
     ]);
     assert_eq!(status, 0);
     // A typo in the PIN (bad check digit) is caught before any lookup.
-    let (status, typo) = server.cli_as(&merchant_key, &["balance", "79927398710"]);
-    assert_eq!(status, 1);
-    assert!(
-        typo["error"]
-            .as_str()
-            .expect("message")
-            .contains("check digit"),
-        "{typo}"
+    assert_refused(
+        server.cli_as(&merchant_key, &["balance", "79927398710"]),
+        "check digit",
     );
-    let (status, unknown) = server.cli_as(&merchant_key, &["balance", "79927398713"]);
-    assert_eq!(status, 1);
-    assert!(
-        unknown["error"]
-            .as_str()
-            .expect("message")
-            .contains("invalid_card"),
-        "{unknown}"
+    assert_refused(
+        server.cli_as(&merchant_key, &["balance", "79927398713"]),
+        "invalid_card",
     );
-    let (status, zero) = server.cli_as(
-        &merchant_key,
-        &["pay", "--amount", "0", "--request-id", "1", "79927398713"],
-    );
-    assert_eq!(status, 1);
-    assert!(
-        zero["error"]
-            .as_str()
-            .expect("message")
-            .contains("invalid_amount"),
-        "{zero}"
+    assert_refused(
+        server.cli_as(
+            &merchant_key,
+            &["pay", "--amount", "0", "--request-id", "1", "79927398713"],
+        ),
+        "invalid_amount",
     );
     // A merchant may not run the operator's commands.
-    let (status, forbidden) = server.cli_as(&merchant_key, &["report"]);
-    assert_eq!(status, 1);
-    assert!(
-        forbidden["error"]
-            .as_str()
-            .expect("message")
-            .contains("forbidden"),
-        "{forbidden}"
-    );
+    assert_refused(server.cli_as(&merchant_key, &["report"]), "forbidden");
     // Without a key nothing is answered.
-    let (status, anonymous) = common::cli_at(server.addr, None, &["report"]);
-    assert_eq!(status, 1);
-    assert!(
-        anonymous["error"]
-            .as_str()
-            .expect("message")
-            .contains("unauthenticated"),
-        "{anonymous}"
+    assert_refused(
+        common::cli_at(server.addr, None, &["report"]),
+        "unauthenticated",
     );
 
     // No engine at the address.
@@ -258,4 +212,11 @@ fn cli_errors_exit_non_zero_with_a_message() {
     let (status, gone) = common::cli_at(addr, Some(&operator_key), &["report"]);
     assert_eq!(status, 1);
     assert!(gone["error"].is_string());
+}
+
+/// A CLI command that must fail (exit 1) with an error naming `what`.
+fn assert_refused((status, output): (i32, serde_json::Value), what: &str) {
+    assert_eq!(status, 1, "{output}");
+    let message = output["error"].as_str().expect("an error message");
+    assert!(message.contains(what), "{output}");
 }
