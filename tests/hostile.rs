@@ -12,7 +12,8 @@ use common::{Raw, Server, ServerOptions, active_cards, frame_of, raw_connection,
 use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::protocol::{
-    BalanceRequest, ErrorCode, IssueRequest, PayRequest, ReportRequest, Request, Response, Role,
+    BalanceRequest, ErrorCode, IssueRequest, PayBatchRequest, PayRequest, ReportRequest, Request,
+    Response, Role,
 };
 use std::io::Write;
 use std::sync::Arc;
@@ -185,7 +186,7 @@ const SMALL_BUDGETS: [&str; 5] = [
     "write_timeout_ms = 2000",
 ];
 
-/// What the engine's memory may grow by with 16 connections that never
+/// What the engine's memory may grow by with 20 connections that never
 /// read, at [`SMALL_BUDGETS`]: the engine-wide budget (1 MiB), each
 /// connection's read buffer (64 KiB plus a frame) and write buffer
 /// (256 KiB), and the allocator's slack. Stated in README, Limits.
@@ -251,6 +252,30 @@ fn clients_that_never_read_hold_bounded_memory_and_are_closed() {
         for n in 0..50_000u64 {
             let pin = pins[n as usize % pins.len()].clone();
             bytes.extend(frame_of(3 + n, &Request::Balance(BalanceRequest { pin })));
+        }
+        writers.push(write_in_background(&raw, bytes, Duration::from_secs(5)));
+        connections.push(raw);
+    }
+    for connection in 0..4u64 {
+        // 40 pipelined PayBatch frames of 100 payments each: one request
+        // apiece in the budgets, weighed by their largest reply, so the
+        // engine stops reading after a dozen or so. (Few enough that the
+        // payments' own durable records, which do take memory, stay small.)
+        let raw = raw_connection(server.addr, &merchant_key);
+        let mut bytes = Vec::new();
+        for frame in 0..40u64 {
+            let payments = (0..100u64)
+                .map(|i| {
+                    let request_id = 1_000_000 + connection * 100_000 + frame * 100 + i;
+                    PayRequest {
+                        request_id,
+                        amount_minor: 1,
+                        pins: vec![pins[request_id as usize % pins.len()].clone()],
+                    }
+                })
+                .collect();
+            let batch = Request::PayBatch(PayBatchRequest { payments });
+            bytes.extend(frame_of(3 + frame, &batch));
         }
         writers.push(write_in_background(&raw, bytes, Duration::from_secs(5)));
         connections.push(raw);
