@@ -8,11 +8,11 @@
 //! and each card's balance is its face value less the parts taken from it),
 //! no hold is left, and the engine's own audit agrees.
 
-use kessai::auth::Key;
-use kessai::client::Client;
+mod common;
+
+use common::Principals;
 use kessai::config::Config;
 use kessai::engine::EngineHandle;
-use kessai::protocol::Role;
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,33 +58,16 @@ fn check(rounds: &[Vec<Payment>], shards: usize) -> Result<(), TestCaseError> {
         .build()
         .expect("runtime");
     let result = runtime.block_on(async {
-        let operator_key = Key::read(&engine.operator_key).expect("operator key");
-        let operator = Client::connect_as(engine.addr, &operator_key)
-            .await
-            .expect("operator");
-        let (store_key, merchant_key) = (Key::generate(1), Key::generate(2));
-        operator
-            .principal_add(&store_key, Role::StoreHq, &[1])
-            .await
-            .expect("store hq");
-        operator
-            .principal_add(&merchant_key, Role::Merchant, &[])
-            .await
-            .expect("merchant");
+        let principals = Principals::new(engine.addr, &engine.operator_key).await;
+        let operator = &principals.operator;
         let pins = operator
             .issue(CARDS as u32, FACE)
             .await
             .expect("issue")
             .pins;
-        let store = Client::connect_as(engine.addr, &store_key)
-            .await
-            .expect("store hq");
+        let store = principals.store(1).await;
         store.activate(1, 0, &pins).await.expect("activate");
-        let client = Arc::new(
-            Client::connect_as(engine.addr, &merchant_key)
-                .await
-                .expect("merchant"),
-        );
+        let client = Arc::new(principals.merchant(2).await);
         let mut taken: HashMap<usize, u64> = HashMap::new();
         let mut approved_minor = 0u64;
         let mut request_id = 0u64;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, ServerOptions, runtime};
+use common::{Principals, Server, ServerOptions, runtime};
 use kessai::auth::Key;
 use kessai::client::{Client, Connect, TlsClient};
 use kessai::protocol::Role;
@@ -46,15 +46,10 @@ fn the_full_path_runs_over_tls() {
         let operator = Client::connect_with(server.addr, &over_tls(&cert, Some(operator_key)))
             .await
             .expect("operator over TLS");
-        let (hq_key, merchant_key) = (Key::generate(42), Key::generate(5));
-        operator
-            .principal_add(&hq_key, Role::StoreHq, &[42])
-            .await
-            .expect("store hq");
-        operator
-            .principal_add(&merchant_key, Role::Merchant, &[])
-            .await
-            .expect("merchant");
+        let principals = Principals::with_operator(server.addr, operator);
+        let hq_key = principals.key(42, Role::StoreHq, &[42]).await;
+        let merchant_key = principals.key(5, Role::Merchant, &[]).await;
+        let operator = &principals.operator;
         let pins = operator.issue(2, 1000).await.expect("issue").pins;
         let hq = Client::connect_with(server.addr, &over_tls(&cert, Some(hq_key)))
             .await

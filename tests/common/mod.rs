@@ -223,9 +223,16 @@ pub struct Principals {
 impl Principals {
     pub async fn new(addr: SocketAddr, operator_key: &Path) -> Principals {
         let key = Key::read(operator_key).expect("operator key");
+        let operator = Client::connect_as(addr, &key).await.expect("operator");
+        Principals::with_operator(addr, operator)
+    }
+
+    /// Principals registered through an operator connection the caller
+    /// made (over TLS, say).
+    pub fn with_operator(addr: SocketAddr, operator: Client) -> Principals {
         Principals {
             addr,
-            operator: Client::connect_as(addr, &key).await.expect("operator"),
+            operator,
             keys: Mutex::new(HashMap::new()),
         }
     }
