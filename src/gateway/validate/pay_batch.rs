@@ -26,7 +26,7 @@ pub(super) fn validate(
             ),
         );
     }
-    let reply_bytes = FRAME_BYTES_MIN + PayBatchResponse::encoded_bytes_max(body);
+    let reply_bytes = reply_frame_bytes_max(body);
     if reply_bytes > limits.max_frame_bytes {
         return reject(
             ErrorCode::LimitExceeded,
@@ -59,13 +59,19 @@ pub(super) fn validate(
     Action::Batch(items)
 }
 
-/// The weight of a batch in its connection's budget: its frame and the
-/// most its reply can take (never more than a frame, once validated).
+/// The most the reply to `body` can take on the wire, frame header
+/// included.
+fn reply_frame_bytes_max(body: &PayBatchRequest) -> usize {
+    FRAME_BYTES_MIN + PayBatchResponse::encoded_bytes_max(body)
+}
+
+/// The most a batch's reply weighs in its connection's budget (never more
+/// than a frame: validation refuses a batch whose reply could not fit).
 pub(in crate::gateway) fn reply_bound(
     body: &PayBatchRequest,
     limits: &crate::config::Limits,
 ) -> usize {
-    (FRAME_BYTES_MIN + PayBatchResponse::encoded_bytes_max(body)).min(limits.max_frame_bytes)
+    reply_frame_bytes_max(body).min(limits.max_frame_bytes)
 }
 
 #[cfg(test)]
