@@ -18,7 +18,7 @@ use crate::protocol::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,6 +126,9 @@ struct Gathering {
 #[derive(Default)]
 struct Gathered {
     payments: Vec<PayRequest>,
+    /// Their request ids, so a call can tell in O(1) whether its id is
+    /// already waiting.
+    request_ids: HashSet<u64>,
     answers: Vec<oneshot::Sender<Result<PayResponse, ClientError>>>,
     /// A caller is about to send what has gathered.
     led: bool,
@@ -383,11 +386,7 @@ impl Client {
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut gathered = gathering.pending.lock().expect("gathering lock");
-            let repeated = gathered
-                .payments
-                .iter()
-                .any(|other| other.request_id == payment.request_id);
-            if repeated {
+            if !gathered.request_ids.insert(payment.request_id) {
                 Err(payment)
             } else {
                 gathered.payments.push(payment);
@@ -420,6 +419,9 @@ impl Client {
                 }
                 let take = gathered.payments.len().min(gathering.batch_max);
                 let payments: Vec<PayRequest> = gathered.payments.drain(..take).collect();
+                for payment in &payments {
+                    gathered.request_ids.remove(&payment.request_id);
+                }
                 let answers: Vec<_> = gathered.answers.drain(..take).collect();
                 (payments, answers)
             };

@@ -295,6 +295,24 @@ fn a_gathering_client_fills_batches_by_itself_and_each_call_gets_its_answer() {
         // A repeated request id is answered alone, as a retry.
         let again = merchant.pay(7, 2, &pins[7..8]).await.expect("retry");
         assert!(again.replayed && again.is_approved());
+        // The same new id twice at once: never two batch items; it is paid
+        // once, and the twin is a replay or told it is in progress.
+        let (first, twin) = tokio::join!(
+            merchant.pay(CALLS, 5, &pins[9..10]),
+            merchant.pay(CALLS, 5, &pins[9..10])
+        );
+        let mut paid_once = 0;
+        for answer in [first, twin] {
+            match answer {
+                Ok(paid) if paid.is_approved() && !paid.replayed => paid_once += 1,
+                Ok(paid) => assert!(paid.replayed, "{paid:?}"),
+                Err(error) => assert_eq!(
+                    error.server_code(),
+                    Some(kessai::protocol::ErrorCode::RequestInProgress)
+                ),
+            }
+        }
+        assert_eq!(paid_once, 1);
     });
     let samples = common::scrape(metrics);
     let batches = samples["kessai_pay_batches_total"];
