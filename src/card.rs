@@ -3,7 +3,14 @@
 //! A card moves `Issued → Active → Exhausted`. An issued card is worthless: a
 //! stolen, unsold card cannot pay. Activation (the store's POS read the card
 //! at sale) sets the balance to the face value. Payments take from the
-//! balance; when it reaches zero the card is exhausted.
+//! balance; when it reaches zero the card is exhausted, and a refund can
+//! make it active again.
+//!
+//! A sale cancelled at the till is reversed: the card goes back to unsold
+//! (`Reversed`). Its shard remembers every reversed sale (store, POS
+//! reference) of the card, so that the activation of such a sale arriving
+//! late (the store HQ never got its reply and reversed blindly) is
+//! refused; another sale of the card activates it as usual.
 //!
 //! Two-phase commit adds holds: a prepared payment reserves part of the
 //! balance (`held_minor`) so no other payment can spend it, then either turns
@@ -16,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a card is in its life. On the wire and on disk it is the same one
-/// byte: 1, 2 or 3.
+/// byte: 1, 2, 3 or 4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 #[repr(u8)]
@@ -27,6 +34,9 @@ pub enum CardState {
     Active = 2,
     /// Balance spent to zero.
     Exhausted = 3,
+    /// Unsold again: its sale (`store_id`, `pos_ref`) was reversed. Worth
+    /// nothing, like an issued card.
+    Reversed = 4,
 }
 
 impl CardState {
@@ -35,6 +45,7 @@ impl CardState {
             1 => Some(CardState::Issued),
             2 => Some(CardState::Active),
             3 => Some(CardState::Exhausted),
+            4 => Some(CardState::Reversed),
             _ => None,
         }
     }
@@ -44,7 +55,13 @@ impl CardState {
             CardState::Issued => "issued",
             CardState::Active => "active",
             CardState::Exhausted => "exhausted",
+            CardState::Reversed => "reversed",
         }
+    }
+
+    /// Sold and not reversed: its face value is owed by its store.
+    pub fn is_sold(self) -> bool {
+        matches!(self, CardState::Active | CardState::Exhausted)
     }
 }
 
@@ -83,11 +100,25 @@ pub enum DeclineReason {
     /// the same answer for both, so a guesser cannot tell a printed, unsold
     /// card from a PIN that does not exist.
     InvalidCard,
+    /// Activation of a sale that was reversed (possibly before the
+    /// activation arrived).
+    ActivationReversed,
+    /// Reversal naming a store and POS reference other than the card's
+    /// sale.
+    NotThisSale,
+    /// Reversal of a card from which money was spent or is held.
+    AlreadySpent,
+    /// The reversal or refund window has passed.
+    WindowClosed,
+    /// Refund of a payment that does not exist or was not approved.
+    UnknownPayment,
+    /// Refund of more than the payment has left to refund.
+    ExceedsRefundable,
 }
 
 impl DeclineReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [DeclineReason; 7] = [
+    pub const ALL: [DeclineReason; 13] = [
         DeclineReason::UnknownPin,
         DeclineReason::NotActive,
         DeclineReason::AlreadyActive,
@@ -95,6 +126,12 @@ impl DeclineReason {
         DeclineReason::Exhausted,
         DeclineReason::Aborted,
         DeclineReason::InvalidCard,
+        DeclineReason::ActivationReversed,
+        DeclineReason::NotThisSale,
+        DeclineReason::AlreadySpent,
+        DeclineReason::WindowClosed,
+        DeclineReason::UnknownPayment,
+        DeclineReason::ExceedsRefundable,
     ];
 
     /// The stable snake_case name used in JSON output and docs.
@@ -107,11 +144,17 @@ impl DeclineReason {
             DeclineReason::Exhausted => "exhausted",
             DeclineReason::Aborted => "aborted",
             DeclineReason::InvalidCard => "invalid_card",
+            DeclineReason::ActivationReversed => "activation_reversed",
+            DeclineReason::NotThisSale => "not_this_sale",
+            DeclineReason::AlreadySpent => "already_spent",
+            DeclineReason::WindowClosed => "window_closed",
+            DeclineReason::UnknownPayment => "unknown_payment",
+            DeclineReason::ExceedsRefundable => "exceeds_refundable",
         }
     }
 }
 
-/// The in-memory state of one card: 40 bytes, no pointers.
+/// The in-memory state of one card: 48 bytes, no pointers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Card {
     pub face_value_minor: u64,
@@ -123,7 +166,22 @@ pub struct Card {
     pub store_id: u32,
     /// The store's POS reference for the sale (0 when none was given).
     pub pos_ref: u64,
+    /// When the sale was activated (engine clock, ms since the Unix
+    /// epoch; 0 for cards stored before it was kept, and for unsold ones).
+    pub activated_at_ms: u64,
     pub state: CardState,
+}
+
+/// What a reversal did to a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reversal {
+    /// The sale was activated here; it is undone and the store owes its
+    /// face value no more.
+    Undone { face_value_minor: u64 },
+    /// The sale's activation was never seen (the store HQ timed out before
+    /// it arrived, or it never will): recorded, so it is refused if it
+    /// comes.
+    Forestalled,
 }
 
 impl Card {
@@ -135,6 +193,7 @@ impl Card {
             held_minor: 0,
             store_id: 0,
             pos_ref: 0,
+            activated_at_ms: 0,
             state: CardState::Issued,
         }
     }
@@ -144,26 +203,96 @@ impl Card {
         self.balance_minor - self.held_minor
     }
 
-    /// The store sold the card: it now carries its face value.
-    pub fn activate(&mut self, store_id: u32, pos_ref: u64) -> Result<(), DeclineReason> {
-        if self.state != CardState::Issued {
+    /// The store sold the card at `now_ms`: it now carries its face value.
+    /// (Whether this sale was reversed before is the shard's to check: it
+    /// keeps every reversed sale.)
+    pub fn activate(
+        &mut self,
+        store_id: u32,
+        pos_ref: u64,
+        now_ms: u64,
+    ) -> Result<(), DeclineReason> {
+        if self.state.is_sold() {
             return Err(DeclineReason::AlreadyActive);
         }
         self.state = CardState::Active;
         self.balance_minor = self.face_value_minor;
         self.store_id = store_id;
         self.pos_ref = pos_ref;
+        self.activated_at_ms = now_ms;
         self.assert_invariants();
         Ok(())
+    }
+
+    fn is_sale(&self, store_id: u32, pos_ref: u64) -> bool {
+        self.store_id == store_id && self.pos_ref == pos_ref
+    }
+
+    /// Reverses the sale (`store_id`, `pos_ref`) at `now_ms`: allowed while
+    /// nothing was spent or is held, within `window_ms` of the activation.
+    /// On a card not sold now, the sale was never seen: `Forestalled` (the
+    /// shard then refuses that sale's activation if it comes).
+    pub fn reverse(
+        &mut self,
+        store_id: u32,
+        pos_ref: u64,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Reversal, DeclineReason> {
+        let outcome = match self.state {
+            CardState::Issued | CardState::Reversed => Reversal::Forestalled,
+            CardState::Active | CardState::Exhausted => {
+                if !self.is_sale(store_id, pos_ref) {
+                    return Err(DeclineReason::NotThisSale);
+                }
+                if self.balance_minor != self.face_value_minor || self.held_minor != 0 {
+                    return Err(DeclineReason::AlreadySpent);
+                }
+                if now_ms.saturating_sub(self.activated_at_ms) > window_ms {
+                    return Err(DeclineReason::WindowClosed);
+                }
+                Reversal::Undone {
+                    face_value_minor: self.face_value_minor,
+                }
+            }
+        };
+        self.state = CardState::Reversed;
+        self.balance_minor = 0;
+        self.store_id = store_id;
+        self.pos_ref = pos_ref;
+        self.activated_at_ms = 0;
+        self.assert_invariants();
+        Ok(outcome)
     }
 
     /// Why this card cannot pay at all, if it cannot.
     pub(crate) fn spendable(&self) -> Result<(), DeclineReason> {
         match self.state {
-            CardState::Issued => Err(DeclineReason::NotActive),
+            CardState::Issued | CardState::Reversed => Err(DeclineReason::NotActive),
             CardState::Exhausted => Err(DeclineReason::Exhausted),
             CardState::Active => Ok(()),
         }
+    }
+
+    /// Gives back `amount_minor` a refund returns to the card; an exhausted
+    /// card becomes active again. The caller bounds the amount by what the
+    /// payment took from this card, so the balance stays within the face
+    /// value; returns the new balance.
+    pub fn credit(&mut self, amount_minor: u64) -> u64 {
+        assert!(
+            self.state.is_sold(),
+            "a refund returns money to a sold card"
+        );
+        assert!(
+            amount_minor <= self.face_value_minor - self.balance_minor,
+            "a refund returns no more than was taken"
+        );
+        self.balance_minor += amount_minor;
+        if self.state == CardState::Exhausted && self.balance_minor > 0 {
+            self.state = CardState::Active;
+        }
+        self.assert_invariants();
+        self.balance_minor
     }
 
     /// Takes `amount_minor` from the available balance; returns what is left
@@ -224,7 +353,9 @@ impl Card {
             return Err("balance exceeds face value");
         }
         match self.state {
-            CardState::Issued if self.balance_minor != 0 => Err("issued card carries a balance"),
+            CardState::Issued | CardState::Reversed if self.balance_minor != 0 => {
+                Err("unsold card carries a balance")
+            }
             CardState::Exhausted if self.balance_minor != 0 => Err("exhausted card has a balance"),
             CardState::Active if self.balance_minor == 0 && self.held_minor == 0 => {
                 Err("active card with zero balance")
@@ -272,7 +403,7 @@ mod tests {
 
     fn active(face: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(7, 42).expect("fresh card activates");
+        card.activate(7, 42, 0).expect("fresh card activates");
         card
     }
 
@@ -282,7 +413,7 @@ mod tests {
         assert_eq!(card.balance_minor, 0);
         assert_eq!(card.debit(1), Err(DeclineReason::NotActive));
         assert_eq!(card.hold(1), Err(DeclineReason::NotActive));
-        card.activate(3, 99).expect("activates");
+        card.activate(3, 99, 0).expect("activates");
         assert_eq!(card.balance_minor, 1000);
         assert_eq!((card.store_id, card.pos_ref), (3, 99));
     }
@@ -291,7 +422,7 @@ mod tests {
     fn second_activation_is_refused_and_credits_nothing() {
         let mut card = active(500);
         card.debit(200).expect("debit");
-        assert_eq!(card.activate(8, 1), Err(DeclineReason::AlreadyActive));
+        assert_eq!(card.activate(8, 1, 0), Err(DeclineReason::AlreadyActive));
         assert_eq!(card.balance_minor, 300);
         assert_eq!(card.store_id, 7);
     }
@@ -304,7 +435,7 @@ mod tests {
         assert_eq!(card.debit(600), Ok(0));
         assert_eq!(card.state, CardState::Exhausted);
         assert_eq!(card.debit(1), Err(DeclineReason::Exhausted));
-        assert_eq!(card.activate(1, 1), Err(DeclineReason::AlreadyActive));
+        assert_eq!(card.activate(1, 1, 0), Err(DeclineReason::AlreadyActive));
     }
 
     #[test]
@@ -356,6 +487,69 @@ mod tests {
     }
 
     #[test]
+    fn a_reversal_undoes_an_unspent_sale_within_its_window() {
+        let mut card = Card::issued(1000);
+        card.activate(7, 42, 10_000).expect("sold");
+        assert_eq!(
+            card.reverse(8, 42, 10_000, 60),
+            Err(DeclineReason::NotThisSale)
+        );
+        assert_eq!(
+            card.reverse(7, 41, 10_000, 60),
+            Err(DeclineReason::NotThisSale)
+        );
+        assert_eq!(
+            card.reverse(7, 42, 10_061, 60),
+            Err(DeclineReason::WindowClosed)
+        );
+        let undone = Reversal::Undone {
+            face_value_minor: 1000,
+        };
+        assert_eq!(card.reverse(7, 42, 10_060, 60), Ok(undone));
+        assert_eq!((card.state, card.balance_minor), (CardState::Reversed, 0));
+        assert_eq!(card.debit(1), Err(DeclineReason::NotActive));
+        // Unsold again: another sale activates it.
+        card.activate(7, 43, 20_000).expect("sold again");
+        assert_eq!((card.balance_minor, card.activated_at_ms), (1000, 20_000));
+    }
+
+    #[test]
+    fn a_spent_or_held_card_cannot_be_reversed() {
+        let mut card = active(1000);
+        card.hold(1).expect("hold");
+        assert_eq!(card.reverse(7, 42, 0, 60), Err(DeclineReason::AlreadySpent));
+        card.release(1);
+        card.debit(1).expect("debit");
+        assert_eq!(card.reverse(7, 42, 0, 60), Err(DeclineReason::AlreadySpent));
+    }
+
+    #[test]
+    fn a_reversal_before_the_activation_leaves_the_card_unsold() {
+        let mut card = Card::issued(500);
+        assert_eq!(card.reverse(3, 9, 5, 0), Ok(Reversal::Forestalled));
+        assert_eq!(card.check(), Ok(()));
+        assert_eq!((card.state, card.balance_minor), (CardState::Reversed, 0));
+    }
+
+    #[test]
+    fn a_refund_credit_revives_an_exhausted_card() {
+        let mut card = active(500);
+        card.debit(500).expect("spent");
+        assert_eq!(card.state, CardState::Exhausted);
+        assert_eq!(card.credit(200), 200);
+        assert_eq!(card.state, CardState::Active);
+        assert_eq!(card.debit(200), Ok(0));
+    }
+
+    #[test]
+    #[should_panic(expected = "no more than was taken")]
+    fn a_credit_above_the_face_value_is_a_bug() {
+        let mut card = active(500);
+        card.debit(100).expect("debit");
+        card.credit(101);
+    }
+
+    #[test]
     fn check_reports_broken_states() {
         let mut card = active(500);
         card.balance_minor = 600;
@@ -365,6 +559,6 @@ mod tests {
         assert_eq!(card.check(), Err("held exceeds balance"));
         let mut issued = Card::issued(500);
         issued.balance_minor = 1;
-        assert_eq!(issued.check(), Err("issued card carries a balance"));
+        assert_eq!(issued.check(), Err("unsold card carries a balance"));
     }
 }

@@ -13,8 +13,9 @@ use crate::protocol::{
     ActivateRequest, ActivateResponse, AuditResponse, AuthHello, AuthProof, AuthWelcome,
     BalanceRequest, BalanceResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse,
     PayBatchRequest, PayRequest, PayResponse, PayResult, PrincipalAddRequest, PrincipalInfo,
-    PrincipalRevokeRequest, PrincipalRotateRequest, ReportAccount, ReportRequest, ReportResponse,
-    Request, Response, Role, StatsResponse,
+    PrincipalRevokeRequest, PrincipalRotateRequest, RefundRequest, RefundResponse, ReportAccount,
+    ReportRequest, ReportResponse, Request, Response, ReverseActivationRequest,
+    ReverseActivationResponse, Role, StatsResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -360,6 +361,26 @@ impl Client {
         }
     }
 
+    /// Reverses the sale (`store_id`, `pos_ref`) of the card `pin` (store
+    /// HQ). The sale is the idempotency key: a retry gets the first outcome
+    /// with `replayed` set, so it is safe to resend after a timeout.
+    pub async fn reverse_activation(
+        &self,
+        store_id: u32,
+        pos_ref: u64,
+        pin: &str,
+    ) -> Result<ReverseActivationResponse, ClientError> {
+        let request = Request::ReverseActivation(ReverseActivationRequest {
+            store_id,
+            pos_ref,
+            pin: pin.to_string(),
+        });
+        match self.call_ok(&request).await? {
+            Response::ActivationReversed(reversed) => Ok(reversed),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Pays the authenticated merchant.
     pub async fn pay(
         &self,
@@ -446,6 +467,26 @@ impl Client {
         let request = Request::PayBatch(PayBatchRequest { payments });
         match self.call_ok(&request).await? {
             Response::PaidBatch(batch) => Ok(batch.results),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Refunds `amount_minor` of the authenticated merchant's payment
+    /// `payment_request_id`. `request_id` names the refund (its own
+    /// namespace): resending the identical refund replays its answer.
+    pub async fn refund(
+        &self,
+        request_id: u64,
+        payment_request_id: u64,
+        amount_minor: u64,
+    ) -> Result<RefundResponse, ClientError> {
+        let request = Request::Refund(RefundRequest {
+            request_id,
+            payment_request_id,
+            amount_minor,
+        });
+        match self.call_ok(&request).await? {
+            Response::Refunded(refunded) => Ok(refunded),
             other => Err(unexpected(other)),
         }
     }

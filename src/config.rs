@@ -63,6 +63,12 @@ pub const STORES_PER_HQ_MAX: usize = 4096;
 pub const PIN_FAILURES_MAX: usize = 100_000;
 pub const PIN_FAILURE_WINDOW_MS_MAX: u64 = 24 * 3600 * 1000;
 pub const LOCKOUT_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
+/// Reversals are for sales cancelled at the till: a week is generous.
+pub const ACTIVATION_REVERSAL_WINDOW_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
+/// Ten years; with it, a window in ms (days × 86 400 000) fits u64 many
+/// times over.
+pub const REFUND_WINDOW_DAYS_MAX: u64 = 3650;
+const MS_PER_DAY: u64 = 24 * 3600 * 1000;
 
 // Limits that must fit the types that carry them.
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1, "shard ids are u16");
@@ -163,6 +169,17 @@ pub struct Limits {
     /// Cards an audit checks per slice: a shard runs no payment during a
     /// slice, so this bounds the pause an audit causes.
     pub audit_slice_cards: usize,
+    /// How long after its activation a sale may be reversed (while nothing
+    /// was spent from the card).
+    pub activation_reversal_window_ms: u64,
+    /// How long after a payment it may be refunded.
+    pub refund_window_days: u64,
+}
+
+impl Limits {
+    pub fn refund_window_ms(&self) -> u64 {
+        self.refund_window_days * MS_PER_DAY
+    }
 }
 
 impl Default for Config {
@@ -211,6 +228,8 @@ impl Default for Limits {
             admin_requests_max: 4,
             max_report_lines: 1000,
             audit_slice_cards: 20_000,
+            activation_reversal_window_ms: 30 * 60 * 1000,
+            refund_window_days: 180,
         }
     }
 }
@@ -263,7 +282,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 25] = [
+        let checks: [(bool, String); 27] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -372,6 +391,16 @@ impl Config {
             (
                 (1..=AUDIT_SLICE_CARDS_MAX).contains(&limits.audit_slice_cards),
                 format!("limits.audit_slice_cards must be 1..={AUDIT_SLICE_CARDS_MAX}"),
+            ),
+            (
+                limits.activation_reversal_window_ms <= ACTIVATION_REVERSAL_WINDOW_MS_MAX,
+                format!(
+                    "limits.activation_reversal_window_ms must be 0..={ACTIVATION_REVERSAL_WINDOW_MS_MAX}"
+                ),
+            ),
+            (
+                limits.refund_window_days <= REFUND_WINDOW_DAYS_MAX,
+                format!("limits.refund_window_days must be 0..={REFUND_WINDOW_DAYS_MAX}"),
             ),
             (
                 (1..=SHARD_MAILBOX_MAX).contains(&limits.shard_mailbox_capacity),

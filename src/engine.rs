@@ -71,6 +71,7 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         storage: storage.clone(),
         claims: Arc::new(Claims::new()),
         guard: Arc::new(Guard::new(&config.limits)),
+        reversal_window_ms: config.limits.activation_reversal_window_ms,
     };
     let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
     let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
@@ -86,6 +87,7 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         services.claims.clone(),
         services.guard.clone(),
         Duration::from_millis(config.limits.prepare_timeout_ms),
+        config.limits.refund_window_ms(),
     ));
     let router = Arc::new(Router {
         shards,

@@ -59,6 +59,26 @@ impl Claims {
     }
 }
 
+/// Releases a claim however its holder's work ends (a coordinator's future
+/// may be dropped at any await).
+pub(crate) struct ClaimGuard<'a> {
+    claims: &'a Claims,
+    payment: PaymentId,
+}
+
+impl<'a> ClaimGuard<'a> {
+    /// Guards a claim the caller has just taken.
+    pub(crate) fn new(claims: &'a Claims, payment: PaymentId) -> ClaimGuard<'a> {
+        ClaimGuard { claims, payment }
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        self.claims.release(self.payment);
+    }
+}
+
 /// The prologue of whoever processes a payment (a shard, or a two-phase
 /// coordinator), step one: claim its id, or answer that it is in progress.
 pub fn claim(claims: &Claims, payment: PaymentId) -> Result<(), ErrorResponse> {
@@ -106,8 +126,8 @@ pub fn replay(
     Ok(response)
 }
 
-/// The record of a decided payment.
-pub(crate) fn record_of(response: &PayResponse, cards: &[CardRef]) -> PaymentRecord {
+/// The record of a decided payment, decided at `at_ms`.
+pub(crate) fn record_of(response: &PayResponse, cards: &[CardRef], at_ms: u64) -> PaymentRecord {
     let outcome = match response.reason {
         None => {
             assert_eq!(response.parts.len(), cards.len(), "one part per card");
@@ -129,6 +149,7 @@ pub(crate) fn record_of(response: &PayResponse, cards: &[CardRef]) -> PaymentRec
         },
     };
     PaymentRecord {
+        at_ms,
         amount_minor: response.amount_minor,
         cards: cards.to_vec(),
         outcome,
@@ -224,7 +245,7 @@ mod tests {
             900,
         );
         for response in [approved, declined] {
-            let record = record_of(&response, &[card(1), card(2)]);
+            let record = record_of(&response, &[card(1), card(2)], 0);
             assert_eq!(response_of(&record), response);
         }
     }
@@ -236,7 +257,7 @@ mod tests {
             Some(Position::from_index(0)),
             900,
         );
-        let record = record_of(&first, &[card(1)]);
+        let record = record_of(&first, &[card(1)], 0);
         let again = replay(&record, 900, &[card(1)]).expect("same payment");
         assert!(again.replayed);
         assert_eq!(again.reason, Some(DeclineReason::InsufficientFunds));

@@ -58,6 +58,11 @@ impl PaymentId {
     }
 }
 
+/// A refund is identified like a payment: the merchant and the merchant's
+/// own request id for the refund. Refund ids are their own namespace (a
+/// refund and a payment may share a request id).
+pub type RefundId = PaymentId;
+
 /// A card shard, `0..shard_count`. Stored as a u16 in book rows, so the
 /// shard count is capped at [`crate::config::SHARDS_MAX`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,7 +11,8 @@
 //! * [`gateway`]: TCP connections; validation; admission control.
 //! * [`router`]: fans one connection's commands out to the shards.
 //! * [`twopc`]: two-phase commit for payments spanning shards: the pure
-//!   decision, its coordinator, recovery, crash points.
+//!   decision, its coordinator, recovery, crash points; refunds, which
+//!   credit a payment's cards on every shard atomically.
 //! * [`shard`]: the shard actors and their writer threads (group commit),
 //!   reached through [`shard::Shards`].
 //! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
@@ -20,8 +21,8 @@
 //! * [`ledger`]: books, reports, the conservation audit.
 //! * [`storage`]: RocksDB behind [`storage::Store`], and the record layouts.
 //! * [`reply`]: what shards hand back to connections (protocol only).
-//! * [`card`], [`pin`], [`ids`]: the leaves: one card's rules, PINs and
-//!   their keyed hash, identifiers.
+//! * [`card`], [`pin`], [`ids`], [`clock`]: the leaves: one card's rules,
+//!   PINs and their keyed hash, identifiers, the engine's clock.
 //! * [`load`]: start-up; [`engine`]: wiring; [`config`]: every limit.
 //! * [`client`]: the Rust client; [`cli`]: the `kessai` command.
 //! * [`telemetry`]: metrics for Prometheus.
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod card;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 mod encoding;
 pub mod engine;

@@ -3,11 +3,13 @@
 //! 1. Check the PIN secret against the fingerprint stored at first start.
 //! 2. Read every card and give it to shard `pin_key mod N`, for whatever N
 //!    this start uses: changing the shard count needs no migration.
-//! 3. Merge every book row into shard 0's share (see
+//! 3. Give each shard its cards' reversed sales.
+//! 4. Merge every book row into shard 0's share (see
 //!    [`crate::ledger::consolidate`]) and rewrite the rows that way.
-//! 4. Resolve holds left by a crash ([`crate::twopc::recovery`]).
+//! 5. Resolve holds left by a crash, and apply refund credits it left
+//!    ([`crate::twopc::recovery`]).
 //!
-//! Steps 3 and 4 write one synced batch before any shard starts. The same
+//! Steps 4 and 5 write one synced batch before any shard starts. The same
 //! code rebuilds the shards in the simulation test, from its in-memory
 //! store, after every simulated crash.
 
@@ -82,7 +84,7 @@ pub fn load(
     // everything the engine could ever carry were damaged outside it, and
     // crediting them further could overflow: refuse to start on them.
     // (Smaller damage is the audit's to find and locate.)
-    for kind in [BookKind::StoreOwed, BookKind::MerchantOwed] {
+    for kind in BookKind::ALL {
         let total = consolidated.total(kind);
         if total > MONEY_MINOR_MAX {
             return Err(StorageError(format!(
@@ -105,7 +107,14 @@ pub fn load(
             ShardMachine::new(ShardId::from_index(index), cards, books)
         })
         .collect();
+    store.scan(Cf::Reversals, &mut |key, value| {
+        let (key, store_id, pos_ref) = records::decode_reversal_key(key)?;
+        let amount_minor = records::decode_u64(value)?;
+        machines[key.shard(shard_count)].restore_reversal(key, store_id, pos_ref, amount_minor);
+        Ok(())
+    })?;
     loaded.recovered = recovery::resolve_holds(store, &mut machines, &mut changes)?;
+    recovery::apply_credits(store, &mut machines, &mut changes, &mut loaded.recovered)?;
     for machine in &mut machines {
         machine.end_batch(&mut changes);
     }

@@ -16,7 +16,7 @@
 
 use crate::card::DeclineReason;
 use crate::protocol::{
-    ActivationResult, ErrorCode, ErrorResponse, PayResponse, PayResult, Response,
+    ActivationResult, ErrorCode, ErrorResponse, PayResponse, PayResult, Response, ReversalStatus,
 };
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::net::SocketAddr;
@@ -29,6 +29,11 @@ pub const PAY_BATCHES_TOTAL: &str = "kessai_pay_batches_total";
 /// Per-card activation results, `outcome` = `activated`, `invalid_pin` or
 /// the decline reason.
 pub const ACTIVATIONS_TOTAL: &str = "kessai_activations_total";
+/// Activation reversal replies, `outcome` = `reversed`, `forestalled` or
+/// the decline reason.
+pub const REVERSALS_TOTAL: &str = "kessai_reversals_total";
+/// Refund replies, `outcome` = `refunded` or the decline reason.
+pub const REFUNDS_TOTAL: &str = "kessai_refunds_total";
 /// Error replies, `code` = the error code's name.
 pub const ERRORS_TOTAL: &str = "kessai_errors_total";
 /// Client connections being served.
@@ -152,6 +157,19 @@ impl ReplyTally {
                         ActivationResult::LockedOut => self.activations_locked_out += 1,
                     }
                 }
+            }
+            // Rare next to payments: counted as they leave, not tallied.
+            Response::ActivationReversed(reversed) => {
+                let outcome = match (reversed.reason, reversed.status) {
+                    (Some(reason), _) => reason.name(),
+                    (None, ReversalStatus::Forestalled) => "forestalled",
+                    (None, _) => "reversed",
+                };
+                metrics::counter!(REVERSALS_TOTAL, "outcome" => outcome).increment(1);
+            }
+            Response::Refunded(refunded) => {
+                let outcome = refunded.reason.map_or("refunded", DeclineReason::name);
+                metrics::counter!(REFUNDS_TOTAL, "outcome" => outcome).increment(1);
             }
             Response::Error(error) => self.error(error),
             _ => {}

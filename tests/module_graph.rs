@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["idempotency", "ledger", "auth"],
     &["storage", "telemetry", "reply"],
     &["protocol"],
-    &["config", "ids", "card", "encoding"],
+    &["config", "ids", "card", "encoding", "clock"],
     &["pin"],
 ];
 

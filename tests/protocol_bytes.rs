@@ -295,3 +295,95 @@ fn the_pay_batch_examples_are_what_the_encoder_writes() {
     assert_eq!(request, blocks[0]);
     assert_eq!(reply, blocks[1]);
 }
+
+#[test]
+fn the_reverse_activation_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{ReversalStatus, ReverseActivationRequest, ReverseActivationResponse};
+    let mut request = Vec::new();
+    Request::ReverseActivation(ReverseActivationRequest {
+        store_id: 42,
+        pos_ref: 9001,
+        pin: "79927398713".into(),
+    })
+    .encode(&mut request, 3, MAX_FRAME_BYTES)
+    .expect("encode");
+    let mut reply = Vec::new();
+    Response::ActivationReversed(ReverseActivationResponse {
+        status: ReversalStatus::Reversed,
+        reason: None,
+        amount_minor: 1000,
+        replayed: false,
+    })
+    .encode(&mut reply, 3, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.13 ReverseActivation (16)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+#[test]
+fn the_refund_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{RefundPart, RefundRequest, RefundResponse, RefundStatus};
+    let mut request = Vec::new();
+    Request::Refund(RefundRequest {
+        request_id: 2001,
+        payment_request_id: 1003,
+        amount_minor: 1000,
+    })
+    .encode(&mut request, 4, MAX_FRAME_BYTES)
+    .expect("encode");
+    // Payment 1003 took 500 from card …8713, then 800 from card …1486:
+    // the refund gives back the later take first.
+    let mut reply = Vec::new();
+    Response::Refunded(RefundResponse {
+        status: RefundStatus::Refunded,
+        reason: None,
+        amount_minor: 1000,
+        parts: vec![
+            RefundPart {
+                pin_last4: 8713,
+                refunded_minor: 200,
+            },
+            RefundPart {
+                pin_last4: 1486,
+                refunded_minor: 800,
+            },
+        ],
+        payment_refunded_minor: 1000,
+        replayed: false,
+    })
+    .encode(&mut reply, 4, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.14 Refund (17)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+/// The inline declines of §5.13 and §5.14 pin the new decline indexes.
+#[test]
+fn the_reversal_and_refund_declines_are_what_the_encoder_writes() {
+    use kessai::protocol::{RefundResponse, ReverseActivationResponse};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    let body_of = |response: Response| {
+        let mut out = Vec::new();
+        response
+            .encode(&mut out, 1, MAX_FRAME_BYTES)
+            .expect("encode");
+        hex(&out[13..])
+    };
+    let late = body_of(Response::ActivationReversed(
+        ReverseActivationResponse::declined(DeclineReason::WindowClosed),
+    ));
+    assert_eq!(late, "02 01 0A 00 00");
+    let too_much = body_of(Response::Refunded(RefundResponse::declined(
+        DeclineReason::ExceedsRefundable,
+        301,
+    )));
+    assert_eq!(too_much, "01 01 0C AD 02 00 00 00");
+    for body in [late, too_much] {
+        assert!(doc.contains(&format!("`{body}`")), "{body} in PROTOCOL.md");
+    }
+}

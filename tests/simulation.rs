@@ -5,7 +5,10 @@
 //!
 //! What it throws at them: random single and combined payments (over
 //! overlapping cards, so payments contend), activations (some of cards
-//! already sold), balance inquiries and retries of earlier payments; every
+//! already sold), reversals of activations (some before the activation
+//! they reverse, some past their window), refunds of approved payments
+//! (partial, whole, too large, late, spanning shards), balance inquiries
+//! and retries of earlier payments and refunds, on a clock that moves; every
 //! message between a coordinator and a shard, and every answer, delivered
 //! in a random order (first-in first-out only where the engine guarantees
 //! it: one sender to one shard); group commits at random moments; prepare
@@ -18,28 +21,39 @@
 //! then, the report read in pages of a random size against the cards. Checked
 //! after every crash: no hold survives recovery, every acknowledged outcome
 //! is on disk as it was told, and each card's balance is its face value less
-//! what the durable payment records took from it. Checked on every answer:
-//! a retry gets the first answer again.
+//! what the durable payment records took from it plus what the durable
+//! refunds gave back; no refund credit is left unapplied; an acknowledged
+//! reversal keeps its sale from ever activating the card, and an
+//! acknowledged activation stands unless its sale was reversed. Checked on
+//! every answer: a retry gets the first answer again.
 //!
 //! `KESSAI_SIM_SEEDS=N` runs N seeds (default 10 000); `KESSAI_SIM_SEED=S`
 //! runs seed S alone. A failure prints its seed.
 
 use kessai::idempotency::{self, Claims};
-use kessai::ids::{CardRef, PaymentId, ShardId};
+use kessai::ids::{CardRef, PaymentId, RefundId, ShardId};
 use kessai::ledger;
 use kessai::load;
 use kessai::pin::{PinHasher, PinKey};
-use kessai::protocol::{ActivationResult, ErrorCode, ErrorResponse, PayResponse};
-use kessai::state_machine::{PrepareRequest, ShardMachine, Take, Vote};
-use kessai::storage::records::PaymentRecord;
+use kessai::protocol::{
+    ActivationResult, ErrorCode, ErrorResponse, PayResponse, RefundResponse, ReversalStatus,
+    ReverseActivationResponse,
+};
+use kessai::state_machine::{Credit, PrepareRequest, ShardMachine, Take, Vote};
+use kessai::storage::records::{PaymentRecord, PaymentRefunds, RefundRecord};
 use kessai::storage::{Cf, Changes, MemStore, Store};
-use kessai::twopc::{PhaseTwo, TwoPhase};
-use std::collections::{BTreeMap, HashMap};
+use kessai::twopc::{PhaseTwo, TwoPhase, refund};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const SEEDS_DEFAULT: u64 = 10_000;
 const STEPS: usize = 160;
 const SHARDS_MAX: u64 = 4;
 const MERCHANTS: u32 = 2;
+/// The simulated clock moves 0..STEP_MS_MAX per step: a run spans about
+/// 800 ms, so some reversals and refunds fall outside their windows.
+const STEP_MS_MAX: u64 = 10;
+const REVERSAL_WINDOW_MS: u64 = 60;
+const REFUND_WINDOW_MS: u64 = 400;
 
 /// SplitMix64: small, fast, and the same sequence on every platform.
 struct Rng(u64);
@@ -78,6 +92,23 @@ struct PayIntent {
     answered: Option<PayResponse>,
 }
 
+/// A refund a client sent (and may send again).
+struct RefundIntent {
+    refund: RefundId,
+    payment: PaymentId,
+    amount_minor: u64,
+    answered: Option<RefundResponse>,
+}
+
+/// A refund between its decision and its last credit.
+struct RefundCoord {
+    intent: usize,
+    record: RefundRecord,
+    credits: Vec<Credit>,
+    /// Shards still to apply their credits.
+    waiting: usize,
+}
+
 /// A message to a shard.
 enum Msg {
     Pay {
@@ -89,9 +120,23 @@ enum Msg {
     Activate {
         card: usize,
         store: u32,
+        pos_ref: u64,
+    },
+    Reverse {
+        card: usize,
+        store: u32,
+        pos_ref: u64,
     },
     Balance {
         card: usize,
+    },
+    RecordRefund {
+        coord: usize,
+        refunded: PaymentRefunds,
+    },
+    ApplyCredits {
+        coord: usize,
+        credits: Vec<Credit>,
     },
     Prepare {
         coord: usize,
@@ -119,8 +164,18 @@ enum Ack {
         answer: Result<PayResponse, ErrorCode>,
     },
     Activated {
-        card: usize,
+        sale: (usize, u32, u64),
         result: ActivationResult,
+    },
+    Reversed {
+        sale: (usize, u32, u64),
+        response: ReverseActivationResponse,
+    },
+    RefundRecorded {
+        coord: usize,
+    },
+    CreditsApplied {
+        coord: usize,
     },
     Balance,
     Vote {
@@ -172,8 +227,17 @@ struct World {
     coords: Vec<Coord>,
     cards: Vec<SimCard>,
     intents: Vec<PayIntent>,
-    /// Cards whose activation a client was told succeeded.
-    activation_acked: Vec<bool>,
+    refunds: Vec<RefundIntent>,
+    refund_coords: Vec<RefundCoord>,
+    /// Refunds being processed, by refund id.
+    refund_claims: Claims,
+    /// Sales (card, store, POS reference) whose activation a client was
+    /// told succeeded, whose reversal was sent, and whose reversal a
+    /// client was told succeeded.
+    activations_acked: BTreeSet<(usize, u32, u64)>,
+    reversals_sent: BTreeSet<(usize, u32, u64)>,
+    reversals_acked: BTreeSet<(usize, u32, u64)>,
+    now_ms: u64,
     next_request_id: u64,
     crashes: usize,
     /// A sliced audit in progress: which shards have finished walking.
@@ -213,7 +277,13 @@ impl World {
             coords: Vec::new(),
             cards,
             intents: Vec::new(),
-            activation_acked: vec![false; card_count],
+            refunds: Vec::new(),
+            refund_coords: Vec::new(),
+            refund_claims: Claims::new(),
+            activations_acked: BTreeSet::new(),
+            reversals_sent: BTreeSet::new(),
+            reversals_acked: BTreeSet::new(),
+            now_ms: 1,
             next_request_id: 1,
             crashes: 0,
             walking: None,
@@ -275,6 +345,7 @@ impl World {
                     Msg::Activate {
                         card: index,
                         store: 7,
+                        pos_ref: 1,
                     },
                 );
             }
@@ -298,21 +369,198 @@ impl World {
     // ------------------------------------------------------------ clients
 
     fn client_action(&mut self) {
-        match self.rng.below(20) {
+        match self.rng.below(26) {
             0..=11 => self.new_payment(),
             12..=15 if !self.intents.is_empty() => {
                 let intent = self.rng.below(self.intents.len());
                 self.send_payment(intent);
             }
             16..=18 => {
-                let card = self.rng.below(self.cards.len());
-                let store = 7 + self.rng.below(2) as u32;
-                self.send(self.shard_of(card), None, Msg::Activate { card, store });
+                let (card, store, pos_ref) = self.random_sale();
+                let msg = Msg::Activate {
+                    card,
+                    store,
+                    pos_ref,
+                };
+                self.send(self.shard_of(card), None, msg);
+            }
+            19..=20 => {
+                let (card, store, pos_ref) = self.random_sale();
+                self.reversals_sent.insert((card, store, pos_ref));
+                let msg = Msg::Reverse {
+                    card,
+                    store,
+                    pos_ref,
+                };
+                self.send(self.shard_of(card), None, msg);
+            }
+            21..=22 => self.new_refund(),
+            23 if !self.refunds.is_empty() => {
+                let intent = self.rng.below(self.refunds.len());
+                self.send_refund(intent);
             }
             _ => {
                 let card = self.rng.below(self.cards.len());
                 self.send(self.shard_of(card), None, Msg::Balance { card });
             }
+        }
+    }
+
+    /// A card and a sale of it: one of two stores, one of two POS
+    /// references.
+    fn random_sale(&mut self) -> (usize, u32, u64) {
+        let card = self.rng.below(self.cards.len());
+        let store = 7 + self.rng.below(2) as u32;
+        let pos_ref = 1 + self.rng.below(2) as u64;
+        (card, store, pos_ref)
+    }
+
+    /// A refund of a payment a client saw approved, of a random part of it
+    /// (sometimes more than is left).
+    fn new_refund(&mut self) {
+        let approved: Vec<usize> = (0..self.intents.len())
+            .filter(|&i| {
+                self.intents[i]
+                    .answered
+                    .as_ref()
+                    .is_some_and(PayResponse::is_approved)
+            })
+            .collect();
+        if approved.is_empty() {
+            return;
+        }
+        let intent = &self.intents[approved[self.rng.below(approved.len())]];
+        let (payment, amount) = (intent.payment, intent.amount_minor);
+        let amount_minor = 1 + self.rng.below(amount as usize + 50) as u64;
+        let refund = RefundId {
+            merchant_id: payment.merchant_id,
+            request_id: self.next_request_id,
+        };
+        self.next_request_id += 1;
+        self.refunds.push(RefundIntent {
+            refund,
+            payment,
+            amount_minor,
+            answered: None,
+        });
+        self.send_refund(self.refunds.len() - 1);
+    }
+
+    /// The refund coordinator's prologue and decision, as
+    /// `Coordinator::refund` runs them; the decision record then goes to
+    /// the refund's home shard.
+    fn send_refund(&mut self, intent: usize) {
+        let RefundIntent {
+            refund,
+            payment,
+            amount_minor,
+            ..
+        } = self.refunds[intent];
+        if let Err(busy) = idempotency::claim(&self.refund_claims, refund) {
+            return self.refund_answer(intent, Err(code(&busy)));
+        }
+        if let Some(record) = self.store.get_refund(refund).expect("memory store reads") {
+            self.refund_claims.release(refund);
+            let same = record.payment_request_id == payment.request_id
+                && record.amount_minor == amount_minor;
+            assert!(same, "a simulated client retries the same refund");
+            return self.refund_answer(intent, Ok(refund::response_of(&record, true)));
+        }
+        if let Err(busy) = idempotency::claim(&self.claims, payment) {
+            self.refund_claims.release(refund);
+            return self.refund_answer(intent, Err(code(&busy)));
+        }
+        let record = idempotency::prefetch(&self.store, payment)
+            .expect("memory store reads")
+            .unwrap_or_else(|| self.fail(format!("refund {intent}: its payment is not on disk")));
+        let refunded = self.store.get_payment_refunds(payment).expect("reads");
+        let decided = refund::decide(
+            payment.request_id,
+            &record,
+            &refunded,
+            amount_minor,
+            self.now_ms,
+            REFUND_WINDOW_MS,
+        );
+        let plan = match decided {
+            Ok(plan) => plan,
+            Err(reason) => {
+                self.claims.release(payment);
+                self.refund_claims.release(refund);
+                let declined = RefundResponse::declined(reason, amount_minor);
+                return self.refund_answer(intent, Ok(declined));
+            }
+        };
+        let coord = self.refund_coords.len();
+        self.refund_coords.push(RefundCoord {
+            intent,
+            record: plan.record,
+            credits: plan.credits,
+            waiting: 0,
+        });
+        let home = refund.home_shard(self.shard_count());
+        let msg = Msg::RecordRefund {
+            coord,
+            refunded: plan.refunded,
+        };
+        self.send(home, Some(Self::refund_channel(coord, home)), msg);
+    }
+
+    fn refund_channel(coord: usize, shard: ShardId) -> u64 {
+        (1 << 62) | ((coord as u64) << 16) | u64::from(shard.0)
+    }
+
+    fn on_refund_recorded(&mut self, coord: usize) {
+        let credits = &self.refund_coords[coord].credits;
+        let messages: Vec<(ShardId, Msg)> = refund::credits_by_shard(credits, self.shard_count())
+            .into_iter()
+            .map(|(shard, credits)| (shard, Msg::ApplyCredits { coord, credits }))
+            .collect();
+        self.refund_coords[coord].waiting = messages.len();
+        for (shard, msg) in messages {
+            self.send(shard, Some(Self::refund_channel(coord, shard)), msg);
+        }
+    }
+
+    fn on_credits_applied(&mut self, coord: usize) {
+        let c = &mut self.refund_coords[coord];
+        c.waiting -= 1;
+        if c.waiting > 0 {
+            return;
+        }
+        let intent = c.intent;
+        let response = refund::response_of(&c.record, false);
+        let RefundIntent {
+            refund, payment, ..
+        } = self.refunds[intent];
+        self.claims.release(payment);
+        self.refund_claims.release(refund);
+        self.refund_answer(intent, Ok(response));
+    }
+
+    /// A client hears an answer to a refund: an approved one must equal
+    /// every other approved answer for the same refund, and a refund once
+    /// approved is never declined.
+    fn refund_answer(&mut self, intent: usize, answer: Result<RefundResponse, ErrorCode>) {
+        let Ok(mut refunded) = answer else {
+            let code = answer.expect_err("checked");
+            if code != ErrorCode::RequestInProgress {
+                self.fail(format!("refund {intent} answered with error {code:?}"));
+            }
+            return;
+        };
+        refunded.replayed = false;
+        match &self.refunds[intent].answered {
+            _ if !refunded.is_refunded() => {
+                if self.refunds[intent].answered.is_some() {
+                    self.fail(format!("refund {intent} declined after it was approved"));
+                }
+            }
+            None => self.refunds[intent].answered = Some(refunded),
+            Some(first) if *first == refunded => {}
+            Some(first) => self.fail(format!(
+                "refund {intent} answered {refunded:?} after {first:?}"
+            )),
         }
     }
 
@@ -459,22 +707,71 @@ impl World {
                         amount_minor,
                         &cards,
                         prior.as_ref(),
+                        self.now_ms,
                         &mut node.pending,
                     )
                 });
                 let answer = answer.map_err(|e| code(&e));
                 Ack::Paid { intent, answer }
             }
-            Msg::Activate { card, store } => {
+            Msg::Activate {
+                card,
+                store,
+                pos_ref,
+            } => {
                 let key = self.cards[card].key;
-                let result = node.machine.activate(key, store, 0, &mut node.pending);
-                Ack::Activated { card, result }
+                let result =
+                    node.machine
+                        .activate(key, store, pos_ref, self.now_ms, &mut node.pending);
+                let sale = (card, store, pos_ref);
+                Ack::Activated { sale, result }
+            }
+            Msg::Reverse {
+                card,
+                store,
+                pos_ref,
+            } => {
+                let key = self.cards[card].key;
+                let response = node.machine.reverse_activation(
+                    key,
+                    store,
+                    pos_ref,
+                    self.now_ms,
+                    REVERSAL_WINDOW_MS,
+                    &mut node.pending,
+                );
+                let sale = (card, store, pos_ref);
+                Ack::Reversed { sale, response }
+            }
+            Msg::RecordRefund { coord, refunded } => {
+                let c = &self.refund_coords[coord];
+                let refund = self.refunds[c.intent].refund;
+                let payment = self.refunds[c.intent].payment;
+                node.machine.record_refund(
+                    refund,
+                    &c.record,
+                    payment,
+                    &refunded,
+                    &c.credits,
+                    &mut node.pending,
+                );
+                Ack::RefundRecorded { coord }
+            }
+            Msg::ApplyCredits { coord, credits } => {
+                let refund = self.refunds[self.refund_coords[coord].intent].refund;
+                node.machine
+                    .apply_credits(refund, &credits, &mut node.pending);
+                Ack::CreditsApplied { coord }
             }
             Msg::Balance { card } => {
                 // Sold cards answer; unsold ones look unknown to merchants.
                 let key = self.cards[card].key;
-                let sold = node.machine.card(&key).expect("every card exists").state
-                    != kessai::card::CardState::Issued;
+                let sold = node
+                    .machine
+                    .card(&key)
+                    .expect("every card exists")
+                    .state
+                    .is_sold();
                 assert_eq!(node.machine.balance(&key).is_ok(), sold);
                 Ack::Balance
             }
@@ -536,11 +833,18 @@ impl World {
         let at = self.rng.below(self.acks.len());
         match self.acks.swap_remove(at) {
             Ack::Paid { intent, answer } => self.answer(intent, answer),
-            Ack::Activated { card, result } => {
+            Ack::Activated { sale, result } => {
                 if matches!(result, ActivationResult::Activated { .. }) {
-                    self.activation_acked[card] = true;
+                    self.activations_acked.insert(sale);
                 }
             }
+            Ack::Reversed { sale, response } => {
+                if response.status != ReversalStatus::Declined {
+                    self.reversals_acked.insert(sale);
+                }
+            }
+            Ack::RefundRecorded { coord } => self.on_refund_recorded(coord),
+            Ack::CreditsApplied { coord } => self.on_credits_applied(coord),
             Ack::Balance => {}
             Ack::Vote { coord, index, vote } => self.on_vote(coord, index, vote),
             Ack::Recorded { coord } => self.on_recorded(coord),
@@ -577,7 +881,7 @@ impl World {
             return self.on_recorded(coord);
         }
         let c = &mut self.coords[coord];
-        let record = c.two_phase.record(&decision);
+        let record = c.two_phase.record(&decision, self.now_ms);
         let home = c.two_phase.payment.home_shard(self.nodes.len());
         c.phase = Phase::Recording(decision);
         let channel = Some(Self::coord_channel(coord, home));
@@ -660,6 +964,11 @@ impl World {
             let page = ledger::report_page(&pages, limit);
             for line in &page.stores {
                 let line_values = (line.owed_minor, line.cards_activated);
+                if line_values == (0, 0) {
+                    // Every sale of the store was reversed: a line of
+                    // reversals only, with nothing sold behind it.
+                    continue;
+                }
                 if stores.insert(line.store_id, line_values).is_some() {
                     self.fail(format!("store {} on two pages of {limit}", line.store_id));
                 }
@@ -681,7 +990,7 @@ impl World {
         for card in &self.cards {
             let node = &self.nodes[ShardId::of(&card.key, self.shard_count()).index()];
             let state = node.machine.card(&card.key).expect("every card exists");
-            if state.state != kessai::card::CardState::Issued {
+            if state.state.is_sold() {
                 let line = sold.entry(state.store_id).or_insert((0, 0));
                 line.0 += state.face_value_minor;
                 line.1 += 1;
@@ -737,7 +1046,9 @@ impl World {
         self.network.clear();
         self.acks.clear();
         self.coords.clear();
+        self.refund_coords.clear();
         self.claims = Claims::new();
+        self.refund_claims = Claims::new();
         let shard_count = 1 + self.rng.below(SHARDS_MAX as usize);
         let (machines, _) = load::load(&self.store, &self.hasher, shard_count)
             .unwrap_or_else(|e| self.fail(format!("recovery failed: {e}")));
@@ -756,6 +1067,27 @@ impl World {
         if holds > 0 {
             self.fail(format!("{holds} hold records survive recovery"));
         }
+        let mut credits = 0;
+        self.store
+            .scan(Cf::Credits, &mut |_, _| {
+                credits += 1;
+                Ok(())
+            })
+            .expect("scan");
+        if credits > 0 {
+            self.fail(format!("{credits} refund credits survive recovery"));
+        }
+        for (index, intent) in self.refunds.iter().enumerate() {
+            let Some(told) = &intent.answered else {
+                continue;
+            };
+            match self.store.get_refund(intent.refund).expect("read") {
+                Some(record) if refund::response_of(&record, false) == *told => {}
+                other => self.fail(format!(
+                    "refund {index} was answered {told:?} but disk holds {other:?}"
+                )),
+            }
+        }
         // Every acknowledged outcome is on disk, as it was told.
         for (index, intent) in self.intents.iter().enumerate() {
             let Some(told) = &intent.answered else {
@@ -768,26 +1100,63 @@ impl World {
                 )),
             }
         }
-        // Each card: face value less what the durable records took.
+        // Each card: face value less what the durable records took, plus
+        // what the durable refunds gave back (a reversed sale netted to 0).
         let mut taken: HashMap<PinKey, u64> = HashMap::new();
+        let mut payments: HashMap<Vec<u8>, PaymentRecord> = HashMap::new();
         self.store
-            .scan(Cf::Payments, &mut |_, value| {
+            .scan(Cf::Payments, &mut |key, value| {
                 let record = PaymentRecord::decode(value)?;
                 for card in &record.cards {
                     *taken.entry(card.key).or_insert(0) += record.take_for(&card.key).unwrap_or(0);
                 }
+                payments.insert(key.to_vec(), record);
                 Ok(())
             })
             .expect("scan");
+        let mut given: HashMap<PinKey, u64> = HashMap::new();
+        self.store
+            .scan(Cf::Refunded, &mut |key, value| {
+                let refunded = PaymentRefunds::decode(value)?;
+                let record = payments.get(key).ok_or("refunds of an unknown payment")?;
+                for (card, amount) in record.cards.iter().zip(&refunded.refunded_minor) {
+                    *given.entry(card.key).or_insert(0) += amount;
+                }
+                Ok(())
+            })
+            .unwrap_or_else(|e| self.fail(format!("refunded amounts: {e}")));
+        for &(card, store, pos_ref) in &self.reversals_acked {
+            let key = self.cards[card].key;
+            let node = &self.nodes[ShardId::of(&key, self.shard_count()).index()];
+            let now = node.machine.card(&key).expect("every card is durable");
+            if now.state.is_sold() && (now.store_id, now.pos_ref) == (store, pos_ref) {
+                self.fail(format!(
+                    "card {card}: sold by sale ({store}, {pos_ref}), reversed"
+                ));
+            }
+        }
+        for &(card, store, pos_ref) in &self.activations_acked {
+            let key = self.cards[card].key;
+            let node = &self.nodes[ShardId::of(&key, self.shard_count()).index()];
+            let now = node.machine.card(&key).expect("every card is durable");
+            let stands = now.state.is_sold() && (now.store_id, now.pos_ref) == (store, pos_ref);
+            if !stands && !self.reversals_sent.contains(&(card, store, pos_ref)) {
+                self.fail(format!(
+                    "card {card}: the acknowledged sale ({store}, {pos_ref}) was lost: {now:?}"
+                ));
+            }
+        }
         for (index, card) in self.cards.iter().enumerate() {
             let node = &self.nodes[ShardId::of(&card.key, self.shard_count()).index()];
             let balance = *node.machine.card(&card.key).expect("every card is durable");
             let spent = taken.get(&card.key).copied().unwrap_or(0);
-            let sold = balance.state != kessai::card::CardState::Issued;
-            if self.activation_acked[index] && !sold {
-                self.fail(format!("card {index}: an acknowledged activation was lost"));
-            }
-            let expected = if sold { card.face_minor - spent } else { 0 };
+            let back = given.get(&card.key).copied().unwrap_or(0);
+            let sold = balance.state.is_sold();
+            let expected = if sold {
+                card.face_minor + back - spent
+            } else {
+                0
+            };
             if balance.balance_minor != expected || balance.available_minor() != expected {
                 self.fail(format!(
                     "card {index}: balance {balance:?}, expected {expected} (face {}, taken {spent})",
@@ -801,6 +1170,7 @@ impl World {
     // ------------------------------------------------------------- a run
 
     fn step(&mut self) {
+        self.now_ms += self.rng.below(STEP_MS_MAX as usize) as u64;
         match self.rng.below(110) {
             0..=21 => self.client_action(),
             22..=56 => self.deliver_message(),
@@ -828,7 +1198,7 @@ impl World {
             }
             self.audit();
         }
-        if !self.claims.is_empty() {
+        if !self.claims.is_empty() || !self.refund_claims.is_empty() {
             self.fail(format!(
                 "{} claims outlive their payments",
                 self.claims.len()
@@ -850,7 +1220,16 @@ fn code(error: &ErrorResponse) -> ErrorCode {
     error.error_code().expect("the engine sends known codes")
 }
 
-fn run_seed(seed: u64) -> (usize, usize, u64) {
+/// What a run did, to show the seeds reach every operation.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Ran {
+    crashes: usize,
+    payments: usize,
+    refunds_approved: usize,
+    reversals_acked: usize,
+}
+
+fn run_seed(seed: u64) -> (Ran, u64) {
     let mut world = World::new(seed);
     for _ in 0..STEPS {
         world.step();
@@ -868,7 +1247,17 @@ fn run_seed(seed: u64) -> (usize, usize, u64) {
             })
             .expect("scan");
     }
-    (world.crashes, world.intents.len(), digest)
+    let ran = Ran {
+        crashes: world.crashes,
+        payments: world.intents.len(),
+        refunds_approved: world
+            .refunds
+            .iter()
+            .filter(|r| r.answered.is_some())
+            .count(),
+        reversals_acked: world.reversals_acked.len(),
+    };
+    (ran, digest)
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -881,16 +1270,29 @@ fn seeded_runs_keep_every_invariant() {
         Some(seed) => vec![seed],
         None => (0..env_u64("KESSAI_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect(),
     };
-    let (mut crashes, mut payments) = (0, 0);
+    let mut total = Ran::default();
     for &seed in &seeds {
-        let (c, p, _) = run_seed(seed);
-        crashes += c;
-        payments += p;
+        let (ran, _) = run_seed(seed);
+        total.crashes += ran.crashes;
+        total.payments += ran.payments;
+        total.refunds_approved += ran.refunds_approved;
+        total.reversals_acked += ran.reversals_acked;
     }
     println!(
-        "simulation: {} seeds, {payments} payments, {crashes} crashes, every invariant held",
-        seeds.len()
+        "simulation: {} seeds, {} payments, {} refunds approved, {} reversals acknowledged, \
+         {} crashes, every invariant held",
+        seeds.len(),
+        total.payments,
+        total.refunds_approved,
+        total.reversals_acked,
+        total.crashes
     );
+    if seeds.len() >= 100 {
+        assert!(
+            total.refunds_approved > 0 && total.reversals_acked > 0,
+            "the seeds reach refunds and reversals: {total:?}"
+        );
+    }
 }
 
 #[test]

@@ -15,7 +15,9 @@ mod issue;
 mod output;
 mod pay;
 mod principal;
+mod refund;
 mod report;
+mod reverse_activation;
 mod serve;
 mod stats;
 
@@ -55,8 +57,13 @@ enum Command {
     Issue(issue::IssueArgs),
     /// Activate cards sold at a store (as its headquarters reports them).
     Activate(activate::ActivateArgs),
+    /// Undo a store's sale of a card (as its headquarters), or forestall
+    /// a sale whose activation was never answered.
+    ReverseActivation(reverse_activation::ReverseActivationArgs),
     /// Pay a merchant from one or more cards (taken in the order given).
     Pay(pay::PayArgs),
+    /// Give back part or all of one of the merchant's own payments.
+    Refund(refund::RefundArgs),
     /// Show a card's balance.
     Balance(balance::BalanceArgs),
     /// Show what each store owes and each merchant is owed.
@@ -120,7 +127,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(_) => return serve::run(config),
         Command::Issue(args) => &args.client,
         Command::Activate(args) => &args.client,
+        Command::ReverseActivation(args) => &args.client,
         Command::Pay(args) => &args.client,
+        Command::Refund(args) => &args.client,
         Command::Balance(args) => &args.client,
         Command::Report(args) => &args.client,
         Command::Audit(args) => &args.client,
@@ -163,7 +172,9 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::Serve(_) => unreachable!("serve is not a client command"),
         Command::Issue(args) => issue::run(client, args, config).await,
         Command::Activate(args) => activate::run(client, args).await,
+        Command::ReverseActivation(args) => reverse_activation::run(client, args).await,
         Command::Pay(args) => pay::run(client, args).await,
+        Command::Refund(args) => refund::run(client, args).await,
         Command::Balance(args) => balance::run(client, args).await,
         Command::Report(args) => report::run(client, args).await,
         Command::Audit(_) => audit::run(client).await,

@@ -85,25 +85,33 @@ pub fn totals_json(totals: &Totals) -> Value {
         "cards_issued": totals.cards_issued,
         "cards_active": totals.cards_active,
         "cards_exhausted": totals.cards_exhausted,
+        "cards_reversed": totals.cards_reversed,
         "activated_minor": totals.activated_minor,
         "balance_minor": totals.balance_minor,
         "held_minor": totals.held_minor,
         "store_owed_minor": totals.store_owed_minor,
+        "store_reversed_minor": totals.store_reversed_minor,
         "merchant_owed_minor": totals.merchant_owed_minor,
+        "merchant_refunded_minor": totals.merchant_refunded_minor,
     })
 }
 
+/// The owed sums are net; what reversals and refunds took off is shown
+/// beside them.
 pub fn totals_text(totals: &Totals) -> String {
     format!(
-        "totals: cards {} (issued {}, active {}, exhausted {})\n        activated {}  balances {}  held {}  store owed {}  merchant owed {}\n",
+        "totals: cards {} (issued {}, active {}, exhausted {}, reversed {})\n        activated {}  balances {}  held {}\n        store owed {} (reversed {})  merchant owed {} (refunded {})\n",
         totals.cards,
         totals.cards_issued,
         totals.cards_active,
         totals.cards_exhausted,
+        totals.cards_reversed,
         totals.activated_minor,
         totals.balance_minor,
         totals.held_minor,
         totals.store_owed_minor,
-        totals.merchant_owed_minor
+        totals.store_reversed_minor,
+        totals.merchant_owed_minor,
+        totals.merchant_refunded_minor
     )
 }

@@ -38,15 +38,15 @@ fn render(report: &ReportResponse) -> Output {
     let mut text = String::from("stores (owe the center):\n");
     for line in &report.stores {
         text += &format!(
-            "  store {:>10}  cards {:>8}  owed {:>14}\n",
-            line.store_id, line.cards_activated, line.owed_minor
+            "  store {:>10}  cards {:>8}  owed {:>14}  reversed {:>14}\n",
+            line.store_id, line.cards_activated, line.owed_minor, line.reversed_minor
         );
     }
     text += "merchants (owed by the center):\n";
     for line in &report.merchants {
         text += &format!(
-            "  merchant {:>7}  owed {:>14}\n",
-            line.merchant_id, line.owed_minor
+            "  merchant {:>7}  owed {:>14}  refunded {:>14}\n",
+            line.merchant_id, line.owed_minor, line.refunded_minor
         );
     }
     text += &totals_text(&report.totals);
@@ -58,13 +58,20 @@ fn render(report: &ReportResponse) -> Output {
                 "store_id": l.store_id,
                 "cards_activated": l.cards_activated,
                 "owed_minor": l.owed_minor,
+                "reversed_minor": l.reversed_minor,
             })
         })
         .collect();
     let merchants: Vec<_> = report
         .merchants
         .iter()
-        .map(|l| json!({ "merchant_id": l.merchant_id, "owed_minor": l.owed_minor }))
+        .map(|l| {
+            json!({
+                "merchant_id": l.merchant_id,
+                "owed_minor": l.owed_minor,
+                "refunded_minor": l.refunded_minor,
+            })
+        })
         .collect();
     let json = json!({
         "stores": stores,

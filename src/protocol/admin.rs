@@ -6,33 +6,47 @@ use serde::{Deserialize, Serialize};
 pub struct StoreLine {
     pub store_id: u32,
     pub cards_activated: u64,
-    /// What the store owes the center for the cards it sold.
+    /// What the store owes the center for the cards it sold, less
+    /// reversed sales.
     pub owed_minor: u64,
+    /// Sales reversed (already taken off `owed_minor`).
+    pub reversed_minor: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MerchantLine {
     pub merchant_id: u32,
-    /// What the center owes the merchant for approved payments.
+    /// What the center owes the merchant for approved payments, less
+    /// refunds.
     pub owed_minor: u64,
+    /// Refunds (already taken off `owed_minor`).
+    pub refunded_minor: u64,
 }
 
 /// Engine-wide sums. `activated_minor == balance_minor +
-/// merchant_owed_minor` is the conservation law the audit proves.
+/// merchant_owed_minor` and `activated_minor == store_owed_minor` are the
+/// conservation laws the audit proves (both owed sums net of reversals and
+/// refunds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Totals {
     pub cards: u64,
     pub cards_issued: u64,
     pub cards_active: u64,
     pub cards_exhausted: u64,
-    /// Face value of every card ever activated.
+    /// Unsold again after a reversed sale (worthless, like issued ones).
+    pub cards_reversed: u64,
+    /// Face value of every card sold and not reversed.
     pub activated_minor: u64,
     /// Money left on cards (holds included).
     pub balance_minor: u64,
     /// Part of the balance held by payments being committed.
     pub held_minor: u64,
+    /// What stores owe, net of reversals.
     pub store_owed_minor: u64,
+    pub store_reversed_minor: u64,
+    /// What the center owes merchants, net of refunds.
     pub merchant_owed_minor: u64,
+    pub merchant_refunded_minor: u64,
 }
 
 /// A book account: a store's, or a merchant's. Report lines run through

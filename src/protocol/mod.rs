@@ -14,6 +14,8 @@ mod cards;
 mod error;
 pub mod frame;
 mod pay;
+mod refund;
+mod reversal;
 
 pub use admin::{
     AuditResponse, MerchantLine, ReportAccount, ReportRequest, ReportResponse, ShardStats,
@@ -32,6 +34,8 @@ pub use pay::{
     BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayRequest,
     PayResponse, PayResult, PayStatus,
 };
+pub use refund::{RefundPart, RefundRequest, RefundResponse, RefundStatus};
+pub use reversal::{ReversalStatus, ReverseActivationRequest, ReverseActivationResponse};
 
 use serde::Deserialize;
 
@@ -51,6 +55,8 @@ pub const KIND_PRINCIPAL_LIST: u8 = 12;
 pub const KIND_PRINCIPAL_REVOKE: u8 = 13;
 pub const KIND_PRINCIPAL_ROTATE: u8 = 14;
 pub const KIND_PAY_BATCH: u8 = 15;
+pub const KIND_REVERSE_ACTIVATION: u8 = 16;
+pub const KIND_REFUND: u8 = 17;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -132,6 +138,8 @@ wire_messages! {
             PrincipalRevoke(PrincipalRevokeRequest) = KIND_PRINCIPAL_REVOKE,
             PrincipalRotate(PrincipalRotateRequest) = KIND_PRINCIPAL_ROTATE,
             PayBatch(PayBatchRequest) = KIND_PAY_BATCH,
+            ReverseActivation(ReverseActivationRequest) = KIND_REVERSE_ACTIVATION,
+            Refund(RefundRequest) = KIND_REFUND,
         }
     }
 }
@@ -158,6 +166,8 @@ wire_messages! {
             PrincipalRevoked(PrincipalInfo) = KIND_PRINCIPAL_REVOKE,
             PrincipalRotated(PrincipalInfo) = KIND_PRINCIPAL_ROTATE,
             PaidBatch(PayBatchResponse) = KIND_PAY_BATCH,
+            ActivationReversed(ReverseActivationResponse) = KIND_REVERSE_ACTIVATION,
+            Refunded(RefundResponse) = KIND_REFUND,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -227,6 +237,16 @@ mod tests {
         round_trip_request(Request::Balance(BalanceRequest {
             pin: "79927398713".into(),
         }));
+        round_trip_request(Request::ReverseActivation(ReverseActivationRequest {
+            store_id: 4,
+            pos_ref: 77,
+            pin: "79927398713".into(),
+        }));
+        round_trip_request(Request::Refund(RefundRequest {
+            request_id: 2,
+            payment_request_id: 1,
+            amount_minor: 300,
+        }));
     }
 
     #[test]
@@ -266,7 +286,7 @@ mod tests {
         };
         let bytes = postcard::to_stdvec(&balance).expect("encode");
         assert_eq!(bytes, vec![2, 1, 1, 1]);
-        assert!(postcard::from_bytes::<BalanceResponse>(&[4, 1, 1, 1]).is_err());
+        assert!(postcard::from_bytes::<BalanceResponse>(&[5, 1, 1, 1]).is_err());
     }
 
     #[test]
@@ -295,7 +315,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=9 {
+            for kind in 0..=KIND_REFUND {
                 let _ = Request::decode(kind, &bytes);
             }
         }

@@ -27,7 +27,7 @@ mod issue;
 mod principal;
 
 use crate::auth::Registry;
-use crate::ids::{CardRef, PaymentId, ShardId, StoreId};
+use crate::ids::{CardRef, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
     ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, ReportRequest, Response,
@@ -58,6 +58,18 @@ pub enum Command {
         store_id: StoreId,
         pos_ref: u64,
         cards: Vec<Option<PinKey>>,
+    },
+    ReverseActivation {
+        /// The store HQ reversing the sale.
+        principal: u32,
+        store_id: StoreId,
+        pos_ref: u64,
+        key: PinKey,
+    },
+    Refund {
+        refund: RefundId,
+        payment: PaymentId,
+        amount_minor: u64,
     },
     Issue {
         count: usize,
@@ -136,6 +148,33 @@ impl Router {
                         activate::activate(shards, principal, store_id, pos_ref, cards).await
                     });
                 }
+                Command::ReverseActivation {
+                    principal,
+                    store_id,
+                    pos_ref,
+                    key,
+                } => per_shard[self.shards.of(&key).index()].push((
+                    tag,
+                    ClientOp::ReverseActivation {
+                        principal,
+                        store_id,
+                        pos_ref,
+                        key,
+                    },
+                )),
+                Command::Refund {
+                    refund,
+                    payment,
+                    amount_minor,
+                } => {
+                    let router = self.clone();
+                    answer_beside(reply, tag, async move {
+                        Ok(router
+                            .coordinator
+                            .refund(refund, payment, amount_minor)
+                            .await)
+                    });
+                }
                 admin => self.answer_in_admin_lane(reply, tag, admin),
             }
         }
@@ -203,7 +242,11 @@ impl Router {
             Command::PrincipalList => Ok(principal::list(&self.registry)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
-            Command::Pay { .. } | Command::Balance { .. } | Command::Activate { .. } => {
+            Command::Pay { .. }
+            | Command::Balance { .. }
+            | Command::Activate { .. }
+            | Command::ReverseActivation { .. }
+            | Command::Refund { .. } => {
                 unreachable!("card commands are routed to the shards")
             }
         }

@@ -11,17 +11,18 @@
 //! arrives once the change behind it is durable.
 
 use super::messages::{
-    Abort, Activate, Activation, AuditBegin, AuditEnd, AuditSlice, ClientOp, ClientWork, Commit,
-    Insert, MailboxSlot, NewCard, Prepare, RecordDecision, ReportPage, Stats,
+    Abort, Activate, Activation, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientOp,
+    ClientWork, Commit, Insert, MailboxSlot, NewCard, Prepare, RecordDecision, RecordRefund,
+    ReportPage, Stats,
 };
 use super::{Services, Shard};
-use crate::ids::{PaymentId, ShardId};
+use crate::ids::{PaymentId, RefundId, ShardId};
 use crate::ledger::{ShardAudit, ShardPage};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
-use crate::state_machine::{PrepareRequest, ShardMachine, Take, Vote};
-use crate::storage::records::PaymentRecord;
+use crate::state_machine::{Credit, PrepareRequest, ShardMachine, Take, Vote};
+use crate::storage::records::{PaymentRecord, PaymentRefunds, RefundRecord};
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use std::sync::Arc;
@@ -223,6 +224,42 @@ impl Shards {
         self.ask(shard, |done, _slot| RecordDecision {
             payment,
             record,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn record_refund(
+        &self,
+        shard: ShardId,
+        refund: RefundId,
+        record: RefundRecord,
+        payment: PaymentId,
+        refunded: PaymentRefunds,
+        credits: Vec<Credit>,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| RecordRefund {
+            refund,
+            record,
+            payment,
+            refunded,
+            credits,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn apply_credits(
+        &self,
+        shard: ShardId,
+        refund: RefundId,
+        credits: Vec<Credit>,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| ApplyCredits {
+            refund,
+            credits,
             done,
             _slot,
         })

@@ -2,13 +2,13 @@
 //! type. Every message holds a mailbox slot (see [`super::Shards`]) that is
 //! given back when the shard has handled it.
 
-use crate::ids::{CardRef, PaymentId, StoreId};
+use crate::ids::{CardRef, PaymentId, RefundId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
-use crate::state_machine::{PrepareRequest, Take, Vote};
-use crate::storage::records::PaymentRecord;
+use crate::state_machine::{Credit, PrepareRequest, Take, Vote};
+use crate::storage::records::{PaymentRecord, PaymentRefunds, RefundRecord};
 use actix::Message;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -36,6 +36,13 @@ pub enum ClientOp {
     Balance {
         /// The merchant asking (its PIN failures are counted).
         principal: u32,
+        key: PinKey,
+    },
+    ReverseActivation {
+        /// The store HQ asking (its PIN failures are counted).
+        principal: u32,
+        store_id: StoreId,
+        pos_ref: u64,
         key: PinKey,
     },
 }
@@ -111,6 +118,27 @@ pub struct RecordDecision {
     pub _slot: MailboxSlot,
 }
 shard_message!(RecordDecision);
+
+/// A refund's decision, written by its home shard.
+pub struct RecordRefund {
+    pub refund: RefundId,
+    pub record: RefundRecord,
+    pub payment: PaymentId,
+    pub refunded: PaymentRefunds,
+    pub credits: Vec<Credit>,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(RecordRefund);
+
+/// A refund's credits to this shard's cards.
+pub struct ApplyCredits {
+    pub refund: RefundId,
+    pub credits: Vec<Credit>,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(ApplyCredits);
 
 /// This shard's part of a report page.
 pub struct ReportPage {

@@ -26,6 +26,8 @@ pub struct Services {
     pub claims: Arc<Claims>,
     /// PIN failures per principal.
     pub guard: Arc<Guard>,
+    /// How long after its activation a sale may be reversed.
+    pub reversal_window_ms: u64,
 }
 pub use messages::{Activation, ClientOp, NewCard};
 
@@ -38,8 +40,8 @@ use crate::state_machine::{ShardMachine, Vote};
 use crate::storage::Storage;
 use actix::prelude::*;
 use messages::{
-    Abort, Activate, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit, Insert, Prepare,
-    RecordDecision, ReportPage, Stats,
+    Abort, Activate, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit, Insert,
+    Prepare, RecordDecision, RecordRefund, ReportPage, Stats,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -105,7 +107,13 @@ impl Shard {
     }
 
     /// A payment whose cards all live here: claim, prefetch, decide.
-    fn pay(&mut self, payment: PaymentId, amount_minor: u64, cards: &[CardRef]) -> Response {
+    fn pay(
+        &mut self,
+        payment: PaymentId,
+        amount_minor: u64,
+        cards: &[CardRef],
+        now_ms: u64,
+    ) -> Response {
         if let Err(busy) = idempotency::claim(&self.services.claims, payment) {
             return Response::Error(busy);
         }
@@ -114,8 +122,14 @@ impl Shard {
         let storage = self.services.storage.as_ref();
         let decided = idempotency::prefetch(storage, payment).and_then(|prior| {
             let changes = &mut self.pending.changes;
-            self.machine
-                .pay(payment, amount_minor, cards, prior.as_ref(), changes)
+            self.machine.pay(
+                payment,
+                amount_minor,
+                cards,
+                prior.as_ref(),
+                now_ms,
+                changes,
+            )
         });
         match decided {
             Ok(paid) => Response::Paid(paid),
@@ -188,6 +202,7 @@ impl Handler<ClientWork> for Shard {
 
     fn handle(&mut self, work: ClientWork, _ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let now_ms = crate::clock::now_ms();
         let mut replies = Vec::with_capacity(work.ops.len());
         for (tag, op) in work.ops {
             let response = match op {
@@ -196,7 +211,7 @@ impl Handler<ClientWork> for Shard {
                     amount_minor,
                     cards,
                 } => self.guarded(payment.merchant_id, now, |shard| {
-                    let response = shard.pay(payment, amount_minor, &cards);
+                    let response = shard.pay(payment, amount_minor, &cards, now_ms);
                     let failed = matches!(&response, Response::Paid(paid)
                         if paid.reason == Some(DeclineReason::InvalidCard) && !paid.replayed);
                     (response, failed)
@@ -207,6 +222,20 @@ impl Handler<ClientWork> for Shard {
                         Err(error) => (Response::Error(error), true),
                     })
                 }
+                ClientOp::ReverseActivation {
+                    principal,
+                    store_id,
+                    pos_ref,
+                    key,
+                } => self.guarded(principal, now, |shard| {
+                    let window_ms = shard.services.reversal_window_ms;
+                    let changes = &mut shard.pending.changes;
+                    let reversed = shard
+                        .machine
+                        .reverse_activation(key, store_id, pos_ref, now_ms, window_ms, changes);
+                    let failed = reversed.reason == Some(DeclineReason::UnknownPin);
+                    (Response::ActivationReversed(reversed), failed)
+                }),
             };
             replies.push((tag, response));
         }
@@ -219,6 +248,7 @@ impl Handler<Activate> for Shard {
 
     fn handle(&mut self, message: Activate, _ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let now_ms = crate::clock::now_ms();
         let guard = self.services.guard.clone();
         let changes = &mut self.pending.changes;
         let results: Vec<_> = message
@@ -228,7 +258,9 @@ impl Handler<Activate> for Shard {
                 let Ok(admission) = guard.admit(a.principal, now) else {
                     return ActivationResult::LockedOut;
                 };
-                let result = self.machine.activate(a.key, a.store_id, a.pos_ref, changes);
+                let result = self
+                    .machine
+                    .activate(a.key, a.store_id, a.pos_ref, now_ms, changes);
                 let failed = result
                     == ActivationResult::Declined {
                         reason: DeclineReason::UnknownPin,
@@ -309,6 +341,33 @@ impl Handler<RecordDecision> for Shard {
         let changes = &mut self.pending.changes;
         self.machine
             .record_decision(message.payment, &message.record, changes);
+        self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<RecordRefund> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: RecordRefund, _ctx: &mut Context<Self>) {
+        self.machine.record_refund(
+            message.refund,
+            &message.record,
+            message.payment,
+            &message.refunded,
+            &message.credits,
+            &mut self.pending.changes,
+        );
+        self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<ApplyCredits> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: ApplyCredits, _ctx: &mut Context<Self>) {
+        let changes = &mut self.pending.changes;
+        self.machine
+            .apply_credits(message.refund, &message.credits, changes);
         self.deliver_when_durable(1, Delivery::Done(message.done));
     }
 }

@@ -114,7 +114,7 @@ mod tests {
 
     fn sold(face: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(1, 0).expect("activates");
+        card.activate(1, 0, 0).expect("activates");
         card
     }
 
@@ -131,7 +131,7 @@ mod tests {
             done = machine.audit_slice(7);
             if request_id == 2 {
                 // Sold mid-walk: the walk must count it once, as active.
-                let sold = machine.activate(PinKey([200; 16]), 1, 0, &mut out);
+                let sold = machine.activate(PinKey([200; 16]), 1, 0, 0, &mut out);
                 assert_eq!(
                     sold,
                     ActivationResult::Activated {
@@ -150,7 +150,7 @@ mod tests {
                     key: PinKey([byte; 16]),
                     last4: 0,
                 };
-                let paid = machine.pay(payment, 10, &[card], None, &mut out);
+                let paid = machine.pay(payment, 10, &[card], None, 0, &mut out);
                 assert!(paid.expect("decided").is_approved());
             }
         }

@@ -215,7 +215,7 @@ mod tests {
 
     fn sold(face: u64, store: StoreId) -> Card {
         let mut card = Card::issued(face);
-        card.activate(store, 0).expect("activates");
+        card.activate(store, 0, 0).expect("activates");
         card
     }
 
@@ -245,7 +245,9 @@ mod tests {
             .into_iter()
             .collect();
         let one = cards.slot(&key(1)).expect("card");
-        cards.update(one, |card| card.activate(7, 0)).expect("sold");
+        cards
+            .update(one, |card| card.activate(7, 0, 0))
+            .expect("sold");
         cards.update(one, |card| card.debit(1000)).expect("spent");
         let totals = cards.totals();
         assert_eq!((totals.active, totals.exhausted), (1, 1));

@@ -13,6 +13,11 @@
 //!   applied in one step; the split rule shared with two-phase commit.
 //! * [`holds`]: this shard's side of two-phase commit (prepare, commit,
 //!   abort, the decision record) and re-placing holds at recovery.
+//! * [`reverse`]: activation reversal.
+//! * [`refund`]: a refund's decision record and its credits to the cards.
+//!
+//! Time is an input like any other: the driver reads the clock and passes
+//! `now_ms` to the operations that keep or compare times.
 //!
 //! Every change and its bookkeeping go into the same write-set: a debit and
 //! the merchant's credit, an activation and the store's debt, a hold and its
@@ -23,13 +28,16 @@ mod audit;
 mod cards;
 mod holds;
 mod pay;
+mod refund;
+mod reverse;
 
 pub use cards::Cards;
 pub use holds::{HeldCard, PrepareRequest, Take, Vote};
 pub use pay::is_recorded;
 pub(crate) use pay::split_payment;
+pub use refund::Credit;
 
-use crate::card::{Card, CardState, DeclineReason};
+use crate::card::{Card, DeclineReason};
 use crate::ids::{PaymentId, ShardId, StoreId};
 use crate::ledger::{ShardBooks, ShardPage};
 use crate::pin::PinKey;
@@ -41,11 +49,17 @@ use std::collections::{BTreeSet, HashMap};
 /// Holds of prepared two-phase payments, by (payment, card).
 type HoldMap = HashMap<(PaymentId, PinKey), u64>;
 
+/// Every reversed sale of this shard's cards, by (card, store, POS
+/// reference): what the reversal took off the store's debt. Reversals are
+/// rare next to sales, so all of them stay in memory.
+type ReversalMap = HashMap<(PinKey, StoreId, u64), u64>;
+
 /// The in-memory state of one shard and the rules that change it.
 pub struct ShardMachine {
     id: ShardId,
     cards: Cards,
     holds: HoldMap,
+    reversals: ReversalMap,
     books: ShardBooks,
     /// Accounts credited since the last write-set was closed (rows to
     /// write). Ordered, so a run writes the same bytes every time.
@@ -62,6 +76,7 @@ impl ShardMachine {
             id,
             cards,
             holds: HoldMap::new(),
+            reversals: ReversalMap::new(),
             books,
             dirty_books: BTreeSet::new(),
             audit: None,
@@ -92,13 +107,14 @@ impl ShardMachine {
         true
     }
 
-    /// The store sold the card: it now carries its face value, and the
-    /// store owes the center that much.
+    /// The store sold the card at `now_ms`: it now carries its face value,
+    /// and the store owes the center that much.
     pub fn activate(
         &mut self,
         key: PinKey,
         store_id: StoreId,
         pos_ref: u64,
+        now_ms: u64,
         out: &mut Changes,
     ) -> ActivationResult {
         let Some(slot) = self.cards.slot(&key) else {
@@ -106,9 +122,14 @@ impl ShardMachine {
                 reason: DeclineReason::UnknownPin,
             };
         };
+        if self.reversals.contains_key(&(key, store_id, pos_ref)) {
+            return ActivationResult::Declined {
+                reason: DeclineReason::ActivationReversed,
+            };
+        }
         if let Err(reason) = self
             .cards
-            .update(slot, |card| card.activate(store_id, pos_ref))
+            .update(slot, |card| card.activate(store_id, pos_ref, now_ms))
         {
             return ActivationResult::Declined { reason };
         }
@@ -131,7 +152,7 @@ impl ShardMachine {
         let card = self
             .cards
             .get(key)
-            .filter(|card| card.state != CardState::Issued)
+            .filter(|card| card.state.is_sold())
             .ok_or_else(|| {
                 ErrorResponse::new(ErrorCode::InvalidCard, "no sold card has this PIN")
             })?;
@@ -207,19 +228,19 @@ mod tests {
         let mut machine = machine_with(&[(1, Card::issued(700))]);
         let mut out = Changes::new();
         assert_eq!(
-            machine.activate(PinKey([1; 16]), 42, 9, &mut out),
+            machine.activate(PinKey([1; 16]), 42, 9, 0, &mut out),
             ActivationResult::Activated {
                 face_value_minor: 700
             }
         );
         assert_eq!(
-            machine.activate(PinKey([1; 16]), 43, 9, &mut out),
+            machine.activate(PinKey([1; 16]), 43, 9, 0, &mut out),
             ActivationResult::Declined {
                 reason: DeclineReason::AlreadyActive
             }
         );
         assert_eq!(
-            machine.activate(PinKey([2; 16]), 42, 9, &mut out),
+            machine.activate(PinKey([2; 16]), 42, 9, 0, &mut out),
             ActivationResult::Declined {
                 reason: DeclineReason::UnknownPin
             }
@@ -236,7 +257,7 @@ mod tests {
     #[test]
     fn balance_of_an_unknown_or_unsold_card_is_the_same_error() {
         let mut sold = Card::issued(500);
-        sold.activate(1, 0).expect("activates");
+        sold.activate(1, 0, 0).expect("activates");
         let machine = machine_with(&[(1, Card::issued(700)), (3, sold)]);
         let balance = machine.balance(&PinKey([3; 16])).expect("sold");
         assert_eq!(

@@ -23,6 +23,7 @@ impl ShardMachine {
         amount_minor: u64,
         cards: &[CardRef],
         prior: Option<&PaymentRecord>,
+        now_ms: u64,
         out: &mut Changes,
     ) -> Result<PayResponse, ErrorResponse> {
         if let Some(record) = prior {
@@ -30,7 +31,8 @@ impl ShardMachine {
         }
         let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, out);
         if is_recorded(&response) {
-            out.put_payment(payment, &idempotency::record_of(&response, cards));
+            let record = idempotency::record_of(&response, cards, now_ms);
+            out.put_payment(payment, &record);
         }
         Ok(response)
     }
@@ -122,7 +124,7 @@ mod tests {
 
     fn active(face: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(1, 0).expect("activates");
+        card.activate(1, 0, 0).expect("activates");
         card
     }
 
@@ -143,7 +145,7 @@ mod tests {
         let mut machine = machine_with(&[(1, active(500)), (2, active(1000))]);
         let mut out = Changes::new();
         let paid = machine
-            .pay(PAYMENT, 800, &[card(1), card(2)], None, &mut out)
+            .pay(PAYMENT, 800, &[card(1), card(2)], None, 0, &mut out)
             .expect("decided");
         assert!(paid.is_approved());
         let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
@@ -164,13 +166,13 @@ mod tests {
         let mut machine = machine_with(&[(1, active(500)), (2, Card::issued(1000))]);
         let mut out = Changes::new();
         let declined = machine
-            .pay(PAYMENT, 100, &[card(1), card(2)], None, &mut out)
+            .pay(PAYMENT, 100, &[card(1), card(2)], None, 0, &mut out)
             .expect("decided");
         assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
         assert_eq!(declined.position, Some(Position::from_index(1)));
         assert!(out.is_empty(), "an invalid card leaves no record");
         let short = machine
-            .pay(PAYMENT, 501, &[card(1)], None, &mut out)
+            .pay(PAYMENT, 501, &[card(1)], None, 0, &mut out)
             .expect("decided");
         assert_eq!(out.len(), 1, "a shortfall is recorded");
         assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
@@ -189,18 +191,18 @@ mod tests {
         let mut machine = machine_with(&[(1, active(500))]);
         let mut out = Changes::new();
         let first = machine
-            .pay(PAYMENT, 200, &[card(1)], None, &mut out)
+            .pay(PAYMENT, 200, &[card(1)], None, 0, &mut out)
             .expect("decided");
-        let record = idempotency::record_of(&first, &[card(1)]);
+        let record = idempotency::record_of(&first, &[card(1)], 0);
         let mut replay_out = Changes::new();
         let again = machine
-            .pay(PAYMENT, 200, &[card(1)], Some(&record), &mut replay_out)
+            .pay(PAYMENT, 200, &[card(1)], Some(&record), 0, &mut replay_out)
             .expect("replayed");
         assert!(again.replayed);
         assert_eq!(again.parts, first.parts);
         assert!(replay_out.is_empty(), "a replay writes nothing");
         let other = machine
-            .pay(PAYMENT, 201, &[card(1)], Some(&record), &mut replay_out)
+            .pay(PAYMENT, 201, &[card(1)], Some(&record), 0, &mut replay_out)
             .expect_err("a different payment under the same id");
         assert_eq!(other.error_code(), Some(ErrorCode::InvalidArgument));
         let card = machine.balance(&PinKey([1; 16])).expect("card");

@@ -1,9 +1,11 @@
 //! A write-set: puts and deletes to apply atomically.
 
 use super::Cf;
-use super::records::{self, BookKind, HoldRecord, PaymentRecord, PrincipalRecord};
+use super::records::{
+    self, BookKind, HoldRecord, PaymentRecord, PaymentRefunds, PrincipalRecord, RefundRecord,
+};
 use crate::card::Card;
-use crate::ids::{PaymentId, ShardId};
+use crate::ids::{PaymentId, RefundId, ShardId};
 use crate::pin::PinKey;
 
 /// Puts and deletes to apply atomically, in order.
@@ -121,6 +123,44 @@ impl Changes {
 
     pub(crate) fn delete_hold(&mut self, payment: PaymentId, card: &PinKey) {
         self.delete(Cf::Holds, &records::hold_key(payment, card));
+    }
+
+    pub(crate) fn put_refund(&mut self, refund: RefundId, record: &RefundRecord) {
+        self.put_with(Cf::Refunds, &refund.to_bytes(), |out| {
+            record.encode_into(out)
+        });
+    }
+
+    pub(crate) fn put_payment_refunds(&mut self, payment: PaymentId, refunds: &PaymentRefunds) {
+        self.put_with(Cf::Refunded, &payment.to_bytes(), |out| {
+            refunds.encode_into(out)
+        });
+    }
+
+    pub(crate) fn put_reversal(
+        &mut self,
+        card: &PinKey,
+        store_id: u32,
+        pos_ref: u64,
+        amount_minor: u64,
+    ) {
+        self.put(
+            Cf::Reversals,
+            &records::reversal_key(card, store_id, pos_ref),
+            &amount_minor.to_le_bytes(),
+        );
+    }
+
+    pub(crate) fn put_credit(&mut self, refund: RefundId, card: &PinKey, amount_minor: u64) {
+        self.put(
+            Cf::Credits,
+            &records::credit_key(refund, card),
+            &amount_minor.to_le_bytes(),
+        );
+    }
+
+    pub(crate) fn delete_credit(&mut self, refund: RefundId, card: &PinKey) {
+        self.delete(Cf::Credits, &records::credit_key(refund, card));
     }
 
     pub fn put_book(&mut self, kind: BookKind, account_id: u32, shard: ShardId, amount_minor: u64) {

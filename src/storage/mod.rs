@@ -18,8 +18,8 @@ pub mod records;
 
 pub use changes::Changes;
 
-use crate::ids::PaymentId;
-use records::PaymentRecord;
+use crate::ids::{PaymentId, RefundId};
+use records::{PaymentRecord, PaymentRefunds, RefundRecord};
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -37,16 +37,24 @@ pub enum Cf {
     Books = 3,
     Meta = 4,
     Principals = 5,
+    Refunds = 6,
+    Refunded = 7,
+    Credits = 8,
+    Reversals = 9,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
         Cf::Books,
         Cf::Meta,
         Cf::Principals,
+        Cf::Refunds,
+        Cf::Refunded,
+        Cf::Credits,
+        Cf::Reversals,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +65,10 @@ impl Cf {
             Cf::Books => "books",
             Cf::Meta => "meta",
             Cf::Principals => "principals",
+            Cf::Refunds => "refunds",
+            Cf::Refunded => "refunded",
+            Cf::Credits => "credits",
+            Cf::Reversals => "reversals",
         }
     }
 
@@ -110,6 +122,22 @@ pub trait Store {
         match self.get(Cf::Payments, &payment.to_bytes())? {
             Some(bytes) => Ok(Some(PaymentRecord::decode(&bytes)?)),
             None => Ok(None),
+        }
+    }
+
+    /// The record of an approved refund.
+    fn get_refund(&self, refund: RefundId) -> Result<Option<RefundRecord>, StorageError> {
+        match self.get(Cf::Refunds, &refund.to_bytes())? {
+            Some(bytes) => Ok(Some(RefundRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What refunds gave back from `payment` so far (nothing yet: empty).
+    fn get_payment_refunds(&self, payment: PaymentId) -> Result<PaymentRefunds, StorageError> {
+        match self.get(Cf::Refunded, &payment.to_bytes())? {
+            Some(bytes) => Ok(PaymentRefunds::decode(&bytes)?),
+            None => Ok(PaymentRefunds::default()),
         }
     }
 

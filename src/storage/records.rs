@@ -18,6 +18,10 @@
 //! | `books`       | kind u8, id u32 BE, shard u16 BE (7)  | amount u64 LE         |
 //! | `meta`        | ascii name                            | bytes                 |
 //! | `principals`  | principal id u32 BE (4)               | format 1, postcard    |
+//! | `refunds`     | refund id: merchant, request (12)     | format 1, postcard    |
+//! | `refunded`    | payment id (12)                       | format 1, postcard    |
+//! | `credits`     | refund id (12), pin key (16)          | amount u64 LE         |
+//! | `reversals`   | pin key (16), store u32 BE, POS u64 BE | amount u64 LE        |
 
 use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, ShardId};
@@ -26,10 +30,14 @@ use serde::{Deserialize, Serialize};
 
 // ------------------------------------------------------------------ cards
 
-/// format, state, store u32, face u64, balance u64, POS reference u64.
-pub(crate) const CARD_VALUE_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8;
-const CARD_FORMAT: u8 = 1;
-const _: () = assert!(CARD_VALUE_BYTES == 30);
+/// format, state, store u32, face u64, balance u64, POS reference u64,
+/// activated-at ms u64.
+pub(crate) const CARD_VALUE_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8 + 8;
+const CARD_FORMAT: u8 = 2;
+const _: () = assert!(CARD_VALUE_BYTES == 38);
+/// Format 1, before the activation time was kept: the first 30 bytes.
+const CARD_FORMAT_V1: u8 = 1;
+const CARD_VALUE_BYTES_V1: usize = 30;
 
 pub(crate) fn encode_card(card: &Card) -> [u8; CARD_VALUE_BYTES] {
     // Holds are not part of the card record: they live in `holds` and are
@@ -41,17 +49,24 @@ pub(crate) fn encode_card(card: &Card) -> [u8; CARD_VALUE_BYTES] {
     out[6..14].copy_from_slice(&card.face_value_minor.to_le_bytes());
     out[14..22].copy_from_slice(&card.balance_minor.to_le_bytes());
     out[22..30].copy_from_slice(&card.pos_ref.to_le_bytes());
+    out[30..38].copy_from_slice(&card.activated_at_ms.to_le_bytes());
     out
 }
 
+/// Reads format 2, and format 1 (its cards carry activation time 0: they
+/// are outside every window that counts from the sale).
 pub(crate) fn decode_card(bytes: &[u8]) -> Result<Card, String> {
-    if bytes.len() != CARD_VALUE_BYTES || bytes[0] != CARD_FORMAT {
-        return Err(format!(
-            "card record of {} bytes, format {:?}",
-            bytes.len(),
-            bytes.first()
-        ));
-    }
+    let activated_at_ms = match (bytes.first(), bytes.len()) {
+        (Some(&CARD_FORMAT), CARD_VALUE_BYTES) => u64_at(bytes, 30),
+        (Some(&CARD_FORMAT_V1), CARD_VALUE_BYTES_V1) => 0,
+        _ => {
+            return Err(format!(
+                "card record of {} bytes, format {:?}",
+                bytes.len(),
+                bytes.first()
+            ));
+        }
+    };
     let state = CardState::from_u8(bytes[1]).ok_or_else(|| format!("card state {}", bytes[1]))?;
     let card = Card {
         state,
@@ -60,6 +75,7 @@ pub(crate) fn decode_card(bytes: &[u8]) -> Result<Card, String> {
         balance_minor: u64_at(bytes, 14),
         held_minor: 0,
         pos_ref: u64_at(bytes, 22),
+        activated_at_ms,
     };
     card.check()
         .map_err(|broken| format!("stored card breaks an invariant: {broken}"))?;
@@ -166,6 +182,27 @@ pub enum BookKind {
     StoreOwed = 1,
     /// What the center owes a merchant for payments it approved.
     MerchantOwed = 2,
+    /// What refunds took back from a merchant. Books only ever grow (a
+    /// shard's share of an account can be smaller than a debit after the
+    /// shares were merged at start), so a refund is a credit here and the
+    /// merchant is owed `MerchantOwed - MerchantRefunded`.
+    MerchantRefunded = 3,
+    /// What reversed activations took off a store's debt: the store owes
+    /// `StoreOwed - StoreReversed`.
+    StoreReversed = 4,
+}
+
+impl BookKind {
+    pub const ALL: [BookKind; 4] = [
+        BookKind::StoreOwed,
+        BookKind::MerchantOwed,
+        BookKind::MerchantRefunded,
+        BookKind::StoreReversed,
+    ];
+
+    fn from_u8(value: u8) -> Option<BookKind> {
+        BookKind::ALL.into_iter().find(|kind| *kind as u8 == value)
+    }
 }
 
 pub(crate) const BOOK_KEY_BYTES: usize = 1 + 4 + 2;
@@ -194,11 +231,7 @@ pub(crate) fn decode_book_row(key: &[u8], value: &[u8]) -> Result<BookRow, Strin
     if key.len() != BOOK_KEY_BYTES {
         return Err(format!("book key of {} bytes", key.len()));
     }
-    let kind = match key[0] {
-        1 => BookKind::StoreOwed,
-        2 => BookKind::MerchantOwed,
-        other => return Err(format!("book kind {other}")),
-    };
+    let kind = BookKind::from_u8(key[0]).ok_or_else(|| format!("book kind {}", key[0]))?;
     Ok(BookRow {
         kind,
         account_id: u32::from_be_bytes([key[1], key[2], key[3], key[4]]),
@@ -246,6 +279,9 @@ pub fn decode_principal_id(bytes: &[u8]) -> Result<u32, String> {
 /// decision card by card, so the record names every card with its take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRecord {
+    /// When it was decided (engine clock, ms since the Unix epoch; 0 for
+    /// records of formats 1 and 2, which did not keep it).
+    pub at_ms: u64,
     pub amount_minor: u64,
     /// The payment's cards, in request order.
     pub cards: Vec<CardRef>,
@@ -288,14 +324,26 @@ impl PaymentRecord {
     }
 
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        encode_versioned(PAYMENT_FORMAT, &disk::PaymentV2::from(self), out);
+        let v3 = disk::PaymentV3 {
+            at_ms: self.at_ms,
+            payment: disk::PaymentV2::from(self),
+        };
+        encode_versioned(PAYMENT_FORMAT, &v3, out);
     }
 
-    /// Reads format 2, and format 1 as written before it.
+    /// Reads format 3, and formats 2 and 1 as written before it.
     pub fn decode(bytes: &[u8]) -> Result<PaymentRecord, String> {
         const WHAT: &str = "payment record";
         match bytes.split_first() {
-            Some((&PAYMENT_FORMAT, body)) => decode_all::<disk::PaymentV2>(body, WHAT)?.try_into(),
+            Some((&PAYMENT_FORMAT, body)) => {
+                let v3 = decode_all::<disk::PaymentV3>(body, WHAT)?;
+                let mut record = PaymentRecord::try_from(v3.payment)?;
+                record.at_ms = v3.at_ms;
+                Ok(record)
+            }
+            Some((&disk::PAYMENT_FORMAT_V2, body)) => {
+                decode_all::<disk::PaymentV2>(body, WHAT)?.try_into()
+            }
             Some((&disk::PAYMENT_FORMAT_V1, body)) => {
                 decode_all::<disk::PaymentV1>(body, WHAT)?.try_into()
             }
@@ -304,7 +352,104 @@ impl PaymentRecord {
     }
 }
 
-const PAYMENT_FORMAT: u8 = 2;
+const PAYMENT_FORMAT: u8 = 3;
+
+// -------------------------------------------------------------- reversals
+
+pub(crate) const REVERSAL_KEY_BYTES: usize = PIN_KEY_BYTES + 4 + 8;
+
+/// A reversed sale of a card, kept for good: that sale can never activate
+/// the card (its activation may arrive after the reversal), and a retried
+/// reversal is answered from it. The value is what the reversal took off
+/// the store's debt (the face value, or 0 when the activation was never
+/// seen).
+pub(crate) fn reversal_key(card: &PinKey, store_id: u32, pos_ref: u64) -> [u8; REVERSAL_KEY_BYTES] {
+    let mut out = [0u8; REVERSAL_KEY_BYTES];
+    out[..PIN_KEY_BYTES].copy_from_slice(&card.0);
+    out[PIN_KEY_BYTES..PIN_KEY_BYTES + 4].copy_from_slice(&store_id.to_be_bytes());
+    out[PIN_KEY_BYTES + 4..].copy_from_slice(&pos_ref.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_reversal_key(bytes: &[u8]) -> Result<(PinKey, u32, u64), String> {
+    if bytes.len() != REVERSAL_KEY_BYTES {
+        return Err(format!("reversal key of {} bytes", bytes.len()));
+    }
+    let card = decode_pin_key(&bytes[..PIN_KEY_BYTES])?;
+    let mut store = [0u8; 4];
+    store.copy_from_slice(&bytes[PIN_KEY_BYTES..PIN_KEY_BYTES + 4]);
+    let mut pos = [0u8; 8];
+    pos.copy_from_slice(&bytes[PIN_KEY_BYTES + 4..]);
+    Ok((card, u32::from_be_bytes(store), u64::from_be_bytes(pos)))
+}
+
+// ---------------------------------------------------------------- refunds
+
+const REFUND_FORMAT: u8 = 1;
+
+/// An approved refund, under its own id (the merchant and the refund's
+/// request id): the idempotency record, and the two-phase decision its
+/// credits are applied from. Declined refunds change nothing and are not
+/// recorded (a retry is declined again: what a payment has left to refund
+/// only ever shrinks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRecord {
+    /// The refunded payment's request id (same merchant).
+    pub payment_request_id: u64,
+    pub amount_minor: u64,
+    pub at_ms: u64,
+    /// Per card of the payment, in the payment's order: its last digits
+    /// and what this refund gave back to it.
+    pub parts: Vec<RefundPart>,
+    /// Everything refunded from the payment, this refund included.
+    pub payment_refunded_minor: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundPart {
+    pub pin_last4: u16,
+    pub refunded_minor: u64,
+}
+
+impl RefundRecord {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(REFUND_FORMAT, self, out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RefundRecord, String> {
+        decode_versioned(REFUND_FORMAT, bytes, "refund record")
+    }
+}
+
+const REFUNDED_FORMAT: u8 = 1;
+
+/// What a payment's refunds have given back so far, per card in the
+/// payment's order. Kept beside the payment (never in its record, which is
+/// the payment's first answer, replayed as it was).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunds {
+    pub refunded_minor: Vec<u64>,
+}
+
+impl PaymentRefunds {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(REFUNDED_FORMAT, self, out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PaymentRefunds, String> {
+        decode_versioned(REFUNDED_FORMAT, bytes, "payment refunds")
+    }
+}
+
+/// A credit a decided refund owes one card, until its shard applies it
+/// (deleting this in the same write). Key: refund id, card.
+pub(crate) fn credit_key(refund: PaymentId, card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
+    hold_key(refund, card)
+}
+
+pub(crate) fn decode_credit_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
+    decode_hold_key(bytes)
+}
 
 /// Stable one-byte codes for decline reasons on disk (independent of the
 /// enum's declaration order, which the wire uses).
@@ -317,6 +462,12 @@ fn reason_code(reason: DeclineReason) -> u8 {
         DeclineReason::Exhausted => 5,
         DeclineReason::Aborted => 6,
         DeclineReason::InvalidCard => 7,
+        DeclineReason::ActivationReversed => 8,
+        DeclineReason::NotThisSale => 9,
+        DeclineReason::AlreadySpent => 10,
+        DeclineReason::WindowClosed => 11,
+        DeclineReason::UnknownPayment => 12,
+        DeclineReason::ExceedsRefundable => 13,
     }
 }
 
@@ -399,11 +550,21 @@ mod disk {
                 })
                 .collect();
             Ok(PaymentRecord {
+                at_ms: 0,
                 amount_minor: v1.amount_minor,
                 cards,
                 outcome,
             })
         }
+    }
+
+    pub const PAYMENT_FORMAT_V2: u8 = 2;
+
+    /// Format 3: the decision time, then format 2's body.
+    #[derive(Serialize, Deserialize)]
+    pub struct PaymentV3 {
+        pub at_ms: u64,
+        pub payment: PaymentV2,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -505,6 +666,7 @@ mod disk {
                 },
             };
             Ok(PaymentRecord {
+                at_ms: 0,
                 amount_minor: v2.amount_minor,
                 cards: v2
                     .cards
@@ -545,6 +707,7 @@ mod tests {
 
     fn approved_700() -> PaymentRecord {
         PaymentRecord {
+            at_ms: 0,
             amount_minor: 700,
             cards: vec![card_ref(1), card_ref(2)],
             outcome: RecordedOutcome::Approved {
@@ -565,15 +728,29 @@ mod tests {
     #[test]
     fn a_card_record_has_pinned_bytes() {
         let mut card = Card::issued(3000);
-        card.activate(12, 345).expect("activate");
+        card.activate(12, 345, 1_700_000_000_000).expect("activate");
         card.debit(1000).expect("debit");
         let bytes = encode_card(&card);
         assert_eq!(
             hex(&bytes),
-            "01 02 0C 00 00 00 B8 0B 00 00 00 00 00 00 D0 07 00 00 00 00 00 00 59 01 00 00 00 00 00 00"
+            "02 02 0C 00 00 00 B8 0B 00 00 00 00 00 00 D0 07 00 00 00 00 00 00 59 01 00 00 00 00 00 00 \
+             00 68 E5 CF 8B 01 00 00"
         );
         assert_eq!(decode_card(&bytes), Ok(card));
         assert!(decode_card(&[1, 2, 3]).is_err());
+        // Format 1, as written before the activation time was kept.
+        let mut v1 = bytes[..30].to_vec();
+        v1[0] = 1;
+        let old = decode_card(&v1).expect("format 1 is still read");
+        assert_eq!(
+            old,
+            Card {
+                activated_at_ms: 0,
+                ..card
+            }
+        );
+        v1.push(0);
+        assert!(decode_card(&v1).is_err(), "format 1 is 30 bytes");
         let mut broken = bytes;
         broken[14..22].copy_from_slice(&9999u64.to_le_bytes());
         assert!(
@@ -587,18 +764,25 @@ mod tests {
         let approved = approved_700();
         let mut bytes = Vec::new();
         approved.encode_into(&mut bytes);
-        let expected = format!(
-            "02 BC 05 02 {} 01 {} 02 00 02 F4 03 00 C8 01 AC 02",
+        let body = format!(
+            "BC 05 02 {} 01 {} 02 00 02 F4 03 00 C8 01 AC 02",
             repeated("01", 16),
             repeated("02", 16)
         );
-        assert_eq!(hex(&bytes), expected);
+        assert_eq!(hex(&bytes), format!("03 00 {body}"));
         let decoded = PaymentRecord::decode(&bytes).expect("decode");
         assert_eq!(decoded, approved);
+        // Format 2, as written before the decision time was kept.
+        let v2: Vec<u8> = std::iter::once(2)
+            .chain(bytes[2..].iter().copied())
+            .collect();
+        assert_eq!(hex(&v2), format!("02 {body}"));
+        assert_eq!(PaymentRecord::decode(&v2), Ok(approved.clone()));
         assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
         assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
 
         let declined = PaymentRecord {
+            at_ms: 1_700_000_000_000,
             amount_minor: 900,
             cards: vec![card_ref(1)],
             outcome: RecordedOutcome::Declined {
@@ -609,7 +793,10 @@ mod tests {
         };
         let mut bytes = Vec::new();
         declined.encode_into(&mut bytes);
-        let expected = format!("02 84 07 01 {} 01 01 04 01 F4 03", repeated("01", 16));
+        let expected = format!(
+            "03 80 D0 95 FF BC 31 84 07 01 {} 01 01 04 01 F4 03",
+            repeated("01", 16)
+        );
         assert_eq!(hex(&bytes), expected);
         assert_eq!(PaymentRecord::decode(&bytes), Ok(declined));
         assert_eq!(
@@ -655,6 +842,54 @@ mod tests {
             }
         );
         assert_eq!(declined.cards[0].key, PinKey([1; 16]));
+    }
+
+    #[test]
+    fn refund_records_have_pinned_bytes() {
+        let record = RefundRecord {
+            payment_request_id: 7,
+            amount_minor: 300,
+            at_ms: 1_700_000_000_000,
+            parts: vec![
+                RefundPart {
+                    pin_last4: 1,
+                    refunded_minor: 0,
+                },
+                RefundPart {
+                    pin_last4: 2,
+                    refunded_minor: 300,
+                },
+            ],
+            payment_refunded_minor: 300,
+        };
+        let mut bytes = Vec::new();
+        record.encode_into(&mut bytes);
+        assert_eq!(
+            hex(&bytes),
+            "01 07 AC 02 80 D0 95 FF BC 31 02 01 00 02 AC 02 AC 02"
+        );
+        assert_eq!(RefundRecord::decode(&bytes), Ok(record));
+        let refunded = PaymentRefunds {
+            refunded_minor: vec![0, 300],
+        };
+        let mut bytes = Vec::new();
+        refunded.encode_into(&mut bytes);
+        assert_eq!(hex(&bytes), "01 02 00 AC 02");
+        assert_eq!(PaymentRefunds::decode(&bytes), Ok(refunded));
+        let refund = PaymentId {
+            merchant_id: 3,
+            request_id: 9,
+        };
+        let key = credit_key(refund, &PinKey([7; 16]));
+        assert_eq!(decode_credit_key(&key), Ok((refund, PinKey([7; 16]))));
+        let key = reversal_key(&PinKey([7; 16]), 42, 9);
+        assert_eq!(
+            hex(&key),
+            format!("{} 00 00 00 2A 00 00 00 00 00 00 00 09", repeated("07", 16))
+        );
+        assert_eq!(decode_reversal_key(&key), Ok((PinKey([7; 16]), 42, 9)));
+        assert!(decode_reversal_key(&key[1..]).is_err());
+        assert!(RefundRecord::decode(&[2]).is_err());
     }
 
     #[test]
@@ -724,6 +959,6 @@ mod tests {
             })
         );
         assert!(decode_book_row(&key[..6], &value).is_err());
-        assert!(decode_book_row(&[3, 0, 0, 0, 9, 0, 2], &value).is_err());
+        assert!(decode_book_row(&[5, 0, 0, 0, 9, 0, 2], &value).is_err());
     }
 }

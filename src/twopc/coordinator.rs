@@ -23,7 +23,7 @@
 use super::crashpoint::{self, CrashPoint};
 use super::decision::{PhaseTwo, TwoPhase};
 use crate::auth::Guard;
-use crate::idempotency::{self, Claims};
+use crate::idempotency::{self, ClaimGuard, Claims};
 use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ErrorCode, PayResponse, Response};
 use crate::shard::{ShardGone, Shards};
@@ -34,23 +34,14 @@ use std::time::{Duration, Instant};
 
 /// What every two-phase payment needs.
 pub struct Coordinator {
-    shards: Arc<Shards>,
-    storage: Arc<Storage>,
-    claims: Arc<Claims>,
+    pub(super) shards: Arc<Shards>,
+    pub(super) storage: Arc<Storage>,
+    pub(super) claims: Arc<Claims>,
     guard: Arc<Guard>,
     prepare_timeout: Duration,
-}
-
-/// Releases the payment's claim however the coordinator ends.
-struct ClaimGuard<'a> {
-    claims: &'a Claims,
-    payment: PaymentId,
-}
-
-impl Drop for ClaimGuard<'_> {
-    fn drop(&mut self) {
-        self.claims.release(self.payment);
-    }
+    /// Refunds being processed, by refund id (a namespace of its own).
+    pub(super) refund_claims: Claims,
+    pub(super) refund_window_ms: u64,
 }
 
 impl Coordinator {
@@ -60,6 +51,7 @@ impl Coordinator {
         claims: Arc<Claims>,
         guard: Arc<Guard>,
         prepare_timeout: Duration,
+        refund_window_ms: u64,
     ) -> Coordinator {
         Coordinator {
             shards,
@@ -67,6 +59,8 @@ impl Coordinator {
             claims,
             guard,
             prepare_timeout,
+            refund_claims: Claims::new(),
+            refund_window_ms,
         }
     }
 
@@ -85,10 +79,7 @@ impl Coordinator {
         if let Err(busy) = idempotency::claim(&self.claims, payment) {
             return Response::Error(busy);
         }
-        let _claim = ClaimGuard {
-            claims: &self.claims,
-            payment,
-        };
+        let _claim = ClaimGuard::new(&self.claims, payment);
         let replayed = match idempotency::prefetch(self.storage.as_ref(), payment) {
             Ok(None) => None,
             Ok(Some(record)) => Some(idempotency::replay(&record, amount_minor, &cards)),
@@ -117,7 +108,7 @@ impl Coordinator {
         // abort, which recovery presumes anyway.
         if is_recorded(&decision) {
             let home = two_phase.payment.home_shard(self.shards.count());
-            let record = two_phase.record(&decision);
+            let record = two_phase.record(&decision, crate::clock::now_ms());
             self.shards
                 .record_decision(home, two_phase.payment, record)
                 .await?

@@ -110,9 +110,9 @@ impl TwoPhase {
         decide(self.amount_minor, &self.cards, &votes)
     }
 
-    /// The decision as the payment's durable record.
-    pub fn record(&self, decision: &PayResponse) -> PaymentRecord {
-        idempotency::record_of(decision, &self.cards)
+    /// The decision, taken at `now_ms`, as the payment's durable record.
+    pub fn record(&self, decision: &PayResponse, now_ms: u64) -> PaymentRecord {
+        idempotency::record_of(decision, &self.cards, now_ms)
     }
 
     /// What participant `index` is told in phase two.
@@ -301,6 +301,6 @@ mod tests {
             two_phase.phase_two(0, &aborted),
             PhaseTwo::Abort(vec![PinKey([1; 16]), PinKey([2; 16])])
         );
-        assert!(two_phase.record(&decision).is_approved());
+        assert!(two_phase.record(&decision, 0).is_approved());
     }
 }

@@ -8,6 +8,9 @@
 //!   the durable decision log (no decision means abort).
 //! * [`crashpoint`]: named places where a test can make the process die, to
 //!   prove the recovery rules.
+//! * [`refund`]: refunds, whose credits reach every shard of a payment
+//!   atomically (a decision record, then the credits; the same crash
+//!   points and recovery).
 //!
 //! The shards' side (holds) is in [`crate::state_machine`].
 //! `docs/DESIGN.md` explains the protocol, its records and its recovery
@@ -17,6 +20,7 @@ mod coordinator;
 pub mod crashpoint;
 mod decision;
 pub(crate) mod recovery;
+pub mod refund;
 
 pub(crate) use coordinator::Coordinator;
 pub use decision::{Participant, PhaseTwo, TwoPhase};

@@ -17,11 +17,16 @@
 //! A shard that committed before the crash deleted its hold in the same
 //! write, so no take is ever applied twice. The whole resolution is one
 //! atomic write: a crash during recovery just recovers again.
+//!
+//! Refunds ([`super::refund`]) leave credit records instead: a credit on
+//! disk means the refund was decided and that card's shard had not applied
+//! it. Recovery applies it, exactly as the running shard would have (and,
+//! likewise, deletes it in the same write).
 
 use crate::card::DeclineReason;
 use crate::ids::{CardRef, PaymentId, ShardId};
 use crate::pin::PinKey;
-use crate::state_machine::{ShardMachine, Take};
+use crate::state_machine::{Credit, ShardMachine, Take};
 use crate::storage::records::{self, HoldRecord, PaymentRecord, RecordedOutcome};
 use crate::storage::{Cf, Changes, StorageError, Store};
 
@@ -31,6 +36,7 @@ pub struct Recovered {
     pub holds_committed: usize,
     pub holds_released: usize,
     pub payments_presumed_aborted: usize,
+    pub refund_credits_applied: usize,
 }
 
 /// One hold found on disk.
@@ -95,6 +101,38 @@ pub(crate) fn resolve_holds(
     Ok(recovered)
 }
 
+/// Applies every refund credit left on disk into `machines` and `changes`.
+pub(crate) fn apply_credits(
+    store: &dyn Store,
+    machines: &mut [ShardMachine],
+    changes: &mut Changes,
+    recovered: &mut Recovered,
+) -> Result<(), StorageError> {
+    let mut credits = Vec::new();
+    store.scan(Cf::Credits, &mut |key, value| {
+        let (refund, key) = records::decode_credit_key(key)?;
+        credits.push((refund, key, records::decode_u64(value)?));
+        Ok(())
+    })?;
+    for (refund, key, amount_minor) in credits {
+        let shard = ShardId::of(&key, machines.len());
+        let machine = &mut machines[shard.index()];
+        let room = machine
+            .card(&key)
+            .filter(|card| card.state.is_sold())
+            .map(|card| card.face_value_minor - card.balance_minor);
+        if room.is_none_or(|room| room < amount_minor) {
+            return Err(StorageError(format!(
+                "refund credit of {amount_minor} does not fit card {}",
+                key.label()
+            )));
+        }
+        machine.apply_credits(refund, &[Credit { key, amount_minor }], changes);
+        recovered.refund_credits_applied += 1;
+    }
+    Ok(())
+}
+
 /// The payment's durable decision, or (none recorded) a presumed abort,
 /// which is written so that a retry gets it as the definitive answer.
 fn decision_for(
@@ -115,6 +153,8 @@ fn decision_for(
 /// The definitive outcome of a payment prepared but never decided.
 fn presumed_abort(hold: &HoldRecord) -> PaymentRecord {
     PaymentRecord {
+        // Declined: no window counts from it.
+        at_ms: 0,
         amount_minor: hold.amount_minor,
         cards: hold
             .card_keys

@@ -2,7 +2,7 @@
 //! registered for; a bad PIN fails only its own slot (and counts as a PIN
 //! failure), not the store's batch.
 
-use super::{Action, Context, reject};
+use super::{Action, Context, foreign_store, reject};
 use crate::auth::Principal;
 use crate::pin::Pin;
 use crate::protocol::{ActivateRequest, ErrorCode};
@@ -13,14 +13,8 @@ pub(super) fn validate(
     principal: &Principal,
     context: &Context<'_>,
 ) -> Action {
-    if !principal.sells_at(body.store_id) {
-        return reject(
-            ErrorCode::Forbidden,
-            format!(
-                "store HQ {} is not registered for store {}",
-                principal.id, body.store_id
-            ),
-        );
+    if let Some(refusal) = foreign_store(principal, body.store_id) {
+        return refusal;
     }
     let count = body.pins.len();
     let limit = context.limits.max_activations_per_request;

@@ -19,6 +19,8 @@ mod issue;
 mod pay;
 mod pay_batch;
 mod principal;
+mod refund;
+mod reverse_activation;
 
 use crate::auth::{Guard, Principal};
 use crate::config::Limits;
@@ -56,6 +58,8 @@ pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usiz
         KIND_PAY => SMALL_BYTES + 2 * frame_bytes,
         // A result per PIN (at most 11 bytes) for each PIN (at least 11).
         KIND_ACTIVATE => SMALL_BYTES + frame_bytes,
+        // A part per card of the payment (at most 13 bytes each).
+        crate::protocol::KIND_REFUND => SMALL_BYTES + 13 * crate::config::CARDS_PER_PAYMENT_MAX,
         KIND_BALANCE => SMALL_BYTES,
         // Weighed precisely once decoded (`batch_reply_bound`).
         crate::protocol::KIND_PAY_BATCH => limits.max_frame_bytes,
@@ -98,7 +102,11 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
     }
     let pin_bearing = matches!(
         request,
-        Request::Pay(_) | Request::PayBatch(_) | Request::Balance(_) | Request::Activate(_)
+        Request::Pay(_)
+            | Request::PayBatch(_)
+            | Request::Balance(_)
+            | Request::Activate(_)
+            | Request::ReverseActivation(_)
     );
     if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now) {
         return Action::Reply(Response::Error(locked.refusal()));
@@ -116,6 +124,8 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Pay(body) => pay::validate(&body, principal, context),
         Request::PayBatch(body) => pay_batch::validate(&body, principal, context),
         Request::Balance(body) => balance::validate(&body, principal, context),
+        Request::ReverseActivation(body) => reverse_activation::validate(&body, principal, context),
+        Request::Refund(body) => refund::validate(&body, principal, context),
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
             unreachable!("answered above or by the session")
         }
@@ -135,8 +145,10 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalList
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_) => Some(Role::Operator),
-        Request::Activate(_) => Some(Role::StoreHq),
-        Request::Pay(_) | Request::PayBatch(_) | Request::Balance(_) => Some(Role::Merchant),
+        Request::Activate(_) | Request::ReverseActivation(_) => Some(Role::StoreHq),
+        Request::Pay(_) | Request::PayBatch(_) | Request::Balance(_) | Request::Refund(_) => {
+            Some(Role::Merchant)
+        }
     }
 }
 
@@ -153,6 +165,19 @@ fn report(mut body: crate::protocol::ReportRequest, limits: &Limits) -> Action {
     let most = u32::try_from(limits.max_report_lines).unwrap_or(u32::MAX);
     body.limit = body.limit.min(most);
     Action::Route(Command::Report(body))
+}
+
+/// The refusal of a store HQ acting for a store it is not registered for.
+fn foreign_store(principal: &Principal, store_id: u32) -> Option<Action> {
+    (!principal.sells_at(store_id)).then(|| {
+        reject(
+            ErrorCode::Forbidden,
+            format!(
+                "store HQ {} is not registered for store {store_id}",
+                principal.id
+            ),
+        )
+    })
 }
 
 /// Counts a PIN that failed its syntax or check-digit test against the

@@ -1,0 +1,567 @@
+//! Activation reversal and refunds, against the real engine over TCP: every
+//! path and decline, retries (also after `kill -9`), a refund of a
+//! two-phase payment crashed at each crash point, and a reversal racing a
+//! payment on the same card. Every test ends with a passing audit.
+
+mod common;
+
+use common::{Server, ServerOptions, active_cards, pick_by_shard, runtime};
+use kessai::card::DeclineReason;
+use kessai::protocol::{ActivationResult, ErrorCode, ReversalStatus, Role};
+use kessai::twopc::crashpoint::{CrashPoint, ENV_VAR};
+use std::time::Duration;
+
+const SHARDS: usize = 4;
+const FACE: u64 = 1000;
+const STORE: u32 = 5;
+
+fn code<T: std::fmt::Debug>(result: Result<T, kessai::client::ClientError>) -> Option<ErrorCode> {
+    result.expect_err("refused").server_code()
+}
+
+fn with_limits(limits: &[&str]) -> ServerOptions<'static> {
+    ServerOptions {
+        shards: SHARDS,
+        limits: limits.iter().map(|l| l.to_string()).collect(),
+        ..ServerOptions::default()
+    }
+}
+
+async fn audit_ok(principals: &common::Principals) -> kessai::protocol::Totals {
+    let audit = principals.operator.audit().await.expect("audit");
+    assert!(audit.ok, "{:?}", audit.problems);
+    audit.totals
+}
+
+#[test]
+fn a_reversed_sale_is_worthless_and_off_the_store_debt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        with_limits(&["activation_reversal_window_ms = 1500"]),
+    );
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 6, FACE, STORE).await;
+        let hq = principals.store(STORE).await;
+        let merchant = principals.merchant(9).await;
+
+        let reversed = hq
+            .reverse_activation(STORE, 1, &pins[0])
+            .await
+            .expect("reverse");
+        assert_eq!(reversed.status, ReversalStatus::Reversed);
+        assert_eq!((reversed.amount_minor, reversed.replayed), (FACE, false));
+        let again = hq
+            .reverse_activation(STORE, 1, &pins[0])
+            .await
+            .expect("retry");
+        assert_eq!(
+            (again.status, again.amount_minor),
+            (ReversalStatus::Reversed, FACE)
+        );
+        assert!(again.replayed, "a retry gets the first answer");
+        // Unsold again: a merchant cannot tell it from an unknown PIN.
+        let paid = merchant.pay(1, 100, &pins[0..1]).await.expect("pay");
+        assert_eq!(paid.reason, Some(DeclineReason::InvalidCard));
+        assert_eq!(
+            code(merchant.balance(&pins[0]).await),
+            Some(ErrorCode::InvalidCard)
+        );
+
+        // Declines: another sale, a spent card, an unknown card.
+        let other_sale = hq
+            .reverse_activation(STORE, 2, &pins[1])
+            .await
+            .expect("answer");
+        assert_eq!(other_sale.reason, Some(DeclineReason::NotThisSale));
+        assert!(
+            merchant
+                .pay(2, 1, &pins[2..3])
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        let spent = hq
+            .reverse_activation(STORE, 1, &pins[2])
+            .await
+            .expect("answer");
+        assert_eq!(spent.reason, Some(DeclineReason::AlreadySpent));
+        let unknown_pin = principals
+            .operator
+            .issue(1, FACE)
+            .await
+            .expect("issue")
+            .pins;
+        let unsold = hq
+            .reverse_activation(STORE, 1, &unknown_pin[0])
+            .await
+            .expect("ok");
+        assert_eq!(
+            unsold.status,
+            ReversalStatus::Forestalled,
+            "never activated"
+        );
+        // Roles and stores.
+        let other_hq = principals.store(STORE + 1).await;
+        let forbidden = other_hq.reverse_activation(STORE, 1, &pins[3]).await;
+        assert_eq!(code(forbidden), Some(ErrorCode::Forbidden));
+        let as_merchant = merchant.reverse_activation(STORE, 1, &pins[3]).await;
+        assert_eq!(code(as_merchant), Some(ErrorCode::Forbidden));
+        let bad_pin = hq.reverse_activation(STORE, 1, "12345678901").await;
+        assert_eq!(code(bad_pin), Some(ErrorCode::InvalidPin));
+
+        // The report: the store owes for five cards, one reversed.
+        let report = principals.operator.report().await.expect("report");
+        let line = report
+            .stores
+            .iter()
+            .find(|l| l.store_id == STORE)
+            .expect("line");
+        assert_eq!(line.owed_minor, 5 * FACE);
+        assert_eq!(line.reversed_minor, FACE);
+        assert_eq!(line.cards_activated, 5);
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.store_reversed_minor, FACE);
+        assert_eq!(totals.cards_reversed, 2, "one undone, one forestalled");
+
+        // Past the window, an unspent sale stays sold.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let late = hq
+            .reverse_activation(STORE, 1, &pins[4])
+            .await
+            .expect("answer");
+        assert_eq!(late.reason, Some(DeclineReason::WindowClosed));
+        assert_eq!(
+            merchant
+                .balance(&pins[4])
+                .await
+                .expect("sold")
+                .balance_minor,
+            FACE
+        );
+        audit_ok(&principals).await;
+    });
+}
+
+/// The store HQ never got its activation reply and reversed blindly: the
+/// card ends up unsold whichever arrives first, also across `kill -9`.
+#[test]
+fn a_reversal_before_its_activation_refuses_it_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SHARDS);
+    let rt = runtime();
+    let (principals, pins) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pins = principals
+            .operator
+            .issue(2, FACE)
+            .await
+            .expect("issue")
+            .pins;
+        let hq = principals.store(STORE).await;
+        let blind = hq
+            .reverse_activation(STORE, 77, &pins[0])
+            .await
+            .expect("reverse");
+        assert_eq!(
+            (blind.status, blind.amount_minor),
+            (ReversalStatus::Forestalled, 0)
+        );
+        let late = hq.activate(STORE, 77, &pins[0..1]).await.expect("activate");
+        assert_eq!(
+            late.results,
+            [ActivationResult::Declined {
+                reason: DeclineReason::ActivationReversed
+            }]
+        );
+        (principals, pins)
+    });
+    server.kill9();
+    let server = Server::start(dir.path(), SHARDS);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let hq = principals.store(STORE).await;
+        let late = hq.activate(STORE, 77, &pins[0..1]).await.expect("activate");
+        assert_eq!(
+            late.results,
+            [ActivationResult::Declined {
+                reason: DeclineReason::ActivationReversed
+            }],
+            "the reversal survived kill -9"
+        );
+        let retry = hq
+            .reverse_activation(STORE, 77, &pins[0])
+            .await
+            .expect("retry");
+        assert_eq!(retry.status, ReversalStatus::Forestalled);
+        assert!(retry.replayed);
+        // Another sale of the card is a sale like any other; reversing it
+        // too does not let the first one in.
+        let resold = hq.activate(STORE, 78, &pins[0..1]).await.expect("activate");
+        assert!(matches!(
+            resold.results[0],
+            ActivationResult::Activated { .. }
+        ));
+        let undone = hq
+            .reverse_activation(STORE, 78, &pins[0])
+            .await
+            .expect("reverse");
+        assert_eq!(undone.status, ReversalStatus::Reversed);
+        let late = hq.activate(STORE, 77, &pins[0..1]).await.expect("activate");
+        assert!(matches!(late.results[0], ActivationResult::Declined { .. }));
+        let totals = audit_ok(&principals).await;
+        assert_eq!((totals.activated_minor, totals.store_owed_minor), (0, 0));
+    });
+}
+
+/// A reversal and a full payment sent at once on each of many cards: each
+/// card goes one way, never both, and the books agree.
+#[test]
+fn a_reversal_racing_a_payment_lets_exactly_one_win() {
+    const CARDS: usize = 40;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SHARDS);
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, CARDS as u32, FACE, STORE).await;
+        let hq = std::sync::Arc::new(principals.store(STORE).await);
+        let merchant = std::sync::Arc::new(principals.merchant(9).await);
+        let mut races = Vec::new();
+        for (index, pin) in pins.iter().enumerate() {
+            let (hq, merchant, pin) = (hq.clone(), merchant.clone(), pin.clone());
+            races.push(tokio::spawn(async move {
+                let single = [pin.clone()];
+                let request_id = index as u64;
+                let (reversed, paid) = tokio::join!(
+                    hq.reverse_activation(STORE, 1, &pin),
+                    merchant.pay(request_id, FACE, &single)
+                );
+                (reversed.expect("reverse"), paid.expect("pay"))
+            }));
+        }
+        let (mut reversals, mut payments) = (0, 0);
+        for race in races {
+            let (reversed, paid) = race.await.expect("race");
+            match (reversed.status, paid.is_approved()) {
+                (ReversalStatus::Reversed, false) => {
+                    assert_eq!(paid.reason, Some(DeclineReason::InvalidCard));
+                    reversals += 1;
+                }
+                (ReversalStatus::Declined, true) => {
+                    assert_eq!(reversed.reason, Some(DeclineReason::AlreadySpent));
+                    payments += 1;
+                }
+                other => panic!("both or neither won: {other:?}"),
+            }
+        }
+        assert_eq!(reversals + payments, CARDS);
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.merchant_owed_minor, payments as u64 * FACE);
+        assert_eq!(totals.store_owed_minor, payments as u64 * FACE);
+        assert_eq!(totals.store_reversed_minor, reversals as u64 * FACE);
+    });
+}
+
+#[test]
+fn refunds_return_money_in_reverse_order_within_what_was_paid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SHARDS);
+    let rt = runtime();
+    let (principals, cards) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pool = active_cards(&principals, 40, FACE, STORE).await;
+        // Two cards on two shards (two-phase), and one on its own.
+        let cards = pick_by_shard(&pool, SHARDS, &[0, 2, 1]);
+        let merchant = principals.merchant(9).await;
+        let paid = merchant.pay(10, 1500, &cards[0..2]).await.expect("pay");
+        assert!(paid.is_approved());
+        assert!(
+            merchant
+                .pay(11, FACE, &cards[2..3])
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+
+        // Partial: from the last card taken from first.
+        let first = merchant.refund(100, 10, 700).await.expect("refund");
+        assert!(first.is_refunded(), "{first:?}");
+        let parts: Vec<u64> = first.parts.iter().map(|p| p.refunded_minor).collect();
+        assert_eq!(parts, [200, 500]);
+        assert_eq!(first.payment_refunded_minor, 700);
+        assert_eq!(
+            merchant.balance(&cards[0]).await.expect("b").balance_minor,
+            200
+        );
+        assert_eq!(
+            merchant.balance(&cards[1]).await.expect("b").balance_minor,
+            1000
+        );
+        // A retry gets the first answer; the id reused otherwise is refused.
+        let again = merchant.refund(100, 10, 700).await.expect("retry");
+        assert!(again.replayed);
+        assert_eq!(again.parts, first.parts);
+        assert_eq!(
+            code(merchant.refund(100, 10, 701).await),
+            Some(ErrorCode::InvalidArgument)
+        );
+        // Refund ids are their own namespace: 10 names a payment and a refund.
+        let rest = merchant.refund(10, 10, 800).await.expect("refund");
+        assert_eq!(
+            rest.parts
+                .iter()
+                .map(|p| p.refunded_minor)
+                .collect::<Vec<_>>(),
+            [800, 0]
+        );
+        let over = merchant.refund(101, 10, 1).await.expect("answer");
+        assert_eq!(over.reason, Some(DeclineReason::ExceedsRefundable));
+        // An exhausted card is active again after a refund.
+        let whole = merchant.refund(102, 11, 300).await.expect("refund");
+        assert!(whole.is_refunded());
+        let revived = merchant.balance(&cards[2]).await.expect("balance");
+        assert_eq!(
+            (revived.state.name(), revived.balance_minor),
+            ("active", 300)
+        );
+        assert!(
+            merchant
+                .pay(12, 300, &cards[2..3])
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+
+        // Only the merchant's own approved payments.
+        let other = principals.merchant(8).await;
+        let theirs = other.refund(1, 10, 1).await.expect("answer");
+        assert_eq!(theirs.reason, Some(DeclineReason::UnknownPayment));
+        let declined = merchant.pay(13, 5000, &cards[0..1]).await.expect("pay");
+        assert!(!declined.is_approved());
+        let of_decline = merchant.refund(103, 13, 1).await.expect("answer");
+        assert_eq!(of_decline.reason, Some(DeclineReason::UnknownPayment));
+        assert_eq!(
+            code(merchant.refund(104, 10, 0).await),
+            Some(ErrorCode::InvalidAmount)
+        );
+        let hq = principals.store(STORE).await;
+        assert_eq!(code(hq.refund(1, 10, 1).await), Some(ErrorCode::Forbidden));
+
+        let report = principals.operator.report().await.expect("report");
+        let line = report
+            .merchants
+            .iter()
+            .find(|l| l.merchant_id == 9)
+            .expect("line");
+        assert_eq!(line.refunded_minor, 1800);
+        assert_eq!(line.owed_minor, 1500 + FACE + 300 - 1800);
+        audit_ok(&principals).await;
+        (principals, cards)
+    });
+    // Every acknowledged refund survives kill -9, and its retry replays.
+    server.kill9();
+    let server = Server::start(dir.path(), SHARDS);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let merchant = principals.merchant(9).await;
+        let again = merchant.refund(100, 10, 700).await.expect("retry");
+        assert!(again.replayed && again.is_refunded());
+        assert_eq!(
+            merchant.balance(&cards[0]).await.expect("b").balance_minor,
+            1000
+        );
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.merchant_refunded_minor, 1800);
+    });
+}
+
+#[test]
+fn a_refund_outside_its_window_is_declined() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), with_limits(&["refund_window_days = 0"]));
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 1, FACE, STORE).await;
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .pay(1, 100, &pins)
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let late = merchant.refund(2, 1, 100).await.expect("answer");
+        assert_eq!(late.reason, Some(DeclineReason::WindowClosed));
+        audit_ok(&principals).await;
+    });
+}
+
+/// A refund of a payment across shards dies at each crash point; after a
+/// restart its credits are all applied, its retry replays, and the books
+/// balance.
+fn refund_crash_and_recover(point: CrashPoint) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = Server::start(dir.path(), SHARDS);
+    let (principals, cards) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pool = active_cards(&principals, 40, FACE, STORE).await;
+        let cards = pick_by_shard(&pool, SHARDS, &[1, 3]);
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .pay(7, 1700, &cards)
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        (principals, cards)
+    });
+    drop(server);
+    let mut server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            shards: SHARDS,
+            env: vec![(ENV_VAR, point.name())],
+            ..ServerOptions::default()
+        },
+    );
+    let principals = rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let merchant = principals.merchant(9).await;
+        let answer = merchant.refund(70, 7, 1200).await;
+        assert!(
+            answer.is_err(),
+            "{}: died before answering: {answer:?}",
+            point.name()
+        );
+        principals
+    });
+    let status = server.wait_exit(Duration::from_secs(30)).expect("exited");
+    assert!(!status.success());
+    assert!(
+        server
+            .log()
+            .contains(&format!("crash point {} reached", point.name()))
+    );
+    drop(server);
+
+    let server = Server::start(dir.path(), SHARDS);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let merchant = principals.merchant(9).await;
+        // Taken 1000 + 700; refunded 700 then 500, in reverse order.
+        assert_eq!(
+            merchant.balance(&cards[0]).await.expect("b").balance_minor,
+            500
+        );
+        assert_eq!(
+            merchant.balance(&cards[1]).await.expect("b").balance_minor,
+            1000
+        );
+        let retry = merchant.refund(70, 7, 1200).await.expect("retry");
+        assert!(
+            retry.replayed && retry.is_refunded(),
+            "{}: {retry:?}",
+            point.name()
+        );
+        assert_eq!(
+            retry
+                .parts
+                .iter()
+                .map(|p| p.refunded_minor)
+                .collect::<Vec<_>>(),
+            [500, 700]
+        );
+        assert_eq!(
+            merchant.balance(&cards[0]).await.expect("b").balance_minor,
+            500
+        );
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.merchant_owed_minor, 500);
+        assert_eq!(totals.merchant_refunded_minor, 1200);
+    });
+}
+
+#[test]
+fn a_refund_crashed_after_its_decision_is_applied_on_recovery() {
+    refund_crash_and_recover(CrashPoint::AfterDecision);
+}
+
+#[test]
+fn a_refund_crashed_mid_commit_is_applied_on_recovery() {
+    refund_crash_and_recover(CrashPoint::MidCommit);
+}
+
+#[test]
+fn the_cli_refunds_and_reverses_with_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SHARDS);
+    let rt = runtime();
+    let (merchant_key, hq_key, pins) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 2, FACE, STORE).await;
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .pay(1, 600, &pins[0..1])
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        let merchant_key = principals
+            .key_file(dir.path(), 9, Role::Merchant, &[])
+            .await;
+        let hq = common::hq_of(STORE);
+        let hq_key = principals
+            .key_file(dir.path(), hq, Role::StoreHq, &[STORE])
+            .await;
+        (merchant_key, hq_key, pins)
+    });
+    let (status, json) = server.cli_as(
+        &merchant_key,
+        &[
+            "refund",
+            "--payment-request-id",
+            "1",
+            "--request-id",
+            "5",
+            "--amount",
+            "250",
+        ],
+    );
+    assert_eq!(status, 0, "{json}");
+    assert_eq!(json["status"], "refunded");
+    assert_eq!(json["amount_minor"], 250);
+    assert_eq!(json["parts"][0]["refunded_minor"], 250);
+    let (_, json) = server.cli_as(
+        &merchant_key,
+        &[
+            "refund",
+            "--payment-request-id",
+            "1",
+            "--request-id",
+            "6",
+            "--amount",
+            "9999",
+        ],
+    );
+    assert_eq!(json["status"], "declined");
+    assert_eq!(json["reason"], "exceeds_refundable");
+    let (status, json) = server.cli_as(
+        &hq_key,
+        &[
+            "reverse-activation",
+            "--store",
+            &STORE.to_string(),
+            "--pos-ref",
+            "1",
+            &pins[1],
+        ],
+    );
+    assert_eq!(status, 0, "{json}");
+    assert_eq!(json["status"], "reversed");
+    assert_eq!(json["amount_minor"], FACE);
+}
