@@ -73,7 +73,7 @@ fn codec(c: &mut Criterion) {
 
 fn card_rules(c: &mut Criterion) {
     let mut card = Card::issued(u64::MAX / 2);
-    card.activate(1, 0, 0).expect("activate");
+    card.activate(1, 0, 0, 0).expect("activate");
     c.bench_function("card/debit", |b| b.iter(|| card.debit(black_box(1))));
 }
 
@@ -86,7 +86,7 @@ fn machine() -> ShardMachine {
     for byte in 0..CARDS {
         let key = PinKey([byte; 16]);
         machine.insert_card(key, 1 << 40, &mut setup);
-        machine.activate(key, 1, 0, 0, &mut setup);
+        machine.activate(key, 1, 0, 0, 0, &mut setup);
     }
     machine
 }
@@ -137,7 +137,7 @@ fn audit(c: &mut Criterion) {
         key[8..12].copy_from_slice(&n.wrapping_mul(0x9E37_79B9).to_le_bytes());
         let key = PinKey(key);
         machine.insert_card(key, 3000, &mut setup);
-        machine.activate(key, n % 1000, 0, 0, &mut setup);
+        machine.activate(key, n % 1000, 0, 0, 0, &mut setup);
         setup.clear();
     }
     let mut group = c.benchmark_group("audit");

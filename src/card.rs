@@ -6,6 +6,11 @@
 //! balance; when it reaches zero the card is exhausted, and a refund can
 //! make it active again.
 //!
+//! A card expires `validity_days` after its activation (the validity in
+//! force when it was sold, kept with it; 0: never). An expired card cannot
+//! pay, and its balance moves to the breakage book of its store, so the
+//! money is still accounted for (`Expired`, balance 0).
+//!
 //! A sale cancelled at the till is reversed: the card goes back to unsold
 //! (`Reversed`). Its shard remembers every reversed sale (store, POS
 //! reference) of the card, so that the activation of such a sale arriving
@@ -23,7 +28,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a card is in its life. On the wire and on disk it is the same one
-/// byte: 1, 2, 3 or 4.
+/// byte: 1 to 5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 #[repr(u8)]
@@ -37,7 +42,12 @@ pub enum CardState {
     /// Unsold again: its sale (`store_id`, `pos_ref`) was reversed. Worth
     /// nothing, like an issued card.
     Reversed = 4,
+    /// Past its validity: its balance went to breakage.
+    Expired = 5,
 }
+
+/// Milliseconds in a day: validities are kept in days.
+pub const DAY_MS: u64 = 24 * 3600 * 1000;
 
 impl CardState {
     pub(crate) fn from_u8(value: u8) -> Option<CardState> {
@@ -46,6 +56,7 @@ impl CardState {
             2 => Some(CardState::Active),
             3 => Some(CardState::Exhausted),
             4 => Some(CardState::Reversed),
+            5 => Some(CardState::Expired),
             _ => None,
         }
     }
@@ -56,12 +67,16 @@ impl CardState {
             CardState::Active => "active",
             CardState::Exhausted => "exhausted",
             CardState::Reversed => "reversed",
+            CardState::Expired => "expired",
         }
     }
 
     /// Sold and not reversed: its face value is owed by its store.
     pub fn is_sold(self) -> bool {
-        matches!(self, CardState::Active | CardState::Exhausted)
+        matches!(
+            self,
+            CardState::Active | CardState::Exhausted | CardState::Expired
+        )
     }
 }
 
@@ -114,11 +129,13 @@ pub enum DeclineReason {
     UnknownPayment,
     /// Refund of more than the payment has left to refund.
     ExceedsRefundable,
+    /// The card is past its validity.
+    Expired,
 }
 
 impl DeclineReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [DeclineReason; 13] = [
+    pub const ALL: [DeclineReason; 14] = [
         DeclineReason::UnknownPin,
         DeclineReason::NotActive,
         DeclineReason::AlreadyActive,
@@ -132,6 +149,7 @@ impl DeclineReason {
         DeclineReason::WindowClosed,
         DeclineReason::UnknownPayment,
         DeclineReason::ExceedsRefundable,
+        DeclineReason::Expired,
     ];
 
     /// The stable snake_case name used in JSON output and docs.
@@ -150,6 +168,7 @@ impl DeclineReason {
             DeclineReason::WindowClosed => "window_closed",
             DeclineReason::UnknownPayment => "unknown_payment",
             DeclineReason::ExceedsRefundable => "exceeds_refundable",
+            DeclineReason::Expired => "expired",
         }
     }
 }
@@ -169,6 +188,9 @@ pub struct Card {
     /// When the sale was activated (engine clock, ms since the Unix
     /// epoch; 0 for cards stored before it was kept, and for unsold ones).
     pub activated_at_ms: u64,
+    /// Days the card is valid from its activation, as configured when it
+    /// was sold (0: it never expires). Fits the padding after `state`.
+    pub validity_days: u16,
     pub state: CardState,
 }
 
@@ -194,6 +216,7 @@ impl Card {
             store_id: 0,
             pos_ref: 0,
             activated_at_ms: 0,
+            validity_days: 0,
             state: CardState::Issued,
         }
     }
@@ -203,14 +226,16 @@ impl Card {
         self.balance_minor - self.held_minor
     }
 
-    /// The store sold the card at `now_ms`: it now carries its face value.
-    /// (Whether this sale was reversed before is the shard's to check: it
-    /// keeps every reversed sale.)
+    /// The store sold the card at `now_ms`: it now carries its face value,
+    /// valid for `validity_days` (0: for good). (Whether this sale was
+    /// reversed before is the shard's to check: it keeps every reversed
+    /// sale.)
     pub fn activate(
         &mut self,
         store_id: u32,
         pos_ref: u64,
         now_ms: u64,
+        validity_days: u16,
     ) -> Result<(), DeclineReason> {
         if self.state.is_sold() {
             return Err(DeclineReason::AlreadyActive);
@@ -220,8 +245,38 @@ impl Card {
         self.store_id = store_id;
         self.pos_ref = pos_ref;
         self.activated_at_ms = now_ms;
+        self.validity_days = validity_days;
         self.assert_invariants();
         Ok(())
+    }
+
+    /// When the card stops being valid, if it ever does.
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        if self.validity_days == 0 || self.activated_at_ms == 0 {
+            return None;
+        }
+        let validity_ms = u64::from(self.validity_days) * DAY_MS;
+        Some(self.activated_at_ms.saturating_add(validity_ms))
+    }
+
+    /// An active card past its validity at `now_ms`: it cannot pay, and its
+    /// balance is due to move to breakage.
+    pub fn is_due(&self, now_ms: u64) -> bool {
+        self.state == CardState::Active && self.expires_at_ms().is_some_and(|at| now_ms >= at)
+    }
+
+    /// Expires a due card whose money is not held: returns the balance,
+    /// which the caller books as breakage. A card with holds waits until
+    /// they end (the money is promised to a payment being decided).
+    pub fn expire(&mut self, now_ms: u64) -> Option<u64> {
+        if !self.is_due(now_ms) || self.held_minor > 0 {
+            return None;
+        }
+        let moved_minor = self.balance_minor;
+        self.balance_minor = 0;
+        self.state = CardState::Expired;
+        self.assert_invariants();
+        Some(moved_minor)
     }
 
     fn is_sale(&self, store_id: u32, pos_ref: u64) -> bool {
@@ -241,7 +296,7 @@ impl Card {
     ) -> Result<Reversal, DeclineReason> {
         let outcome = match self.state {
             CardState::Issued | CardState::Reversed => Reversal::Forestalled,
-            CardState::Active | CardState::Exhausted => {
+            CardState::Active | CardState::Exhausted | CardState::Expired => {
                 if !self.is_sale(store_id, pos_ref) {
                     return Err(DeclineReason::NotThisSale);
                 }
@@ -261,6 +316,7 @@ impl Card {
         self.store_id = store_id;
         self.pos_ref = pos_ref;
         self.activated_at_ms = 0;
+        self.validity_days = 0;
         self.assert_invariants();
         Ok(outcome)
     }
@@ -270,6 +326,7 @@ impl Card {
         match self.state {
             CardState::Issued | CardState::Reversed => Err(DeclineReason::NotActive),
             CardState::Exhausted => Err(DeclineReason::Exhausted),
+            CardState::Expired => Err(DeclineReason::Expired),
             CardState::Active => Ok(()),
         }
     }
@@ -280,8 +337,8 @@ impl Card {
     /// value; returns the new balance.
     pub fn credit(&mut self, amount_minor: u64) -> u64 {
         assert!(
-            self.state.is_sold(),
-            "a refund returns money to a sold card"
+            matches!(self.state, CardState::Active | CardState::Exhausted),
+            "a refund returns money to a card that can hold it"
         );
         assert!(
             amount_minor <= self.face_value_minor - self.balance_minor,
@@ -357,6 +414,7 @@ impl Card {
                 Err("unsold card carries a balance")
             }
             CardState::Exhausted if self.balance_minor != 0 => Err("exhausted card has a balance"),
+            CardState::Expired if self.balance_minor != 0 => Err("expired card has a balance"),
             CardState::Active if self.balance_minor == 0 && self.held_minor == 0 => {
                 Err("active card with zero balance")
             }
@@ -403,7 +461,7 @@ mod tests {
 
     fn active(face: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(7, 42, 0).expect("fresh card activates");
+        card.activate(7, 42, 0, 0).expect("fresh card activates");
         card
     }
 
@@ -413,7 +471,7 @@ mod tests {
         assert_eq!(card.balance_minor, 0);
         assert_eq!(card.debit(1), Err(DeclineReason::NotActive));
         assert_eq!(card.hold(1), Err(DeclineReason::NotActive));
-        card.activate(3, 99, 0).expect("activates");
+        card.activate(3, 99, 0, 0).expect("activates");
         assert_eq!(card.balance_minor, 1000);
         assert_eq!((card.store_id, card.pos_ref), (3, 99));
     }
@@ -422,7 +480,7 @@ mod tests {
     fn second_activation_is_refused_and_credits_nothing() {
         let mut card = active(500);
         card.debit(200).expect("debit");
-        assert_eq!(card.activate(8, 1, 0), Err(DeclineReason::AlreadyActive));
+        assert_eq!(card.activate(8, 1, 0, 0), Err(DeclineReason::AlreadyActive));
         assert_eq!(card.balance_minor, 300);
         assert_eq!(card.store_id, 7);
     }
@@ -435,7 +493,7 @@ mod tests {
         assert_eq!(card.debit(600), Ok(0));
         assert_eq!(card.state, CardState::Exhausted);
         assert_eq!(card.debit(1), Err(DeclineReason::Exhausted));
-        assert_eq!(card.activate(1, 1, 0), Err(DeclineReason::AlreadyActive));
+        assert_eq!(card.activate(1, 1, 0, 0), Err(DeclineReason::AlreadyActive));
     }
 
     #[test]
@@ -489,7 +547,7 @@ mod tests {
     #[test]
     fn a_reversal_undoes_an_unspent_sale_within_its_window() {
         let mut card = Card::issued(1000);
-        card.activate(7, 42, 10_000).expect("sold");
+        card.activate(7, 42, 10_000, 0).expect("sold");
         assert_eq!(
             card.reverse(8, 42, 10_000, 60),
             Err(DeclineReason::NotThisSale)
@@ -509,7 +567,7 @@ mod tests {
         assert_eq!((card.state, card.balance_minor), (CardState::Reversed, 0));
         assert_eq!(card.debit(1), Err(DeclineReason::NotActive));
         // Unsold again: another sale activates it.
-        card.activate(7, 43, 20_000).expect("sold again");
+        card.activate(7, 43, 20_000, 0).expect("sold again");
         assert_eq!((card.balance_minor, card.activated_at_ms), (1000, 20_000));
     }
 
@@ -547,6 +605,28 @@ mod tests {
         let mut card = active(500);
         card.debit(100).expect("debit");
         card.credit(101);
+    }
+
+    #[test]
+    fn a_card_expires_its_validity_after_its_sale() {
+        let mut card = Card::issued(1000);
+        card.activate(7, 1, 5 * DAY_MS, 30).expect("sold");
+        card.debit(400).expect("debit");
+        assert_eq!(card.expires_at_ms(), Some(35 * DAY_MS));
+        assert!(!card.is_due(35 * DAY_MS - 1));
+        assert!(card.is_due(35 * DAY_MS));
+        card.hold(100).expect("hold");
+        assert_eq!(card.expire(35 * DAY_MS), None, "held money waits");
+        card.release(100);
+        assert_eq!(card.expire(35 * DAY_MS), Some(600));
+        assert_eq!((card.state, card.balance_minor), (CardState::Expired, 0));
+        assert_eq!(card.debit(1), Err(DeclineReason::Expired));
+        assert_eq!(card.expire(99 * DAY_MS), None, "once");
+        assert_eq!(card.check(), Ok(()));
+        // Without a validity, or sold before it was kept: never.
+        let mut forever = Card::issued(500);
+        forever.activate(7, 1, DAY_MS, 0).expect("sold");
+        assert!(!forever.is_due(u64::MAX));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub const ACTIVATION_REVERSAL_WINDOW_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
 /// Ten years; with it, a window in ms (days × 86 400 000) fits u64 many
 /// times over.
 pub const REFUND_WINDOW_DAYS_MAX: u64 = 3650;
+/// Fifty years: a card's validity is kept in a u16 of days.
+pub const CARD_VALIDITY_DAYS_MAX: u16 = 18_250;
+pub const EXPIRY_SWEEP_INTERVAL_MS_MAX: u64 = 60 * 60 * 1000;
 const MS_PER_DAY: u64 = 24 * 3600 * 1000;
 
 // Limits that must fit the types that carry them.
@@ -174,6 +177,13 @@ pub struct Limits {
     pub activation_reversal_window_ms: u64,
     /// How long after a payment it may be refunded.
     pub refund_window_days: u64,
+    /// Days a card is valid from its activation (0: cards never expire).
+    /// Kept with each card when it is sold, so a change applies to cards
+    /// sold afterwards.
+    pub card_validity_days: u16,
+    /// How often each shard sweeps `audit_slice_cards` of its cards for
+    /// expired ones (a card is also expired when a payment touches it).
+    pub expiry_sweep_interval_ms: u64,
 }
 
 impl Limits {
@@ -230,6 +240,8 @@ impl Default for Limits {
             audit_slice_cards: 20_000,
             activation_reversal_window_ms: 30 * 60 * 1000,
             refund_window_days: 180,
+            card_validity_days: 1825,
+            expiry_sweep_interval_ms: 1000,
         }
     }
 }
@@ -282,7 +294,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 27] = [
+        let checks: [(bool, String); 29] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -396,6 +408,16 @@ impl Config {
                 limits.activation_reversal_window_ms <= ACTIVATION_REVERSAL_WINDOW_MS_MAX,
                 format!(
                     "limits.activation_reversal_window_ms must be 0..={ACTIVATION_REVERSAL_WINDOW_MS_MAX}"
+                ),
+            ),
+            (
+                limits.card_validity_days <= CARD_VALIDITY_DAYS_MAX,
+                format!("limits.card_validity_days must be 0..={CARD_VALIDITY_DAYS_MAX}"),
+            ),
+            (
+                (1..=EXPIRY_SWEEP_INTERVAL_MS_MAX).contains(&limits.expiry_sweep_interval_ms),
+                format!(
+                    "limits.expiry_sweep_interval_ms must be 1..={EXPIRY_SWEEP_INTERVAL_MS_MAX}"
                 ),
             ),
             (

@@ -41,6 +41,10 @@ pub const OPERATOR_KEY_FILE: &str = "operator.key";
 pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     config.validate()?;
     crashpoint::arm_from_env()?;
+    let offset_ms = crate::clock::offset_from_env()?;
+    if offset_ms > 0 {
+        tracing::warn!(offset_ms, "the engine's clock runs ahead of the system's");
+    }
     let secret = load_or_create_secret(config)?;
     let hasher = PinHasher::new(&secret);
     let storage = Arc::new(Storage::open(&config.data_dir).map_err(|e| e.to_string())?);
@@ -72,6 +76,9 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         claims: Arc::new(Claims::new()),
         guard: Arc::new(Guard::new(&config.limits)),
         reversal_window_ms: config.limits.activation_reversal_window_ms,
+        card_validity_days: config.limits.card_validity_days,
+        expiry_sweep: Duration::from_millis(config.limits.expiry_sweep_interval_ms),
+        expiry_sweep_cards: config.limits.audit_slice_cards,
     };
     let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
     let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();

@@ -7,10 +7,12 @@
 //! the merchant's share, in the same atomic write. Every change a shard makes
 //! therefore keeps
 //!
-//! `activated face value = card balances + merchant credits - refunds`
+//! `activated face value = card balances + merchant credits - refunds
+//!  + breakage`
 //!
 //! (a refund credits a card back and books the merchant's refund on the
-//! card's shard, in one write), and likewise
+//! card's shard, in one write; an expiring card's balance moves to its
+//! store's breakage in one write), and likewise
 //!
 //! `store debt - reversals = face value of the cards sold and not reversed`
 //!
@@ -130,6 +132,8 @@ pub struct CardTotals {
     pub exhausted: u64,
     /// Unsold again after a reversed sale.
     pub reversed: u64,
+    /// Past their validity (their balance went to breakage).
+    pub expired: u64,
     /// Face value of every card sold and not reversed (active or
     /// exhausted).
     pub activated_minor: u64,
@@ -147,6 +151,7 @@ impl CardTotals {
             CardState::Active => self.active += 1,
             CardState::Exhausted => self.exhausted += 1,
             CardState::Reversed => self.reversed += 1,
+            CardState::Expired => self.expired += 1,
         }
         self.balance_minor += card.balance_minor;
         self.held_minor += card.held_minor;
@@ -165,6 +170,7 @@ impl CardTotals {
             CardState::Active => self.active -= 1,
             CardState::Exhausted => self.exhausted -= 1,
             CardState::Reversed => self.reversed -= 1,
+            CardState::Expired => self.expired -= 1,
         }
         self.balance_minor -= card.balance_minor;
         self.held_minor -= card.held_minor;
@@ -188,6 +194,7 @@ impl CardTotals {
         self.active += other.active;
         self.exhausted += other.exhausted;
         self.reversed += other.reversed;
+        self.expired += other.expired;
         self.activated_minor += other.activated_minor;
         self.balance_minor += other.balance_minor;
         self.held_minor += other.held_minor;
@@ -251,6 +258,7 @@ fn totals(cards: &CardTotals, books: &BookTotals) -> Totals {
         cards_active: cards.active,
         cards_exhausted: cards.exhausted,
         cards_reversed: cards.reversed,
+        cards_expired: cards.expired,
         activated_minor: cards.activated_minor,
         balance_minor: cards.balance_minor,
         held_minor: cards.held_minor,
@@ -268,6 +276,7 @@ fn set_books(totals: &mut Totals, books: &BookTotals) {
     totals.merchant_owed_minor =
         total(BookKind::MerchantOwed).saturating_sub(total(BookKind::MerchantRefunded));
     totals.merchant_refunded_minor = total(BookKind::MerchantRefunded);
+    totals.breakage_minor = total(BookKind::Breakage);
 }
 
 /// Adds the card sums of a page's totals (the books are netted apart).
@@ -277,6 +286,7 @@ fn add_card_totals(into: &mut Totals, from: &Totals) {
     into.cards_active += from.cards_active;
     into.cards_exhausted += from.cards_exhausted;
     into.cards_reversed += from.cards_reversed;
+    into.cards_expired += from.cards_expired;
     into.activated_minor += from.activated_minor;
     into.balance_minor += from.balance_minor;
     into.held_minor += from.held_minor;
@@ -295,15 +305,16 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
     let totals = totals(&cards, &books.totals);
     let gross = |kind| i128::from(books.total(kind));
     let merchants = gross(BookKind::MerchantOwed) - gross(BookKind::MerchantRefunded);
-    let accounted = i128::from(totals.balance_minor) + merchants;
+    let accounted = i128::from(totals.balance_minor) + merchants + gross(BookKind::Breakage);
     if i128::from(totals.activated_minor) != accounted {
         findings.push(format!(
             "conservation: activated {} != card balances {} + merchant credits {} - refunds {} \
-             (difference {})",
+             + breakage {} (difference {})",
             totals.activated_minor,
             totals.balance_minor,
             books.total(BookKind::MerchantOwed),
             books.total(BookKind::MerchantRefunded),
+            books.total(BookKind::Breakage),
             i128::from(totals.activated_minor) - accounted
         ));
     }
@@ -520,7 +531,7 @@ mod tests {
 
     fn active(face: u64, store: u32, spent: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(store, 0, 0).expect("activate");
+        card.activate(store, 0, 0, 0).expect("activate");
         if spent > 0 {
             card.debit(spent).expect("debit");
         }

@@ -34,6 +34,8 @@ pub const ACTIVATIONS_TOTAL: &str = "kessai_activations_total";
 pub const REVERSALS_TOTAL: &str = "kessai_reversals_total";
 /// Refund replies, `outcome` = `refunded` or the decline reason.
 pub const REFUNDS_TOTAL: &str = "kessai_refunds_total";
+/// Cards expired by the sweep (their balance went to breakage).
+pub const CARDS_EXPIRED_TOTAL: &str = "kessai_cards_expired_total";
 /// Error replies, `code` = the error code's name.
 pub const ERRORS_TOTAL: &str = "kessai_errors_total";
 /// Client connections being served.
@@ -109,6 +111,11 @@ pub fn locked_out() {
 /// Counts a change to the principals: `add`, `revoke` or `rotate`.
 pub fn principal_changed(change: &'static str) {
     metrics::counter!(PRINCIPAL_CHANGES_TOTAL, "change" => change).increment(1);
+}
+
+/// Counts cards the expiry sweep expired.
+pub fn cards_expired(count: usize) {
+    metrics::counter!(CARDS_EXPIRED_TOTAL).increment(count as u64);
 }
 
 /// Counts a decided two-phase payment.

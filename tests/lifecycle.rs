@@ -565,3 +565,72 @@ fn the_cli_refunds_and_reverses_with_json() {
     assert_eq!(json["status"], "reversed");
     assert_eq!(json["amount_minor"], FACE);
 }
+
+/// Cards sold with a validity expire after it, also when the engine was
+/// down meanwhile: the sweep moves what they carried to breakage, a
+/// payment naming one is declined `expired`, a refund of a payment from
+/// one lands in breakage too, and the books still balance.
+#[test]
+fn cards_expire_after_their_validity_across_a_restart() {
+    const DAYS: u64 = 30;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = ["card_validity_days = 30", "expiry_sweep_interval_ms = 20"];
+    let server = Server::start_with(dir.path(), with_limits(&limits));
+    let rt = runtime();
+    let (principals, pins) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 8, FACE, STORE).await;
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .pay(1, 300, &pins[0..1])
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        audit_ok(&principals).await;
+        (principals, pins)
+    });
+    server.kill9();
+    // A month and a day later.
+    let offset = ((DAYS + 1) * kessai::card::DAY_MS).to_string();
+    let mut options = with_limits(&limits);
+    options.env = vec![(kessai::clock::OFFSET_ENV_VAR, offset.as_str())];
+    let server = Server::start_with(dir.path(), options);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let merchant = principals.merchant(9).await;
+        let shown = merchant.balance(&pins[1]).await.expect("sold");
+        assert_eq!((shown.state.name(), shown.balance_minor), ("expired", 0));
+        let paid = merchant.pay(2, 100, &pins[1..2]).await.expect("pay");
+        assert_eq!(paid.reason, Some(DeclineReason::Expired));
+        // The sweep reaches every card within a few rounds.
+        let mut totals = audit_ok(&principals).await;
+        for _ in 0..200 {
+            if totals.cards_expired == 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            totals = audit_ok(&principals).await;
+        }
+        assert_eq!(totals.cards_expired, 8);
+        assert_eq!(totals.balance_minor, 0);
+        assert_eq!(totals.breakage_minor, 8 * FACE - 300);
+        // Refunding the payment from the expired card: the money cannot
+        // go back on the card, so it is breakage too.
+        let refunded = merchant.refund(3, 1, 300).await.expect("refund");
+        assert!(refunded.is_refunded(), "{refunded:?}");
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.breakage_minor, 8 * FACE);
+        assert_eq!(totals.merchant_owed_minor, 0);
+        // Cards sold now get the validity in force now, from now.
+        let fresh = active_cards(&principals, 1, FACE, STORE).await;
+        assert!(
+            merchant
+                .pay(4, 100, &fresh)
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+    });
+}

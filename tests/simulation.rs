@@ -8,7 +8,9 @@
 //! already sold), reversals of activations (some before the activation
 //! they reverse, some past their window), refunds of approved payments
 //! (partial, whole, too large, late, spanning shards), balance inquiries
-//! and retries of earlier payments and refunds, on a clock that moves; every
+//! and retries of earlier payments and refunds, on a clock that moves and
+//! now and then jumps a day, so cards valid for a day expire (by payment
+//! or by the sweep, with holds on them or not); every
 //! message between a coordinator and a shard, and every answer, delivered
 //! in a random order (first-in first-out only where the engine guarantees
 //! it: one sender to one shard); group commits at random moments; prepare
@@ -54,6 +56,8 @@ const MERCHANTS: u32 = 2;
 const STEP_MS_MAX: u64 = 10;
 const REVERSAL_WINDOW_MS: u64 = 60;
 const REFUND_WINDOW_MS: u64 = 400;
+/// Cards are sold valid for 0 (for good) or 1 day.
+const DAY_MS: u64 = kessai::card::DAY_MS;
 
 /// SplitMix64: small, fast, and the same sequence on every platform.
 struct Rng(u64);
@@ -720,9 +724,15 @@ impl World {
                 pos_ref,
             } => {
                 let key = self.cards[card].key;
-                let result =
-                    node.machine
-                        .activate(key, store, pos_ref, self.now_ms, &mut node.pending);
+                let validity_days = (card % 2) as u16;
+                let result = node.machine.activate(
+                    key,
+                    store,
+                    pos_ref,
+                    self.now_ms,
+                    validity_days,
+                    &mut node.pending,
+                );
                 let sale = (card, store, pos_ref);
                 Ack::Activated { sale, result }
             }
@@ -772,7 +782,7 @@ impl World {
                     .expect("every card exists")
                     .state
                     .is_sold();
-                assert_eq!(node.machine.balance(&key).is_ok(), sold);
+                assert_eq!(node.machine.balance(&key, self.now_ms).is_ok(), sold);
                 Ack::Balance
             }
             Msg::Prepare {
@@ -782,7 +792,9 @@ impl World {
             } => Ack::Vote {
                 coord,
                 index,
-                vote: node.machine.prepare(&request, &mut node.pending),
+                vote: node
+                    .machine
+                    .prepare(&request, self.now_ms, &mut node.pending),
             },
             Msg::Commit { coord, takes } => {
                 let payment = self.coords[coord].two_phase.payment;
@@ -1152,7 +1164,7 @@ impl World {
             let spent = taken.get(&card.key).copied().unwrap_or(0);
             let back = given.get(&card.key).copied().unwrap_or(0);
             let sold = balance.state.is_sold();
-            let expected = if sold {
+            let expected = if sold && balance.state != kessai::card::CardState::Expired {
                 card.face_minor + back - spent
             } else {
                 0
@@ -1179,7 +1191,17 @@ impl World {
                 let shard = self.rng.below(self.nodes.len());
                 self.sync(shard);
             }
-            97..=98 => self.time_out(),
+            97 => self.time_out(),
+            98 => {
+                if self.rng.percent(30) {
+                    self.now_ms += DAY_MS;
+                }
+                let shard = self.rng.below(self.nodes.len());
+                let count = 1 + self.rng.below(4);
+                let node = &mut self.nodes[shard];
+                node.machine
+                    .expiry_sweep(self.now_ms, count, &mut node.pending);
+            }
             99 => self.crash(),
             100..=106 => self.audit_step(),
             _ => self.report_step(),
@@ -1227,6 +1249,7 @@ struct Ran {
     payments: usize,
     refunds_approved: usize,
     reversals_acked: usize,
+    cards_expired: usize,
 }
 
 fn run_seed(seed: u64) -> (Ran, u64) {
@@ -1256,6 +1279,15 @@ fn run_seed(seed: u64) -> (Ran, u64) {
             .filter(|r| r.answered.is_some())
             .count(),
         reversals_acked: world.reversals_acked.len(),
+        cards_expired: world
+            .cards
+            .iter()
+            .filter(|card| {
+                let shard = ShardId::of(&card.key, world.shard_count()).index();
+                let state = world.nodes[shard].machine.card(&card.key).map(|c| c.state);
+                state == Some(kessai::card::CardState::Expired)
+            })
+            .count(),
     };
     (ran, digest)
 }
@@ -1277,20 +1309,22 @@ fn seeded_runs_keep_every_invariant() {
         total.payments += ran.payments;
         total.refunds_approved += ran.refunds_approved;
         total.reversals_acked += ran.reversals_acked;
+        total.cards_expired += ran.cards_expired;
     }
     println!(
         "simulation: {} seeds, {} payments, {} refunds approved, {} reversals acknowledged, \
-         {} crashes, every invariant held",
+         {} cards expired, {} crashes, every invariant held",
         seeds.len(),
         total.payments,
         total.refunds_approved,
         total.reversals_acked,
+        total.cards_expired,
         total.crashes
     );
     if seeds.len() >= 100 {
         assert!(
-            total.refunds_approved > 0 && total.reversals_acked > 0,
-            "the seeds reach refunds and reversals: {total:?}"
+            total.refunds_approved > 0 && total.reversals_acked > 0 && total.cards_expired > 0,
+            "the seeds reach refunds, reversals and expiry: {total:?}"
         );
     }
 }

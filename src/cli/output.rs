@@ -86,6 +86,7 @@ pub fn totals_json(totals: &Totals) -> Value {
         "cards_active": totals.cards_active,
         "cards_exhausted": totals.cards_exhausted,
         "cards_reversed": totals.cards_reversed,
+        "cards_expired": totals.cards_expired,
         "activated_minor": totals.activated_minor,
         "balance_minor": totals.balance_minor,
         "held_minor": totals.held_minor,
@@ -93,6 +94,7 @@ pub fn totals_json(totals: &Totals) -> Value {
         "store_reversed_minor": totals.store_reversed_minor,
         "merchant_owed_minor": totals.merchant_owed_minor,
         "merchant_refunded_minor": totals.merchant_refunded_minor,
+        "breakage_minor": totals.breakage_minor,
     })
 }
 
@@ -100,15 +102,17 @@ pub fn totals_json(totals: &Totals) -> Value {
 /// beside them.
 pub fn totals_text(totals: &Totals) -> String {
     format!(
-        "totals: cards {} (issued {}, active {}, exhausted {}, reversed {})\n        activated {}  balances {}  held {}\n        store owed {} (reversed {})  merchant owed {} (refunded {})\n",
+        "totals: cards {} (issued {}, active {}, exhausted {}, reversed {}, expired {})\n        activated {}  balances {}  held {}  breakage {}\n        store owed {} (reversed {})  merchant owed {} (refunded {})\n",
         totals.cards,
         totals.cards_issued,
         totals.cards_active,
         totals.cards_exhausted,
         totals.cards_reversed,
+        totals.cards_expired,
         totals.activated_minor,
         totals.balance_minor,
         totals.held_minor,
+        totals.breakage_minor,
         totals.store_owed_minor,
         totals.store_reversed_minor,
         totals.merchant_owed_minor,

@@ -24,7 +24,7 @@ pub struct MerchantLine {
 }
 
 /// Engine-wide sums. `activated_minor == balance_minor +
-/// merchant_owed_minor` and `activated_minor == store_owed_minor` are the
+/// merchant_owed_minor + breakage_minor` and `activated_minor == store_owed_minor` are the
 /// conservation laws the audit proves (both owed sums net of reversals and
 /// refunds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -35,6 +35,8 @@ pub struct Totals {
     pub cards_exhausted: u64,
     /// Unsold again after a reversed sale (worthless, like issued ones).
     pub cards_reversed: u64,
+    /// Past their validity; their balance went to breakage.
+    pub cards_expired: u64,
     /// Face value of every card sold and not reversed.
     pub activated_minor: u64,
     /// Money left on cards (holds included).
@@ -47,6 +49,8 @@ pub struct Totals {
     /// What the center owes merchants, net of refunds.
     pub merchant_owed_minor: u64,
     pub merchant_refunded_minor: u64,
+    /// What expired cards carried when they expired (the center's).
+    pub breakage_minor: u64,
 }
 
 /// A book account: a store's, or a merchant's. Report lines run through

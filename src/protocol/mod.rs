@@ -286,7 +286,7 @@ mod tests {
         };
         let bytes = postcard::to_stdvec(&balance).expect("encode");
         assert_eq!(bytes, vec![2, 1, 1, 1]);
-        assert!(postcard::from_bytes::<BalanceResponse>(&[5, 1, 1, 1]).is_err());
+        assert!(postcard::from_bytes::<BalanceResponse>(&[6, 1, 1, 1]).is_err());
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub struct Services {
     pub guard: Arc<Guard>,
     /// How long after its activation a sale may be reversed.
     pub reversal_window_ms: u64,
+    /// The validity given to cards sold now.
+    pub card_validity_days: u16,
+    /// How often the shard sweeps for expired cards, and how many it looks
+    /// at each time.
+    pub expiry_sweep: std::time::Duration,
+    pub expiry_sweep_cards: usize,
 }
 pub use messages::{Activation, ClientOp, NewCard};
 
@@ -183,6 +189,24 @@ impl Actor for Shard {
                 })
             })
             .expect("spawn writer thread");
+        ctx.run_interval(self.services.expiry_sweep, |shard, _ctx| {
+            shard.sweep_expired()
+        });
+    }
+}
+
+impl Shard {
+    /// A slice of the expiry sweep: its changes ride the next group commit.
+    fn sweep_expired(&mut self) {
+        let now_ms = crate::clock::now_ms();
+        let cards = self.services.expiry_sweep_cards;
+        let expired = self
+            .machine
+            .expiry_sweep(now_ms, cards, &mut self.pending.changes);
+        if expired > 0 {
+            crate::telemetry::cards_expired(expired);
+            self.ship_if_idle();
+        }
     }
 }
 
@@ -216,12 +240,12 @@ impl Handler<ClientWork> for Shard {
                         if paid.reason == Some(DeclineReason::InvalidCard) && !paid.replayed);
                     (response, failed)
                 }),
-                ClientOp::Balance { principal, key } => {
-                    self.guarded(principal, now, |shard| match shard.machine.balance(&key) {
+                ClientOp::Balance { principal, key } => self.guarded(principal, now, |shard| {
+                    match shard.machine.balance(&key, now_ms) {
                         Ok(balance) => (Response::Balance(balance), false),
                         Err(error) => (Response::Error(error), true),
-                    })
-                }
+                    }
+                }),
                 ClientOp::ReverseActivation {
                     principal,
                     store_id,
@@ -249,6 +273,7 @@ impl Handler<Activate> for Shard {
     fn handle(&mut self, message: Activate, _ctx: &mut Context<Self>) {
         let now = Instant::now();
         let now_ms = crate::clock::now_ms();
+        let validity_days = self.services.card_validity_days;
         let guard = self.services.guard.clone();
         let changes = &mut self.pending.changes;
         let results: Vec<_> = message
@@ -258,9 +283,14 @@ impl Handler<Activate> for Shard {
                 let Ok(admission) = guard.admit(a.principal, now) else {
                     return ActivationResult::LockedOut;
                 };
-                let result = self
-                    .machine
-                    .activate(a.key, a.store_id, a.pos_ref, now_ms, changes);
+                let result = self.machine.activate(
+                    a.key,
+                    a.store_id,
+                    a.pos_ref,
+                    now_ms,
+                    validity_days,
+                    changes,
+                );
                 let failed = result
                     == ActivationResult::Declined {
                         reason: DeclineReason::UnknownPin,
@@ -302,7 +332,10 @@ impl Handler<Prepare> for Shard {
                 reason: DeclineReason::Aborted,
             },
             Ok(admission) => {
-                let vote = self.machine.prepare(request, &mut self.pending.changes);
+                let now_ms = crate::clock::now_ms();
+                let vote = self
+                    .machine
+                    .prepare(request, now_ms, &mut self.pending.changes);
                 let failed =
                     matches!(vote, Vote::No { reason, .. } if reason == DeclineReason::InvalidCard);
                 self.services.guard.settle(admission, failed, now);

@@ -114,7 +114,7 @@ mod tests {
 
     fn sold(face: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(1, 0, 0).expect("activates");
+        card.activate(1, 0, 0, 0).expect("activates");
         card
     }
 
@@ -131,7 +131,7 @@ mod tests {
             done = machine.audit_slice(7);
             if request_id == 2 {
                 // Sold mid-walk: the walk must count it once, as active.
-                let sold = machine.activate(PinKey([200; 16]), 1, 0, 0, &mut out);
+                let sold = machine.activate(PinKey([200; 16]), 1, 0, 0, 0, &mut out);
                 assert_eq!(
                     sold,
                     ActivationResult::Activated {
@@ -181,7 +181,7 @@ mod tests {
             )],
             all_cards: vec![PinKey([1; 16])],
         };
-        machine.prepare(&request, &mut out);
+        machine.prepare(&request, 0, &mut out);
         assert!(
             machine
                 .audit_now(|p| p == payment)

@@ -30,6 +30,11 @@ impl Slot {
     fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The slot at `index` (below the shard's card count).
+    pub(crate) fn from_index(index: usize) -> Slot {
+        Slot(u32::try_from(index).expect("slots fit u32"))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -215,7 +220,7 @@ mod tests {
 
     fn sold(face: u64, store: StoreId) -> Card {
         let mut card = Card::issued(face);
-        card.activate(store, 0, 0).expect("activates");
+        card.activate(store, 0, 0, 0).expect("activates");
         card
     }
 
@@ -246,7 +251,7 @@ mod tests {
             .collect();
         let one = cards.slot(&key(1)).expect("card");
         cards
-            .update(one, |card| card.activate(7, 0, 0))
+            .update(one, |card| card.activate(7, 0, 0, 0))
             .expect("sold");
         cards.update(one, |card| card.debit(1000)).expect("spent");
         let totals = cards.totals();

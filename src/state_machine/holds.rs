@@ -54,15 +54,19 @@ pub struct Take {
 }
 
 impl ShardMachine {
-    /// Phase one: check every card, then hold up to the amount across them
-    /// in order. A card that cannot pay votes no and holds nothing.
+    /// Phase one at `now_ms`: check every card, then hold up to the amount
+    /// across them in order. A card that cannot pay votes no and holds
+    /// nothing (a card found past its validity expires first).
     ///
     /// Each card holds at most what the payment still needs after the
     /// earlier cards on this shard; cards on other shards are unknown here,
     /// so the coordinator may end up taking less than a hold, never more.
-    pub fn prepare(&mut self, request: &PrepareRequest, out: &mut Changes) -> Vote {
+    pub fn prepare(&mut self, request: &PrepareRequest, now_ms: u64, out: &mut Changes) -> Vote {
+        for &(_, card_ref) in &request.cards {
+            self.expire_if_due(&card_ref.key, now_ms, out);
+        }
         for &(position, card_ref) in &request.cards {
-            if let Err(reason) = self.payable(&card_ref.key) {
+            if let Err(reason) = self.payable(&card_ref.key, now_ms) {
                 return Vote::No { position, reason };
             }
         }

@@ -14,6 +14,7 @@
 //! * [`holds`]: this shard's side of two-phase commit (prepare, commit,
 //!   abort, the decision record) and re-placing holds at recovery.
 //! * [`reverse`]: activation reversal.
+//! * [`expiry`]: cards past their validity, their balance to breakage.
 //! * [`refund`]: a refund's decision record and its credits to the cards.
 //!
 //! Time is an input like any other: the driver reads the clock and passes
@@ -26,6 +27,7 @@
 
 mod audit;
 mod cards;
+mod expiry;
 mod holds;
 mod pay;
 mod refund;
@@ -37,7 +39,7 @@ pub use pay::is_recorded;
 pub(crate) use pay::split_payment;
 pub use refund::Credit;
 
-use crate::card::{Card, DeclineReason};
+use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{PaymentId, ShardId, StoreId};
 use crate::ledger::{ShardBooks, ShardPage};
 use crate::pin::PinKey;
@@ -66,6 +68,8 @@ pub struct ShardMachine {
     dirty_books: BTreeSet<(BookKind, u32)>,
     /// An audit in progress (see [`audit`]).
     audit: Option<audit::AuditRun>,
+    /// The next slot the expiry sweep looks at (see [`expiry`]).
+    sweep_next: usize,
 }
 
 impl ShardMachine {
@@ -80,6 +84,7 @@ impl ShardMachine {
             books,
             dirty_books: BTreeSet::new(),
             audit: None,
+            sweep_next: 0,
         }
     }
 
@@ -108,13 +113,15 @@ impl ShardMachine {
     }
 
     /// The store sold the card at `now_ms`: it now carries its face value,
-    /// and the store owes the center that much.
+    /// valid `validity_days` (0: for good), and the store owes the center
+    /// that much.
     pub fn activate(
         &mut self,
         key: PinKey,
         store_id: StoreId,
         pos_ref: u64,
         now_ms: u64,
+        validity_days: u16,
         out: &mut Changes,
     ) -> ActivationResult {
         let Some(slot) = self.cards.slot(&key) else {
@@ -127,10 +134,9 @@ impl ShardMachine {
                 reason: DeclineReason::ActivationReversed,
             };
         }
-        if let Err(reason) = self
-            .cards
-            .update(slot, |card| card.activate(store_id, pos_ref, now_ms))
-        {
+        if let Err(reason) = self.cards.update(slot, |card| {
+            card.activate(store_id, pos_ref, now_ms, validity_days)
+        }) {
             return ActivationResult::Declined { reason };
         }
         let card = self.cards.card(slot);
@@ -146,9 +152,11 @@ impl ShardMachine {
         self.cards.get(key)
     }
 
-    /// A card's balance. An unknown PIN and an unsold card give the same
-    /// error, so a guesser cannot tell them apart.
-    pub fn balance(&self, key: &PinKey) -> Result<BalanceResponse, ErrorResponse> {
+    /// A card's balance at `now_ms`. An unknown PIN and an unsold card
+    /// give the same error, so a guesser cannot tell them apart. A card
+    /// past its validity is shown expired, whether or not the sweep has
+    /// moved its balance yet.
+    pub fn balance(&self, key: &PinKey, now_ms: u64) -> Result<BalanceResponse, ErrorResponse> {
         let card = self
             .cards
             .get(key)
@@ -156,6 +164,14 @@ impl ShardMachine {
             .ok_or_else(|| {
                 ErrorResponse::new(ErrorCode::InvalidCard, "no sold card has this PIN")
             })?;
+        if card.is_due(now_ms) {
+            return Ok(BalanceResponse {
+                state: CardState::Expired,
+                face_value_minor: card.face_value_minor,
+                balance_minor: 0,
+                available_minor: 0,
+            });
+        }
         Ok(BalanceResponse {
             state: card.state,
             face_value_minor: card.face_value_minor,
@@ -186,10 +202,14 @@ impl ShardMachine {
         }
     }
 
-    /// What a card named in a payment can give, or why it cannot pay. A
-    /// merchant hears `InvalidCard` for an unknown and an unsold card alike.
-    fn payable(&self, key: &PinKey) -> Result<u64, DeclineReason> {
+    /// What a card named in a payment can give at `now_ms`, or why it
+    /// cannot pay. A merchant hears `InvalidCard` for an unknown and an
+    /// unsold card alike.
+    fn payable(&self, key: &PinKey, now_ms: u64) -> Result<u64, DeclineReason> {
         let card = self.cards.get(key).ok_or(DeclineReason::InvalidCard)?;
+        if card.is_due(now_ms) {
+            return Err(DeclineReason::Expired);
+        }
         match card.spendable() {
             Ok(()) => Ok(card.available_minor()),
             Err(DeclineReason::NotActive) => Err(DeclineReason::InvalidCard),
@@ -228,19 +248,19 @@ mod tests {
         let mut machine = machine_with(&[(1, Card::issued(700))]);
         let mut out = Changes::new();
         assert_eq!(
-            machine.activate(PinKey([1; 16]), 42, 9, 0, &mut out),
+            machine.activate(PinKey([1; 16]), 42, 9, 0, 0, &mut out),
             ActivationResult::Activated {
                 face_value_minor: 700
             }
         );
         assert_eq!(
-            machine.activate(PinKey([1; 16]), 43, 9, 0, &mut out),
+            machine.activate(PinKey([1; 16]), 43, 9, 0, 0, &mut out),
             ActivationResult::Declined {
                 reason: DeclineReason::AlreadyActive
             }
         );
         assert_eq!(
-            machine.activate(PinKey([2; 16]), 42, 9, 0, &mut out),
+            machine.activate(PinKey([2; 16]), 42, 9, 0, 0, &mut out),
             ActivationResult::Declined {
                 reason: DeclineReason::UnknownPin
             }
@@ -257,15 +277,15 @@ mod tests {
     #[test]
     fn balance_of_an_unknown_or_unsold_card_is_the_same_error() {
         let mut sold = Card::issued(500);
-        sold.activate(1, 0, 0).expect("activates");
+        sold.activate(1, 0, 0, 0).expect("activates");
         let machine = machine_with(&[(1, Card::issued(700)), (3, sold)]);
-        let balance = machine.balance(&PinKey([3; 16])).expect("sold");
+        let balance = machine.balance(&PinKey([3; 16]), 0).expect("sold");
         assert_eq!(
             (balance.balance_minor, balance.face_value_minor),
             (500, 500)
         );
-        let unsold = machine.balance(&PinKey([1; 16])).expect_err("unsold");
-        let unknown = machine.balance(&PinKey([2; 16])).expect_err("unknown");
+        let unsold = machine.balance(&PinKey([1; 16]), 0).expect_err("unsold");
+        let unknown = machine.balance(&PinKey([2; 16]), 0).expect_err("unknown");
         assert_eq!(unsold, unknown);
         assert_eq!(unknown.error_code(), Some(ErrorCode::InvalidCard));
     }

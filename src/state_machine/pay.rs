@@ -29,7 +29,10 @@ impl ShardMachine {
         if let Some(record) = prior {
             return idempotency::replay(record, amount_minor, cards);
         }
-        let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, out);
+        for card in cards {
+            self.expire_if_due(&card.key, now_ms, out);
+        }
+        let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, now_ms, out);
         if is_recorded(&response) {
             let record = idempotency::record_of(&response, cards, now_ms);
             out.put_payment(payment, &record);
@@ -44,13 +47,14 @@ impl ShardMachine {
         merchant_id: MerchantId,
         amount_minor: u64,
         cards: &[CardRef],
+        now_ms: u64,
         out: &mut Changes,
     ) -> PayResponse {
         let count = cards.len();
         assert!(count <= CARDS_PER_PAYMENT_MAX, "validated at the gateway");
         let mut available_minor = [0u64; CARDS_PER_PAYMENT_MAX];
         for (index, card_ref) in cards.iter().enumerate() {
-            match self.payable(&card_ref.key) {
+            match self.payable(&card_ref.key, now_ms) {
                 Ok(available) => available_minor[index] = available,
                 Err(reason) => {
                     let position = Some(Position::from_index(index));
@@ -124,7 +128,7 @@ mod tests {
 
     fn active(face: u64) -> Card {
         let mut card = Card::issued(face);
-        card.activate(1, 0, 0).expect("activates");
+        card.activate(1, 0, 0, 0).expect("activates");
         card
     }
 
@@ -179,7 +183,7 @@ mod tests {
         assert_eq!(short.remaining_minor, 0, "a decline shows no balance");
         assert_eq!(
             machine
-                .balance(&PinKey([1; 16]))
+                .balance(&PinKey([1; 16]), 0)
                 .expect("card")
                 .balance_minor,
             500
@@ -205,7 +209,7 @@ mod tests {
             .pay(PAYMENT, 201, &[card(1)], Some(&record), 0, &mut replay_out)
             .expect_err("a different payment under the same id");
         assert_eq!(other.error_code(), Some(ErrorCode::InvalidArgument));
-        let card = machine.balance(&PinKey([1; 16])).expect("card");
+        let card = machine.balance(&PinKey([1; 16]), 0).expect("card");
         assert_eq!((card.balance_minor, card.state), (300, CardState::Active));
     }
 }

@@ -5,6 +5,7 @@
 //! credit it applied, in one write). See [`crate::twopc::refund`].
 
 use super::ShardMachine;
+use crate::card::CardState;
 use crate::ids::{PaymentId, RefundId};
 use crate::pin::PinKey;
 use crate::storage::Changes;
@@ -38,15 +39,22 @@ impl ShardMachine {
 
     /// Gives each card of this shard its credit and books the merchant's
     /// refund, deleting the credits applied. Idempotent only through the
-    /// credit records: the caller applies a credit whose record exists.
+    /// credit records: the caller applies a credit whose record exists. A
+    /// card that expired meanwhile cannot hold money: its credit goes to
+    /// its store's breakage, where the rest of its balance went.
     pub fn apply_credits(&mut self, refund: RefundId, credits: &[Credit], out: &mut Changes) {
         let mut total_minor = 0u64;
         for credit in credits {
-            let card = self.update_card(&credit.key, |card| {
-                card.credit(credit.amount_minor);
-                *card
-            });
-            out.put_card(&credit.key, &card);
+            let card = *self.cards.get(&credit.key).expect("a refunded card exists");
+            if card.state == CardState::Expired {
+                self.credit(BookKind::Breakage, card.store_id, credit.amount_minor);
+            } else {
+                let card = self.update_card(&credit.key, |card| {
+                    card.credit(credit.amount_minor);
+                    *card
+                });
+                out.put_card(&credit.key, &card);
+            }
             out.delete_credit(refund, &credit.key);
             total_minor = total_minor
                 .checked_add(credit.amount_minor)

@@ -90,7 +90,7 @@ mod tests {
         let mut machine = machine_with(&[(1, Card::issued(700))]);
         let mut out = Changes::new();
         let key = PinKey([1; 16]);
-        machine.activate(key, 42, 9, 1_000, &mut out);
+        machine.activate(key, 42, 9, 1_000, 0, &mut out);
         let first = machine.reverse_activation(key, 42, 9, 2_000, MINUTE_MS, &mut out);
         assert_eq!(first.status, ReversalStatus::Reversed);
         assert_eq!((first.amount_minor, first.replayed), (700, false));
@@ -127,23 +127,23 @@ mod tests {
             (ReversalStatus::Forestalled, 0)
         );
         assert_eq!(
-            machine.activate(key, 42, 9, 5, &mut out),
+            machine.activate(key, 42, 9, 5, 0, &mut out),
             ActivationResult::Declined {
                 reason: DeclineReason::ActivationReversed
             }
         );
         // Another sale of the card, then its reversal: the first reversed
         // sale still cannot activate it.
-        machine.activate(key, 42, 10, 6, &mut out);
+        machine.activate(key, 42, 10, 6, 0, &mut out);
         machine.reverse_activation(key, 42, 10, 7, MINUTE_MS, &mut out);
         assert_eq!(
-            machine.activate(key, 42, 9, 8, &mut out),
+            machine.activate(key, 42, 9, 8, 0, &mut out),
             ActivationResult::Declined {
                 reason: DeclineReason::ActivationReversed
             }
         );
         assert_eq!(
-            machine.activate(key, 42, 11, 9, &mut out),
+            machine.activate(key, 42, 11, 9, 0, &mut out),
             ActivationResult::Activated {
                 face_value_minor: 700
             }

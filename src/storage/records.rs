@@ -31,10 +31,13 @@ use serde::{Deserialize, Serialize};
 // ------------------------------------------------------------------ cards
 
 /// format, state, store u32, face u64, balance u64, POS reference u64,
-/// activated-at ms u64.
-pub(crate) const CARD_VALUE_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8 + 8;
-const CARD_FORMAT: u8 = 2;
-const _: () = assert!(CARD_VALUE_BYTES == 38);
+/// activated-at ms u64, validity days u16.
+pub(crate) const CARD_VALUE_BYTES: usize = 1 + 1 + 4 + 8 + 8 + 8 + 8 + 2;
+const CARD_FORMAT: u8 = 3;
+const _: () = assert!(CARD_VALUE_BYTES == 40);
+/// Format 2, before the validity was kept: the first 38 bytes.
+const CARD_FORMAT_V2: u8 = 2;
+const CARD_VALUE_BYTES_V2: usize = 38;
 /// Format 1, before the activation time was kept: the first 30 bytes.
 const CARD_FORMAT_V1: u8 = 1;
 const CARD_VALUE_BYTES_V1: usize = 30;
@@ -50,15 +53,21 @@ pub(crate) fn encode_card(card: &Card) -> [u8; CARD_VALUE_BYTES] {
     out[14..22].copy_from_slice(&card.balance_minor.to_le_bytes());
     out[22..30].copy_from_slice(&card.pos_ref.to_le_bytes());
     out[30..38].copy_from_slice(&card.activated_at_ms.to_le_bytes());
+    out[38..40].copy_from_slice(&card.validity_days.to_le_bytes());
     out
 }
 
-/// Reads format 2, and format 1 (its cards carry activation time 0: they
-/// are outside every window that counts from the sale).
+/// Reads format 3, and formats 2 and 1 (their cards never expire, and
+/// format 1's carry activation time 0: they are outside every window that
+/// counts from the sale).
 pub(crate) fn decode_card(bytes: &[u8]) -> Result<Card, String> {
-    let activated_at_ms = match (bytes.first(), bytes.len()) {
-        (Some(&CARD_FORMAT), CARD_VALUE_BYTES) => u64_at(bytes, 30),
-        (Some(&CARD_FORMAT_V1), CARD_VALUE_BYTES_V1) => 0,
+    let (activated_at_ms, validity_days) = match (bytes.first(), bytes.len()) {
+        (Some(&CARD_FORMAT), CARD_VALUE_BYTES) => (
+            u64_at(bytes, 30),
+            u16::from_le_bytes([bytes[38], bytes[39]]),
+        ),
+        (Some(&CARD_FORMAT_V2), CARD_VALUE_BYTES_V2) => (u64_at(bytes, 30), 0),
+        (Some(&CARD_FORMAT_V1), CARD_VALUE_BYTES_V1) => (0, 0),
         _ => {
             return Err(format!(
                 "card record of {} bytes, format {:?}",
@@ -76,6 +85,7 @@ pub(crate) fn decode_card(bytes: &[u8]) -> Result<Card, String> {
         held_minor: 0,
         pos_ref: u64_at(bytes, 22),
         activated_at_ms,
+        validity_days,
     };
     card.check()
         .map_err(|broken| format!("stored card breaks an invariant: {broken}"))?;
@@ -190,14 +200,19 @@ pub enum BookKind {
     /// What reversed activations took off a store's debt: the store owes
     /// `StoreOwed - StoreReversed`.
     StoreReversed = 4,
+    /// What expired cards still carried, by the store that sold them: the
+    /// center keeps it (and a refund of a payment from an expired card
+    /// lands here too, as the card can no longer hold it).
+    Breakage = 5,
 }
 
 impl BookKind {
-    pub const ALL: [BookKind; 4] = [
+    pub const ALL: [BookKind; 5] = [
         BookKind::StoreOwed,
         BookKind::MerchantOwed,
         BookKind::MerchantRefunded,
         BookKind::StoreReversed,
+        BookKind::Breakage,
     ];
 
     fn from_u8(value: u8) -> Option<BookKind> {
@@ -468,6 +483,7 @@ fn reason_code(reason: DeclineReason) -> u8 {
         DeclineReason::WindowClosed => 11,
         DeclineReason::UnknownPayment => 12,
         DeclineReason::ExceedsRefundable => 13,
+        DeclineReason::Expired => 14,
     }
 }
 
@@ -728,27 +744,38 @@ mod tests {
     #[test]
     fn a_card_record_has_pinned_bytes() {
         let mut card = Card::issued(3000);
-        card.activate(12, 345, 1_700_000_000_000).expect("activate");
+        card.activate(12, 345, 1_700_000_000_000, 365)
+            .expect("activate");
         card.debit(1000).expect("debit");
         let bytes = encode_card(&card);
         assert_eq!(
             hex(&bytes),
-            "02 02 0C 00 00 00 B8 0B 00 00 00 00 00 00 D0 07 00 00 00 00 00 00 59 01 00 00 00 00 00 00 \
-             00 68 E5 CF 8B 01 00 00"
+            "03 02 0C 00 00 00 B8 0B 00 00 00 00 00 00 D0 07 00 00 00 00 00 00 59 01 00 00 00 00 00 00 \
+             00 68 E5 CF 8B 01 00 00 6D 01"
         );
         assert_eq!(decode_card(&bytes), Ok(card));
         assert!(decode_card(&[1, 2, 3]).is_err());
+        // Format 2, before the validity was kept: such cards never expire.
+        let mut v2 = bytes[..38].to_vec();
+        v2[0] = 2;
+        let old = decode_card(&v2).expect("format 2 is still read");
+        assert_eq!(
+            old,
+            Card {
+                validity_days: 0,
+                ..card
+            }
+        );
         // Format 1, as written before the activation time was kept.
         let mut v1 = bytes[..30].to_vec();
         v1[0] = 1;
         let old = decode_card(&v1).expect("format 1 is still read");
-        assert_eq!(
-            old,
-            Card {
-                activated_at_ms: 0,
-                ..card
-            }
-        );
+        let expected = Card {
+            activated_at_ms: 0,
+            validity_days: 0,
+            ..card
+        };
+        assert_eq!(old, expected);
         v1.push(0);
         assert!(decode_card(&v1).is_err(), "format 1 is 30 bytes");
         let mut broken = bytes;
@@ -959,6 +986,6 @@ mod tests {
             })
         );
         assert!(decode_book_row(&key[..6], &value).is_err());
-        assert!(decode_book_row(&[5, 0, 0, 0, 9, 0, 2], &value).is_err());
+        assert!(decode_book_row(&[6, 0, 0, 0, 9, 0, 2], &value).is_err());
     }
 }

@@ -121,6 +121,7 @@ pub(crate) fn apply_credits(
             .card(&key)
             .filter(|card| card.state.is_sold())
             .map(|card| card.face_value_minor - card.balance_minor);
+        // (An expired card's credit goes to breakage: its room is its face.)
         if room.is_none_or(|room| room < amount_minor) {
             return Err(StorageError(format!(
                 "refund credit of {amount_minor} does not fit card {}",
