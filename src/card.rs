@@ -131,11 +131,20 @@ pub enum DeclineReason {
     ExceedsRefundable,
     /// The card is past its validity.
     Expired,
+    /// Capture or void of an authorization the merchant does not have.
+    UnknownAuthorization,
+    /// Capture or void of an authorization already captured or voided.
+    AuthorizationClosed,
+    /// Capture of an authorization past its `authorization_ttl_ms` (its
+    /// hold is, or is about to be, released).
+    AuthorizationExpired,
+    /// Capture of more than was authorized.
+    ExceedsAuthorized,
 }
 
 impl DeclineReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [DeclineReason; 14] = [
+    pub const ALL: [DeclineReason; 18] = [
         DeclineReason::UnknownPin,
         DeclineReason::NotActive,
         DeclineReason::AlreadyActive,
@@ -150,6 +159,10 @@ impl DeclineReason {
         DeclineReason::UnknownPayment,
         DeclineReason::ExceedsRefundable,
         DeclineReason::Expired,
+        DeclineReason::UnknownAuthorization,
+        DeclineReason::AuthorizationClosed,
+        DeclineReason::AuthorizationExpired,
+        DeclineReason::ExceedsAuthorized,
     ];
 
     /// The stable snake_case name used in JSON output and docs.
@@ -169,6 +182,10 @@ impl DeclineReason {
             DeclineReason::UnknownPayment => "unknown_payment",
             DeclineReason::ExceedsRefundable => "exceeds_refundable",
             DeclineReason::Expired => "expired",
+            DeclineReason::UnknownAuthorization => "unknown_authorization",
+            DeclineReason::AuthorizationClosed => "authorization_closed",
+            DeclineReason::AuthorizationExpired => "authorization_expired",
+            DeclineReason::ExceedsAuthorized => "exceeds_authorized",
         }
     }
 }

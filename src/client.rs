@@ -11,11 +11,12 @@ use crate::config::FRAME_BYTES_MAX;
 use crate::protocol::frame::FrameBuffer;
 use crate::protocol::{
     ActivateRequest, ActivateResponse, AuditResponse, AuthHello, AuthProof, AuthWelcome,
-    BalanceRequest, BalanceResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse,
-    PayBatchRequest, PayRequest, PayResponse, PayResult, PrincipalAddRequest, PrincipalInfo,
-    PrincipalRevokeRequest, PrincipalRotateRequest, RefundRequest, RefundResponse, ReportAccount,
-    ReportRequest, ReportResponse, Request, Response, ReverseActivationRequest,
-    ReverseActivationResponse, Role, StatsResponse,
+    AuthorizeRequest, AuthorizeResponse, BalanceRequest, BalanceResponse, CaptureRequest,
+    CaptureResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse, PayBatchRequest,
+    PayRequest, PayResponse, PayResult, PrincipalAddRequest, PrincipalInfo, PrincipalRevokeRequest,
+    PrincipalRotateRequest, RefundRequest, RefundResponse, ReportAccount, ReportRequest,
+    ReportResponse, Request, Response, ReverseActivationRequest, ReverseActivationResponse, Role,
+    StatsResponse, VoidRequest, VoidResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -487,6 +488,68 @@ impl Client {
         });
         match self.call_ok(&request).await? {
             Response::Refunded(refunded) => Ok(refunded),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Holds `amount_minor` on the cards (taken in the order given) for the
+    /// authenticated merchant. `request_id` names the authorization in the
+    /// merchant's payment namespace: once captured it is the payment's
+    /// request id. Resending the identical request replays its answer.
+    pub async fn authorize(
+        &self,
+        request_id: u64,
+        amount_minor: u64,
+        pins: &[String],
+    ) -> Result<AuthorizeResponse, ClientError> {
+        let request = Request::Authorize(AuthorizeRequest {
+            request_id,
+            amount_minor,
+            pins: pins.to_vec(),
+        });
+        match self.call_ok(&request).await? {
+            Response::Authorized(authorized) => Ok(authorized),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Captures `amount_minor` (at most what was authorized) of the
+    /// authenticated merchant's authorization `authorization_request_id`
+    /// and releases the rest. `request_id` names the capture (the namespace
+    /// of captures and voids): resending the identical capture replays its
+    /// answer.
+    pub async fn capture(
+        &self,
+        request_id: u64,
+        authorization_request_id: u64,
+        amount_minor: u64,
+    ) -> Result<CaptureResponse, ClientError> {
+        let request = Request::Capture(CaptureRequest {
+            request_id,
+            authorization_request_id,
+            amount_minor,
+        });
+        match self.call_ok(&request).await? {
+            Response::Captured(captured) => Ok(captured),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Releases the whole hold of the authenticated merchant's
+    /// authorization `authorization_request_id`. `request_id` names the
+    /// void (the namespace of captures and voids): resending the identical
+    /// void replays its answer.
+    pub async fn void(
+        &self,
+        request_id: u64,
+        authorization_request_id: u64,
+    ) -> Result<VoidResponse, ClientError> {
+        let request = Request::Void(VoidRequest {
+            request_id,
+            authorization_request_id,
+        });
+        match self.call_ok(&request).await? {
+            Response::Voided(voided) => Ok(voided),
             other => Err(unexpected(other)),
         }
     }

@@ -71,6 +71,8 @@ pub const REFUND_WINDOW_DAYS_MAX: u64 = 3650;
 /// Fifty years: a card's validity is kept in a u16 of days.
 pub const CARD_VALIDITY_DAYS_MAX: u16 = 18_250;
 pub const EXPIRY_SWEEP_INTERVAL_MS_MAX: u64 = 60 * 60 * 1000;
+/// A week: a hold longer than that is a payment that never happened.
+pub const AUTHORIZATION_TTL_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
 const MS_PER_DAY: u64 = 24 * 3600 * 1000;
 
 // Limits that must fit the types that carry them.
@@ -184,6 +186,10 @@ pub struct Limits {
     /// How often each shard sweeps `audit_slice_cards` of its cards for
     /// expired ones (a card is also expired when a payment touches it).
     pub expiry_sweep_interval_ms: u64,
+    /// How long an authorization holds its money unless captured or
+    /// voided; then the engine releases it (swept every
+    /// `expiry_sweep_interval_ms`).
+    pub authorization_ttl_ms: u64,
 }
 
 impl Limits {
@@ -242,6 +248,7 @@ impl Default for Limits {
             refund_window_days: 180,
             card_validity_days: 1825,
             expiry_sweep_interval_ms: 1000,
+            authorization_ttl_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -294,7 +301,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 29] = [
+        let checks: [(bool, String); 30] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -409,6 +416,10 @@ impl Config {
                 format!(
                     "limits.activation_reversal_window_ms must be 0..={ACTIVATION_REVERSAL_WINDOW_MS_MAX}"
                 ),
+            ),
+            (
+                (1..=AUTHORIZATION_TTL_MS_MAX).contains(&limits.authorization_ttl_ms),
+                format!("limits.authorization_ttl_ms must be 1..={AUTHORIZATION_TTL_MS_MAX}"),
             ),
             (
                 limits.card_validity_days <= CARD_VALIDITY_DAYS_MAX,

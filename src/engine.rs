@@ -95,6 +95,15 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         services.guard.clone(),
         Duration::from_millis(config.limits.prepare_timeout_ms),
         config.limits.refund_window_ms(),
+        config.limits.authorization_ttl_ms,
+    ));
+    let open = coordinator
+        .load_open_authorizations()
+        .map_err(|e| e.to_string())?;
+    tracing::info!(open_authorizations = open, "authorizations loaded");
+    actix_rt::spawn(release_authorizations(
+        coordinator.clone(),
+        Duration::from_millis(config.limits.expiry_sweep_interval_ms),
     ));
     let router = Arc::new(Router {
         shards,
@@ -130,6 +139,25 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         storage,
         workers,
     })
+}
+
+/// Releases authorizations past their deadline, a batch every `every`,
+/// for as long as the engine runs (an authorization that expired while
+/// the engine was down goes in the first round).
+async fn release_authorizations(coordinator: Arc<Coordinator>, every: Duration) {
+    const PER_ROUND: usize = 1024;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match coordinator
+            .release_due(crate::clock::now_ms(), PER_ROUND)
+            .await
+        {
+            Ok(0) => {}
+            Ok(released) => crate::telemetry::authorizations_released(released),
+            Err(_shard_gone) => return,
+        }
+    }
 }
 
 /// The first operator. On a data dir with no principals, the engine makes

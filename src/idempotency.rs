@@ -17,6 +17,7 @@
 //! record, which are different types on purpose: a protocol change must not
 //! change what is on disk.
 
+use crate::card::DeclineReason;
 use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ErrorCode, ErrorResponse, PayPart, PayResponse};
 use crate::storage::Store;
@@ -115,6 +116,12 @@ pub fn replay(
 ) -> Result<PayResponse, ErrorResponse> {
     let same_cards = record.cards.len() == cards.len()
         && record.cards.iter().zip(cards).all(|(a, b)| a.key == b.key);
+    if record.authorization.is_some() {
+        return Err(ErrorResponse::new(
+            ErrorCode::InvalidArgument,
+            "this request id names an authorization: capture it, do not pay it",
+        ));
+    }
     if record.amount_minor != amount_minor || !same_cards {
         return Err(ErrorResponse::new(
             ErrorCode::InvalidArgument,
@@ -150,6 +157,7 @@ pub(crate) fn record_of(response: &PayResponse, cards: &[CardRef], at_ms: u64) -
     };
     PaymentRecord {
         at_ms,
+        authorization: None,
         amount_minor: response.amount_minor,
         cards: cards.to_vec(),
         outcome,
@@ -182,6 +190,11 @@ pub fn response_of(record: &PaymentRecord) -> PayResponse {
             remaining_minor: *available_minor,
             ..PayResponse::declined(*reason, *position, record.amount_minor)
         },
+        // An open authorization has no payment answer yet ([`replay`]
+        // refuses a payment under its id before asking for one).
+        RecordedOutcome::Authorized => {
+            PayResponse::declined(DeclineReason::UnknownPayment, None, record.amount_minor)
+        }
     }
 }
 

@@ -63,6 +63,12 @@ impl PaymentId {
 /// refund and a payment may share a request id).
 pub type RefundId = PaymentId;
 
+/// A capture or a void of an authorization: the merchant and its request
+/// id for the operation (a namespace of its own, shared by captures and
+/// voids). The authorization itself is named like a payment, which it
+/// becomes when captured.
+pub type OperationId = PaymentId;
+
 /// A card shard, `0..shard_count`. Stored as a u16 in book rows, so the
 /// shard count is capped at [`crate::config::SHARDS_MAX`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -34,6 +34,13 @@ pub const ACTIVATIONS_TOTAL: &str = "kessai_activations_total";
 pub const REVERSALS_TOTAL: &str = "kessai_reversals_total";
 /// Refund replies, `outcome` = `refunded` or the decline reason.
 pub const REFUNDS_TOTAL: &str = "kessai_refunds_total";
+/// Authorizations released at their deadline (never captured).
+pub const AUTHORIZATIONS_RELEASED_TOTAL: &str = "kessai_authorizations_released_total";
+/// Authorization replies, `outcome` = `authorized` or the decline reason.
+pub const AUTHORIZATIONS_TOTAL: &str = "kessai_authorizations_total";
+/// Capture and void replies, `operation` = `capture` or `void`, `outcome`
+/// = `captured`, `voided` or the decline reason.
+pub const CAPTURES_TOTAL: &str = "kessai_captures_total";
 /// Cards expired by the sweep (their balance went to breakage).
 pub const CARDS_EXPIRED_TOTAL: &str = "kessai_cards_expired_total";
 /// Error replies, `code` = the error code's name.
@@ -113,6 +120,11 @@ pub fn principal_changed(change: &'static str) {
     metrics::counter!(PRINCIPAL_CHANGES_TOTAL, "change" => change).increment(1);
 }
 
+/// Counts authorizations released at their deadline.
+pub fn authorizations_released(count: usize) {
+    metrics::counter!(AUTHORIZATIONS_RELEASED_TOTAL).increment(count as u64);
+}
+
 /// Counts cards the expiry sweep expired.
 pub fn cards_expired(count: usize) {
     metrics::counter!(CARDS_EXPIRED_TOTAL).increment(count as u64);
@@ -173,6 +185,20 @@ impl ReplyTally {
                     (None, _) => "reversed",
                 };
                 metrics::counter!(REVERSALS_TOTAL, "outcome" => outcome).increment(1);
+            }
+            Response::Authorized(authorized) => {
+                let outcome = authorized.reason.map_or("authorized", DeclineReason::name);
+                metrics::counter!(AUTHORIZATIONS_TOTAL, "outcome" => outcome).increment(1);
+            }
+            Response::Captured(captured) => {
+                let outcome = captured.reason.map_or("captured", DeclineReason::name);
+                let labels = [("operation", "capture"), ("outcome", outcome)];
+                metrics::counter!(CAPTURES_TOTAL, &labels).increment(1);
+            }
+            Response::Voided(voided) => {
+                let outcome = voided.reason.map_or("voided", DeclineReason::name);
+                let labels = [("operation", "void"), ("outcome", outcome)];
+                metrics::counter!(CAPTURES_TOTAL, &labels).increment(1);
             }
             Response::Refunded(refunded) => {
                 let outcome = refunded.reason.map_or("refunded", DeclineReason::name);

@@ -398,6 +398,40 @@ fn a_refund_outside_its_window_is_declined() {
     });
 }
 
+/// Restarts the engine in `dir` with `point` armed, sends merchant 9's
+/// request (`work`), and checks the engine died at that point before
+/// answering it.
+fn die_at<W, F>(
+    dir: &std::path::Path,
+    point: CrashPoint,
+    principals: common::Principals,
+    work: W,
+) -> common::Principals
+where
+    W: FnOnce(kessai::client::Client) -> F,
+    F: std::future::Future<Output = Result<(), kessai::client::ClientError>>,
+{
+    let mut server = Server::start_with(
+        dir,
+        ServerOptions {
+            shards: SHARDS,
+            env: vec![(ENV_VAR, point.name())],
+            ..ServerOptions::default()
+        },
+    );
+    let principals = runtime().block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let answer = work(principals.merchant(9).await).await;
+        assert!(answer.is_err(), "{}: died before answering", point.name());
+        principals
+    });
+    let status = server.wait_exit(Duration::from_secs(30)).expect("exited");
+    assert!(!status.success(), "{}: aborted", point.name());
+    let reached = format!("crash point {} reached", point.name());
+    assert!(server.log().contains(&reached), "{}", point.name());
+    principals
+}
+
 /// A refund of a payment across shards dies at each crash point; after a
 /// restart its credits are all applied, its retry replays, and the books
 /// balance.
@@ -420,33 +454,9 @@ fn refund_crash_and_recover(point: CrashPoint) {
         (principals, cards)
     });
     drop(server);
-    let mut server = Server::start_with(
-        dir.path(),
-        ServerOptions {
-            shards: SHARDS,
-            env: vec![(ENV_VAR, point.name())],
-            ..ServerOptions::default()
-        },
-    );
-    let principals = rt.block_on(async {
-        let principals = principals.reconnect(&server).await;
-        let merchant = principals.merchant(9).await;
-        let answer = merchant.refund(70, 7, 1200).await;
-        assert!(
-            answer.is_err(),
-            "{}: died before answering: {answer:?}",
-            point.name()
-        );
-        principals
+    let principals = die_at(dir.path(), point, principals, |merchant| async move {
+        merchant.refund(70, 7, 1200).await.map(drop)
     });
-    let status = server.wait_exit(Duration::from_secs(30)).expect("exited");
-    assert!(!status.success());
-    assert!(
-        server
-            .log()
-            .contains(&format!("crash point {} reached", point.name()))
-    );
-    drop(server);
 
     let server = Server::start(dir.path(), SHARDS);
     rt.block_on(async {
@@ -564,6 +574,43 @@ fn the_cli_refunds_and_reverses_with_json() {
     assert_eq!(status, 0, "{json}");
     assert_eq!(json["status"], "reversed");
     assert_eq!(json["amount_minor"], FACE);
+
+    let (status, json) = server.cli_as(
+        &merchant_key,
+        &[
+            "authorize",
+            "--amount",
+            "100",
+            "--request-id",
+            "7",
+            &pins[0],
+        ],
+    );
+    assert_eq!(status, 0, "{json}");
+    assert_eq!(json["status"], "authorized");
+    assert_eq!(json["parts"][0]["held_minor"], 100);
+    assert!(json["expires_at_ms"].as_u64().is_some_and(|at| at > 0));
+    let capture = [
+        "capture",
+        "--authorization",
+        "7",
+        "--amount",
+        "60",
+        "--request-id",
+        "1",
+    ];
+    let (status, json) = server.cli_as(&merchant_key, &capture);
+    assert_eq!(status, 0, "{json}");
+    assert_eq!(
+        (json["status"].as_str(), json["released_minor"].as_u64()),
+        (Some("captured"), Some(40))
+    );
+    let (_, json) = server.cli_as(
+        &merchant_key,
+        &["void", "--authorization", "7", "--request-id", "2"],
+    );
+    assert_eq!(json["status"], "declined");
+    assert_eq!(json["reason"], "authorization_closed");
 }
 
 /// Cards sold with a validity expire after it, also when the engine was
@@ -633,4 +680,237 @@ fn cards_expire_after_their_validity_across_a_restart() {
                 .is_approved()
         );
     });
+}
+
+/// Authorize across two shards, capture part (the rest released), refund
+/// part of the capture; void another; and every decline on the way.
+#[test]
+fn authorizations_hold_then_capture_or_void() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SHARDS);
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let pool = active_cards(&principals, 40, FACE, STORE).await;
+        let cards = pick_by_shard(&pool, SHARDS, &[0, 3]);
+        let merchant = principals.merchant(9).await;
+
+        let held = merchant
+            .authorize(20, 1500, &cards)
+            .await
+            .expect("authorize");
+        assert!(held.is_authorized(), "{held:?}");
+        let parts: Vec<u64> = held.parts.iter().map(|p| p.held_minor).collect();
+        assert_eq!(parts, [1000, 500]);
+        assert!(held.expires_at_ms > 0);
+        let again = merchant.authorize(20, 1500, &cards).await.expect("retry");
+        assert!(again.replayed && again.parts == held.parts);
+        // Held money is nobody else's.
+        let balance = merchant.balance(&cards[1]).await.expect("balance");
+        assert_eq!(
+            (balance.balance_minor, balance.available_minor),
+            (1000, 500)
+        );
+        let other = merchant.pay(21, 600, &cards[1..2]).await.expect("pay");
+        assert_eq!(other.reason, Some(DeclineReason::InsufficientFunds));
+        // The id is an authorization's, not a payment's.
+        let as_payment = merchant.pay(20, 1500, &cards).await;
+        assert_eq!(code(as_payment), Some(ErrorCode::InvalidArgument));
+        let totals = audit_ok(&principals).await;
+        assert_eq!(
+            totals.held_minor, 1500,
+            "an open authorization is not dangling"
+        );
+
+        // Declines of a capture.
+        let over = merchant.capture(1, 20, 1501).await.expect("answer");
+        assert_eq!(over.reason, Some(DeclineReason::ExceedsAuthorized));
+        let unknown = merchant.capture(2, 999, 1).await.expect("answer");
+        assert_eq!(unknown.reason, Some(DeclineReason::UnknownAuthorization));
+        let theirs = principals
+            .merchant(8)
+            .await
+            .capture(1, 20, 1)
+            .await
+            .expect("answer");
+        assert_eq!(theirs.reason, Some(DeclineReason::UnknownAuthorization));
+
+        let captured = merchant.capture(3, 20, 1200).await.expect("capture");
+        assert!(captured.is_captured(), "{captured:?}");
+        let taken: Vec<u64> = captured.parts.iter().map(|p| p.taken_minor).collect();
+        assert_eq!((taken, captured.released_minor), (vec![1000, 200], 300));
+        let replay = merchant.capture(3, 20, 1200).await.expect("retry");
+        assert!(replay.replayed && replay.parts == captured.parts);
+        let twice = merchant.capture(4, 20, 100).await.expect("answer");
+        assert_eq!(twice.reason, Some(DeclineReason::AuthorizationClosed));
+        assert_eq!(
+            code(merchant.capture(3, 20, 1100).await),
+            Some(ErrorCode::InvalidArgument)
+        );
+        let balance = merchant.balance(&cards[1]).await.expect("balance");
+        assert_eq!((balance.balance_minor, balance.available_minor), (800, 800));
+        // The authorization retried still gets its first answer.
+        assert!(
+            merchant
+                .authorize(20, 1500, &cards)
+                .await
+                .expect("retry")
+                .is_authorized()
+        );
+
+        // Captured, it is the payment 20: refund part of it, reverse order.
+        let refunded = merchant.refund(30, 20, 300).await.expect("refund");
+        let back: Vec<u64> = refunded.parts.iter().map(|p| p.refunded_minor).collect();
+        assert_eq!(back, [100, 200]);
+
+        // Void another authorization: everything held comes back.
+        let second = merchant
+            .authorize(40, 700, &cards[1..2])
+            .await
+            .expect("authorize");
+        assert!(second.is_authorized());
+        let voided = merchant.void(5, 40).await.expect("void");
+        assert!(voided.is_voided() && voided.released_minor == 700);
+        assert!(merchant.void(5, 40).await.expect("retry").replayed);
+        let after_void = merchant.capture(6, 40, 1).await.expect("answer");
+        assert_eq!(after_void.reason, Some(DeclineReason::AuthorizationClosed));
+        let short = merchant.authorize(41, 5000, &cards).await.expect("answer");
+        assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
+        let hq = principals.store(STORE).await;
+        assert_eq!(code(hq.void(1, 40).await), Some(ErrorCode::Forbidden));
+
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.held_minor, 0);
+        assert_eq!(totals.merchant_owed_minor, 1200 - 300);
+    });
+}
+
+/// An open authorization keeps its holds across `kill -9`; one past its
+/// deadline is released by the engine, also when the deadline passed
+/// while the engine was down.
+#[test]
+fn authorizations_survive_restarts_and_are_released_at_their_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = [
+        "authorization_ttl_ms = 60000",
+        "expiry_sweep_interval_ms = 20",
+    ];
+    let server = Server::start_with(dir.path(), with_limits(&limits));
+    let rt = runtime();
+    let (principals, cards) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pool = active_cards(&principals, 40, FACE, STORE).await;
+        let cards = pick_by_shard(&pool, SHARDS, &[1, 2]);
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .authorize(1, 1200, &cards)
+                .await
+                .expect("a")
+                .is_authorized()
+        );
+        assert!(
+            merchant
+                .authorize(2, 300, &cards[1..2])
+                .await
+                .expect("a")
+                .is_authorized()
+        );
+        (principals, cards)
+    });
+    server.kill9();
+    // Within the deadline: the holds stand, and a capture works.
+    let server = Server::start_with(dir.path(), with_limits(&limits));
+    let principals = rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.held_minor, 1500, "holds kept across kill -9");
+        let merchant = principals.merchant(9).await;
+        let captured = merchant.capture(7, 2, 300).await.expect("capture");
+        assert!(captured.is_captured(), "{captured:?}");
+        principals
+    });
+    server.kill9();
+    // Two minutes on: the first authorization is released at start-up.
+    let mut options = with_limits(&limits);
+    options.env = vec![(kessai::clock::OFFSET_ENV_VAR, "120000")];
+    let server = Server::start_with(dir.path(), options);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let mut totals = audit_ok(&principals).await;
+        for _ in 0..200 {
+            if totals.held_minor == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            totals = audit_ok(&principals).await;
+        }
+        assert_eq!(totals.held_minor, 0, "released at its deadline");
+        let merchant = principals.merchant(9).await;
+        let late = merchant.capture(8, 1, 100).await.expect("answer");
+        assert_eq!(late.reason, Some(DeclineReason::AuthorizationClosed));
+        assert_eq!(
+            merchant.balance(&cards[0]).await.expect("b").balance_minor,
+            FACE
+        );
+        assert_eq!(
+            merchant.balance(&cards[1]).await.expect("b").balance_minor,
+            FACE - 300
+        );
+        assert_eq!(totals.merchant_owed_minor, 300);
+    });
+}
+
+/// A capture across shards dies at each crash point; after a restart it
+/// is applied, its retry replays, and the books balance.
+fn capture_crash_and_recover(point: CrashPoint) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let server = Server::start(dir.path(), SHARDS);
+    let (principals, cards) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pool = active_cards(&principals, 40, FACE, STORE).await;
+        let cards = pick_by_shard(&pool, SHARDS, &[0, 2]);
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .authorize(5, 1800, &cards)
+                .await
+                .expect("a")
+                .is_authorized()
+        );
+        (principals, cards)
+    });
+    drop(server);
+    let principals = die_at(dir.path(), point, principals, |merchant| async move {
+        merchant.capture(50, 5, 1500).await.map(drop)
+    });
+    let server = Server::start(dir.path(), SHARDS);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let merchant = principals.merchant(9).await;
+        assert_eq!(
+            merchant.balance(&cards[0]).await.expect("b").balance_minor,
+            0
+        );
+        let second = merchant.balance(&cards[1]).await.expect("b");
+        assert_eq!((second.balance_minor, second.available_minor), (500, 500));
+        let retry = merchant.capture(50, 5, 1500).await.expect("retry");
+        assert!(
+            retry.replayed && retry.is_captured(),
+            "{}: {retry:?}",
+            point.name()
+        );
+        let totals = audit_ok(&principals).await;
+        assert_eq!((totals.held_minor, totals.merchant_owed_minor), (0, 1500));
+    });
+}
+
+#[test]
+fn a_capture_crashed_after_its_decision_is_applied_on_recovery() {
+    capture_crash_and_recover(CrashPoint::AfterDecision);
+}
+
+#[test]
+fn a_capture_crashed_mid_commit_is_applied_on_recovery() {
+    capture_crash_and_recover(CrashPoint::MidCommit);
 }

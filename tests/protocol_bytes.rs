@@ -1,4 +1,4 @@
-//! The worked examples of docs/PROTOCOL.md §3, asserted byte for byte: the
+//! The worked examples of docs/PROTOCOL.md, asserted byte for byte: the
 //! encoder must produce them, and the document must still show them.
 
 use kessai::auth::Key;
@@ -385,5 +385,155 @@ fn the_reversal_and_refund_declines_are_what_the_encoder_writes() {
     assert_eq!(too_much, "01 01 0C AD 02 00 00 00");
     for body in [late, too_much] {
         assert!(doc.contains(&format!("`{body}`")), "{body} in PROTOCOL.md");
+    }
+}
+
+#[test]
+fn the_authorize_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{AuthorizationStatus, AuthorizeRequest, AuthorizeResponse, HeldPart};
+    let mut request = Vec::new();
+    Request::Authorize(AuthorizeRequest {
+        request_id: 3001,
+        amount_minor: 1300,
+        pins: vec!["79927398713".into(), "4539578763621486".into()],
+    })
+    .encode(&mut request, 5, MAX_FRAME_BYTES)
+    .expect("encode");
+    // Card …8713 holds all its 500, card …1486 the remaining 800; ten
+    // minutes after 1 767 225 000 000 the hold is released.
+    let mut reply = Vec::new();
+    Response::Authorized(AuthorizeResponse {
+        status: AuthorizationStatus::Authorized,
+        reason: None,
+        position: None,
+        amount_minor: 1300,
+        parts: vec![
+            HeldPart {
+                pin_last4: 8713,
+                held_minor: 500,
+            },
+            HeldPart {
+                pin_last4: 1486,
+                held_minor: 800,
+            },
+        ],
+        expires_at_ms: 1_767_225_600_000,
+        replayed: false,
+    })
+    .encode(&mut reply, 5, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.15 Authorize (18)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+#[test]
+fn the_capture_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{CapturePart, CaptureRequest, CaptureResponse, CaptureStatus};
+    let mut request = Vec::new();
+    Request::Capture(CaptureRequest {
+        request_id: 4001,
+        authorization_request_id: 3001,
+        amount_minor: 1000,
+    })
+    .encode(&mut request, 6, MAX_FRAME_BYTES)
+    .expect("encode");
+    // The authorization of §5.15: the cards give in its order, and the
+    // 300 not captured is released.
+    let mut reply = Vec::new();
+    Response::Captured(CaptureResponse {
+        status: CaptureStatus::Captured,
+        reason: None,
+        amount_minor: 1000,
+        parts: vec![
+            CapturePart {
+                pin_last4: 8713,
+                taken_minor: 500,
+            },
+            CapturePart {
+                pin_last4: 1486,
+                taken_minor: 500,
+            },
+        ],
+        released_minor: 300,
+        replayed: false,
+    })
+    .encode(&mut reply, 6, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.16 Capture (19)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+#[test]
+fn the_void_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{VoidRequest, VoidResponse, VoidStatus};
+    let mut request = Vec::new();
+    Request::Void(VoidRequest {
+        request_id: 4002,
+        authorization_request_id: 3002,
+    })
+    .encode(&mut request, 7, MAX_FRAME_BYTES)
+    .expect("encode");
+    let mut reply = Vec::new();
+    Response::Voided(VoidResponse {
+        status: VoidStatus::Voided,
+        reason: None,
+        released_minor: 700,
+        replayed: false,
+    })
+    .encode(&mut reply, 7, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.17 Void (20)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+/// The inline declines of §5.15 to §5.17 pin the authorization decline
+/// indexes.
+#[test]
+fn the_authorization_declines_are_what_the_encoder_writes() {
+    use kessai::protocol::{AuthorizeResponse, CaptureResponse, VoidResponse};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    let body_of = |response: Response| {
+        let mut out = Vec::new();
+        response
+            .encode(&mut out, 1, MAX_FRAME_BYTES)
+            .expect("encode");
+        hex(&out[13..])
+    };
+    let short = body_of(Response::Authorized(AuthorizeResponse::declined(
+        DeclineReason::InsufficientFunds,
+        None,
+        1300,
+    )));
+    assert_eq!(short, "01 01 03 00 94 0A 00 00 00");
+    let too_much = body_of(Response::Captured(CaptureResponse::declined(
+        DeclineReason::ExceedsAuthorized,
+        1400,
+    )));
+    assert_eq!(too_much, "01 01 11 F8 0A 00 00 00");
+    let closed = body_of(Response::Voided(VoidResponse::declined(
+        DeclineReason::AuthorizationClosed,
+    )));
+    assert_eq!(closed, "01 01 0F 00 00");
+    for body in [short, too_much, closed] {
+        assert!(doc.contains(&format!("`{body}`")), "{body} in PROTOCOL.md");
+    }
+    // The other new reasons, by their documented indexes.
+    for (reason, index) in [
+        (DeclineReason::UnknownAuthorization, 14),
+        (DeclineReason::AuthorizationExpired, 16),
+    ] {
+        let body = body_of(Response::Voided(VoidResponse::declined(reason)));
+        assert_eq!(body, format!("01 01 {index:02X} 00 00"));
+        assert!(
+            doc.contains(&format!("| {index}    | {reason:?} ")),
+            "{reason:?}"
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! overlapping cards, so payments contend), activations (some of cards
 //! already sold), reversals of activations (some before the activation
 //! they reverse, some past their window), refunds of approved payments
-//! (partial, whole, too large, late, spanning shards), balance inquiries
+//! (partial, whole, too large, late, spanning shards), authorizations
+//! (held across shards, then captured in part, voided, or released at
+//! their deadline, retried all along), balance inquiries
 //! and retries of earlier payments and refunds, on a clock that moves and
 //! now and then jumps a day, so cards valid for a day expire (by payment
 //! or by the sweep, with holds on them or not); every
@@ -33,17 +35,22 @@
 //! runs seed S alone. A failure prints its seed.
 
 use kessai::idempotency::{self, Claims};
-use kessai::ids::{CardRef, PaymentId, RefundId, ShardId};
+use kessai::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId};
 use kessai::ledger;
 use kessai::load;
 use kessai::pin::{PinHasher, PinKey};
 use kessai::protocol::{
-    ActivationResult, ErrorCode, ErrorResponse, PayResponse, RefundResponse, ReversalStatus,
-    ReverseActivationResponse,
+    ActivationResult, AuthorizeResponse, ErrorCode, ErrorResponse, PayResponse, RefundResponse,
+    ReversalStatus, ReverseActivationResponse,
 };
-use kessai::state_machine::{Credit, PrepareRequest, ShardMachine, Take, Vote};
-use kessai::storage::records::{PaymentRecord, PaymentRefunds, RefundRecord};
+use kessai::state_machine::{
+    AuthorizationStep, Credit, IndexChange, PrepareRequest, ShardMachine, Take, Vote,
+};
+use kessai::storage::records::{
+    self, HoldRecord, PaymentRecord, PaymentRefunds, RecordedOutcome, RefundRecord,
+};
 use kessai::storage::{Cf, Changes, MemStore, Store};
+use kessai::twopc::authorization::{self, Closed, Closing, NotClosed};
 use kessai::twopc::{PhaseTwo, TwoPhase, refund};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -56,6 +63,7 @@ const MERCHANTS: u32 = 2;
 const STEP_MS_MAX: u64 = 10;
 const REVERSAL_WINDOW_MS: u64 = 60;
 const REFUND_WINDOW_MS: u64 = 400;
+const AUTHORIZATION_TTL_MS: u64 = 500;
 /// Cards are sold valid for 0 (for good) or 1 day.
 const DAY_MS: u64 = kessai::card::DAY_MS;
 
@@ -94,6 +102,32 @@ struct PayIntent {
     cards: Vec<usize>,
     /// The first decided answer a client received, if any.
     answered: Option<PayResponse>,
+}
+
+/// An authorization a client sent (and may send again).
+struct AuthIntent {
+    id: PaymentId,
+    amount_minor: u64,
+    cards: Vec<usize>,
+    answered: Option<AuthorizeResponse>,
+}
+
+/// A capture or void a client sent (and may send again).
+struct CloseIntent {
+    operation: OperationId,
+    authorization: PaymentId,
+    closing: Closing,
+    /// The authorization's record as the first successful answer left it.
+    answered: Option<PaymentRecord>,
+}
+
+/// A capture, void or release between its decision and its last shard.
+struct CloseCoord {
+    /// The client's capture or void; `None` for a release at the deadline.
+    intent: Option<usize>,
+    authorization: PaymentId,
+    closed: Closed,
+    waiting: usize,
 }
 
 /// A refund a client sent (and may send again).
@@ -138,6 +172,25 @@ enum Msg {
         coord: usize,
         refunded: PaymentRefunds,
     },
+    /// An authorization's step on its home shard, for an authorizing
+    /// coordinator (`Ok`) or a closing one (`Err`).
+    RecordAuthorization {
+        reply: Result<usize, usize>,
+        step: AuthorizationStep,
+    },
+    KeepAuthorized {
+        coord: usize,
+        keeps: Vec<Take>,
+        record: HoldRecord,
+    },
+    CloseCommit {
+        close: usize,
+        takes: Vec<Take>,
+    },
+    CloseAbort {
+        close: usize,
+        keys: Vec<PinKey>,
+    },
     ApplyCredits {
         coord: usize,
         credits: Vec<Credit>,
@@ -178,6 +231,12 @@ enum Ack {
     RefundRecorded {
         coord: usize,
     },
+    CloseRecorded {
+        close: usize,
+    },
+    CloseDone {
+        close: usize,
+    },
     CreditsApplied {
         coord: usize,
     },
@@ -211,9 +270,13 @@ enum Phase {
 }
 
 struct Coord {
+    /// A payment intent, or (`authorizing`) an authorization intent.
     intent: usize,
     two_phase: TwoPhase,
     phase: Phase,
+    authorizing: bool,
+    /// An authorization's record, once decided.
+    record: Option<PaymentRecord>,
 }
 
 struct World {
@@ -233,6 +296,11 @@ struct World {
     intents: Vec<PayIntent>,
     refunds: Vec<RefundIntent>,
     refund_coords: Vec<RefundCoord>,
+    auths: Vec<AuthIntent>,
+    closes: Vec<CloseIntent>,
+    close_coords: Vec<CloseCoord>,
+    /// Captures and voids being processed, by their own ids.
+    operation_claims: Claims,
     /// Refunds being processed, by refund id.
     refund_claims: Claims,
     /// Sales (card, store, POS reference) whose activation a client was
@@ -283,6 +351,10 @@ impl World {
             intents: Vec::new(),
             refunds: Vec::new(),
             refund_coords: Vec::new(),
+            auths: Vec::new(),
+            closes: Vec::new(),
+            close_coords: Vec::new(),
+            operation_claims: Claims::new(),
             refund_claims: Claims::new(),
             activations_acked: BTreeSet::new(),
             reversals_sent: BTreeSet::new(),
@@ -373,7 +445,7 @@ impl World {
     // ------------------------------------------------------------ clients
 
     fn client_action(&mut self) {
-        match self.rng.below(26) {
+        match self.rng.below(36) {
             0..=11 => self.new_payment(),
             12..=15 if !self.intents.is_empty() => {
                 let intent = self.rng.below(self.intents.len());
@@ -402,6 +474,16 @@ impl World {
             23 if !self.refunds.is_empty() => {
                 let intent = self.rng.below(self.refunds.len());
                 self.send_refund(intent);
+            }
+            26..=29 => self.new_authorization(),
+            30 if !self.auths.is_empty() => {
+                let intent = self.rng.below(self.auths.len());
+                self.send_authorization(intent);
+            }
+            31..=34 => self.new_close(),
+            35 if !self.closes.is_empty() => {
+                let intent = self.rng.below(self.closes.len());
+                self.send_close(Some(intent));
             }
             _ => {
                 let card = self.rng.below(self.cards.len());
@@ -568,7 +650,8 @@ impl World {
         }
     }
 
-    fn new_payment(&mut self) {
+    /// Distinct random cards, one to three.
+    fn random_cards(&mut self) -> Vec<usize> {
         let count = 1 + self.rng.below(3.min(self.cards.len()));
         let mut cards: Vec<usize> = Vec::with_capacity(count);
         while cards.len() < count {
@@ -577,6 +660,263 @@ impl World {
                 cards.push(card);
             }
         }
+        cards
+    }
+
+    fn new_authorization(&mut self) {
+        let cards = self.random_cards();
+        let id = PaymentId {
+            merchant_id: 1 + self.rng.below(MERCHANTS as usize) as u32,
+            request_id: self.next_request_id,
+        };
+        self.next_request_id += 1;
+        let amount_minor = 1 + self.rng.below(1000) as u64;
+        self.auths.push(AuthIntent {
+            id,
+            amount_minor,
+            cards,
+            answered: None,
+        });
+        self.send_authorization(self.auths.len() - 1);
+    }
+
+    /// The authorizing coordinator's prologue, as `Coordinator::authorize`
+    /// runs it; then phase one, as for a payment across shards.
+    fn send_authorization(&mut self, intent: usize) {
+        let AuthIntent {
+            id,
+            amount_minor,
+            ref cards,
+            ..
+        } = self.auths[intent];
+        let refs: Vec<CardRef> = cards.iter().map(|&c| self.card_ref(c)).collect();
+        if let Err(busy) = idempotency::claim(&self.claims, id) {
+            return self.auth_answer(intent, Err(code(&busy)));
+        }
+        if let Some(record) = idempotency::prefetch(&self.store, id).expect("reads") {
+            self.claims.release(id);
+            assert!(
+                authorization::answers_an_authorization(&record),
+                "authorization ids are their own: {record:?}"
+            );
+            let answer = authorization::authorize_response_of(&record, true);
+            return self.auth_answer(intent, Ok(answer));
+        }
+        let two_phase = TwoPhase::new(id, amount_minor, refs, self.shard_count());
+        self.start_two_phase(intent, two_phase, true);
+    }
+
+    /// A client hears an answer to an authorization: every answer for the
+    /// same authorization is the first one.
+    fn auth_answer(&mut self, intent: usize, answer: Result<AuthorizeResponse, ErrorCode>) {
+        let Ok(mut answer) = answer else {
+            let code = answer.expect_err("checked");
+            if code != ErrorCode::RequestInProgress {
+                self.fail(format!(
+                    "authorization {intent} answered with error {code:?}"
+                ));
+            }
+            return;
+        };
+        answer.replayed = false;
+        if answer.reason == Some(kessai::card::DeclineReason::InvalidCard) {
+            return; // not recorded: decided afresh on retry
+        }
+        match &self.auths[intent].answered {
+            None => self.auths[intent].answered = Some(answer),
+            Some(first) if *first == answer => {}
+            Some(first) => self.fail(format!(
+                "authorization {intent} answered {answer:?} after {first:?}"
+            )),
+        }
+    }
+
+    /// A capture (of a random part, sometimes too much) or a void of an
+    /// authorization a client saw authorized.
+    fn new_close(&mut self) {
+        let open: Vec<usize> = (0..self.auths.len())
+            .filter(|&i| {
+                self.auths[i]
+                    .answered
+                    .as_ref()
+                    .is_some_and(AuthorizeResponse::is_authorized)
+            })
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let auth = &self.auths[open[self.rng.below(open.len())]];
+        let (authorization, amount) = (auth.id, auth.amount_minor);
+        let closing = if self.rng.percent(70) {
+            Closing::Capture(1 + self.rng.below(amount as usize + 20) as u64)
+        } else {
+            Closing::Void
+        };
+        let operation = OperationId {
+            merchant_id: authorization.merchant_id,
+            request_id: self.next_request_id,
+        };
+        self.next_request_id += 1;
+        self.closes.push(CloseIntent {
+            operation,
+            authorization,
+            closing,
+            answered: None,
+        });
+        self.send_close(Some(self.closes.len() - 1));
+    }
+
+    /// The closing coordinator (`Coordinator::capture`, or the release
+    /// sweep with `None`): claims, prefetch, the pure rules, then the
+    /// step to the authorization's home shard.
+    fn send_close(&mut self, intent: Option<usize>) {
+        let (operation, authorization, closing) = match intent {
+            Some(i) => {
+                let c = &self.closes[i];
+                (Some(c.operation), c.authorization, c.closing)
+            }
+            None => {
+                let mut due = None;
+                let now = self.now_ms;
+                self.store
+                    .scan(Cf::Authorizations, &mut |key, _| {
+                        let (at, id) = records::decode_authorization_key(key)?;
+                        if at <= now && due.is_none() {
+                            due = Some(id);
+                        }
+                        Ok(())
+                    })
+                    .expect("scan");
+                let Some(id) = due else { return };
+                (None, id, Closing::Release)
+            }
+        };
+        if let Some(operation) = operation {
+            if idempotency::claim(&self.operation_claims, operation).is_err() {
+                return; // request_in_progress: the client retries later
+            }
+            if let Some(prior) = self.store.get_operation(operation).expect("reads") {
+                self.operation_claims.release(operation);
+                assert_eq!(prior.authorization_request_id, authorization.request_id);
+                let record = idempotency::prefetch(&self.store, authorization)
+                    .expect("reads")
+                    .unwrap_or_else(|| self.fail(format!("operation {operation:?} lost")));
+                return self.close_answer(intent.expect("an operation"), Ok(record));
+            }
+        }
+        if idempotency::claim(&self.claims, authorization).is_err() {
+            if let Some(operation) = operation {
+                self.operation_claims.release(operation);
+            }
+            return;
+        }
+        let record = idempotency::prefetch(&self.store, authorization).expect("reads");
+        let closed = match authorization::close(record, closing, self.now_ms) {
+            Ok(closed) => closed,
+            Err(refused) => {
+                self.claims.release(authorization);
+                if let Some(operation) = operation {
+                    self.operation_claims.release(operation);
+                }
+                if let (Some(i), NotClosed::Declined(reason)) = (intent, refused) {
+                    self.close_answer(i, Err(reason));
+                }
+                return;
+            }
+        };
+        let step = closed.step(authorization, operation, closing);
+        let close = self.close_coords.len();
+        self.close_coords.push(CloseCoord {
+            intent,
+            authorization,
+            closed,
+            waiting: 0,
+        });
+        let home = authorization.home_shard(self.shard_count());
+        let msg = Msg::RecordAuthorization {
+            reply: Err(close),
+            step,
+        };
+        self.send(home, Some(Self::close_channel(close, home)), msg);
+    }
+
+    fn close_channel(close: usize, shard: ShardId) -> u64 {
+        (1 << 61) | ((close as u64) << 16) | u64::from(shard.0)
+    }
+
+    fn on_close_recorded(&mut self, close: usize) {
+        let c = &self.close_coords[close];
+        let record = &c.closed.record;
+        let two_phase = TwoPhase::new(
+            c.authorization,
+            record.amount_minor,
+            record.cards.clone(),
+            self.shard_count(),
+        );
+        let capture = matches!(record.outcome, RecordedOutcome::Approved { .. });
+        let messages: Vec<(ShardId, Msg)> = two_phase
+            .participants()
+            .iter()
+            .map(|participant| {
+                let msg = if capture {
+                    let takes = participant
+                        .cards
+                        .iter()
+                        .map(|(position, card)| Take {
+                            key: card.key,
+                            take_minor: c.closed.takes[position.index()],
+                        })
+                        .collect();
+                    Msg::CloseCommit { close, takes }
+                } else {
+                    let keys = participant.cards.iter().map(|(_, card)| card.key).collect();
+                    Msg::CloseAbort { close, keys }
+                };
+                (participant.shard, msg)
+            })
+            .collect();
+        self.close_coords[close].waiting = messages.len();
+        for (shard, msg) in messages {
+            self.send(shard, Some(Self::close_channel(close, shard)), msg);
+        }
+    }
+
+    fn on_close_done(&mut self, close: usize) {
+        let c = &mut self.close_coords[close];
+        c.waiting -= 1;
+        if c.waiting > 0 {
+            return;
+        }
+        let (intent, authorization, record) = (c.intent, c.authorization, c.closed.record.clone());
+        self.claims.release(authorization);
+        if let Some(i) = intent {
+            self.operation_claims.release(self.closes[i].operation);
+            self.close_answer(i, Ok(record));
+        }
+    }
+
+    /// A client hears an answer to a capture or void: once it succeeded,
+    /// every answer is that success again.
+    fn close_answer(
+        &mut self,
+        intent: usize,
+        answer: Result<PaymentRecord, kessai::card::DeclineReason>,
+    ) {
+        match (answer, &self.closes[intent].answered) {
+            (Err(reason), Some(_)) => self.fail(format!(
+                "close {intent} declined {reason:?} after it succeeded"
+            )),
+            (Err(_), None) => {}
+            (Ok(record), None) => self.closes[intent].answered = Some(record),
+            (Ok(record), Some(first)) if first.outcome == record.outcome => {}
+            (Ok(record), Some(first)) => self.fail(format!(
+                "close {intent} answered {record:?} after {first:?}"
+            )),
+        }
+    }
+
+    fn new_payment(&mut self) {
+        let cards = self.random_cards();
         let payment = PaymentId {
             merchant_id: 1 + self.rng.below(MERCHANTS as usize) as u32,
             request_id: self.next_request_id,
@@ -626,28 +966,32 @@ impl World {
             }
             None => {
                 let two_phase = TwoPhase::new(payment, amount_minor, refs, self.shard_count());
-                let coord = self.coords.len();
-                for index in 0..two_phase.participants().len() {
-                    let shard = two_phase.participants()[index].shard;
-                    let request = two_phase.prepare(index);
-                    let channel = Some(Self::coord_channel(coord, shard));
-                    self.send(
-                        shard,
-                        channel,
-                        Msg::Prepare {
-                            coord,
-                            index,
-                            request,
-                        },
-                    );
-                }
-                self.coords.push(Coord {
-                    intent,
-                    two_phase,
-                    phase: Phase::Preparing,
-                });
+                self.start_two_phase(intent, two_phase, false);
             }
         }
+    }
+
+    /// A coordinator's phase one: a prepare to every participant.
+    fn start_two_phase(&mut self, intent: usize, two_phase: TwoPhase, authorizing: bool) {
+        let coord = self.coords.len();
+        for index in 0..two_phase.participants().len() {
+            let shard = two_phase.participants()[index].shard;
+            let request = two_phase.prepare(index);
+            let channel = Some(Self::coord_channel(coord, shard));
+            let msg = Msg::Prepare {
+                coord,
+                index,
+                request,
+            };
+            self.send(shard, channel, msg);
+        }
+        self.coords.push(Coord {
+            intent,
+            two_phase,
+            phase: Phase::Preparing,
+            authorizing,
+            record: None,
+        });
     }
 
     /// A client hears an answer to a payment. A decided answer must equal
@@ -767,6 +1111,33 @@ impl World {
                 );
                 Ack::RefundRecorded { coord }
             }
+            Msg::RecordAuthorization { reply, step } => {
+                node.machine.record_authorization(&step, &mut node.pending);
+                match reply {
+                    Ok(coord) => Ack::Recorded { coord },
+                    Err(close) => Ack::CloseRecorded { close },
+                }
+            }
+            Msg::KeepAuthorized {
+                coord,
+                keeps,
+                record,
+            } => {
+                let id = self.coords[coord].two_phase.payment;
+                node.machine
+                    .keep_authorized(id, &keeps, &record, &mut node.pending);
+                Ack::Done { coord }
+            }
+            Msg::CloseCommit { close, takes } => {
+                let id = self.close_coords[close].authorization;
+                node.machine.commit(id, &takes, &mut node.pending);
+                Ack::CloseDone { close }
+            }
+            Msg::CloseAbort { close, keys } => {
+                let id = self.close_coords[close].authorization;
+                node.machine.abort(id, &keys, &mut node.pending);
+                Ack::CloseDone { close }
+            }
             Msg::ApplyCredits { coord, credits } => {
                 let refund = self.refunds[self.refund_coords[coord].intent].refund;
                 node.machine
@@ -856,6 +1227,8 @@ impl World {
                 }
             }
             Ack::RefundRecorded { coord } => self.on_refund_recorded(coord),
+            Ack::CloseRecorded { close } => self.on_close_recorded(close),
+            Ack::CloseDone { close } => self.on_close_done(close),
             Ack::CreditsApplied { coord } => self.on_credits_applied(coord),
             Ack::Balance => {}
             Ack::Vote { coord, index, vote } => self.on_vote(coord, index, vote),
@@ -887,6 +1260,9 @@ impl World {
 
     /// Logs the decision on the payment's home shard.
     fn record(&mut self, coord: usize, decision: PayResponse) {
+        if self.coords[coord].authorizing {
+            return self.record_authorization(coord, decision);
+        }
         if !kessai::state_machine::is_recorded(&decision) {
             // Not logged: straight to phase two, as the coordinator does.
             self.coords[coord].phase = Phase::Recording(decision);
@@ -900,6 +1276,39 @@ impl World {
         self.send(home, channel, Msg::Record { coord, record });
     }
 
+    /// An authorization's decision: opened (with what each card keeps) or
+    /// declined, on its home shard.
+    fn record_authorization(&mut self, coord: usize, decision: PayResponse) {
+        let c = &mut self.coords[coord];
+        let id = c.two_phase.payment;
+        let (record, index) = if decision.is_approved() {
+            let record =
+                authorization::opened(&c.two_phase, &decision, self.now_ms, AUTHORIZATION_TTL_MS);
+            let expires = record.authorization.as_ref().map_or(0, |t| t.expires_at_ms);
+            (record, IndexChange::Open(expires))
+        } else {
+            let record = authorization::declined(&c.two_phase, &decision, self.now_ms);
+            (record, IndexChange::None)
+        };
+        c.record = Some(record.clone());
+        c.phase = Phase::Recording(decision.clone());
+        if !kessai::state_machine::is_recorded(&decision) {
+            return self.on_recorded(coord);
+        }
+        let step = AuthorizationStep {
+            authorization: id,
+            record,
+            index,
+            operation: None,
+        };
+        let home = id.home_shard(self.nodes.len());
+        let msg = Msg::RecordAuthorization {
+            reply: Ok(coord),
+            step,
+        };
+        self.send(home, Some(Self::coord_channel(coord, home)), msg);
+    }
+
     fn on_recorded(&mut self, coord: usize) {
         let c = &mut self.coords[coord];
         let Phase::Recording(decision) = std::mem::replace(&mut c.phase, Phase::Finished) else {
@@ -909,6 +1318,19 @@ impl World {
         for index in 0..c.two_phase.participants().len() {
             let shard = c.two_phase.participants()[index].shard;
             let msg = match c.two_phase.phase_two(index, &decision) {
+                PhaseTwo::Commit(keeps) if c.authorizing => {
+                    let record = c.record.as_ref().expect("decided");
+                    let hold = HoldRecord {
+                        hold_minor: 0,
+                        amount_minor: record.amount_minor,
+                        card_keys: record.cards.iter().map(|card| card.key.0).collect(),
+                    };
+                    Msg::KeepAuthorized {
+                        coord,
+                        keeps,
+                        record: hold,
+                    }
+                }
                 PhaseTwo::Commit(takes) => Msg::Commit { coord, takes },
                 PhaseTwo::Abort(keys) => Msg::Abort { coord, keys },
             };
@@ -935,6 +1357,16 @@ impl World {
         let (decision, intent, payment) = (decision.clone(), c.intent, c.two_phase.payment);
         c.phase = Phase::Finished;
         self.claims.release(payment);
+        if c.authorizing {
+            let record = c.record.as_ref().expect("decided");
+            let answer = if decision.is_approved() {
+                authorization::authorize_response_of(record, false)
+            } else {
+                let reason = decision.reason.expect("declined");
+                AuthorizeResponse::declined(reason, decision.position, decision.amount_minor)
+            };
+            return self.auth_answer(intent, Ok(answer));
+        }
         self.answer(intent, Ok(decision));
     }
 
@@ -1059,8 +1491,10 @@ impl World {
         self.acks.clear();
         self.coords.clear();
         self.refund_coords.clear();
+        self.close_coords.clear();
         self.claims = Claims::new();
         self.refund_claims = Claims::new();
+        self.operation_claims = Claims::new();
         let shard_count = 1 + self.rng.below(SHARDS_MAX as usize);
         let (machines, _) = load::load(&self.store, &self.hasher, shard_count)
             .unwrap_or_else(|e| self.fail(format!("recovery failed: {e}")));
@@ -1069,15 +1503,55 @@ impl World {
     }
 
     fn check_recovered(&mut self) {
-        let mut holds = 0;
+        // Holds survive recovery only for open authorizations, and then
+        // exactly what each card keeps.
+        let mut holds = Vec::new();
         self.store
-            .scan(Cf::Holds, &mut |_, _| {
-                holds += 1;
+            .scan(Cf::Holds, &mut |key, value| {
+                let (payment, card) = records::decode_hold_key(key)?;
+                holds.push((payment, card, HoldRecord::decode(value)?.hold_minor));
                 Ok(())
             })
             .expect("scan");
-        if holds > 0 {
-            self.fail(format!("{holds} hold records survive recovery"));
+        let mut held_open: HashMap<PinKey, u64> = HashMap::new();
+        for (payment, card, hold_minor) in holds {
+            let record = self.store.get_payment(payment).expect("read");
+            let kept = record
+                .as_ref()
+                .filter(|r| r.is_open_authorization())
+                .and_then(|r| {
+                    let index = r.cards.iter().position(|c| c.key == card)?;
+                    r.authorization.as_ref()?.held_minor.get(index).copied()
+                });
+            if kept != Some(hold_minor) {
+                self.fail(format!(
+                    "a hold of {hold_minor} for {payment:?} survives recovery ({record:?})"
+                ));
+            }
+            *held_open.entry(card).or_insert(0) += hold_minor;
+        }
+        for (index, intent) in self.auths.iter().enumerate() {
+            let Some(told) = &intent.answered else {
+                continue;
+            };
+            let record = self.store.get_payment(intent.id).expect("read");
+            let on_disk = record.map(|r| authorization::authorize_response_of(&r, false));
+            if on_disk.as_ref() != Some(told) {
+                self.fail(format!(
+                    "authorization {index} was answered {told:?} but disk says {on_disk:?}"
+                ));
+            }
+        }
+        for (index, intent) in self.closes.iter().enumerate() {
+            let Some(told) = &intent.answered else {
+                continue;
+            };
+            let record = self.store.get_payment(intent.authorization).expect("read");
+            if record.as_ref().map(|r| &r.outcome) != Some(&told.outcome) {
+                self.fail(format!(
+                    "close {index} was answered {told:?}, disk has {record:?}"
+                ));
+            }
         }
         let mut credits = 0;
         self.store
@@ -1169,7 +1643,8 @@ impl World {
             } else {
                 0
             };
-            if balance.balance_minor != expected || balance.available_minor() != expected {
+            let held = held_open.get(&card.key).copied().unwrap_or(0);
+            if balance.balance_minor != expected || balance.available_minor() + held != expected {
                 self.fail(format!(
                     "card {index}: balance {balance:?}, expected {expected} (face {}, taken {spent})",
                     card.face_minor
@@ -1191,7 +1666,10 @@ impl World {
                 let shard = self.rng.below(self.nodes.len());
                 self.sync(shard);
             }
-            97 => self.time_out(),
+            97 => {
+                self.time_out();
+                self.send_close(None);
+            }
             98 => {
                 if self.rng.percent(30) {
                     self.now_ms += DAY_MS;
@@ -1220,7 +1698,10 @@ impl World {
             }
             self.audit();
         }
-        if !self.claims.is_empty() || !self.refund_claims.is_empty() {
+        if !self.claims.is_empty()
+            || !self.refund_claims.is_empty()
+            || !self.operation_claims.is_empty()
+        {
             self.fail(format!(
                 "{} claims outlive their payments",
                 self.claims.len()
@@ -1250,6 +1731,10 @@ struct Ran {
     refunds_approved: usize,
     reversals_acked: usize,
     cards_expired: usize,
+    authorizations: usize,
+    captures_and_voids: usize,
+    /// Authorizations released at their deadline (durable at the end).
+    released: usize,
 }
 
 fn run_seed(seed: u64) -> (Ran, u64) {
@@ -1270,7 +1755,31 @@ fn run_seed(seed: u64) -> (Ran, u64) {
             })
             .expect("scan");
     }
+    let mut released = 0;
+    world
+        .store
+        .scan(Cf::Payments, &mut |_, value| {
+            let record = PaymentRecord::decode(value)?;
+            let expired = kessai::card::DeclineReason::AuthorizationExpired;
+            if matches!(record.outcome, RecordedOutcome::Declined { reason, .. } if reason == expired)
+            {
+                released += 1;
+            }
+            Ok(())
+        })
+        .expect("scan");
     let ran = Ran {
+        authorizations: world
+            .auths
+            .iter()
+            .filter(|a| {
+                a.answered
+                    .as_ref()
+                    .is_some_and(AuthorizeResponse::is_authorized)
+            })
+            .count(),
+        captures_and_voids: world.closes.iter().filter(|c| c.answered.is_some()).count(),
+        released,
         crashes: world.crashes,
         payments: world.intents.len(),
         refunds_approved: world
@@ -1310,20 +1819,31 @@ fn seeded_runs_keep_every_invariant() {
         total.refunds_approved += ran.refunds_approved;
         total.reversals_acked += ran.reversals_acked;
         total.cards_expired += ran.cards_expired;
+        total.authorizations += ran.authorizations;
+        total.captures_and_voids += ran.captures_and_voids;
+        total.released += ran.released;
     }
     println!(
         "simulation: {} seeds, {} payments, {} refunds approved, {} reversals acknowledged, \
-         {} cards expired, {} crashes, every invariant held",
+         {} cards expired, {} authorizations ({} captured or voided, {} released), \
+         {} crashes, every invariant held",
         seeds.len(),
         total.payments,
         total.refunds_approved,
         total.reversals_acked,
         total.cards_expired,
+        total.authorizations,
+        total.captures_and_voids,
+        total.released,
         total.crashes
     );
     if seeds.len() >= 100 {
         assert!(
-            total.refunds_approved > 0 && total.reversals_acked > 0 && total.cards_expired > 0,
+            total.refunds_approved > 0
+                && total.reversals_acked > 0
+                && total.cards_expired > 0
+                && total.captures_and_voids > 0
+                && total.released > 0,
             "the seeds reach refunds, reversals and expiry: {total:?}"
         );
     }

@@ -19,7 +19,8 @@ pub async fn run(client: &Client) -> Result<Output, Failure> {
 
 fn render(audit: &AuditResponse) -> Output {
     let mut text = if audit.ok {
-        "audit ok: activated value = card balances + merchant credits\n".to_string()
+        "audit ok: activated value = card balances + merchant credits - refunds + breakage\n"
+            .to_string()
     } else {
         format!(
             "audit FAILED: {} finding(s)\n",

@@ -10,7 +10,9 @@
 
 mod activate;
 mod audit;
+mod authorize;
 mod balance;
+mod capture;
 mod issue;
 mod output;
 mod pay;
@@ -20,6 +22,7 @@ mod report;
 mod reverse_activation;
 mod serve;
 mod stats;
+mod void;
 
 use crate::auth::Key;
 use crate::client::{Client, Connect, TlsClient};
@@ -64,6 +67,14 @@ enum Command {
     Pay(pay::PayArgs),
     /// Give back part or all of one of the merchant's own payments.
     Refund(refund::RefundArgs),
+    /// Hold an amount on one or more cards (taken in the order given), to
+    /// capture or void later; released by itself if not captured in time.
+    Authorize(authorize::AuthorizeArgs),
+    /// Take part or all of one of the merchant's own authorizations (a
+    /// payment); the rest of the hold is released.
+    Capture(capture::CaptureArgs),
+    /// Release the whole hold of one of the merchant's own authorizations.
+    Void(void::VoidArgs),
     /// Show a card's balance.
     Balance(balance::BalanceArgs),
     /// Show what each store owes and each merchant is owed.
@@ -130,6 +141,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::ReverseActivation(args) => &args.client,
         Command::Pay(args) => &args.client,
         Command::Refund(args) => &args.client,
+        Command::Authorize(args) => &args.client,
+        Command::Capture(args) => &args.client,
+        Command::Void(args) => &args.client,
         Command::Balance(args) => &args.client,
         Command::Report(args) => &args.client,
         Command::Audit(args) => &args.client,
@@ -175,6 +189,9 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::ReverseActivation(args) => reverse_activation::run(client, args).await,
         Command::Pay(args) => pay::run(client, args).await,
         Command::Refund(args) => refund::run(client, args).await,
+        Command::Authorize(args) => authorize::run(client, args).await,
+        Command::Capture(args) => capture::run(client, args).await,
+        Command::Void(args) => void::run(client, args).await,
         Command::Balance(args) => balance::run(client, args).await,
         Command::Report(args) => report::run(client, args).await,
         Command::Audit(_) => audit::run(client).await,

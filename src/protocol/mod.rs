@@ -10,6 +10,7 @@
 
 mod admin;
 mod auth;
+mod authorization;
 mod cards;
 mod error;
 pub mod frame;
@@ -24,6 +25,10 @@ pub use admin::{
 pub use auth::{
     AUTH_NONCE_BYTES, AuthChallenge, AuthHello, AuthProof, AuthWelcome, PrincipalAddRequest,
     PrincipalInfo, PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest, Role,
+};
+pub use authorization::{
+    AuthorizationStatus, AuthorizeRequest, AuthorizeResponse, CapturePart, CaptureRequest,
+    CaptureResponse, CaptureStatus, HeldPart, VoidRequest, VoidResponse, VoidStatus,
 };
 pub use cards::{
     ActivateRequest, ActivateResponse, ActivationResult, BalanceRequest, BalanceResponse,
@@ -57,6 +62,9 @@ pub const KIND_PRINCIPAL_ROTATE: u8 = 14;
 pub const KIND_PAY_BATCH: u8 = 15;
 pub const KIND_REVERSE_ACTIVATION: u8 = 16;
 pub const KIND_REFUND: u8 = 17;
+pub const KIND_AUTHORIZE: u8 = 18;
+pub const KIND_CAPTURE: u8 = 19;
+pub const KIND_VOID: u8 = 20;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -140,6 +148,9 @@ wire_messages! {
             PayBatch(PayBatchRequest) = KIND_PAY_BATCH,
             ReverseActivation(ReverseActivationRequest) = KIND_REVERSE_ACTIVATION,
             Refund(RefundRequest) = KIND_REFUND,
+            Authorize(AuthorizeRequest) = KIND_AUTHORIZE,
+            Capture(CaptureRequest) = KIND_CAPTURE,
+            Void(VoidRequest) = KIND_VOID,
         }
     }
 }
@@ -168,6 +179,9 @@ wire_messages! {
             PaidBatch(PayBatchResponse) = KIND_PAY_BATCH,
             ActivationReversed(ReverseActivationResponse) = KIND_REVERSE_ACTIVATION,
             Refunded(RefundResponse) = KIND_REFUND,
+            Authorized(AuthorizeResponse) = KIND_AUTHORIZE,
+            Captured(CaptureResponse) = KIND_CAPTURE,
+            Voided(VoidResponse) = KIND_VOID,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -242,6 +256,20 @@ mod tests {
             pos_ref: 77,
             pin: "79927398713".into(),
         }));
+        round_trip_request(Request::Authorize(AuthorizeRequest {
+            request_id: 3,
+            amount_minor: 700,
+            pins: vec!["79927398713".into()],
+        }));
+        round_trip_request(Request::Capture(CaptureRequest {
+            request_id: 4,
+            authorization_request_id: 3,
+            amount_minor: 500,
+        }));
+        round_trip_request(Request::Void(VoidRequest {
+            request_id: 5,
+            authorization_request_id: 3,
+        }));
         round_trip_request(Request::Refund(RefundRequest {
             request_id: 2,
             payment_request_id: 1,
@@ -315,7 +343,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_REFUND {
+            for kind in 0..=KIND_VOID {
                 let _ = Request::decode(kind, &bytes);
             }
         }

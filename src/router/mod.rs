@@ -27,7 +27,7 @@ mod issue;
 mod principal;
 
 use crate::auth::Registry;
-use crate::ids::{CardRef, PaymentId, RefundId, ShardId, StoreId};
+use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
     ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, ReportRequest, Response,
@@ -70,6 +70,17 @@ pub enum Command {
         refund: RefundId,
         payment: PaymentId,
         amount_minor: u64,
+    },
+    Authorize {
+        authorization: PaymentId,
+        amount_minor: u64,
+        cards: Vec<CardRef>,
+    },
+    /// A capture of `amount_minor`, or (`None`) a void.
+    Capture {
+        operation: OperationId,
+        authorization: PaymentId,
+        amount_minor: Option<u64>,
     },
     Issue {
         count: usize,
@@ -175,6 +186,32 @@ impl Router {
                             .await)
                     });
                 }
+                Command::Authorize {
+                    authorization,
+                    amount_minor,
+                    cards,
+                } => {
+                    let router = self.clone();
+                    answer_beside(reply, tag, async move {
+                        let coordinator = &router.coordinator;
+                        Ok(coordinator
+                            .authorize(authorization, amount_minor, cards)
+                            .await)
+                    });
+                }
+                Command::Capture {
+                    operation,
+                    authorization,
+                    amount_minor,
+                } => {
+                    let router = self.clone();
+                    answer_beside(reply, tag, async move {
+                        let coordinator = &router.coordinator;
+                        Ok(coordinator
+                            .capture(operation, authorization, amount_minor)
+                            .await)
+                    });
+                }
                 admin => self.answer_in_admin_lane(reply, tag, admin),
             }
         }
@@ -246,7 +283,9 @@ impl Router {
             | Command::Balance { .. }
             | Command::Activate { .. }
             | Command::ReverseActivation { .. }
-            | Command::Refund { .. } => {
+            | Command::Refund { .. }
+            | Command::Authorize { .. }
+            | Command::Capture { .. } => {
                 unreachable!("card commands are routed to the shards")
             }
         }

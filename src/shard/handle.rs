@@ -12,8 +12,8 @@
 
 use super::messages::{
     Abort, Activate, Activation, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientOp,
-    ClientWork, Commit, Insert, MailboxSlot, NewCard, Prepare, RecordDecision, RecordRefund,
-    ReportPage, Stats,
+    ClientWork, Commit, Insert, KeepAuthorized, MailboxSlot, NewCard, Prepare, RecordAuthorization,
+    RecordDecision, RecordRefund, ReportPage, Stats,
 };
 use super::{Services, Shard};
 use crate::ids::{PaymentId, RefundId, ShardId};
@@ -21,8 +21,8 @@ use crate::ledger::{ShardAudit, ShardPage};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
-use crate::state_machine::{Credit, PrepareRequest, ShardMachine, Take, Vote};
-use crate::storage::records::{PaymentRecord, PaymentRefunds, RefundRecord};
+use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, ShardMachine, Take, Vote};
+use crate::storage::records::{HoldRecord, PaymentRecord, PaymentRefunds, RefundRecord};
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use std::sync::Arc;
@@ -224,6 +224,36 @@ impl Shards {
         self.ask(shard, |done, _slot| RecordDecision {
             payment,
             record,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn keep_authorized(
+        &self,
+        shard: ShardId,
+        authorization: PaymentId,
+        keeps: Vec<Take>,
+        record: HoldRecord,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| KeepAuthorized {
+            authorization,
+            keeps,
+            record,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn record_authorization(
+        &self,
+        shard: ShardId,
+        step: AuthorizationStep,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| RecordAuthorization {
+            step,
             done,
             _slot,
         })

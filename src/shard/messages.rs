@@ -7,8 +7,8 @@ use crate::ledger::{ShardAudit, ShardPage};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
-use crate::state_machine::{Credit, PrepareRequest, Take, Vote};
-use crate::storage::records::{PaymentRecord, PaymentRefunds, RefundRecord};
+use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, Take, Vote};
+use crate::storage::records::{HoldRecord, PaymentRecord, PaymentRefunds, RefundRecord};
 use actix::Message;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -118,6 +118,24 @@ pub struct RecordDecision {
     pub _slot: MailboxSlot,
 }
 shard_message!(RecordDecision);
+
+/// An authorization's holds, trimmed to what it keeps.
+pub struct KeepAuthorized {
+    pub authorization: PaymentId,
+    pub keeps: Vec<Take>,
+    pub record: HoldRecord,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(KeepAuthorized);
+
+/// An authorization's step, written by its home shard.
+pub struct RecordAuthorization {
+    pub step: AuthorizationStep,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(RecordAuthorization);
 
 /// A refund's decision, written by its home shard.
 pub struct RecordRefund {

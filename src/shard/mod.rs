@@ -47,7 +47,7 @@ use crate::storage::Storage;
 use actix::prelude::*;
 use messages::{
     Abort, Activate, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit, Insert,
-    Prepare, RecordDecision, RecordRefund, ReportPage, Stats,
+    KeepAuthorized, Prepare, RecordAuthorization, RecordDecision, RecordRefund, ReportPage, Stats,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -374,6 +374,30 @@ impl Handler<RecordDecision> for Shard {
         let changes = &mut self.pending.changes;
         self.machine
             .record_decision(message.payment, &message.record, changes);
+        self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<KeepAuthorized> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: KeepAuthorized, _ctx: &mut Context<Self>) {
+        self.machine.keep_authorized(
+            message.authorization,
+            &message.keeps,
+            &message.record,
+            &mut self.pending.changes,
+        );
+        self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<RecordAuthorization> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: RecordAuthorization, _ctx: &mut Context<Self>) {
+        let changes = &mut self.pending.changes;
+        self.machine.record_authorization(&message.step, changes);
         self.deliver_when_durable(1, Delivery::Done(message.done));
     }
 }

@@ -76,7 +76,7 @@ impl ShardMachine {
         let mut holds: Vec<_> = self.holds.iter().collect();
         holds.sort_unstable_by_key(|((payment, key), _)| (*payment, *key));
         for (&(payment, key), &amount_minor) in holds {
-            if !in_flight(payment) {
+            if !in_flight(payment) && !self.authorized.contains(&payment) {
                 findings.push(format!(
                     "shard {}: dangling hold of {amount_minor} on card {} for merchant {} request {}",
                     self.id,

@@ -9,10 +9,10 @@
 
 use super::ShardMachine;
 use crate::card::DeclineReason;
-use crate::ids::{CardRef, PaymentId, Position};
+use crate::ids::{CardRef, OperationId, PaymentId, Position};
 use crate::pin::PinKey;
 use crate::storage::Changes;
-use crate::storage::records::{BookKind, HoldRecord, PaymentRecord};
+use crate::storage::records::{BookKind, HoldRecord, OperationRecord, PaymentRecord};
 
 /// Phase one, as this shard sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,25 @@ pub enum Vote {
         position: Position,
         reason: DeclineReason,
     },
+}
+
+/// An authorization's decision, as its home shard writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationStep {
+    pub authorization: PaymentId,
+    pub record: PaymentRecord,
+    pub index: IndexChange,
+    /// The capture or void that closed it.
+    pub operation: Option<(OperationId, OperationRecord)>,
+}
+
+/// What a step does to the index of open authorizations' deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexChange {
+    Open(u64),
+    Close(u64),
+    /// A declined authorization never opened.
+    None,
 }
 
 /// Phase two, commit: what to take from one held card.
@@ -98,15 +117,55 @@ impl ShardMachine {
         Vote::Yes { holds }
     }
 
+    /// An authorization's holds, trimmed to what it keeps on each card
+    /// (`keeps`: every card of this shard in the authorization, the keep
+    /// at most its hold). The rest is released; the holds then stand, and
+    /// their records say the kept amounts, until the authorization is
+    /// captured ([`ShardMachine::commit`]) or voided or released
+    /// ([`ShardMachine::abort`]).
+    pub fn keep_authorized(
+        &mut self,
+        payment: PaymentId,
+        keeps: &[Take],
+        record: &HoldRecord,
+        out: &mut Changes,
+    ) {
+        for keep in keeps {
+            let hold_minor = *self
+                .holds
+                .get(&(payment, keep.key))
+                .expect("an authorization keeps a hold this shard placed");
+            assert!(keep.take_minor <= hold_minor, "a keep is within its hold");
+            self.update_card(&keep.key, |card| card.release(hold_minor - keep.take_minor));
+            if keep.take_minor == 0 {
+                self.holds.remove(&(payment, keep.key));
+                out.delete_hold(payment, &keep.key);
+            } else {
+                self.holds.insert((payment, keep.key), keep.take_minor);
+                let kept = HoldRecord {
+                    hold_minor: keep.take_minor,
+                    ..record.clone()
+                };
+                out.put_hold(payment, &keep.key, &kept);
+            }
+        }
+        self.authorized.insert(payment);
+    }
+
     /// Phase two: each hold becomes a debit of its take (the rest of the
     /// hold is released); the merchant's share is credited with the total.
     pub fn commit(&mut self, payment: PaymentId, takes: &[Take], out: &mut Changes) {
+        self.authorized.remove(&payment);
         let mut total_minor = 0u64;
         for take in takes {
-            let hold_minor = self
-                .holds
-                .remove(&(payment, take.key))
-                .expect("commit names a card this shard prepared");
+            // A card an authorization kept nothing on has no hold left.
+            let Some(hold_minor) = self.holds.remove(&(payment, take.key)) else {
+                assert_eq!(
+                    take.take_minor, 0,
+                    "commit takes from a card this shard holds"
+                );
+                continue;
+            };
             let card = self.update_card(&take.key, |card| {
                 card.commit_hold(hold_minor, take.take_minor);
                 *card
@@ -125,11 +184,32 @@ impl ShardMachine {
     /// Phase two, abort. Cards this shard never held (it voted no, or the
     /// prepare never arrived) are skipped.
     pub fn abort(&mut self, payment: PaymentId, keys: &[PinKey], out: &mut Changes) {
+        self.authorized.remove(&payment);
         for key in keys {
             if let Some(hold_minor) = self.holds.remove(&(payment, *key)) {
                 self.update_card(key, |card| card.release(hold_minor));
                 out.delete_hold(payment, key);
             }
+        }
+    }
+
+    /// Makes an authorization's step durable on its home shard: its payment
+    /// record, its entry in the index of deadlines (added when it opens,
+    /// removed when it closes) and the capture or void that closed it, in
+    /// one write, before any shard hears of it.
+    pub fn record_authorization(&mut self, step: &AuthorizationStep, out: &mut Changes) {
+        out.put_payment(step.authorization, &step.record);
+        match step.index {
+            IndexChange::Open(expires_at_ms) => {
+                out.put_authorization_index(expires_at_ms, step.authorization)
+            }
+            IndexChange::Close(expires_at_ms) => {
+                out.delete_authorization_index(expires_at_ms, step.authorization)
+            }
+            IndexChange::None => {}
+        }
+        if let Some((operation, record)) = &step.operation {
+            out.put_operation(*operation, record);
         }
     }
 

@@ -34,7 +34,7 @@ mod refund;
 mod reverse;
 
 pub use cards::Cards;
-pub use holds::{HeldCard, PrepareRequest, Take, Vote};
+pub use holds::{AuthorizationStep, HeldCard, IndexChange, PrepareRequest, Take, Vote};
 pub use pay::is_recorded;
 pub(crate) use pay::split_payment;
 pub use refund::Credit;
@@ -46,7 +46,7 @@ use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, BalanceResponse, ErrorCode, ErrorResponse, ReportAccount};
 use crate::storage::Changes;
 use crate::storage::records::BookKind;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Holds of prepared two-phase payments, by (payment, card).
 type HoldMap = HashMap<(PaymentId, PinKey), u64>;
@@ -61,6 +61,10 @@ pub struct ShardMachine {
     id: ShardId,
     cards: Cards,
     holds: HoldMap,
+    /// Payments whose holds here are an open authorization's: they stand
+    /// until it is captured, voided or released (not in flight, yet not
+    /// dangling).
+    authorized: HashSet<PaymentId>,
     reversals: ReversalMap,
     books: ShardBooks,
     /// Accounts credited since the last write-set was closed (rows to
@@ -80,6 +84,7 @@ impl ShardMachine {
             id,
             cards,
             holds: HoldMap::new(),
+            authorized: HashSet::new(),
             reversals: ReversalMap::new(),
             books,
             dirty_books: BTreeSet::new(),

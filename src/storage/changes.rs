@@ -2,10 +2,11 @@
 
 use super::Cf;
 use super::records::{
-    self, BookKind, HoldRecord, PaymentRecord, PaymentRefunds, PrincipalRecord, RefundRecord,
+    self, BookKind, HoldRecord, OperationRecord, PaymentRecord, PaymentRefunds, PrincipalRecord,
+    RefundRecord,
 };
 use crate::card::Card;
-use crate::ids::{PaymentId, RefundId, ShardId};
+use crate::ids::{OperationId, PaymentId, RefundId, ShardId};
 use crate::pin::PinKey;
 
 /// Puts and deletes to apply atomically, in order.
@@ -135,6 +136,26 @@ impl Changes {
         self.put_with(Cf::Refunded, &payment.to_bytes(), |out| {
             refunds.encode_into(out)
         });
+    }
+
+    pub(crate) fn put_operation(&mut self, operation: OperationId, record: &OperationRecord) {
+        self.put_with(Cf::Operations, &operation.to_bytes(), |out| {
+            record.encode_into(out)
+        });
+    }
+
+    pub(crate) fn put_authorization_index(&mut self, expires_at_ms: u64, authorization: PaymentId) {
+        let key = records::authorization_key(expires_at_ms, authorization);
+        self.put(Cf::Authorizations, &key, &[]);
+    }
+
+    pub(crate) fn delete_authorization_index(
+        &mut self,
+        expires_at_ms: u64,
+        authorization: PaymentId,
+    ) {
+        let key = records::authorization_key(expires_at_ms, authorization);
+        self.delete(Cf::Authorizations, &key);
     }
 
     pub(crate) fn put_reversal(

@@ -18,8 +18,8 @@ pub mod records;
 
 pub use changes::Changes;
 
-use crate::ids::{PaymentId, RefundId};
-use records::{PaymentRecord, PaymentRefunds, RefundRecord};
+use crate::ids::{OperationId, PaymentId, RefundId};
+use records::{OperationRecord, PaymentRecord, PaymentRefunds, RefundRecord};
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -41,10 +41,12 @@ pub enum Cf {
     Refunded = 7,
     Credits = 8,
     Reversals = 9,
+    Operations = 10,
+    Authorizations = 11,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 12] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
@@ -55,6 +57,8 @@ impl Cf {
         Cf::Refunded,
         Cf::Credits,
         Cf::Reversals,
+        Cf::Operations,
+        Cf::Authorizations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +73,8 @@ impl Cf {
             Cf::Refunded => "refunded",
             Cf::Credits => "credits",
             Cf::Reversals => "reversals",
+            Cf::Operations => "operations",
+            Cf::Authorizations => "authorizations",
         }
     }
 
@@ -129,6 +135,17 @@ pub trait Store {
     fn get_refund(&self, refund: RefundId) -> Result<Option<RefundRecord>, StorageError> {
         match self.get(Cf::Refunds, &refund.to_bytes())? {
             Some(bytes) => Ok(Some(RefundRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The record of a capture or void.
+    fn get_operation(
+        &self,
+        operation: OperationId,
+    ) -> Result<Option<OperationRecord>, StorageError> {
+        match self.get(Cf::Operations, &operation.to_bytes())? {
+            Some(bytes) => Ok(Some(OperationRecord::decode(&bytes)?)),
             None => Ok(None),
         }
     }

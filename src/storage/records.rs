@@ -22,6 +22,8 @@
 //! | `refunded`    | payment id (12)                       | format 1, postcard    |
 //! | `credits`     | refund id (12), pin key (16)          | amount u64 LE         |
 //! | `reversals`   | pin key (16), store u32 BE, POS u64 BE | amount u64 LE        |
+//! | `operations`  | capture/void id (12)                  | format 1, postcard    |
+//! | `authorizations` | expires-at ms u64 BE, payment id (12) | empty (an index)  |
 
 use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, ShardId};
@@ -116,7 +118,7 @@ pub(crate) fn hold_key(payment: PaymentId, card: &PinKey) -> [u8; HOLD_KEY_BYTES
     out
 }
 
-pub(crate) fn decode_hold_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
+pub fn decode_hold_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
     if bytes.len() != HOLD_KEY_BYTES {
         return Err(format!("hold key of {} bytes", bytes.len()));
     }
@@ -301,6 +303,17 @@ pub struct PaymentRecord {
     /// The payment's cards, in request order.
     pub cards: Vec<CardRef>,
     pub outcome: RecordedOutcome,
+    /// Set when the request was an authorization (kept after it is
+    /// captured or closed, so a retry of the authorization is answered as
+    /// it first was).
+    pub authorization: Option<AuthorizationTerms>,
+}
+
+/// What an authorization held, per card in request order, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationTerms {
+    pub held_minor: Vec<u64>,
+    pub expires_at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +327,10 @@ pub enum RecordedOutcome {
         /// What the cards could have paid (insufficient funds), else 0.
         available_minor: u64,
     },
+    /// An open authorization: its holds stand (see
+    /// [`PaymentRecord::authorization`]) until it is captured (then
+    /// `Approved`) or voided or released (then `Declined`).
+    Authorized,
 }
 
 /// What one card gave to an approved payment.
@@ -338,19 +355,46 @@ impl PaymentRecord {
         matches!(self.outcome, RecordedOutcome::Approved { .. })
     }
 
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let v3 = disk::PaymentV3 {
-            at_ms: self.at_ms,
-            payment: disk::PaymentV2::from(self),
-        };
-        encode_versioned(PAYMENT_FORMAT, &v3, out);
+    /// An authorization still open (holds standing).
+    pub fn is_open_authorization(&self) -> bool {
+        self.outcome == RecordedOutcome::Authorized
     }
 
-    /// Reads format 3, and formats 2 and 1 as written before it.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let v4 = disk::PaymentV4 {
+            at_ms: self.at_ms,
+            payment: disk::PaymentV2::from(self),
+            authorization: self.authorization.as_ref().map(|terms| disk::TermsV4 {
+                held_minor: terms.held_minor.clone(),
+                expires_at_ms: terms.expires_at_ms,
+            }),
+        };
+        encode_versioned(PAYMENT_FORMAT, &v4, out);
+    }
+
+    /// Reads format 4, and formats 3, 2 and 1 as written before it.
     pub fn decode(bytes: &[u8]) -> Result<PaymentRecord, String> {
         const WHAT: &str = "payment record";
         match bytes.split_first() {
             Some((&PAYMENT_FORMAT, body)) => {
+                let v4 = decode_all::<disk::PaymentV4>(body, WHAT)?;
+                let mut record = PaymentRecord::try_from(v4.payment)?;
+                record.at_ms = v4.at_ms;
+                record.authorization = v4.authorization.map(|terms| AuthorizationTerms {
+                    held_minor: terms.held_minor,
+                    expires_at_ms: terms.expires_at_ms,
+                });
+                let held_per_card = record.authorization.as_ref().is_none_or(|t| {
+                    t.held_minor.is_empty() || t.held_minor.len() == record.cards.len()
+                });
+                if !held_per_card
+                    || (record.is_open_authorization() && record.authorization.is_none())
+                {
+                    return Err(format!("{WHAT}: authorization terms do not fit its cards"));
+                }
+                Ok(record)
+            }
+            Some((&disk::PAYMENT_FORMAT_V3, body)) => {
                 let v3 = decode_all::<disk::PaymentV3>(body, WHAT)?;
                 let mut record = PaymentRecord::try_from(v3.payment)?;
                 record.at_ms = v3.at_ms;
@@ -367,7 +411,7 @@ impl PaymentRecord {
     }
 }
 
-const PAYMENT_FORMAT: u8 = 3;
+const PAYMENT_FORMAT: u8 = 4;
 
 // -------------------------------------------------------------- reversals
 
@@ -396,6 +440,55 @@ pub(crate) fn decode_reversal_key(bytes: &[u8]) -> Result<(PinKey, u32, u64), St
     let mut pos = [0u8; 8];
     pos.copy_from_slice(&bytes[PIN_KEY_BYTES + 4..]);
     Ok((card, u32::from_be_bytes(store), u64::from_be_bytes(pos)))
+}
+
+// ------------------------------------------------------------ authorizations
+
+const OPERATION_FORMAT: u8 = 1;
+
+/// A capture or void that closed an authorization, under its own id: the
+/// idempotency record of the operation (its effect is the authorization's
+/// payment record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationRecord {
+    pub authorization_request_id: u64,
+    /// What was captured; `None` for a void.
+    pub captured_minor: Option<u64>,
+}
+
+impl OperationRecord {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(OPERATION_FORMAT, self, out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<OperationRecord, String> {
+        decode_versioned(OPERATION_FORMAT, bytes, "operation record")
+    }
+}
+
+pub(crate) const AUTHORIZATION_KEY_BYTES: usize = 8 + PAYMENT_ID_BYTES;
+
+/// An open authorization in the index of deadlines: ordered by when it is
+/// to be released, so start-up finds them all without reading payments.
+pub(crate) fn authorization_key(
+    expires_at_ms: u64,
+    authorization: PaymentId,
+) -> [u8; AUTHORIZATION_KEY_BYTES] {
+    let mut out = [0u8; AUTHORIZATION_KEY_BYTES];
+    out[..8].copy_from_slice(&expires_at_ms.to_be_bytes());
+    out[8..].copy_from_slice(&authorization.to_bytes());
+    out
+}
+
+pub fn decode_authorization_key(bytes: &[u8]) -> Result<(u64, PaymentId), String> {
+    if bytes.len() != AUTHORIZATION_KEY_BYTES {
+        return Err(format!("authorization key of {} bytes", bytes.len()));
+    }
+    let authorization = PaymentId::from_bytes(&bytes[8..])
+        .ok_or_else(|| "authorization key payment id".to_string())?;
+    let mut at = [0u8; 8];
+    at.copy_from_slice(&bytes[..8]);
+    Ok((u64::from_be_bytes(at), authorization))
 }
 
 // ---------------------------------------------------------------- refunds
@@ -484,6 +577,10 @@ fn reason_code(reason: DeclineReason) -> u8 {
         DeclineReason::UnknownPayment => 12,
         DeclineReason::ExceedsRefundable => 13,
         DeclineReason::Expired => 14,
+        DeclineReason::UnknownAuthorization => 15,
+        DeclineReason::AuthorizationClosed => 16,
+        DeclineReason::AuthorizationExpired => 17,
+        DeclineReason::ExceedsAuthorized => 18,
     }
 }
 
@@ -567,6 +664,7 @@ mod disk {
                 .collect();
             Ok(PaymentRecord {
                 at_ms: 0,
+                authorization: None,
                 amount_minor: v1.amount_minor,
                 cards,
                 outcome,
@@ -575,6 +673,21 @@ mod disk {
     }
 
     pub const PAYMENT_FORMAT_V2: u8 = 2;
+    pub const PAYMENT_FORMAT_V3: u8 = 3;
+
+    /// Format 4: format 3, then the authorization's terms (if it was one).
+    #[derive(Serialize, Deserialize)]
+    pub struct PaymentV4 {
+        pub at_ms: u64,
+        pub payment: PaymentV2,
+        pub authorization: Option<TermsV4>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub struct TermsV4 {
+        pub held_minor: Vec<u64>,
+        pub expires_at_ms: u64,
+    }
 
     /// Format 3: the decision time, then format 2's body.
     #[derive(Serialize, Deserialize)]
@@ -607,6 +720,9 @@ mod disk {
             position: u8,
             available_minor: u64,
         },
+        /// Added with format 4 (appended: earlier variants keep their
+        /// indexes).
+        Authorized,
     }
 
     #[derive(Serialize, Deserialize)]
@@ -636,6 +752,7 @@ mod disk {
                     position: position.map_or(0, Position::number),
                     available_minor: *available_minor,
                 },
+                RecordedOutcome::Authorized => OutcomeV2::Authorized,
             };
             PaymentV2 {
                 amount_minor: record.amount_minor,
@@ -680,9 +797,11 @@ mod disk {
                     position: Position::from_number(position),
                     available_minor,
                 },
+                OutcomeV2::Authorized => RecordedOutcome::Authorized,
             };
             Ok(PaymentRecord {
                 at_ms: 0,
+                authorization: None,
                 amount_minor: v2.amount_minor,
                 cards: v2
                     .cards
@@ -724,6 +843,7 @@ mod tests {
     fn approved_700() -> PaymentRecord {
         PaymentRecord {
             at_ms: 0,
+            authorization: None,
             amount_minor: 700,
             cards: vec![card_ref(1), card_ref(2)],
             outcome: RecordedOutcome::Approved {
@@ -796,20 +916,52 @@ mod tests {
             repeated("01", 16),
             repeated("02", 16)
         );
-        assert_eq!(hex(&bytes), format!("03 00 {body}"));
+        // Format 4: the time, format 2's body, no authorization terms.
+        assert_eq!(hex(&bytes), format!("04 00 {body} 00"));
         let decoded = PaymentRecord::decode(&bytes).expect("decode");
         assert_eq!(decoded, approved);
+        // Format 3, before authorizations: the time and the body.
+        let v3: Vec<u8> = std::iter::once(3)
+            .chain(bytes[1..bytes.len() - 1].iter().copied())
+            .collect();
+        assert_eq!(PaymentRecord::decode(&v3), Ok(approved.clone()));
         // Format 2, as written before the decision time was kept.
         let v2: Vec<u8> = std::iter::once(2)
-            .chain(bytes[2..].iter().copied())
+            .chain(bytes[2..bytes.len() - 1].iter().copied())
             .collect();
         assert_eq!(hex(&v2), format!("02 {body}"));
         assert_eq!(PaymentRecord::decode(&v2), Ok(approved.clone()));
+        // An open authorization: outcome 2, then its terms.
+        let open = PaymentRecord {
+            outcome: RecordedOutcome::Authorized,
+            authorization: Some(AuthorizationTerms {
+                held_minor: vec![500, 200],
+                expires_at_ms: 9,
+            }),
+            ..approved.clone()
+        };
+        let mut bytes = Vec::new();
+        open.encode_into(&mut bytes);
+        let cards = format!("02 {} 01 {} 02", repeated("01", 16), repeated("02", 16));
+        assert_eq!(
+            hex(&bytes),
+            format!("04 00 BC 05 {cards} 02 01 02 F4 03 C8 01 09")
+        );
+        assert_eq!(PaymentRecord::decode(&bytes), Ok(open.clone()));
+        let mut unfit = open;
+        unfit.authorization = Some(AuthorizationTerms {
+            held_minor: vec![1],
+            expires_at_ms: 9,
+        });
+        let mut bytes = Vec::new();
+        unfit.encode_into(&mut bytes);
+        assert!(PaymentRecord::decode(&bytes).is_err(), "terms per card");
         assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
         assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
 
         let declined = PaymentRecord {
             at_ms: 1_700_000_000_000,
+            authorization: None,
             amount_minor: 900,
             cards: vec![card_ref(1)],
             outcome: RecordedOutcome::Declined {
@@ -821,7 +973,7 @@ mod tests {
         let mut bytes = Vec::new();
         declined.encode_into(&mut bytes);
         let expected = format!(
-            "03 80 D0 95 FF BC 31 84 07 01 {} 01 01 04 01 F4 03",
+            "04 80 D0 95 FF BC 31 84 07 01 {} 01 01 04 01 F4 03 00",
             repeated("01", 16)
         );
         assert_eq!(hex(&bytes), expected);

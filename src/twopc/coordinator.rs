@@ -37,11 +37,15 @@ pub struct Coordinator {
     pub(super) shards: Arc<Shards>,
     pub(super) storage: Arc<Storage>,
     pub(super) claims: Arc<Claims>,
-    guard: Arc<Guard>,
+    pub(super) guard: Arc<Guard>,
     prepare_timeout: Duration,
     /// Refunds being processed, by refund id (a namespace of its own).
     pub(super) refund_claims: Claims,
     pub(super) refund_window_ms: u64,
+    /// Captures and voids being processed, by their own ids.
+    pub(super) operation_claims: Claims,
+    pub(super) open_authorizations: super::authorization::OpenAuthorizations,
+    pub(super) authorization_ttl_ms: u64,
 }
 
 impl Coordinator {
@@ -52,6 +56,7 @@ impl Coordinator {
         guard: Arc<Guard>,
         prepare_timeout: Duration,
         refund_window_ms: u64,
+        authorization_ttl_ms: u64,
     ) -> Coordinator {
         Coordinator {
             shards,
@@ -61,6 +66,9 @@ impl Coordinator {
             prepare_timeout,
             refund_claims: Claims::new(),
             refund_window_ms,
+            operation_claims: Claims::new(),
+            open_authorizations: Default::default(),
+            authorization_ttl_ms,
         }
     }
 
@@ -124,7 +132,10 @@ impl Coordinator {
 
     /// Phase one on every participant at once, then the decision; abort if
     /// the votes do not all arrive within the prepare timeout.
-    async fn prepare_and_decide(&self, two_phase: &mut TwoPhase) -> Result<PayResponse, ShardGone> {
+    pub(super) async fn prepare_and_decide(
+        &self,
+        two_phase: &mut TwoPhase,
+    ) -> Result<PayResponse, ShardGone> {
         let prepares: Vec<_> = (0..two_phase.participants().len())
             .map(|index| {
                 (
@@ -160,7 +171,7 @@ impl Coordinator {
     }
 
     /// Phase two on every participant at once; returns when all are durable.
-    async fn commit_or_abort(
+    pub(super) async fn commit_or_abort(
         &self,
         two_phase: &TwoPhase,
         decision: &PayResponse,

@@ -8,6 +8,9 @@
 //!   the durable decision log (no decision means abort).
 //! * [`crashpoint`]: named places where a test can make the process die, to
 //!   prove the recovery rules.
+//! * [`authorization`]: authorizations, payments whose decision waits:
+//!   phase one now, phase two at capture, void, or release at their
+//!   deadline.
 //! * [`refund`]: refunds, whose credits reach every shard of a payment
 //!   atomically (a decision record, then the credits; the same crash
 //!   points and recovery).
@@ -23,5 +26,6 @@ pub(crate) mod recovery;
 pub mod refund;
 
 pub(crate) use coordinator::Coordinator;
+pub mod authorization;
 pub use decision::{Participant, PhaseTwo, TwoPhase};
 pub use recovery::Recovered;

@@ -37,6 +37,7 @@ pub struct Recovered {
     pub holds_released: usize,
     pub payments_presumed_aborted: usize,
     pub refund_credits_applied: usize,
+    pub authorization_holds_kept: usize,
 }
 
 /// One hold found on disk.
@@ -76,6 +77,17 @@ pub(crate) fn resolve_holds(
         let shard = ShardId::of(&hold.key, machines.len());
         let machine = &mut machines[shard.index()];
         machine.restore_hold(hold.payment, hold.key, hold.record.hold_minor)?;
+        if let Some(keep_minor) = kept_by_open_authorization(decision, &hold)? {
+            // An open authorization: its hold stands (trimmed to what it
+            // keeps, if the crash came before the trim).
+            let keep = Take {
+                key: hold.key,
+                take_minor: keep_minor,
+            };
+            machine.keep_authorized(hold.payment, &[keep], &hold.record, changes);
+            recovered.authorization_holds_kept += 1;
+            continue;
+        }
         match decision.take_for(&hold.key) {
             Some(take_minor) if take_minor <= hold.record.hold_minor => {
                 let take = Take {
@@ -99,6 +111,26 @@ pub(crate) fn resolve_holds(
         }
     }
     Ok(recovered)
+}
+
+/// What an open authorization keeps on the card of `hold` (`None` when
+/// the decision is not an open authorization).
+fn kept_by_open_authorization(
+    decision: &PaymentRecord,
+    hold: &FoundHold,
+) -> Result<Option<u64>, StorageError> {
+    if !decision.is_open_authorization() {
+        return Ok(None);
+    }
+    let terms = decision.authorization.as_ref().expect("checked at decode");
+    let index = decision.cards.iter().position(|card| card.key == hold.key);
+    match index.and_then(|index| terms.held_minor.get(index)) {
+        Some(&keep_minor) if keep_minor <= hold.record.hold_minor => Ok(Some(keep_minor)),
+        _ => Err(StorageError(format!(
+            "authorization keeps more on card {} than its hold",
+            hold.key.label()
+        ))),
+    }
 }
 
 /// Applies every refund credit left on disk into `machines` and `changes`.
@@ -156,6 +188,7 @@ fn presumed_abort(hold: &HoldRecord) -> PaymentRecord {
     PaymentRecord {
         // Declined: no window counts from it.
         at_ms: 0,
+        authorization: None,
         amount_minor: hold.amount_minor,
         cards: hold
             .card_keys

@@ -285,6 +285,7 @@ mod tests {
         };
         PaymentRecord {
             at_ms: 10 * DAY_MS,
+            authorization: None,
             amount_minor: 1300,
             cards: vec![card(1), card(2)],
             outcome: RecordedOutcome::Approved {

@@ -14,6 +14,7 @@
 //! One file per request that needs checking.
 
 mod activate;
+mod authorization;
 mod balance;
 mod issue;
 mod pay;
@@ -55,11 +56,13 @@ pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usiz
     const SMALL_BYTES: usize = 64;
     let bound = match kind {
         // A part per card (at most 23 bytes) for each PIN (at least 11).
-        KIND_PAY => SMALL_BYTES + 2 * frame_bytes,
+        KIND_PAY | crate::protocol::KIND_AUTHORIZE => SMALL_BYTES + 2 * frame_bytes,
         // A result per PIN (at most 11 bytes) for each PIN (at least 11).
         KIND_ACTIVATE => SMALL_BYTES + frame_bytes,
         // A part per card of the payment (at most 13 bytes each).
-        crate::protocol::KIND_REFUND => SMALL_BYTES + 13 * crate::config::CARDS_PER_PAYMENT_MAX,
+        crate::protocol::KIND_REFUND | crate::protocol::KIND_CAPTURE => {
+            SMALL_BYTES + 13 * crate::config::CARDS_PER_PAYMENT_MAX
+        }
         KIND_BALANCE => SMALL_BYTES,
         // Weighed precisely once decoded (`batch_reply_bound`).
         crate::protocol::KIND_PAY_BATCH => limits.max_frame_bytes,
@@ -104,6 +107,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         request,
         Request::Pay(_)
             | Request::PayBatch(_)
+            | Request::Authorize(_)
             | Request::Balance(_)
             | Request::Activate(_)
             | Request::ReverseActivation(_)
@@ -126,6 +130,9 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Balance(body) => balance::validate(&body, principal, context),
         Request::ReverseActivation(body) => reverse_activation::validate(&body, principal, context),
         Request::Refund(body) => refund::validate(&body, principal, context),
+        Request::Authorize(body) => authorization::authorize(&body, principal, context),
+        Request::Capture(body) => authorization::capture(&body, principal, context),
+        Request::Void(body) => authorization::void(&body, principal),
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
             unreachable!("answered above or by the session")
         }
@@ -146,9 +153,13 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_) => Some(Role::Operator),
         Request::Activate(_) | Request::ReverseActivation(_) => Some(Role::StoreHq),
-        Request::Pay(_) | Request::PayBatch(_) | Request::Balance(_) | Request::Refund(_) => {
-            Some(Role::Merchant)
-        }
+        Request::Pay(_)
+        | Request::PayBatch(_)
+        | Request::Balance(_)
+        | Request::Refund(_)
+        | Request::Authorize(_)
+        | Request::Capture(_)
+        | Request::Void(_) => Some(Role::Merchant),
     }
 }
 
@@ -165,6 +176,17 @@ fn report(mut body: crate::protocol::ReportRequest, limits: &Limits) -> Action {
     let most = u32::try_from(limits.max_report_lines).unwrap_or(u32::MAX);
     body.limit = body.limit.min(most);
     Action::Route(Command::Report(body))
+}
+
+/// The refusal of an amount of 0 or above the payment limit (payments,
+/// authorizations, captures, refunds).
+fn amount_refused(amount_minor: u64, limits: &Limits) -> Option<Action> {
+    (amount_minor == 0 || amount_minor > limits.max_amount_minor).then(|| {
+        reject(
+            ErrorCode::InvalidAmount,
+            format!("amount must be 1..={}", limits.max_amount_minor),
+        )
+    })
 }
 
 /// The refusal of a store HQ acting for a store it is not registered for.

@@ -2,7 +2,7 @@
 //! well-formed and none repeated, checked in request order. The merchant is
 //! the authenticated principal, never a field of the request.
 
-use super::{Action, Context, pin_failure, reject};
+use super::{Action, Context, amount_refused, pin_failure, reject};
 use crate::auth::Principal;
 use crate::ids::{CardRef, PaymentId};
 use crate::pin::{Pin, PinHasher};
@@ -10,33 +10,66 @@ use crate::protocol::{ErrorCode, PayRequest};
 use crate::router::Command;
 
 pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Context<'_>) -> Action {
+    match checked(
+        body.request_id,
+        body.amount_minor,
+        &body.pins,
+        principal,
+        context,
+    ) {
+        Ok(payment) => Action::Route(Command::Pay {
+            payment: payment.id,
+            amount_minor: payment.amount_minor,
+            cards: payment.cards,
+        }),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// A payment (or an authorization, which is checked the same way) that
+/// passed every check.
+pub(super) struct Checked {
+    pub id: PaymentId,
+    pub amount_minor: u64,
+    pub cards: Vec<CardRef>,
+}
+
+/// The checks of a payment: card count, amount, every PIN well-formed and
+/// none repeated, in request order; the refusal to send otherwise.
+pub(super) fn checked(
+    request_id: u64,
+    amount_minor: u64,
+    pins: &[String],
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Result<Checked, Box<Action>> {
     let limits = context.limits;
-    let count = body.pins.len();
+    let count = pins.len();
     if count == 0 || count > limits.max_cards_per_payment {
-        return reject(
+        return Err(Box::new(reject(
             ErrorCode::LimitExceeded,
             format!("a payment names 1..={} PINs", limits.max_cards_per_payment),
-        );
+        )));
     }
-    if body.amount_minor == 0 || body.amount_minor > limits.max_amount_minor {
-        return reject(
-            ErrorCode::InvalidAmount,
-            format!("amount must be 1..={}", limits.max_amount_minor),
-        );
+    if let Some(refusal) = amount_refused(amount_minor, limits) {
+        return Err(Box::new(refusal));
     }
-    let cards = match cards(&body.pins, context.hasher) {
+    let cards = match cards(pins, context.hasher) {
         Ok(cards) => cards,
         Err(Refusal::BadPin(message)) => {
-            return pin_failure(principal, context, reject(ErrorCode::InvalidPin, message));
+            let refusal = reject(ErrorCode::InvalidPin, message);
+            return Err(Box::new(pin_failure(principal, context, refusal)));
         }
-        Err(Refusal::Duplicate(message)) => return reject(ErrorCode::DuplicatePin, message),
+        Err(Refusal::Duplicate(message)) => {
+            return Err(Box::new(reject(ErrorCode::DuplicatePin, message)));
+        }
     };
-    Action::Route(Command::Pay {
-        payment: PaymentId {
+    Ok(Checked {
+        id: PaymentId {
             merchant_id: principal.id,
-            request_id: body.request_id,
+            request_id,
         },
-        amount_minor: body.amount_minor,
+        amount_minor,
         cards,
     })
 }

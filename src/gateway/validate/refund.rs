@@ -2,10 +2,10 @@
 //! merchant's own by construction: it is named by the merchant's request
 //! id, under the authenticated merchant.
 
-use super::{Action, Context, reject};
+use super::{Action, Context, amount_refused};
 use crate::auth::Principal;
 use crate::ids::{PaymentId, RefundId};
-use crate::protocol::{ErrorCode, RefundRequest};
+use crate::protocol::RefundRequest;
 use crate::router::Command;
 
 pub(super) fn validate(
@@ -13,12 +13,8 @@ pub(super) fn validate(
     principal: &Principal,
     context: &Context<'_>,
 ) -> Action {
-    let limits = context.limits;
-    if body.amount_minor == 0 || body.amount_minor > limits.max_amount_minor {
-        return reject(
-            ErrorCode::InvalidAmount,
-            format!("amount must be 1..={}", limits.max_amount_minor),
-        );
+    if let Some(refusal) = amount_refused(body.amount_minor, context.limits) {
+        return refusal;
     }
     Action::Route(Command::Refund {
         refund: RefundId {
