@@ -2,7 +2,8 @@
 //! writes the refund, the payment's refunded amounts and a credit owed to
 //! each card, in one write) and the credits (each card's shard gives the
 //! money back to the card and books the merchant's refund, deleting the
-//! credit it applied, in one write). See [`crate::twopc::refund`].
+//! credit it applied, in one write). The refund coordinator
+//! (`src/twopc/refund.rs`) drives them.
 
 use super::ShardMachine;
 use crate::card::CardState;
