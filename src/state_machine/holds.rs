@@ -81,11 +81,11 @@ impl ShardMachine {
     /// earlier cards on this shard; cards on other shards are unknown here,
     /// so the coordinator may end up taking less than a hold, never more.
     pub fn prepare(&mut self, request: &PrepareRequest, now_ms: u64, out: &mut Changes) -> Vote {
-        for &(_, card_ref) in &request.cards {
-            self.expire_if_due(&card_ref.key, now_ms, out);
-        }
         for &(position, card_ref) in &request.cards {
             if let Err(reason) = self.payable(&card_ref.key, now_ms) {
+                if reason == DeclineReason::Expired {
+                    self.expire_if_due(&card_ref.key, now_ms, out);
+                }
                 return Vote::No { position, reason };
             }
         }

@@ -29,9 +29,6 @@ impl ShardMachine {
         if let Some(record) = prior {
             return idempotency::replay(record, amount_minor, cards);
         }
-        for card in cards {
-            self.expire_if_due(&card.key, now_ms, out);
-        }
         let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, now_ms, out);
         if is_recorded(&response) {
             let record = idempotency::record_of(&response, cards, now_ms);
@@ -57,6 +54,11 @@ impl ShardMachine {
             match self.payable(&card_ref.key, now_ms) {
                 Ok(available) => available_minor[index] = available,
                 Err(reason) => {
+                    if reason == DeclineReason::Expired {
+                        // Off the hot path: only a card found past its
+                        // validity pays a second lookup, to expire it.
+                        self.expire_if_due(&card_ref.key, now_ms, out);
+                    }
                     let position = Some(Position::from_index(index));
                     return PayResponse::declined(reason, position, amount_minor);
                 }
