@@ -140,11 +140,18 @@ pub enum DeclineReason {
     AuthorizationExpired,
     /// Capture of more than was authorized.
     ExceedsAuthorized,
+    /// Remittance of more than the store HQ's stores owe.
+    ExceedsOwed,
+    /// A payout whose cut-off is not after the merchant's last payout's.
+    PeriodClosed,
+    /// A payout with no payment or refund in its period and nothing
+    /// carried in.
+    NothingToPay,
 }
 
 impl DeclineReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [DeclineReason; 18] = [
+    pub const ALL: [DeclineReason; 21] = [
         DeclineReason::UnknownPin,
         DeclineReason::NotActive,
         DeclineReason::AlreadyActive,
@@ -163,6 +170,9 @@ impl DeclineReason {
         DeclineReason::AuthorizationClosed,
         DeclineReason::AuthorizationExpired,
         DeclineReason::ExceedsAuthorized,
+        DeclineReason::ExceedsOwed,
+        DeclineReason::PeriodClosed,
+        DeclineReason::NothingToPay,
     ];
 
     /// The stable snake_case name used in JSON output and docs.
@@ -186,6 +196,9 @@ impl DeclineReason {
             DeclineReason::AuthorizationClosed => "authorization_closed",
             DeclineReason::AuthorizationExpired => "authorization_expired",
             DeclineReason::ExceedsAuthorized => "exceeds_authorized",
+            DeclineReason::ExceedsOwed => "exceeds_owed",
+            DeclineReason::PeriodClosed => "period_closed",
+            DeclineReason::NothingToPay => "nothing_to_pay",
         }
     }
 }

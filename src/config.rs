@@ -51,9 +51,17 @@ pub const INFLIGHT_BYTES_PER_CONNECTION_MAX: usize = 64 << 20;
 pub const INFLIGHT_BYTES_MAX: usize = 16 << 30;
 /// Hard ceiling on operator requests running at once.
 pub const ADMIN_REQUESTS_MAX: usize = 64;
-/// The most a report line takes on the wire (a store line: id, cards and
-/// amount as varints, with room).
-pub const REPORT_LINE_BYTES_MAX: usize = 32;
+/// The most a report line takes on the wire: a store line is its id (5)
+/// and four u64 varints (10 each): 45, with room.
+pub const REPORT_LINE_BYTES_MAX: usize = 48;
+/// What a report page takes besides its lines: frame header, totals
+/// (fifteen u64 varints), list lengths, cursor; with room.
+pub const REPORT_PAGE_FIXED_BYTES: usize = 512;
+
+/// Report lines that fit one frame of `max_frame_bytes`.
+pub fn report_lines_max(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_sub(REPORT_PAGE_FIXED_BYTES) / REPORT_LINE_BYTES_MAX
+}
 /// Hard ceiling on an audit slice.
 pub const AUDIT_SLICE_CARDS_MAX: usize = 1_000_000;
 
@@ -73,6 +81,11 @@ pub const CARD_VALIDITY_DAYS_MAX: u16 = 18_250;
 pub const EXPIRY_SWEEP_INTERVAL_MS_MAX: u64 = 60 * 60 * 1000;
 /// A week: a hold longer than that is a payment that never happened.
 pub const AUTHORIZATION_TTL_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
+/// An hour: a record decided before a payout's cut-off is on disk long
+/// before that, or the engine is not healthy.
+pub const PAYOUT_SETTLE_MS_MAX: u64 = 3600 * 1000;
+/// A fee is a part of the amount: at most all of it.
+pub const FEE_BPS_MAX: u32 = 10_000;
 const MS_PER_DAY: u64 = 24 * 3600 * 1000;
 
 // Limits that must fit the types that carry them.
@@ -110,6 +123,27 @@ pub struct Config {
     /// Digits in newly issued PINs (10..=16, check digit included).
     pub pin_digits: usize,
     pub limits: Limits,
+    pub fees: Fees,
+}
+
+/// The center's fee on what it pays each merchant, in basis points.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fees {
+    /// For merchants not listed below.
+    pub default_bps: u32,
+    /// By merchant id (as a string: TOML keys are).
+    pub merchant_bps: std::collections::BTreeMap<String, u32>,
+}
+
+impl Fees {
+    /// The fee rate of `merchant_id` (ids were checked at start).
+    pub fn bps_of(&self, merchant_id: u32) -> u32 {
+        self.merchant_bps
+            .get(&merchant_id.to_string())
+            .copied()
+            .unwrap_or(self.default_bps)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +224,9 @@ pub struct Limits {
     /// voided; then the engine releases it (swept every
     /// `expiry_sweep_interval_ms`).
     pub authorization_ttl_ms: u64,
+    /// A payout's cut-off is at least this far in the past: a payment
+    /// decided just before it may still be on its way to disk.
+    pub payout_settle_ms: u64,
 }
 
 impl Limits {
@@ -211,6 +248,7 @@ impl Default for Config {
             tls_key: None,
             pin_digits: 16,
             limits: Limits::default(),
+            fees: Fees::default(),
         }
     }
 }
@@ -249,6 +287,7 @@ impl Default for Limits {
             card_validity_days: 1825,
             expiry_sweep_interval_ms: 1000,
             authorization_ttl_ms: 10 * 60 * 1000,
+            payout_settle_ms: 60 * 1000,
         }
     }
 }
@@ -299,9 +338,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_fees()?;
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 30] = [
+        let checks: [(bool, String); 31] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -400,11 +440,10 @@ impl Config {
                 format!("limits.admin_requests_max must be 1..={ADMIN_REQUESTS_MAX}"),
             ),
             (
-                (1..=limits.max_frame_bytes / REPORT_LINE_BYTES_MAX)
-                    .contains(&limits.max_report_lines),
+                (1..=report_lines_max(limits.max_frame_bytes)).contains(&limits.max_report_lines),
                 format!(
                     "limits.max_report_lines must be 1..={} (a page fits a frame)",
-                    limits.max_frame_bytes / REPORT_LINE_BYTES_MAX
+                    report_lines_max(limits.max_frame_bytes)
                 ),
             ),
             (
@@ -416,6 +455,10 @@ impl Config {
                 format!(
                     "limits.activation_reversal_window_ms must be 0..={ACTIVATION_REVERSAL_WINDOW_MS_MAX}"
                 ),
+            ),
+            (
+                limits.payout_settle_ms <= PAYOUT_SETTLE_MS_MAX,
+                format!("limits.payout_settle_ms must be 0..={PAYOUT_SETTLE_MS_MAX}"),
             ),
             (
                 (1..=AUTHORIZATION_TTL_MS_MAX).contains(&limits.authorization_ttl_ms),
@@ -459,6 +502,25 @@ impl Config {
     }
 
     /// Threads to spread shards and connections over.
+    fn validate_fees(&self) -> Result<(), String> {
+        if self.fees.default_bps > FEE_BPS_MAX {
+            return Err(format!("fees.default_bps must be 0..={FEE_BPS_MAX}"));
+        }
+        for (merchant, &bps) in &self.fees.merchant_bps {
+            if merchant.parse::<u32>().is_err() {
+                return Err(format!(
+                    "fees.merchant_bps: {merchant:?} is not a merchant id"
+                ));
+            }
+            if bps > FEE_BPS_MAX {
+                return Err(format!(
+                    "fees.merchant_bps.{merchant} must be 0..={FEE_BPS_MAX}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn worker_count(&self) -> usize {
         if self.worker_threads > 0 {
             return self.worker_threads;
@@ -472,6 +534,60 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page of the most report lines, each as large as a line can be,
+    /// with the largest totals, fits the smallest and the default frame.
+    #[test]
+    fn a_full_report_page_of_the_largest_lines_fits_a_frame() {
+        use crate::protocol::{
+            MerchantLine, ReportAccount, ReportResponse, Response, StoreLine, Totals,
+        };
+        for max_frame_bytes in [1024, 256 * 1024] {
+            let lines = report_lines_max(max_frame_bytes);
+            let store = StoreLine {
+                store_id: u32::MAX,
+                cards_activated: u64::MAX,
+                owed_minor: u64::MAX,
+                reversed_minor: u64::MAX,
+                remitted_minor: u64::MAX,
+            };
+            let merchant = MerchantLine {
+                merchant_id: u32::MAX,
+                owed_minor: u64::MAX,
+                refunded_minor: u64::MAX,
+                paid_out_minor: u64::MAX,
+                fees_minor: u64::MAX,
+            };
+            let totals = Totals {
+                cards: u64::MAX,
+                cards_issued: u64::MAX,
+                cards_active: u64::MAX,
+                cards_exhausted: u64::MAX,
+                cards_reversed: u64::MAX,
+                cards_expired: u64::MAX,
+                activated_minor: u64::MAX,
+                balance_minor: u64::MAX,
+                held_minor: u64::MAX,
+                store_owed_minor: u64::MAX,
+                store_reversed_minor: u64::MAX,
+                store_remitted_minor: u64::MAX,
+                merchant_owed_minor: u64::MAX,
+                merchant_refunded_minor: u64::MAX,
+                merchant_paid_out_minor: u64::MAX,
+                fees_minor: u64::MAX,
+                breakage_minor: u64::MAX,
+            };
+            let page = Response::Report(ReportResponse {
+                stores: vec![store; lines - 1],
+                merchants: vec![merchant],
+                totals,
+                next: Some(ReportAccount::Store(u32::MAX)),
+            });
+            let mut out = Vec::new();
+            page.encode(&mut out, u64::MAX, max_frame_bytes)
+                .expect("a page of max_report_lines fits its frame");
+        }
+    }
 
     #[test]
     fn the_shipped_config_file_parses_and_validates() {

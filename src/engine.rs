@@ -109,6 +109,17 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         shards,
         coordinator,
         registry: registry.clone(),
+        storage: storage.clone(),
+        remittances: crate::router::Remittances {
+            claims: Claims::new(),
+            hq_claims: Claims::new(),
+        },
+        payouts: crate::router::Payouts {
+            claims: Claims::new(),
+            merchant_claims: Claims::new(),
+            fees: config.fees.clone(),
+            settle_ms: config.limits.payout_settle_ms,
+        },
         admin: AdminLane::start(config.limits.admin_requests_max),
         hasher: hasher.clone(),
         pin_digits: config.pin_digits,

@@ -69,6 +69,10 @@ pub type RefundId = PaymentId;
 /// becomes when captured.
 pub type OperationId = PaymentId;
 
+/// A remittance: the operator who recorded it and the operator's request
+/// id for it.
+pub type RemittanceId = PaymentId;
+
 /// A card shard, `0..shard_count`. Stored as a u16 in book rows, so the
 /// shard count is capped at [`crate::config::SHARDS_MAX`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -98,6 +98,65 @@ impl ShardBooks {
     }
 }
 
+/// What one store's books say, summed over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreShares {
+    pub owed_minor: u64,
+    pub reversed_minor: u64,
+    pub remitted_minor: u64,
+}
+
+impl StoreShares {
+    /// What the store owes now (0 when in credit).
+    pub fn debt_minor(&self) -> u64 {
+        self.owed_minor
+            .saturating_sub(self.reversed_minor)
+            .saturating_sub(self.remitted_minor)
+    }
+
+    pub fn add(&mut self, other: &StoreShares) {
+        self.owed_minor += other.owed_minor;
+        self.reversed_minor += other.reversed_minor;
+        self.remitted_minor += other.remitted_minor;
+    }
+}
+
+impl ShardBooks {
+    /// This shard's shares of `store`'s books.
+    pub fn store_shares(&self, store: StoreId) -> StoreShares {
+        StoreShares {
+            owed_minor: self.share(BookKind::StoreOwed, store),
+            reversed_minor: self.share(BookKind::StoreReversed, store),
+            remitted_minor: self.share(BookKind::StoreRemitted, store),
+        }
+    }
+}
+
+/// How a remittance of `amount_minor` pays off stores' debts: ascending by
+/// store, each up to its debt. `None` when the debts do not cover it.
+pub fn allocate_remittance(
+    debts: &[(StoreId, u64)],
+    amount_minor: u64,
+) -> Option<Vec<(StoreId, u64)>> {
+    let owed: u64 = debts.iter().map(|(_, debt)| debt).sum();
+    if amount_minor > owed {
+        return None;
+    }
+    let mut sorted = debts.to_vec();
+    sorted.sort_unstable();
+    let mut left_minor = amount_minor;
+    let mut allocations = Vec::new();
+    for (store, debt_minor) in sorted {
+        let paid_minor = debt_minor.min(left_minor);
+        if paid_minor > 0 {
+            allocations.push((store, paid_minor));
+            left_minor -= paid_minor;
+        }
+    }
+    assert_eq!(left_minor, 0, "the debts covered the amount");
+    Some(allocations)
+}
+
 /// Merges book rows written by any number of shards (under any earlier
 /// shard count) into one share per account. At start the engine writes the
 /// merged rows as shard 0's and deletes the rest, so later shares start from
@@ -270,12 +329,18 @@ fn totals(cards: &CardTotals, books: &BookTotals) -> Totals {
 
 fn set_books(totals: &mut Totals, books: &BookTotals) {
     let total = |kind| books[book_index(kind)];
-    totals.store_owed_minor =
-        total(BookKind::StoreOwed).saturating_sub(total(BookKind::StoreReversed));
+    totals.store_owed_minor = total(BookKind::StoreOwed)
+        .saturating_sub(total(BookKind::StoreReversed))
+        .saturating_sub(total(BookKind::StoreRemitted));
     totals.store_reversed_minor = total(BookKind::StoreReversed);
-    totals.merchant_owed_minor =
-        total(BookKind::MerchantOwed).saturating_sub(total(BookKind::MerchantRefunded));
+    totals.store_remitted_minor = total(BookKind::StoreRemitted);
+    totals.merchant_owed_minor = total(BookKind::MerchantOwed)
+        .saturating_sub(total(BookKind::MerchantRefunded))
+        .saturating_sub(total(BookKind::MerchantPaidOut))
+        .saturating_sub(total(BookKind::Fees));
     totals.merchant_refunded_minor = total(BookKind::MerchantRefunded);
+    totals.merchant_paid_out_minor = total(BookKind::MerchantPaidOut);
+    totals.fees_minor = total(BookKind::Fees);
     totals.breakage_minor = total(BookKind::Breakage);
 }
 
@@ -318,8 +383,27 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
             i128::from(totals.activated_minor) - accounted
         ));
     }
+    // The center's own books, from the same sums: what it holds (cash
+    // received from stores less paid to merchants, and what stores still
+    // owe) less what it owes (money on cards, merchants' balances) is what
+    // it earned (fees, breakage).
+    let activated = i128::from(totals.activated_minor);
+    let cash = gross(BookKind::StoreRemitted) - gross(BookKind::MerchantPaidOut);
+    let receivable = activated - gross(BookKind::StoreRemitted);
+    let payable = merchants - gross(BookKind::MerchantPaidOut) - gross(BookKind::Fees);
+    let liabilities = i128::from(totals.balance_minor) + payable;
+    let earned = gross(BookKind::Fees) + gross(BookKind::Breakage);
+    if cash + receivable - liabilities != earned {
+        findings.push(format!(
+            "center: cash {cash} + receivable {receivable} - card balances {} - merchant \
+             payables {payable} != fees + breakage {earned}",
+            totals.balance_minor
+        ));
+    }
     let stores = gross(BookKind::StoreOwed) - gross(BookKind::StoreReversed);
     if stores != i128::from(totals.activated_minor) {
+        // (Remittances are money received, not a change to what was sold:
+        // the receivable is this less them.)
         findings.push(format!(
             "stores: owed {} - reversed {} != activated face value {}",
             books.total(BookKind::StoreOwed),
@@ -368,6 +452,11 @@ pub struct ShardLine {
     pub owed_minor: u64,
     /// Reversals for a store, refunds for a merchant (netted at the merge).
     pub offset_minor: u64,
+    /// Remittances for a store, payouts for a merchant (netted at the
+    /// merge).
+    pub remitted_minor: u64,
+    /// Fees taken from a merchant (netted at the merge); 0 for a store.
+    pub fees_minor: u64,
     /// For a store: the cards it sold that this shard holds.
     pub cards_activated: u64,
 }
@@ -399,29 +488,38 @@ impl ShardBooks {
             account: ReportAccount::Store(store),
             owed_minor: self.share(BookKind::StoreOwed, store),
             offset_minor: self.share(BookKind::StoreReversed, store),
+            remitted_minor: self.share(BookKind::StoreRemitted, store),
+            fees_minor: 0,
             cards_activated: cards.by_store.get(&store).map_or(0, |a| a.cards),
         };
         let merchant_line = |merchant| ShardLine {
             account: ReportAccount::Merchant(merchant),
             owed_minor: self.share(BookKind::MerchantOwed, merchant),
             offset_minor: self.share(BookKind::MerchantRefunded, merchant),
+            remitted_minor: self.share(BookKind::MerchantPaidOut, merchant),
+            fees_minor: self.share(BookKind::Fees, merchant),
             cards_activated: 0,
         };
         let store_owed = self.accounts(BookKind::StoreOwed);
         let merchant_owed = self.accounts(BookKind::MerchantOwed);
         let merchant_refunded = self.accounts(BookKind::MerchantRefunded);
+        let merchant_paid = self.accounts(BookKind::MerchantPaidOut);
         // A store is reversed only after it was owed, but a shard's share
         // of the two can sit on different shards: both maps name stores
         // (and both merchant maps name merchants).
         let store_reversed = self.accounts(BookKind::StoreReversed);
+        let store_remitted = self.accounts(BookKind::StoreRemitted);
         let known = |account: ReportAccount| match account {
             ReportAccount::Store(store) => {
                 store_owed.contains_key(&store)
                     || store_reversed.contains_key(&store)
+                    || store_remitted.contains_key(&store)
                     || cards.by_store.contains_key(&store)
             }
             ReportAccount::Merchant(merchant) => {
-                merchant_owed.contains_key(&merchant) || merchant_refunded.contains_key(&merchant)
+                merchant_owed.contains_key(&merchant)
+                    || merchant_refunded.contains_key(&merchant)
+                    || merchant_paid.contains_key(&merchant)
             }
         };
         let mut lines = Vec::new();
@@ -447,6 +545,7 @@ impl ShardBooks {
                 };
                 let mut stores: Vec<StoreId> = first(store_owed);
                 stores.extend(first(store_reversed));
+                stores.extend(first(store_remitted));
                 stores.extend(cards.by_store.range(from..).map(|(&s, _)| s).take(limit));
                 stores.sort_unstable();
                 stores.dedup();
@@ -455,7 +554,7 @@ impl ShardBooks {
             let skip_merchants = matches!(after, Some(ReportAccount::Merchant(u32::MAX)));
             if !skip_merchants {
                 let room = limit - lines.len();
-                let mut merchants: Vec<u32> = [merchant_owed, merchant_refunded]
+                let mut merchants: Vec<u32> = [merchant_owed, merchant_refunded, merchant_paid]
                     .into_iter()
                     .flat_map(|map| map.range(merchant_from..).map(|(&m, _)| m).take(room))
                     .collect();
@@ -476,8 +575,9 @@ impl ShardBooks {
 /// first `limit` accounts. Each shard sent its own first `limit` accounts,
 /// so every account among the engine-wide first `limit` is complete.
 pub fn report_page(shards: &[ShardPage], limit: usize) -> ReportResponse {
-    // Per account: gross owed, offset (reversed or refunded), cards.
-    let mut lines: BTreeMap<ReportAccount, (u64, u64, u64)> = BTreeMap::new();
+    // Per account: gross owed, offset (reversed or refunded), remitted or
+    // paid out, fees, cards.
+    let mut lines: BTreeMap<ReportAccount, [u64; 5]> = BTreeMap::new();
     let mut engine = Totals::default();
     let mut books = BookTotals::default();
     let mut any_full = false;
@@ -488,10 +588,12 @@ pub fn report_page(shards: &[ShardPage], limit: usize) -> ReportResponse {
         }
         any_full |= shard.lines.len() == limit;
         for line in &shard.lines {
-            let entry = lines.entry(line.account).or_insert((0, 0, 0));
-            entry.0 += line.owed_minor;
-            entry.1 += line.offset_minor;
-            entry.2 += line.cards_activated;
+            let entry = lines.entry(line.account).or_insert([0; 5]);
+            entry[0] += line.owed_minor;
+            entry[1] += line.offset_minor;
+            entry[2] += line.remitted_minor;
+            entry[3] += line.fees_minor;
+            entry[4] += line.cards_activated;
         }
     }
     // More may follow when the shards sent more than a page between them,
@@ -505,20 +607,38 @@ pub fn report_page(shards: &[ShardPage], limit: usize) -> ReportResponse {
         next,
         ..ReportResponse::default()
     };
-    for (account, (gross_minor, offset_minor, cards_activated)) in page {
-        // Netted over every shard's share (the audit proves it is >= 0).
-        let owed_minor = gross_minor.saturating_sub(offset_minor);
+    for (
+        account,
+        [
+            gross_minor,
+            offset_minor,
+            settled_minor,
+            fees_minor,
+            cards_activated,
+        ],
+    ) in page
+    {
+        // Netted over every shard's share. An account in credit (a store
+        // whose remittances exceed what it owes after a later reversal, a
+        // merchant whose refunds a payout carried forward) shows 0.
+        let owed_minor = gross_minor
+            .saturating_sub(offset_minor)
+            .saturating_sub(settled_minor)
+            .saturating_sub(fees_minor);
         match account {
             ReportAccount::Store(store_id) => response.stores.push(StoreLine {
                 store_id,
                 cards_activated,
                 owed_minor,
                 reversed_minor: offset_minor,
+                remitted_minor: settled_minor,
             }),
             ReportAccount::Merchant(merchant_id) => response.merchants.push(MerchantLine {
                 merchant_id,
                 owed_minor,
                 refunded_minor: offset_minor,
+                paid_out_minor: settled_minor,
+                fees_minor,
             }),
         }
     }

@@ -18,7 +18,8 @@
 //! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
 //! * [`idempotency`]: claims and replays of payments by request id.
 //! * [`auth`]: principals, roles, the handshake, the PIN-guessing guard.
-//! * [`ledger`]: books, reports, the conservation audit.
+//! * [`ledger`]: books, reports, the conservation audit; [`settlement`]:
+//!   which payments and refunds a merchant's payout closes, and its sums.
 //! * [`storage`]: RocksDB behind [`storage::Store`], and the record layouts.
 //! * [`reply`]: what shards hand back to connections (protocol only).
 //! * [`card`], [`pin`], [`ids`], [`clock`]: the leaves: one card's rules,
@@ -44,6 +45,7 @@ pub mod pin;
 pub mod protocol;
 mod reply;
 mod router;
+pub mod settlement;
 mod shard;
 pub mod state_machine;
 pub mod storage;

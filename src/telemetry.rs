@@ -41,6 +41,12 @@ pub const AUTHORIZATIONS_TOTAL: &str = "kessai_authorizations_total";
 /// Capture and void replies, `operation` = `capture` or `void`, `outcome`
 /// = `captured`, `voided` or the decline reason.
 pub const CAPTURES_TOTAL: &str = "kessai_captures_total";
+/// Payout creation replies, `outcome` = `created` or the decline reason.
+pub const PAYOUTS_TOTAL: &str = "kessai_payouts_total";
+/// Payouts confirmed paid.
+pub const PAYOUTS_CONFIRMED_TOTAL: &str = "kessai_payouts_confirmed_total";
+/// Remittance replies, `outcome` = `remitted` or the decline reason.
+pub const REMITTANCES_TOTAL: &str = "kessai_remittances_total";
 /// Cards expired by the sweep (their balance went to breakage).
 pub const CARDS_EXPIRED_TOTAL: &str = "kessai_cards_expired_total";
 /// Error replies, `code` = the error code's name.
@@ -118,6 +124,11 @@ pub fn locked_out() {
 /// Counts a change to the principals: `add`, `revoke` or `rotate`.
 pub fn principal_changed(change: &'static str) {
     metrics::counter!(PRINCIPAL_CHANGES_TOTAL, "change" => change).increment(1);
+}
+
+/// Counts a payout confirmed paid.
+pub fn payout_confirmed() {
+    metrics::counter!(PAYOUTS_CONFIRMED_TOTAL).increment(1);
 }
 
 /// Counts authorizations released at their deadline.
@@ -199,6 +210,14 @@ impl ReplyTally {
                 let outcome = voided.reason.map_or("voided", DeclineReason::name);
                 let labels = [("operation", "void"), ("outcome", outcome)];
                 metrics::counter!(CAPTURES_TOTAL, &labels).increment(1);
+            }
+            Response::PayoutCreated(created) => {
+                let outcome = created.reason.map_or("created", DeclineReason::name);
+                metrics::counter!(PAYOUTS_TOTAL, "outcome" => outcome).increment(1);
+            }
+            Response::Remitted(remitted) => {
+                let outcome = remitted.reason.map_or("remitted", DeclineReason::name);
+                metrics::counter!(REMITTANCES_TOTAL, "outcome" => outcome).increment(1);
             }
             Response::Refunded(refunded) => {
                 let outcome = refunded.reason.map_or("refunded", DeclineReason::name);

@@ -351,7 +351,7 @@ fn a_payment_flood_gets_busy_replies_then_normal_service() {
         &[
             "max_frame_bytes = 4096",
             "max_issue_per_request = 200",
-            "max_report_lines = 100",
+            "max_report_lines = 64",
             "max_inflight_bytes_per_connection = 9216",
             "max_inflight_bytes = 9216",
             "shard_mailbox_capacity = 1",

@@ -914,3 +914,291 @@ fn a_capture_crashed_after_its_decision_is_applied_on_recovery() {
 fn a_capture_crashed_mid_commit_is_applied_on_recovery() {
     capture_crash_and_recover(CrashPoint::MidCommit);
 }
+
+/// A store HQ pays the center: the operator records it, it pays off the
+/// HQ's stores by store, each up to its debt; more than is owed is
+/// declined; a retry replays, also after kill -9; the report and the
+/// audit follow.
+#[test]
+fn remittances_pay_off_the_stores_debt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SHARDS);
+    let rt = runtime();
+    let principals = rt.block_on(async {
+        let principals = server.principals().await;
+        // HQ 900 sells at two stores.
+        let hq = 900;
+        let hq_key = principals.key(hq, Role::StoreHq, &[31, 32]).await;
+        let client = kessai::client::Client::connect_as(principals.addr, &hq_key)
+            .await
+            .expect("hq");
+        for (store, count) in [(31, 2u32), (32, 3)] {
+            let pins = principals
+                .operator
+                .issue(count, FACE)
+                .await
+                .expect("issue")
+                .pins;
+            let sold = client.activate(store, 1, &pins).await.expect("activate");
+            assert_eq!(sold.results.len(), count as usize);
+        }
+        let operator = &principals.operator;
+        let first = operator.remit(1, hq, 2500, "BANK-A").await.expect("remit");
+        assert!(first.is_remitted(), "{first:?}");
+        let paid: Vec<(u32, u64)> = first
+            .allocations
+            .iter()
+            .map(|a| (a.store_id, a.amount_minor))
+            .collect();
+        assert_eq!(
+            paid,
+            [(31, 2000), (32, 500)],
+            "by store, each up to its debt"
+        );
+        assert_eq!(first.owed_before_minor, 5000);
+        let again = operator.remit(1, hq, 2500, "BANK-A").await.expect("retry");
+        assert!(again.replayed && again.allocations == first.allocations);
+        let other = operator.remit(1, hq, 2500, "BANK-B").await;
+        assert_eq!(code(other), Some(ErrorCode::InvalidArgument));
+        let over = operator.remit(2, hq, 2501, "BANK-C").await.expect("answer");
+        assert_eq!(over.reason, Some(DeclineReason::ExceedsOwed));
+        assert_eq!(over.owed_before_minor, 2500);
+        // Typed refusals.
+        let nobody = operator.remit(3, 12345, 1, "X").await;
+        assert_eq!(code(nobody), Some(ErrorCode::InvalidArgument));
+        let empty = operator.remit(4, hq, 1, "").await;
+        assert_eq!(code(empty), Some(ErrorCode::InvalidArgument));
+        let zero = operator.remit(5, hq, 0, "X").await;
+        assert_eq!(code(zero), Some(ErrorCode::InvalidAmount));
+        assert_eq!(
+            code(client.remit(6, hq, 1, "X").await),
+            Some(ErrorCode::Forbidden)
+        );
+
+        let report = operator.report().await.expect("report");
+        let line = |store| {
+            let line = report
+                .stores
+                .iter()
+                .find(|l| l.store_id == store)
+                .expect("line");
+            (line.owed_minor, line.remitted_minor)
+        };
+        assert_eq!((line(31), line(32)), ((0, 2000), (2500, 500)));
+        let totals = audit_ok(&principals).await;
+        assert_eq!(
+            (totals.store_owed_minor, totals.store_remitted_minor),
+            (2500, 2500)
+        );
+        principals
+    });
+    server.kill9();
+    let server = Server::start(dir.path(), SHARDS);
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let again = principals
+            .operator
+            .remit(1, 900, 2500, "BANK-A")
+            .await
+            .expect("retry");
+        assert!(again.replayed && again.is_remitted(), "survived kill -9");
+        let rest = principals
+            .operator
+            .remit(7, 900, 2500, "BANK-D")
+            .await
+            .expect("remit");
+        assert!(rest.is_remitted());
+        let totals = audit_ok(&principals).await;
+        assert_eq!(
+            (totals.store_owed_minor, totals.store_remitted_minor),
+            (0, 5000)
+        );
+    });
+}
+
+/// A whole period with exact totals: sales, payments, a refund, a
+/// remittance, a payout with a fee, what it contains, its confirmation; a
+/// refund after it carried into the next; a crash while creating one; and
+/// the audit's identities all along.
+#[test]
+fn payouts_close_a_period_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Cut-offs may be now (no settle margin); merchant 9 pays 2.5 %.
+    let limits = [
+        "payout_settle_ms = 0",
+        "[fees]",
+        "default_bps = 0",
+        "[fees.merchant_bps]",
+        "\"9\" = 250",
+    ];
+    let server = Server::start_with(dir.path(), with_limits(&limits));
+    let rt = runtime();
+    let (principals, pins) = rt.block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 6, FACE, STORE).await;
+        let merchant = principals.merchant(9).await;
+        for (request, pin) in pins[..4].iter().enumerate() {
+            let paid = merchant
+                .pay(request as u64 + 1, 1000, std::slice::from_ref(pin))
+                .await
+                .expect("pay");
+            assert!(paid.is_approved());
+        }
+        assert!(
+            merchant
+                .refund(50, 2, 400)
+                .await
+                .expect("refund")
+                .is_refunded()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let operator = &principals.operator;
+        let created = operator.payout_create(1, 9, None).await.expect("payout");
+        let payout = created.payout.expect("created");
+        assert_eq!((payout.seq, payout.payments, payout.refunds), (1, 4, 1));
+        assert_eq!((payout.payments_minor, payout.refunds_minor), (4000, 400));
+        assert_eq!(payout.fee_minor, 90, "2.5 % of 3600");
+        assert_eq!(payout.amount_minor, 3510);
+        let again = operator.payout_create(1, 9, None).await.expect("retry");
+        assert!(again.replayed && again.payout.as_ref() == Some(&payout));
+        let nothing = operator.payout_create(2, 9, None).await.expect("answer");
+        assert_eq!(nothing.reason, Some(DeclineReason::NothingToPay));
+        // What it contains: every payment and the refund, by request id.
+        let shown = operator.payout_show(9, 1, None, 3).await.expect("show");
+        assert_eq!(shown.items.len(), 3);
+        let rest = operator
+            .payout_show(9, 1, shown.next, 10)
+            .await
+            .expect("show");
+        let kinds: Vec<_> = shown
+            .items
+            .iter()
+            .chain(&rest.items)
+            .map(|i| (i.item.kind, i.item.request_id))
+            .collect();
+        use kessai::protocol::PayoutItemKind::{Payment, Refund};
+        assert_eq!(
+            kinds,
+            [
+                (Payment, 1),
+                (Payment, 2),
+                (Payment, 3),
+                (Payment, 4),
+                (Refund, 50)
+            ]
+        );
+        assert_eq!(rest.next, None);
+        let confirmed = operator
+            .payout_confirm(9, 1, "BANK-777")
+            .await
+            .expect("confirm");
+        assert_eq!(
+            confirmed.payout.confirmed_reference.as_deref(),
+            Some("BANK-777")
+        );
+        assert!(
+            operator
+                .payout_confirm(9, 1, "BANK-777")
+                .await
+                .expect("again")
+                .replayed
+        );
+        let other = operator.payout_confirm(9, 1, "BANK-778").await;
+        assert_eq!(code(other), Some(ErrorCode::InvalidArgument));
+        // The store side: the HQ of STORE pays for its 6 cards.
+        let hq = common::hq_of(STORE);
+        assert!(
+            operator
+                .remit(1, hq, 6 * FACE, "HQ-1")
+                .await
+                .expect("remit")
+                .is_remitted()
+        );
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.merchant_paid_out_minor, 3510);
+        assert_eq!(totals.fees_minor, 90);
+        assert_eq!(totals.merchant_owed_minor, 0);
+        assert_eq!(
+            (totals.store_owed_minor, totals.store_remitted_minor),
+            (0, 6000)
+        );
+        assert_eq!(totals.balance_minor, 6000 - 4000 + 400);
+
+        // A refund after the payout nets against the next one: the period
+        // has only it, so the next payout carries it forward.
+        assert!(
+            merchant
+                .refund(51, 3, 600)
+                .await
+                .expect("refund")
+                .is_refunded()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = operator.payout_create(3, 9, None).await.expect("payout");
+        let second = second.payout.expect("created");
+        assert_eq!(
+            (second.seq, second.amount_minor, second.carried_out_minor),
+            (2, 0, 600)
+        );
+        (principals, pins)
+    });
+    // A crash between reading the period and writing the payout leaves
+    // nothing; the retry creates it whole.
+    let principals = {
+        drop(server);
+        let mut options = with_limits(&limits);
+        options.env = vec![(ENV_VAR, CrashPoint::PayoutScanned.name())];
+        let mut server = Server::start_with(dir.path(), options);
+        let principals = rt.block_on(async {
+            let principals = principals.reconnect(&server).await;
+            let merchant = principals.merchant(9).await;
+            assert!(
+                merchant
+                    .pay(5, 1000, &pins[4..5])
+                    .await
+                    .expect("pay")
+                    .is_approved()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(principals.operator.payout_create(4, 9, None).await.is_err());
+            principals
+        });
+        assert!(
+            server
+                .wait_exit(Duration::from_secs(30))
+                .is_some_and(|s| !s.success())
+        );
+        principals
+    };
+    let server = Server::start_with(dir.path(), with_limits(&limits));
+    rt.block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let list = principals
+            .operator
+            .payout_list(9, 0, 10)
+            .await
+            .expect("list");
+        assert_eq!(list.payouts.len(), 2, "the crashed payout left nothing");
+        let third = principals
+            .operator
+            .payout_create(4, 9, None)
+            .await
+            .expect("retry");
+        let third = third.payout.expect("created");
+        // 1000 paid, 600 carried in, fee 2.5 % of 1000.
+        assert_eq!(
+            (third.seq, third.carried_in_minor, third.fee_minor),
+            (3, 600, 25)
+        );
+        assert_eq!(third.amount_minor, 375);
+        let totals = audit_ok(&principals).await;
+        assert_eq!(totals.merchant_paid_out_minor, 3510 + 375);
+        assert_eq!(totals.fees_minor, 90 + 25);
+        let paged = principals
+            .operator
+            .payout_list(9, 1, 1)
+            .await
+            .expect("list");
+        assert_eq!((paged.payouts[0].seq, paged.next), (2, Some(2)));
+    });
+}

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["twopc"],
     &["shard"],
     &["state_machine"],
-    &["idempotency", "ledger", "auth"],
+    &["idempotency", "ledger", "auth", "settlement"],
     &["storage", "telemetry", "reply"],
     &["protocol"],
     &["config", "ids", "card", "encoding", "clock"],

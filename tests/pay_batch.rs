@@ -139,7 +139,7 @@ fn a_batch_whose_reply_could_not_fit_a_frame_is_refused_whole() {
             limits: vec![
                 "max_frame_bytes = 4096".into(),
                 "max_issue_per_request = 100".into(),
-                "max_report_lines = 100".into(),
+                "max_report_lines = 64".into(),
                 "max_payments_per_batch = 100".into(),
             ],
             ..ServerOptions::default()

@@ -537,3 +537,232 @@ fn the_authorization_declines_are_what_the_encoder_writes() {
         );
     }
 }
+
+#[test]
+fn the_remit_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{RemitAllocation, RemitRequest, RemitResponse, RemitStatus};
+    let mut request = Vec::new();
+    Request::Remit(RemitRequest {
+        request_id: 6001,
+        store_hq_id: 7,
+        amount_minor: 150_000,
+        reference: "BANK-0001".into(),
+    })
+    .encode(&mut request, 8, MAX_FRAME_BYTES)
+    .expect("encode");
+    // Stores 42 (owing 100 000) and 43 (owing 80 000), in ascending store
+    // id order: 42 is paid off in full, 43 for the remaining 50 000.
+    let mut reply = Vec::new();
+    Response::Remitted(RemitResponse {
+        status: RemitStatus::Remitted,
+        reason: None,
+        amount_minor: 150_000,
+        allocations: vec![
+            RemitAllocation {
+                store_id: 42,
+                amount_minor: 100_000,
+            },
+            RemitAllocation {
+                store_id: 43,
+                amount_minor: 50_000,
+            },
+        ],
+        owed_before_minor: 180_000,
+        replayed: false,
+    })
+    .encode(&mut reply, 8, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.18 Remit (21)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+/// The inline decline of §5.18 pins the `ExceedsOwed` index.
+#[test]
+fn the_remit_decline_is_what_the_encoder_writes() {
+    use kessai::protocol::{RemitResponse, RemitStatus};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    let mut out = Vec::new();
+    Response::Remitted(RemitResponse {
+        status: RemitStatus::Declined,
+        reason: Some(DeclineReason::ExceedsOwed),
+        amount_minor: 200_000,
+        allocations: Vec::new(),
+        owed_before_minor: 180_000,
+        replayed: false,
+    })
+    .encode(&mut out, 1, MAX_FRAME_BYTES)
+    .expect("encode");
+    let body = hex(&out[13..]);
+    assert_eq!(body, "01 01 12 C0 9A 0C 00 A0 FE 0A 00");
+    assert!(doc.contains(&format!("`{body}`")), "{body} in PROTOCOL.md");
+    assert_eq!(DeclineReason::ExceedsOwed.name(), "exceeds_owed");
+    assert!(
+        doc.contains("| 18    | ExceedsOwed       | `exceeds_owed` "),
+        "ExceedsOwed in §5.10"
+    );
+}
+
+/// Payout 5-2 of §5.19: three payments (10 000) and a refund (1000) since
+/// merchant 5's first payout, at 250 bps.
+fn payout_5_2() -> kessai::protocol::PayoutInfo {
+    kessai::protocol::PayoutInfo {
+        merchant_id: 5,
+        seq: 2,
+        from_ms: 1_767_139_200_000,
+        until_ms: 1_767_225_600_000,
+        payments: 3,
+        payments_minor: 10_000,
+        refunds: 1,
+        refunds_minor: 1_000,
+        fee_bps: 250,
+        fee_minor: 225,
+        carried_in_minor: 0,
+        amount_minor: 8_775,
+        carried_out_minor: 0,
+        created_at_ms: 1_767_225_900_000,
+        confirmed_reference: None,
+        confirmed_at_ms: 0,
+    }
+}
+
+#[test]
+fn the_payout_create_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{PayoutCreateRequest, PayoutCreateResponse, PayoutStatus};
+    let mut request = Vec::new();
+    Request::PayoutCreate(PayoutCreateRequest {
+        request_id: 7001,
+        merchant_id: 5,
+        until_ms: Some(1_767_225_600_000),
+    })
+    .encode(&mut request, 9, MAX_FRAME_BYTES)
+    .expect("encode");
+    let payout = payout_5_2();
+    // 2.5 % of 10 000 − 1000, rounded down; paid: the rest.
+    assert_eq!(
+        payout.fee_minor,
+        (payout.payments_minor - payout.refunds_minor) * u64::from(payout.fee_bps) / 10_000
+    );
+    assert_eq!(
+        payout.amount_minor,
+        payout.payments_minor - payout.refunds_minor - payout.fee_minor
+    );
+    let mut reply = Vec::new();
+    Response::PayoutCreated(PayoutCreateResponse {
+        status: PayoutStatus::Created,
+        reason: None,
+        payout: Some(payout),
+        replayed: false,
+    })
+    .encode(&mut reply, 9, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.19 PayoutCreate (22)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}
+
+/// The inline declines of §5.19 pin the payout decline indexes.
+#[test]
+fn the_payout_declines_are_what_the_encoder_writes() {
+    use kessai::protocol::PayoutCreateResponse;
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    for (reason, name, body, row) in [
+        (
+            DeclineReason::PeriodClosed,
+            "period_closed",
+            "01 01 13 00 00",
+            "| 19    | PeriodClosed      | `period_closed` ",
+        ),
+        (
+            DeclineReason::NothingToPay,
+            "nothing_to_pay",
+            "01 01 14 00 00",
+            "| 20    | NothingToPay      | `nothing_to_pay` ",
+        ),
+    ] {
+        let mut out = Vec::new();
+        Response::PayoutCreated(PayoutCreateResponse::declined(reason))
+            .encode(&mut out, 1, MAX_FRAME_BYTES)
+            .expect("encode");
+        assert_eq!(hex(&out[13..]), body);
+        assert!(doc.contains(&format!("`{body}`")), "{body} in PROTOCOL.md");
+        assert_eq!(reason.name(), name);
+        assert!(doc.contains(row), "{reason:?} in §5.10");
+    }
+}
+
+#[test]
+fn the_payout_confirm_and_list_requests_are_what_the_encoder_writes() {
+    use kessai::protocol::{PayoutConfirmRequest, PayoutListRequest};
+    let mut confirm = Vec::new();
+    Request::PayoutConfirm(PayoutConfirmRequest {
+        merchant_id: 5,
+        seq: 2,
+        reference: "BANK-0002".into(),
+    })
+    .encode(&mut confirm, 10, MAX_FRAME_BYTES)
+    .expect("encode");
+    let mut list = Vec::new();
+    Request::PayoutList(PayoutListRequest {
+        merchant_id: 5,
+        after_seq: 0,
+        limit: 100,
+    })
+    .encode(&mut list, 11, MAX_FRAME_BYTES)
+    .expect("encode");
+    assert_eq!(
+        hex(&confirm),
+        hex(&documented_block("### 5.20 PayoutConfirm (23)"))
+    );
+    assert_eq!(
+        hex(&list),
+        hex(&documented_block("### 5.21 PayoutList (24)"))
+    );
+}
+
+#[test]
+fn the_payout_show_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{
+        PayoutItem, PayoutItemKind, PayoutItemRef, PayoutShowRequest, PayoutShowResponse,
+    };
+    let mut request = Vec::new();
+    Request::PayoutShow(PayoutShowRequest {
+        merchant_id: 5,
+        seq: 2,
+        after: None,
+        limit: 2,
+    })
+    .encode(&mut request, 12, MAX_FRAME_BYTES)
+    .expect("encode");
+    let payment = |request_id, amount_minor, at_ms| PayoutItem {
+        item: PayoutItemRef {
+            kind: PayoutItemKind::Payment,
+            request_id,
+        },
+        amount_minor,
+        at_ms,
+    };
+    // The first page of two: payment 1003 and refund 2001 follow.
+    let mut reply = Vec::new();
+    Response::PayoutItems(PayoutShowResponse {
+        payout: payout_5_2(),
+        items: vec![
+            payment(1001, 5000, 1_767_160_000_000),
+            payment(1002, 3000, 1_767_170_000_000),
+        ],
+        next: Some(PayoutItemRef {
+            kind: PayoutItemKind::Payment,
+            request_id: 1002,
+        }),
+    })
+    .encode(&mut reply, 12, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.22 PayoutShow (25)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+}

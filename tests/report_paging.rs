@@ -26,7 +26,7 @@ fn check_whole_report(server: &Server) {
     }
     assert_eq!(
         report["merchants"],
-        serde_json::json!([{ "merchant_id": 5, "owed_minor": 1, "refunded_minor": 0 }])
+        serde_json::json!([{ "merchant_id": 5, "owed_minor": 1, "refunded_minor": 0, "paid_out_minor": 0, "fees_minor": 0 }])
     );
     assert_eq!(report["totals"]["store_owed_minor"], STORES);
     assert_eq!(report["totals"]["activated_minor"], STORES);
@@ -99,14 +99,14 @@ fn forty_thousand_stores_report_in_pages() {
     let (_, one_store) = server.cli(&["report", "--store", "12345"]);
     assert_eq!(
         one_store["stores"],
-        serde_json::json!([{ "store_id": 12345, "cards_activated": 1, "owed_minor": 1, "reversed_minor": 0 }])
+        serde_json::json!([{ "store_id": 12345, "cards_activated": 1, "owed_minor": 1, "reversed_minor": 0, "remitted_minor": 0 }])
     );
     assert_eq!(one_store["merchants"], serde_json::json!([]));
     let (_, one_merchant) = server.cli(&["report", "--merchant", "5"]);
     assert_eq!(one_merchant["stores"], serde_json::json!([]));
     assert_eq!(
         one_merchant["merchants"],
-        serde_json::json!([{ "merchant_id": 5, "owed_minor": 1, "refunded_minor": 0 }])
+        serde_json::json!([{ "merchant_id": 5, "owed_minor": 1, "refunded_minor": 0, "paid_out_minor": 0, "fees_minor": 0 }])
     );
     let (_, nobody) = server.cli(&["report", "--store", "40001"]);
     assert_eq!(nobody["stores"], serde_json::json!([]));

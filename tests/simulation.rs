@@ -9,7 +9,10 @@
 //! they reverse, some past their window), refunds of approved payments
 //! (partial, whole, too large, late, spanning shards), authorizations
 //! (held across shards, then captured in part, voided, or released at
-//! their deadline, retried all along), balance inquiries
+//! their deadline, retried all along), remittances of the stores' HQ
+//! (allocated to its stores, some too large, retried), payouts to the
+//! merchants (with a fee, carrying refunds forward) whenever the engine is
+//! quiet, balance inquiries
 //! and retries of earlier payments and refunds, on a clock that moves and
 //! now and then jumps a day, so cards valid for a day expire (by payment
 //! or by the sweep, with holds on them or not); every
@@ -43,11 +46,13 @@ use kessai::protocol::{
     ActivationResult, AuthorizeResponse, ErrorCode, ErrorResponse, PayResponse, RefundResponse,
     ReversalStatus, ReverseActivationResponse,
 };
+use kessai::settlement;
 use kessai::state_machine::{
     AuthorizationStep, Credit, IndexChange, PrepareRequest, ShardMachine, Take, Vote,
 };
 use kessai::storage::records::{
     self, HoldRecord, PaymentRecord, PaymentRefunds, RecordedOutcome, RefundRecord,
+    RemittanceRecord,
 };
 use kessai::storage::{Cf, Changes, MemStore, Store};
 use kessai::twopc::authorization::{self, Closed, Closing, NotClosed};
@@ -64,6 +69,14 @@ const STEP_MS_MAX: u64 = 10;
 const REVERSAL_WINDOW_MS: u64 = 60;
 const REFUND_WINDOW_MS: u64 = 400;
 const AUTHORIZATION_TTL_MS: u64 = 500;
+/// Merchant 2 pays a fee of 2.5 % at payout; merchant 1 none.
+fn fee_bps(merchant: u32) -> u32 {
+    if merchant == 2 { 250 } else { 0 }
+}
+
+/// The headquarters of both stores cards are sold at (7 and 8).
+const HQ: u32 = 70;
+const HQ_STORES: [u32; 2] = [7, 8];
 /// Cards are sold valid for 0 (for good) or 1 day.
 const DAY_MS: u64 = kessai::card::DAY_MS;
 
@@ -130,6 +143,14 @@ struct CloseCoord {
     waiting: usize,
 }
 
+/// A remittance the operator sent (and may send again).
+struct RemitIntent {
+    id: kessai::ids::RemittanceId,
+    amount_minor: u64,
+    /// The first answer: what it paid off each store.
+    answered: Option<Vec<(u32, u64)>>,
+}
+
 /// A refund a client sent (and may send again).
 struct RefundIntent {
     refund: RefundId,
@@ -167,6 +188,10 @@ enum Msg {
     },
     Balance {
         card: usize,
+    },
+    RecordRemittance {
+        intent: usize,
+        record: RemittanceRecord,
     },
     RecordRefund {
         coord: usize,
@@ -230,6 +255,10 @@ enum Ack {
     },
     RefundRecorded {
         coord: usize,
+    },
+    Remitted {
+        intent: usize,
+        allocations: Vec<(u32, u64)>,
     },
     CloseRecorded {
         close: usize,
@@ -297,6 +326,10 @@ struct World {
     refunds: Vec<RefundIntent>,
     refund_coords: Vec<RefundCoord>,
     auths: Vec<AuthIntent>,
+    remits: Vec<RemitIntent>,
+    /// A remittance of the HQ is being decided (the engine's HQ claim).
+    remitting: bool,
+    payouts_made: usize,
     closes: Vec<CloseIntent>,
     close_coords: Vec<CloseCoord>,
     /// Captures and voids being processed, by their own ids.
@@ -352,6 +385,9 @@ impl World {
             refunds: Vec::new(),
             refund_coords: Vec::new(),
             auths: Vec::new(),
+            remits: Vec::new(),
+            remitting: false,
+            payouts_made: 0,
             closes: Vec::new(),
             close_coords: Vec::new(),
             operation_claims: Claims::new(),
@@ -445,7 +481,7 @@ impl World {
     // ------------------------------------------------------------ clients
 
     fn client_action(&mut self) {
-        match self.rng.below(36) {
+        match self.rng.below(38) {
             0..=11 => self.new_payment(),
             12..=15 if !self.intents.is_empty() => {
                 let intent = self.rng.below(self.intents.len());
@@ -479,6 +515,11 @@ impl World {
             30 if !self.auths.is_empty() => {
                 let intent = self.rng.below(self.auths.len());
                 self.send_authorization(intent);
+            }
+            36 => self.new_remittance(),
+            37 if !self.remits.is_empty() => {
+                let intent = self.rng.below(self.remits.len());
+                self.send_remittance(intent);
             }
             31..=34 => self.new_close(),
             35 if !self.closes.is_empty() => {
@@ -661,6 +702,119 @@ impl World {
             }
         }
         cards
+    }
+
+    fn new_remittance(&mut self) {
+        let id = kessai::ids::RemittanceId {
+            merchant_id: 0,
+            request_id: self.next_request_id,
+        };
+        self.next_request_id += 1;
+        let amount_minor = 1 + self.rng.below(4000) as u64;
+        self.remits.push(RemitIntent {
+            id,
+            amount_minor,
+            answered: None,
+        });
+        self.send_remittance(self.remits.len() - 1);
+    }
+
+    /// The remittance driver (`src/router/remit.rs`): replay, or with the
+    /// HQ claimed read every shard's durable books, allocate, and send the
+    /// record to the remittance's home shard.
+    fn send_remittance(&mut self, intent: usize) {
+        let RemitIntent {
+            id, amount_minor, ..
+        } = self.remits[intent];
+        if let Some(record) = self.store.get_remittance(id).expect("reads") {
+            let allocations = record.allocations.clone();
+            return self.remit_answer(intent, Some(allocations));
+        }
+        if self.remitting {
+            return; // request_in_progress
+        }
+        // The engine reads shares once they are durable.
+        self.sync_all();
+        let mut debts = Vec::new();
+        for store in HQ_STORES {
+            let mut shares = kessai::ledger::StoreShares::default();
+            for node in &self.nodes {
+                shares.add(&node.machine.store_shares(&[store])[0]);
+            }
+            debts.push((store, shares.debt_minor()));
+        }
+        let owed_before_minor = debts.iter().map(|(_, d)| d).sum();
+        let Some(allocations) = kessai::ledger::allocate_remittance(&debts, amount_minor) else {
+            return self.remit_answer(intent, None);
+        };
+        self.remitting = true;
+        let record = RemittanceRecord {
+            store_hq_id: HQ,
+            amount_minor,
+            reference: format!("R{}", id.request_id),
+            at_ms: self.now_ms,
+            allocations,
+            owed_before_minor,
+        };
+        let home = id.home_shard(self.shard_count());
+        self.send(home, None, Msg::RecordRemittance { intent, record });
+    }
+
+    /// The operator hears a remittance's answer: once remitted, every
+    /// answer is the first.
+    fn remit_answer(&mut self, intent: usize, allocations: Option<Vec<(u32, u64)>>) {
+        match (allocations, &self.remits[intent].answered) {
+            (None, Some(_)) => self.fail(format!("remittance {intent} declined after it was made")),
+            (None, None) => {}
+            (Some(made), None) => self.remits[intent].answered = Some(made),
+            (Some(made), Some(first)) if made == *first => {}
+            (Some(made), Some(first)) => self.fail(format!(
+                "remittance {intent} answered {made:?} after {first:?}"
+            )),
+        }
+    }
+
+    /// A payout, as `kessai payout create` makes one, when nothing is in
+    /// flight (the engine's settle margin: every record decided before the
+    /// cut-off is durable): the merchant's last payout, its period's sums,
+    /// the pure rules, one write on the merchant's home shard.
+    fn payout_step(&mut self) {
+        if !self.network.is_empty() || !self.acks.is_empty() || !self.coords_quiet() {
+            return;
+        }
+        self.sync_all();
+        let merchant = 1 + self.rng.below(MERCHANTS as usize) as u32;
+        let until_ms = self.now_ms;
+        let last = settlement::last_payout(&self.store, merchant).expect("reads");
+        let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
+        let sums =
+            settlement::period_sums(&self.store, merchant, from_ms, until_ms).expect("reads");
+        let last_record = last.as_ref().map(|(_, record)| record);
+        let closed =
+            settlement::close_period(last_record, sums, until_ms, fee_bps(merchant), self.now_ms);
+        let Ok(record) = closed else { return };
+        let seq = last.map_or(1, |(seq, _)| seq + 1);
+        let home = PaymentId {
+            merchant_id: merchant,
+            request_id: 0,
+        }
+        .home_shard(self.shard_count());
+        let node = &mut self.nodes[home.index()];
+        node.machine
+            .record_payout(merchant, seq, &record, None, true, &mut node.pending);
+        self.sync(home.index());
+        self.payouts_made += 1;
+        // Nothing decided from here on falls in the closed period.
+        self.now_ms += 1;
+    }
+
+    /// No coordinator is between its decision and its last shard.
+    fn coords_quiet(&self) -> bool {
+        self.coords
+            .iter()
+            .all(|c| matches!(c.phase, Phase::Finished))
+            && self.refund_coords.iter().all(|c| c.waiting == 0)
+            && self.close_coords.iter().all(|c| c.waiting == 0)
     }
 
     fn new_authorization(&mut self) {
@@ -1097,6 +1251,16 @@ impl World {
                 let sale = (card, store, pos_ref);
                 Ack::Reversed { sale, response }
             }
+            Msg::RecordRemittance { intent, record } => {
+                let id = self.remits[intent].id;
+                node.machine
+                    .record_remittance(id, &record, &mut node.pending);
+                let allocations = record.allocations;
+                Ack::Remitted {
+                    intent,
+                    allocations,
+                }
+            }
             Msg::RecordRefund { coord, refunded } => {
                 let c = &self.refund_coords[coord];
                 let refund = self.refunds[c.intent].refund;
@@ -1227,6 +1391,13 @@ impl World {
                 }
             }
             Ack::RefundRecorded { coord } => self.on_refund_recorded(coord),
+            Ack::Remitted {
+                intent,
+                allocations,
+            } => {
+                self.remitting = false;
+                self.remit_answer(intent, Some(allocations));
+            }
             Ack::CloseRecorded { close } => self.on_close_recorded(close),
             Ack::CloseDone { close } => self.on_close_done(close),
             Ack::CreditsApplied { coord } => self.on_credits_applied(coord),
@@ -1398,6 +1569,7 @@ impl World {
         let limit = 1 + self.rng.below(4);
         let mut after = None;
         let mut stores: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        let mut credit: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
         let mut merchants: BTreeMap<u32, u64> = BTreeMap::new();
         let totals = loop {
             let pages: Vec<_> = self
@@ -1407,10 +1579,18 @@ impl World {
                 .collect();
             let page = ledger::report_page(&pages, limit);
             for line in &page.stores {
-                let line_values = (line.owed_minor, line.cards_activated);
-                if line_values == (0, 0) {
+                // What was sold less what was remitted (a store in credit
+                // shows 0).
+                let line_values = (line.owed_minor + line.remitted_minor, line.cards_activated);
+                if line.cards_activated == 0 && line.owed_minor == 0 {
                     // Every sale of the store was reversed: a line of
-                    // reversals only, with nothing sold behind it.
+                    // reversals (and remittances) only, nothing sold.
+                    continue;
+                }
+                if line.owed_minor == 0 && line.remitted_minor > 0 {
+                    // In credit, or paid off to the unit: what was sold is
+                    // at most what was remitted.
+                    credit.insert(line.store_id, (line.remitted_minor, line.cards_activated));
                     continue;
                 }
                 if stores.insert(line.store_id, line_values).is_some() {
@@ -1438,6 +1618,14 @@ impl World {
                 let line = sold.entry(state.store_id).or_insert((0, 0));
                 line.0 += state.face_value_minor;
                 line.1 += 1;
+            }
+        }
+        for (store, (remitted, cards)) in credit {
+            let (face, sold_cards) = sold.remove(&store).unwrap_or((0, 0));
+            if face > remitted || sold_cards != cards {
+                self.fail(format!(
+                    "store {store}: paid off {remitted} but sold {face}"
+                ));
             }
         }
         if stores != sold {
@@ -1495,6 +1683,7 @@ impl World {
         self.claims = Claims::new();
         self.refund_claims = Claims::new();
         self.operation_claims = Claims::new();
+        self.remitting = false;
         let shard_count = 1 + self.rng.below(SHARDS_MAX as usize);
         let (machines, _) = load::load(&self.store, &self.hasher, shard_count)
             .unwrap_or_else(|e| self.fail(format!("recovery failed: {e}")));
@@ -1539,6 +1728,90 @@ impl World {
             if on_disk.as_ref() != Some(told) {
                 self.fail(format!(
                     "authorization {index} was answered {told:?} but disk says {on_disk:?}"
+                ));
+            }
+        }
+        // Remittances: each acknowledged one on disk as told, and the
+        // stores' remitted books are exactly the records' allocations.
+        let mut remitted: BTreeMap<u32, u64> = BTreeMap::new();
+        self.store
+            .scan(Cf::Remittances, &mut |_, value| {
+                for (store, amount) in RemittanceRecord::decode(value)?.allocations {
+                    *remitted.entry(store).or_insert(0) += amount;
+                }
+                Ok(())
+            })
+            .expect("scan");
+        for store in HQ_STORES {
+            let mut shares = kessai::ledger::StoreShares::default();
+            for node in &self.nodes {
+                shares.add(&node.machine.store_shares(&[store])[0]);
+            }
+            let recorded = remitted.get(&store).copied().unwrap_or(0);
+            if shares.remitted_minor != recorded {
+                self.fail(format!(
+                    "store {store}: books say remitted {}, records {recorded}",
+                    shares.remitted_minor
+                ));
+            }
+        }
+        // Payouts: each merchant's payouts and its open period account for
+        // every approved payment and refund exactly once; the books hold
+        // what they paid and their fees.
+        for merchant in 1..=MERCHANTS {
+            let everything =
+                settlement::period_sums(&self.store, merchant, 0, u64::MAX).expect("reads");
+            let (mut paid, mut fees, mut payments, mut refunds, mut until) = (0, 0, 0, 0, 0);
+            let prefix = records::principal_prefix(merchant);
+            self.store
+                .scan_from(Cf::Payouts, &prefix, &mut |key, value| {
+                    if !key.starts_with(&prefix) {
+                        return Ok(false);
+                    }
+                    let payout = records::PayoutRecord::decode(value)?;
+                    paid += payout.amount_minor;
+                    fees += payout.fee_minor;
+                    payments += payout.payments_minor;
+                    refunds += payout.refunds_minor;
+                    until = payout.until_ms;
+                    Ok(true)
+                })
+                .expect("scan");
+            let open =
+                settlement::period_sums(&self.store, merchant, until, u64::MAX).expect("reads");
+            if payments + open.payments_minor != everything.payments_minor
+                || refunds + open.refunds_minor != everything.refunds_minor
+            {
+                self.fail(format!(
+                    "merchant {merchant}: payouts {payments}/{refunds} + open {open:?} != all {everything:?}"
+                ));
+            }
+            let (mut booked_paid, mut booked_fees) = (0, 0);
+            for node in &self.nodes {
+                let page = node.machine.report_page(
+                    None,
+                    Some(kessai::protocol::ReportAccount::Merchant(merchant)),
+                    1,
+                );
+                if let Some(line) = page.lines.first() {
+                    booked_paid += line.remitted_minor;
+                    booked_fees += line.fees_minor;
+                }
+            }
+            if (booked_paid, booked_fees) != (paid, fees) {
+                self.fail(format!(
+                    "merchant {merchant}: books paid {booked_paid} fees {booked_fees}, payouts {paid} {fees}"
+                ));
+            }
+        }
+        for (index, intent) in self.remits.iter().enumerate() {
+            let Some(told) = &intent.answered else {
+                continue;
+            };
+            let on_disk = self.store.get_remittance(intent.id).expect("read");
+            if on_disk.as_ref().map(|r| &r.allocations) != Some(told) {
+                self.fail(format!(
+                    "remittance {index} told {told:?}, disk {on_disk:?}"
                 ));
             }
         }
@@ -1669,6 +1942,7 @@ impl World {
             97 => {
                 self.time_out();
                 self.send_close(None);
+                self.payout_step();
             }
             98 => {
                 if self.rng.percent(30) {
@@ -1698,6 +1972,7 @@ impl World {
             }
             self.audit();
         }
+        self.payout_step();
         if !self.claims.is_empty()
             || !self.refund_claims.is_empty()
             || !self.operation_claims.is_empty()
@@ -1735,6 +2010,8 @@ struct Ran {
     captures_and_voids: usize,
     /// Authorizations released at their deadline (durable at the end).
     released: usize,
+    remittances: usize,
+    payouts: usize,
 }
 
 fn run_seed(seed: u64) -> (Ran, u64) {
@@ -1779,6 +2056,8 @@ fn run_seed(seed: u64) -> (Ran, u64) {
             })
             .count(),
         captures_and_voids: world.closes.iter().filter(|c| c.answered.is_some()).count(),
+        remittances: world.remits.iter().filter(|r| r.answered.is_some()).count(),
+        payouts: world.payouts_made,
         released,
         crashes: world.crashes,
         payments: world.intents.len(),
@@ -1822,11 +2101,13 @@ fn seeded_runs_keep_every_invariant() {
         total.authorizations += ran.authorizations;
         total.captures_and_voids += ran.captures_and_voids;
         total.released += ran.released;
+        total.remittances += ran.remittances;
+        total.payouts += ran.payouts;
     }
     println!(
         "simulation: {} seeds, {} payments, {} refunds approved, {} reversals acknowledged, \
          {} cards expired, {} authorizations ({} captured or voided, {} released), \
-         {} crashes, every invariant held",
+         {} remittances, {} payouts, {} crashes, every invariant held",
         seeds.len(),
         total.payments,
         total.refunds_approved,
@@ -1835,6 +2116,8 @@ fn seeded_runs_keep_every_invariant() {
         total.authorizations,
         total.captures_and_voids,
         total.released,
+        total.remittances,
+        total.payouts,
         total.crashes
     );
     if seeds.len() >= 100 {
@@ -1843,7 +2126,9 @@ fn seeded_runs_keep_every_invariant() {
                 && total.reversals_acked > 0
                 && total.cards_expired > 0
                 && total.captures_and_voids > 0
-                && total.released > 0,
+                && total.released > 0
+                && total.remittances > 0
+                && total.payouts > 0,
             "the seeds reach refunds, reversals and expiry: {total:?}"
         );
     }

@@ -19,7 +19,7 @@ pub async fn run(client: &Client) -> Result<Output, Failure> {
 
 fn render(audit: &AuditResponse) -> Output {
     let mut text = if audit.ok {
-        "audit ok: activated value = card balances + merchant credits - refunds + breakage\n"
+        "audit ok: activated value = card balances + merchant owed + paid out + fees + breakage\n"
             .to_string()
     } else {
         format!(

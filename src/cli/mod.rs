@@ -16,8 +16,10 @@ mod capture;
 mod issue;
 mod output;
 mod pay;
+mod payout;
 mod principal;
 mod refund;
+mod remit;
 mod report;
 mod reverse_activation;
 mod serve;
@@ -75,6 +77,13 @@ enum Command {
     Capture(capture::CaptureArgs),
     /// Release the whole hold of one of the merchant's own authorizations.
     Void(void::VoidArgs),
+    /// Record that a store headquarters paid the center toward its
+    /// stores' debt (operator key); paid off store by store, ascending.
+    Remit(remit::RemitArgs),
+    /// Pay merchants what the center owes them (operator key): create,
+    /// list, show and confirm payouts.
+    #[command(subcommand)]
+    Payout(payout::PayoutCommand),
     /// Show a card's balance.
     Balance(balance::BalanceArgs),
     /// Show what each store owes and each merchant is owed.
@@ -144,6 +153,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Authorize(args) => &args.client,
         Command::Capture(args) => &args.client,
         Command::Void(args) => &args.client,
+        Command::Remit(args) => &args.client,
+        Command::Payout(command) => command.client(),
         Command::Balance(args) => &args.client,
         Command::Report(args) => &args.client,
         Command::Audit(args) => &args.client,
@@ -192,6 +203,8 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::Authorize(args) => authorize::run(client, args).await,
         Command::Capture(args) => capture::run(client, args).await,
         Command::Void(args) => void::run(client, args).await,
+        Command::Remit(args) => remit::run(client, args).await,
+        Command::Payout(command) => payout::run(client, command).await,
         Command::Balance(args) => balance::run(client, args).await,
         Command::Report(args) => report::run(client, args).await,
         Command::Audit(_) => audit::run(client).await,

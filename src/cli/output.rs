@@ -92,17 +92,20 @@ pub fn totals_json(totals: &Totals) -> Value {
         "held_minor": totals.held_minor,
         "store_owed_minor": totals.store_owed_minor,
         "store_reversed_minor": totals.store_reversed_minor,
+        "store_remitted_minor": totals.store_remitted_minor,
         "merchant_owed_minor": totals.merchant_owed_minor,
         "merchant_refunded_minor": totals.merchant_refunded_minor,
+        "merchant_paid_out_minor": totals.merchant_paid_out_minor,
+        "fees_minor": totals.fees_minor,
         "breakage_minor": totals.breakage_minor,
     })
 }
 
-/// The owed sums are net; what reversals and refunds took off is shown
-/// beside them.
+/// The owed sums are net; what reversals, remittances, refunds, payouts
+/// and fees took off is shown beside them.
 pub fn totals_text(totals: &Totals) -> String {
     format!(
-        "totals: cards {} (issued {}, active {}, exhausted {}, reversed {}, expired {})\n        activated {}  balances {}  held {}  breakage {}\n        store owed {} (reversed {})  merchant owed {} (refunded {})\n",
+        "totals: cards {} (issued {}, active {}, exhausted {}, reversed {}, expired {})\n        activated {}  balances {}  held {}  breakage {}\n        store owed {} (reversed {}, remitted {})  merchant owed {} (refunded {}, paid out {}, fees {})\n",
         totals.cards,
         totals.cards_issued,
         totals.cards_active,
@@ -115,7 +118,10 @@ pub fn totals_text(totals: &Totals) -> String {
         totals.breakage_minor,
         totals.store_owed_minor,
         totals.store_reversed_minor,
+        totals.store_remitted_minor,
         totals.merchant_owed_minor,
-        totals.merchant_refunded_minor
+        totals.merchant_refunded_minor,
+        totals.merchant_paid_out_minor,
+        totals.fees_minor
     )
 }

@@ -38,15 +38,23 @@ fn render(report: &ReportResponse) -> Output {
     let mut text = String::from("stores (owe the center):\n");
     for line in &report.stores {
         text += &format!(
-            "  store {:>10}  cards {:>8}  owed {:>14}  reversed {:>14}\n",
-            line.store_id, line.cards_activated, line.owed_minor, line.reversed_minor
+            "  store {:>10}  cards {:>8}  owed {:>14}  reversed {:>14}  remitted {:>14}\n",
+            line.store_id,
+            line.cards_activated,
+            line.owed_minor,
+            line.reversed_minor,
+            line.remitted_minor
         );
     }
     text += "merchants (owed by the center):\n";
     for line in &report.merchants {
         text += &format!(
-            "  merchant {:>7}  owed {:>14}  refunded {:>14}\n",
-            line.merchant_id, line.owed_minor, line.refunded_minor
+            "  merchant {:>7}  owed {:>14}  refunded {:>14}  paid out {:>14}  fees {:>14}\n",
+            line.merchant_id,
+            line.owed_minor,
+            line.refunded_minor,
+            line.paid_out_minor,
+            line.fees_minor
         );
     }
     text += &totals_text(&report.totals);
@@ -59,6 +67,7 @@ fn render(report: &ReportResponse) -> Output {
                 "cards_activated": l.cards_activated,
                 "owed_minor": l.owed_minor,
                 "reversed_minor": l.reversed_minor,
+                "remitted_minor": l.remitted_minor,
             })
         })
         .collect();
@@ -70,6 +79,8 @@ fn render(report: &ReportResponse) -> Output {
                 "merchant_id": l.merchant_id,
                 "owed_minor": l.owed_minor,
                 "refunded_minor": l.refunded_minor,
+                "paid_out_minor": l.paid_out_minor,
+                "fees_minor": l.fees_minor,
             })
         })
         .collect();

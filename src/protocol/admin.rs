@@ -11,22 +11,31 @@ pub struct StoreLine {
     pub owed_minor: u64,
     /// Sales reversed (already taken off `owed_minor`).
     pub reversed_minor: u64,
+    /// What remittances paid off (already taken off `owed_minor`).
+    pub remitted_minor: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct MerchantLine {
     pub merchant_id: u32,
     /// What the center owes the merchant for approved payments, less
-    /// refunds.
+    /// refunds, payouts and fees (0 when a payout carried refunds beyond
+    /// payments forward).
     pub owed_minor: u64,
     /// Refunds (already taken off `owed_minor`).
     pub refunded_minor: u64,
+    /// Paid out to the merchant (already taken off `owed_minor`).
+    pub paid_out_minor: u64,
+    /// The center's fees taken at payouts (already taken off).
+    pub fees_minor: u64,
 }
 
 /// Engine-wide sums. `activated_minor == balance_minor +
-/// merchant_owed_minor + breakage_minor` and `activated_minor == store_owed_minor` are the
-/// conservation laws the audit proves (both owed sums net of reversals and
-/// refunds).
+/// merchant_owed_minor + merchant_paid_out_minor + fees_minor +
+/// breakage_minor` and `activated_minor == store_owed_minor +
+/// store_remitted_minor` are the conservation laws the audit proves (the
+/// owed sums net of reversals, refunds, remittances, payouts and fees; both
+/// hold as long as no account is in credit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Totals {
     pub cards: u64,
@@ -43,12 +52,15 @@ pub struct Totals {
     pub balance_minor: u64,
     /// Part of the balance held by payments being committed.
     pub held_minor: u64,
-    /// What stores owe, net of reversals.
+    /// What stores owe, net of reversals and remittances.
     pub store_owed_minor: u64,
     pub store_reversed_minor: u64,
+    pub store_remitted_minor: u64,
     /// What the center owes merchants, net of refunds.
     pub merchant_owed_minor: u64,
     pub merchant_refunded_minor: u64,
+    pub merchant_paid_out_minor: u64,
+    pub fees_minor: u64,
     /// What expired cards carried when they expired (the center's).
     pub breakage_minor: u64,
 }

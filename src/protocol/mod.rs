@@ -15,7 +15,9 @@ mod cards;
 mod error;
 pub mod frame;
 mod pay;
+mod payout;
 mod refund;
+mod remit;
 mod reversal;
 
 pub use admin::{
@@ -39,7 +41,15 @@ pub use pay::{
     BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayRequest,
     PayResponse, PayResult, PayStatus,
 };
+pub use payout::{
+    PAYOUT_REFERENCE_BYTES_MAX, PayoutConfirmRequest, PayoutConfirmResponse, PayoutCreateRequest,
+    PayoutCreateResponse, PayoutInfo, PayoutItem, PayoutItemKind, PayoutItemRef, PayoutListRequest,
+    PayoutListResponse, PayoutShowRequest, PayoutShowResponse, PayoutStatus,
+};
 pub use refund::{RefundPart, RefundRequest, RefundResponse, RefundStatus};
+pub use remit::{
+    REMIT_REFERENCE_BYTES_MAX, RemitAllocation, RemitRequest, RemitResponse, RemitStatus,
+};
 pub use reversal::{ReversalStatus, ReverseActivationRequest, ReverseActivationResponse};
 
 use serde::Deserialize;
@@ -65,6 +75,11 @@ pub const KIND_REFUND: u8 = 17;
 pub const KIND_AUTHORIZE: u8 = 18;
 pub const KIND_CAPTURE: u8 = 19;
 pub const KIND_VOID: u8 = 20;
+pub const KIND_REMIT: u8 = 21;
+pub const KIND_PAYOUT_CREATE: u8 = 22;
+pub const KIND_PAYOUT_CONFIRM: u8 = 23;
+pub const KIND_PAYOUT_LIST: u8 = 24;
+pub const KIND_PAYOUT_SHOW: u8 = 25;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -151,6 +166,11 @@ wire_messages! {
             Authorize(AuthorizeRequest) = KIND_AUTHORIZE,
             Capture(CaptureRequest) = KIND_CAPTURE,
             Void(VoidRequest) = KIND_VOID,
+            Remit(RemitRequest) = KIND_REMIT,
+            PayoutCreate(PayoutCreateRequest) = KIND_PAYOUT_CREATE,
+            PayoutConfirm(PayoutConfirmRequest) = KIND_PAYOUT_CONFIRM,
+            PayoutList(PayoutListRequest) = KIND_PAYOUT_LIST,
+            PayoutShow(PayoutShowRequest) = KIND_PAYOUT_SHOW,
         }
     }
 }
@@ -182,6 +202,11 @@ wire_messages! {
             Authorized(AuthorizeResponse) = KIND_AUTHORIZE,
             Captured(CaptureResponse) = KIND_CAPTURE,
             Voided(VoidResponse) = KIND_VOID,
+            Remitted(RemitResponse) = KIND_REMIT,
+            PayoutCreated(PayoutCreateResponse) = KIND_PAYOUT_CREATE,
+            PayoutConfirmed(PayoutConfirmResponse) = KIND_PAYOUT_CONFIRM,
+            Payouts(PayoutListResponse) = KIND_PAYOUT_LIST,
+            PayoutItems(PayoutShowResponse) = KIND_PAYOUT_SHOW,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -266,6 +291,26 @@ mod tests {
             authorization_request_id: 3,
             amount_minor: 500,
         }));
+        round_trip_request(Request::PayoutCreate(PayoutCreateRequest {
+            request_id: 8,
+            merchant_id: 5,
+            until_ms: Some(1_700_000_000_000),
+        }));
+        round_trip_request(Request::PayoutShow(PayoutShowRequest {
+            merchant_id: 5,
+            seq: 1,
+            after: Some(PayoutItemRef {
+                kind: PayoutItemKind::Refund,
+                request_id: 3,
+            }),
+            limit: 10,
+        }));
+        round_trip_request(Request::Remit(RemitRequest {
+            request_id: 6,
+            store_hq_id: 42,
+            amount_minor: 5000,
+            reference: "BANK-0001".into(),
+        }));
         round_trip_request(Request::Void(VoidRequest {
             request_id: 5,
             authorization_request_id: 3,
@@ -343,7 +388,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_VOID {
+            for kind in 0..=KIND_PAYOUT_SHOW {
                 let _ = Request::decode(kind, &bytes);
             }
         }

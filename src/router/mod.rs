@@ -10,7 +10,8 @@
 //! the connection that gathers the shards' answers, then replies.
 //!
 //! * [`activate`], [`issue`], [`admin`]: the gathering commands;
-//!   [`principal`]: the operator's management of principals.
+//!   [`principal`]: the operator's management of principals; [`remit`]:
+//!   a store HQ's remittance, allocated to its stores.
 //!
 //! Queues past the router are bounded: each shard's mailbox holds at most
 //! `shard_mailbox_capacity` messages, and a connection's requests for a
@@ -24,13 +25,18 @@ mod admin;
 
 pub use admin::AdminLane;
 mod issue;
+mod payout;
 mod principal;
+mod remit;
+
+pub use payout::{PayoutCommand, Payouts};
+pub use remit::Remittances;
 
 use crate::auth::Registry;
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
-    ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, ReportRequest, Response,
+    ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, RemitRequest, ReportRequest, Response,
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
@@ -95,6 +101,15 @@ pub enum Command {
         id: u32,
     },
     PrincipalRotate(PrincipalRotateRequest),
+    Remit {
+        /// The operator recording it.
+        operator: u32,
+        request: RemitRequest,
+    },
+    Payout {
+        operator: u32,
+        command: PayoutCommand,
+    },
 }
 
 /// What the router reaches: the shards and the engine-wide services.
@@ -102,6 +117,9 @@ pub struct Router {
     pub shards: Arc<Shards>,
     pub coordinator: Arc<Coordinator>,
     pub registry: Arc<Registry>,
+    pub storage: Arc<crate::storage::Storage>,
+    pub remittances: Remittances,
+    pub payouts: Payouts,
     pub admin: AdminLane,
     pub hasher: PinHasher,
     pub pin_digits: usize,
@@ -279,6 +297,31 @@ impl Router {
             Command::PrincipalList => Ok(principal::list(&self.registry)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
+            Command::Payout { operator, command } => {
+                let (shards, storage) = (&self.shards, self.storage.as_ref());
+                payout::run(
+                    shards,
+                    storage,
+                    &self.registry,
+                    &self.payouts,
+                    operator,
+                    command,
+                )
+                .await
+            }
+            Command::Remit { operator, request } => {
+                let (shards, storage) = (&self.shards, self.storage.as_ref());
+                let remittances = &self.remittances;
+                remit::remit(
+                    shards,
+                    storage,
+                    &self.registry,
+                    remittances,
+                    operator,
+                    request,
+                )
+                .await
+            }
             Command::Pay { .. }
             | Command::Balance { .. }
             | Command::Activate { .. }

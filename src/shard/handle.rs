@@ -12,17 +12,20 @@
 
 use super::messages::{
     Abort, Activate, Activation, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientOp,
-    ClientWork, Commit, Insert, KeepAuthorized, MailboxSlot, NewCard, Prepare, RecordAuthorization,
-    RecordDecision, RecordRefund, ReportPage, Stats,
+    ClientWork, Commit, Insert, KeepAuthorized, MailboxSlot, NewCard, Prepare, ReadStoreShares,
+    RecordAuthorization, RecordDecision, RecordPayout, RecordRefund, RecordRemittance, ReportPage,
+    Stats,
 };
 use super::{Services, Shard};
-use crate::ids::{PaymentId, RefundId, ShardId};
-use crate::ledger::{ShardAudit, ShardPage};
+use crate::ids::{PaymentId, RefundId, RemittanceId, ShardId, StoreId};
+use crate::ledger::{ShardAudit, ShardPage, StoreShares};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
 use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, ShardMachine, Take, Vote};
-use crate::storage::records::{HoldRecord, PaymentRecord, PaymentRefunds, RefundRecord};
+use crate::storage::records::{
+    HoldRecord, PaymentRecord, PaymentRefunds, PayoutRecord, RefundRecord, RemittanceRecord,
+};
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
 use std::sync::Arc;
@@ -290,6 +293,61 @@ impl Shards {
         self.ask(shard, |done, _slot| ApplyCredits {
             refund,
             credits,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    /// Every shard's shares of `stores`' books, summed: each store's
+    /// books, in the order asked.
+    pub async fn store_shares(&self, stores: &[StoreId]) -> Result<Vec<StoreShares>, ShardGone> {
+        let per_shard = self
+            .ask_each(|done, _slot| ReadStoreShares {
+                stores: stores.to_vec(),
+                done,
+                _slot,
+            })
+            .await?;
+        let mut sums = vec![StoreShares::default(); stores.len()];
+        for shares in per_shard {
+            for (sum, share) in sums.iter_mut().zip(&shares) {
+                sum.add(share);
+            }
+        }
+        Ok(sums)
+    }
+
+    pub async fn record_payout(
+        &self,
+        shard: ShardId,
+        merchant_id: u32,
+        seq: u64,
+        record: PayoutRecord,
+        request: Option<PaymentId>,
+        book: bool,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| RecordPayout {
+            merchant_id,
+            seq,
+            record,
+            request,
+            book,
+            done,
+            _slot,
+        })
+        .await
+    }
+
+    pub async fn record_remittance(
+        &self,
+        shard: ShardId,
+        remittance: RemittanceId,
+        record: RemittanceRecord,
+    ) -> Result<Answer<()>, ShardGone> {
+        self.ask(shard, |done, _slot| RecordRemittance {
+            remittance,
+            record,
             done,
             _slot,
         })

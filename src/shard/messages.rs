@@ -2,13 +2,15 @@
 //! type. Every message holds a mailbox slot (see [`super::Shards`]) that is
 //! given back when the shard has handled it.
 
-use crate::ids::{CardRef, PaymentId, RefundId, StoreId};
-use crate::ledger::{ShardAudit, ShardPage};
+use crate::ids::{CardRef, PaymentId, RefundId, RemittanceId, StoreId};
+use crate::ledger::{ShardAudit, ShardPage, StoreShares};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
 use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, Take, Vote};
-use crate::storage::records::{HoldRecord, PaymentRecord, PaymentRefunds, RefundRecord};
+use crate::storage::records::{
+    HoldRecord, PaymentRecord, PaymentRefunds, PayoutRecord, RefundRecord, RemittanceRecord,
+};
 use actix::Message;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -157,6 +159,37 @@ pub struct ApplyCredits {
     pub _slot: MailboxSlot,
 }
 shard_message!(ApplyCredits);
+
+/// This shard's shares of some stores' books.
+pub struct ReadStoreShares {
+    pub stores: Vec<StoreId>,
+    pub done: oneshot::Sender<Vec<StoreShares>>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(ReadStoreShares);
+
+/// A payout (created, or confirmed), written by its merchant's home shard.
+pub struct RecordPayout {
+    pub merchant_id: u32,
+    pub seq: u64,
+    pub record: PayoutRecord,
+    /// The request that created it (`None`: a confirmation).
+    pub request: Option<PaymentId>,
+    /// Book what it paid and its fee (once, when created).
+    pub book: bool,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(RecordPayout);
+
+/// A remittance, written by its home shard.
+pub struct RecordRemittance {
+    pub remittance: RemittanceId,
+    pub record: RemittanceRecord,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(RecordRemittance);
 
 /// This shard's part of a report page.
 pub struct ReportPage {

@@ -47,7 +47,8 @@ use crate::storage::Storage;
 use actix::prelude::*;
 use messages::{
     Abort, Activate, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit, Insert,
-    KeepAuthorized, Prepare, RecordAuthorization, RecordDecision, RecordRefund, ReportPage, Stats,
+    KeepAuthorized, Prepare, ReadStoreShares, RecordAuthorization, RecordDecision, RecordPayout,
+    RecordRefund, RecordRemittance, ReportPage, Stats,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -374,6 +375,44 @@ impl Handler<RecordDecision> for Shard {
         let changes = &mut self.pending.changes;
         self.machine
             .record_decision(message.payment, &message.record, changes);
+        self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<ReadStoreShares> for Shard {
+    type Result = ();
+
+    /// Books may include changes not yet synced: it waits for the batch.
+    fn handle(&mut self, message: ReadStoreShares, _ctx: &mut Context<Self>) {
+        let shares = self.machine.store_shares(&message.stores);
+        self.deliver_when_durable(0, Delivery::Shares(message.done, shares));
+    }
+}
+
+impl Handler<RecordPayout> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: RecordPayout, _ctx: &mut Context<Self>) {
+        let changes = &mut self.pending.changes;
+        self.machine.record_payout(
+            message.merchant_id,
+            message.seq,
+            &message.record,
+            message.request,
+            message.book,
+            changes,
+        );
+        self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<RecordRemittance> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: RecordRemittance, _ctx: &mut Context<Self>) {
+        let changes = &mut self.pending.changes;
+        self.machine
+            .record_remittance(message.remittance, &message.record, changes);
         self.deliver_when_durable(1, Delivery::Done(message.done));
     }
 }

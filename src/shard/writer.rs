@@ -14,7 +14,7 @@
 
 use crate::idempotency::Claims;
 use crate::ids::{PaymentId, ShardId};
-use crate::ledger::{ShardAudit, ShardPage};
+use crate::ledger::{ShardAudit, ShardPage, StoreShares};
 use crate::protocol::{ActivationResult, Response, ShardStats};
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::state_machine::Vote;
@@ -38,6 +38,7 @@ pub enum Delivery {
     /// A commit, an abort or a decision is applied.
     Done(oneshot::Sender<()>),
     Page(oneshot::Sender<ShardPage>, ShardPage),
+    Shares(oneshot::Sender<Vec<StoreShares>>, Vec<StoreShares>),
     Audit(oneshot::Sender<Box<ShardAudit>>, Box<ShardAudit>),
 }
 
@@ -52,6 +53,7 @@ impl Delivery {
             Delivery::Voted(tx, vote) => drop(tx.send(vote)),
             Delivery::Done(tx) => drop(tx.send(())),
             Delivery::Page(tx, page) => drop(tx.send(page)),
+            Delivery::Shares(tx, shares) => drop(tx.send(shares)),
             Delivery::Audit(tx, audit) => drop(tx.send(audit)),
         }
     }

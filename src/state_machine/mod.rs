@@ -16,6 +16,7 @@
 //! * [`reverse`]: activation reversal.
 //! * [`expiry`]: cards past their validity, their balance to breakage.
 //! * [`refund`]: a refund's decision record and its credits to the cards.
+//! * [`remit`]: a store HQ's remittance, booked against its stores' debt.
 //!
 //! Time is an input like any other: the driver reads the clock and passes
 //! `now_ms` to the operations that keep or compare times.
@@ -31,6 +32,7 @@ mod expiry;
 mod holds;
 mod pay;
 mod refund;
+mod remit;
 mod reverse;
 
 pub use cards::Cards;

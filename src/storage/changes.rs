@@ -3,10 +3,10 @@
 use super::Cf;
 use super::records::{
     self, BookKind, HoldRecord, OperationRecord, PaymentRecord, PaymentRefunds, PrincipalRecord,
-    RefundRecord,
+    RefundRecord, RemittanceRecord,
 };
 use crate::card::Card;
-use crate::ids::{OperationId, PaymentId, RefundId, ShardId};
+use crate::ids::{OperationId, PaymentId, RefundId, RemittanceId, ShardId};
 use crate::pin::PinKey;
 
 /// Puts and deletes to apply atomically, in order.
@@ -135,6 +135,31 @@ impl Changes {
     pub(crate) fn put_payment_refunds(&mut self, payment: PaymentId, refunds: &PaymentRefunds) {
         self.put_with(Cf::Refunded, &payment.to_bytes(), |out| {
             refunds.encode_into(out)
+        });
+    }
+
+    pub(crate) fn put_payout(
+        &mut self,
+        merchant_id: u32,
+        seq: u64,
+        record: &records::PayoutRecord,
+    ) {
+        self.put_with(Cf::Payouts, &records::payout_key(merchant_id, seq), |out| {
+            record.encode_into(out)
+        });
+    }
+
+    pub(crate) fn put_payout_request(&mut self, request: PaymentId, merchant_id: u32, seq: u64) {
+        self.put(
+            Cf::PayoutRequests,
+            &request.to_bytes(),
+            &records::encode_payout_ref(merchant_id, seq),
+        );
+    }
+
+    pub(crate) fn put_remittance(&mut self, remittance: RemittanceId, record: &RemittanceRecord) {
+        self.put_with(Cf::Remittances, &remittance.to_bytes(), |out| {
+            record.encode_into(out)
         });
     }
 

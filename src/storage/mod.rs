@@ -18,8 +18,8 @@ pub mod records;
 
 pub use changes::Changes;
 
-use crate::ids::{OperationId, PaymentId, RefundId};
-use records::{OperationRecord, PaymentRecord, PaymentRefunds, RefundRecord};
+use crate::ids::{OperationId, PaymentId, RefundId, RemittanceId};
+use records::{OperationRecord, PaymentRecord, PaymentRefunds, RefundRecord, RemittanceRecord};
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -43,10 +43,13 @@ pub enum Cf {
     Reversals = 9,
     Operations = 10,
     Authorizations = 11,
+    Remittances = 12,
+    Payouts = 13,
+    PayoutRequests = 14,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 12] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
@@ -59,6 +62,9 @@ impl Cf {
         Cf::Reversals,
         Cf::Operations,
         Cf::Authorizations,
+        Cf::Remittances,
+        Cf::Payouts,
+        Cf::PayoutRequests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +81,9 @@ impl Cf {
             Cf::Reversals => "reversals",
             Cf::Operations => "operations",
             Cf::Authorizations => "authorizations",
+            Cf::Remittances => "remittances",
+            Cf::Payouts => "payouts",
+            Cf::PayoutRequests => "payout_requests",
         }
     }
 
@@ -112,6 +121,9 @@ impl From<String> for StorageError {
 /// Visits one record (key, value) of a scan; an error stops the scan.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), String> + 'a;
 
+/// Visits one record of a bounded scan: `Ok(false)` ends it.
+pub type VisitWhile<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, String> + 'a;
+
 /// What the engine needs from durable storage: atomic synced writes, point
 /// reads, and ordered scans at start-up.
 pub trait Store {
@@ -123,6 +135,15 @@ pub trait Store {
     /// Visits every record of `cf` in key order; stops at the first error.
     fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError>;
 
+    /// Visits the records of `cf` from `start` on, in key order, while
+    /// `visit` answers true (and there is no error).
+    fn scan_from(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        visit: &mut VisitWhile<'_>,
+    ) -> Result<(), StorageError>;
+
     /// The recorded outcome of `payment`, if it was decided.
     fn get_payment(&self, payment: PaymentId) -> Result<Option<PaymentRecord>, StorageError> {
         match self.get(Cf::Payments, &payment.to_bytes())? {
@@ -133,10 +154,20 @@ pub trait Store {
 
     /// The record of an approved refund.
     fn get_refund(&self, refund: RefundId) -> Result<Option<RefundRecord>, StorageError> {
-        match self.get(Cf::Refunds, &refund.to_bytes())? {
-            Some(bytes) => Ok(Some(RefundRecord::decode(&bytes)?)),
-            None => Ok(None),
-        }
+        get_decoded(self, Cf::Refunds, &refund.to_bytes(), RefundRecord::decode)
+    }
+
+    /// The record of a remittance.
+    fn get_remittance(
+        &self,
+        remittance: RemittanceId,
+    ) -> Result<Option<RemittanceRecord>, StorageError> {
+        get_decoded(
+            self,
+            Cf::Remittances,
+            &remittance.to_bytes(),
+            RemittanceRecord::decode,
+        )
     }
 
     /// The record of a capture or void.
@@ -144,10 +175,12 @@ pub trait Store {
         &self,
         operation: OperationId,
     ) -> Result<Option<OperationRecord>, StorageError> {
-        match self.get(Cf::Operations, &operation.to_bytes())? {
-            Some(bytes) => Ok(Some(OperationRecord::decode(&bytes)?)),
-            None => Ok(None),
-        }
+        get_decoded(
+            self,
+            Cf::Operations,
+            &operation.to_bytes(),
+            OperationRecord::decode,
+        )
     }
 
     /// What refunds gave back from `payment` so far (nothing yet: empty).
@@ -160,6 +193,20 @@ pub trait Store {
 
     fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.get(Cf::Meta, name.as_bytes())
+    }
+}
+
+/// The record under `key` in `cf`, decoded (a record that does not decode
+/// is an error, never a panic).
+fn get_decoded<S: Store + ?Sized, T>(
+    store: &S,
+    cf: Cf,
+    key: &[u8],
+    decode: fn(&[u8]) -> Result<T, String>,
+) -> Result<Option<T>, StorageError> {
+    match store.get(cf, key)? {
+        Some(bytes) => Ok(Some(decode(&bytes)?)),
+        None => Ok(None),
     }
 }
 
@@ -251,6 +298,22 @@ impl Store for Storage {
         Ok(())
     }
 
+    fn scan_from(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        visit: &mut VisitWhile<'_>,
+    ) -> Result<(), StorageError> {
+        let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (key, value) = item?;
+            if !visit(&key, &value).map_err(StorageError)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn get_payment(&self, payment: PaymentId) -> Result<Option<PaymentRecord>, StorageError> {
         // Pinned: no copy of the value on the hot path.
         match self
@@ -310,6 +373,22 @@ impl Store for MemStore {
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.lock().get(&(cf, key.to_vec())).cloned())
+    }
+
+    fn scan_from(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        visit: &mut VisitWhile<'_>,
+    ) -> Result<(), StorageError> {
+        let records = self.lock();
+        let from = (cf, start.to_vec());
+        for ((_, key), value) in records.range(from..).take_while(|((c, _), _)| *c == cf) {
+            if !visit(key, value).map_err(StorageError)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError> {

@@ -24,6 +24,9 @@
 //! | `reversals`   | pin key (16), store u32 BE, POS u64 BE | amount u64 LE        |
 //! | `operations`  | capture/void id (12)                  | format 1, postcard    |
 //! | `authorizations` | expires-at ms u64 BE, payment id (12) | empty (an index)  |
+//! | `remittances` | operator u32 BE, request u64 BE (12)  | format 1, postcard    |
+//! | `payouts`     | merchant u32 BE, seq u64 BE (12)      | format 1, postcard    |
+//! | `payout_requests` | operator u32 BE, request u64 BE (12) | merchant u32, seq u64 LE |
 
 use crate::card::{Card, CardState, DeclineReason};
 use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, ShardId};
@@ -206,15 +209,26 @@ pub enum BookKind {
     /// center keeps it (and a refund of a payment from an expired card
     /// lands here too, as the card can no longer hold it).
     Breakage = 5,
+    /// What store HQs paid the center toward a store's debt: the store
+    /// owes `StoreOwed - StoreReversed - StoreRemitted`.
+    StoreRemitted = 6,
+    /// What payouts paid a merchant: the center owes it
+    /// `MerchantOwed - MerchantRefunded - MerchantPaidOut - Fees`.
+    MerchantPaidOut = 7,
+    /// The center's fees, by the merchant they were taken from.
+    Fees = 8,
 }
 
 impl BookKind {
-    pub const ALL: [BookKind; 5] = [
+    pub const ALL: [BookKind; 8] = [
         BookKind::StoreOwed,
         BookKind::MerchantOwed,
         BookKind::MerchantRefunded,
         BookKind::StoreReversed,
         BookKind::Breakage,
+        BookKind::StoreRemitted,
+        BookKind::MerchantPaidOut,
+        BookKind::Fees,
     ];
 
     fn from_u8(value: u8) -> Option<BookKind> {
@@ -442,6 +456,105 @@ pub(crate) fn decode_reversal_key(bytes: &[u8]) -> Result<(PinKey, u32, u64), St
     Ok((card, u32::from_be_bytes(store), u64::from_be_bytes(pos)))
 }
 
+// ---------------------------------------------------------------- payouts
+
+const PAYOUT_FORMAT: u8 = 1;
+
+/// A payout, as stored (the wire's `PayoutInfo` is built from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutRecord {
+    pub from_ms: u64,
+    pub until_ms: u64,
+    pub payments: u64,
+    pub payments_minor: u64,
+    pub refunds: u64,
+    pub refunds_minor: u64,
+    pub fee_bps: u32,
+    pub fee_minor: u64,
+    pub carried_in_minor: u64,
+    pub amount_minor: u64,
+    pub carried_out_minor: u64,
+    pub created_at_ms: u64,
+    pub confirmed_reference: Option<String>,
+    pub confirmed_at_ms: u64,
+}
+
+impl PayoutRecord {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(PAYOUT_FORMAT, self, out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PayoutRecord, String> {
+        decode_versioned(PAYOUT_FORMAT, bytes, "payout record")
+    }
+}
+
+/// A merchant's payout `seq`: keys sort by merchant, then seq.
+pub fn payout_key(merchant_id: u32, seq: u64) -> [u8; PAYMENT_ID_BYTES] {
+    PaymentId {
+        merchant_id,
+        request_id: seq,
+    }
+    .to_bytes()
+}
+
+pub fn decode_payout_key(bytes: &[u8]) -> Result<(u32, u64), String> {
+    let id = PaymentId::from_bytes(bytes)
+        .ok_or_else(|| format!("payout key of {} bytes", bytes.len()))?;
+    Ok((id.merchant_id, id.request_id))
+}
+
+/// The key prefix of everything a merchant (or any principal) owns in a
+/// family keyed by principal first: payments, refunds, payouts.
+pub fn principal_prefix(principal: u32) -> [u8; 4] {
+    principal.to_be_bytes()
+}
+
+/// The payout a payout request made: merchant u32 LE, seq u64 LE.
+pub fn encode_payout_ref(merchant_id: u32, seq: u64) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&merchant_id.to_le_bytes());
+    out[4..].copy_from_slice(&seq.to_le_bytes());
+    out
+}
+
+pub fn decode_payout_ref(bytes: &[u8]) -> Result<(u32, u64), String> {
+    if bytes.len() != 12 {
+        return Err(format!("payout reference of {} bytes", bytes.len()));
+    }
+    let merchant = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    Ok((merchant, u64_at(bytes, 4)))
+}
+
+// ------------------------------------------------------------ remittances
+
+const REMITTANCE_FORMAT: u8 = 1;
+
+/// A remittance: a store HQ paid the center, allocated to its stores. The
+/// idempotency record; the allocations are credited to the stores'
+/// `StoreRemitted` books in the same write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemittanceRecord {
+    pub store_hq_id: u32,
+    pub amount_minor: u64,
+    pub reference: String,
+    pub at_ms: u64,
+    /// (store, amount), ascending by store.
+    pub allocations: Vec<(u32, u64)>,
+    /// What the HQ's stores owed just before it.
+    pub owed_before_minor: u64,
+}
+
+impl RemittanceRecord {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        encode_versioned(REMITTANCE_FORMAT, self, out);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RemittanceRecord, String> {
+        decode_versioned(REMITTANCE_FORMAT, bytes, "remittance record")
+    }
+}
+
 // ------------------------------------------------------------ authorizations
 
 const OPERATION_FORMAT: u8 = 1;
@@ -581,6 +694,9 @@ fn reason_code(reason: DeclineReason) -> u8 {
         DeclineReason::AuthorizationClosed => 16,
         DeclineReason::AuthorizationExpired => 17,
         DeclineReason::ExceedsAuthorized => 18,
+        DeclineReason::ExceedsOwed => 19,
+        DeclineReason::PeriodClosed => 20,
+        DeclineReason::NothingToPay => 21,
     }
 }
 
@@ -1138,6 +1254,6 @@ mod tests {
             })
         );
         assert!(decode_book_row(&key[..6], &value).is_err());
-        assert!(decode_book_row(&[6, 0, 0, 0, 9, 0, 2], &value).is_err());
+        assert!(decode_book_row(&[9, 0, 0, 0, 9, 0, 2], &value).is_err());
     }
 }

@@ -20,13 +20,17 @@ pub enum CrashPoint {
     /// The first shard has durably committed (or aborted); the others may
     /// or may not have.
     MidCommit,
+    /// A payout's period is read and its sums decided; nothing of it is
+    /// written yet.
+    PayoutScanned,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 3] = [
+    pub const ALL: [CrashPoint; 4] = [
         CrashPoint::AfterPrepare,
         CrashPoint::AfterDecision,
         CrashPoint::MidCommit,
+        CrashPoint::PayoutScanned,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +38,7 @@ impl CrashPoint {
             CrashPoint::AfterPrepare => "after-prepare",
             CrashPoint::AfterDecision => "after-decision",
             CrashPoint::MidCommit => "mid-commit",
+            CrashPoint::PayoutScanned => "payout-scanned",
         }
     }
 

@@ -19,8 +19,10 @@ mod balance;
 mod issue;
 mod pay;
 mod pay_batch;
+mod payout;
 mod principal;
 mod refund;
+mod remit;
 mod reverse_activation;
 
 use crate::auth::{Guard, Principal};
@@ -74,8 +76,9 @@ pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usiz
 
 pub(super) use pay_batch::reply_bound as batch_reply_bound;
 
-/// Operator requests, whose replies can fill a frame.
-const OPERATOR_KINDS: [u8; 8] = [
+/// Operator requests, whose replies can fill a frame (a remittance's lists
+/// an allocation per store of its HQ).
+const OPERATOR_KINDS: [u8; 13] = [
     crate::protocol::KIND_ISSUE,
     crate::protocol::KIND_REPORT,
     crate::protocol::KIND_AUDIT,
@@ -84,6 +87,11 @@ const OPERATOR_KINDS: [u8; 8] = [
     crate::protocol::KIND_PRINCIPAL_LIST,
     crate::protocol::KIND_PRINCIPAL_REVOKE,
     crate::protocol::KIND_PRINCIPAL_ROTATE,
+    crate::protocol::KIND_REMIT,
+    crate::protocol::KIND_PAYOUT_CREATE,
+    crate::protocol::KIND_PAYOUT_CONFIRM,
+    crate::protocol::KIND_PAYOUT_LIST,
+    crate::protocol::KIND_PAYOUT_SHOW,
 ];
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -133,6 +141,11 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Authorize(body) => authorization::authorize(&body, principal, context),
         Request::Capture(body) => authorization::capture(&body, principal, context),
         Request::Void(body) => authorization::void(&body, principal),
+        Request::Remit(body) => remit::validate(body, principal),
+        Request::PayoutCreate(body) => payout::create(body, principal),
+        Request::PayoutConfirm(body) => payout::confirm(body, principal),
+        Request::PayoutList(body) => payout::list(body, principal, context.limits),
+        Request::PayoutShow(body) => payout::show(body, principal, context.limits),
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
             unreachable!("answered above or by the session")
         }
@@ -151,7 +164,12 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalAdd(_)
         | Request::PrincipalList
         | Request::PrincipalRevoke(_)
-        | Request::PrincipalRotate(_) => Some(Role::Operator),
+        | Request::PrincipalRotate(_)
+        | Request::Remit(_)
+        | Request::PayoutCreate(_)
+        | Request::PayoutConfirm(_)
+        | Request::PayoutList(_)
+        | Request::PayoutShow(_) => Some(Role::Operator),
         Request::Activate(_) | Request::ReverseActivation(_) => Some(Role::StoreHq),
         Request::Pay(_)
         | Request::PayBatch(_)

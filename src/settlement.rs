@@ -1,0 +1,255 @@
+//! Settlement with merchants: which payments and refunds a payout closes,
+//! and what it pays.
+//!
+//! A payout covers a merchant's payments approved and refunds made with
+//! their engine-clock time in `(from, until]`, where `from` is the
+//! previous payout's `until`: every payment and refund belongs to exactly
+//! one payout, by its time, with no list of assignments to keep. Payment
+//! records are keyed by merchant first, so one merchant's records are one
+//! key range: a payout reads that range (and its refunds') once.
+//!
+//! `fee = (payments − refunds) × bps / 10 000`, rounded down (0 when
+//! refunds exceed payments); `amount = payments − refunds − fee − carried
+//! in` when that is positive, else 0 and the shortfall is carried into the
+//! next payout. All of it in u128 before the result is checked back into
+//! u64: no sum can overflow.
+
+use crate::card::DeclineReason;
+use crate::protocol::{PayoutInfo, PayoutItem, PayoutItemKind, PayoutItemRef};
+use crate::storage::records::{self, PaymentRecord, PayoutRecord, RecordedOutcome, RefundRecord};
+use crate::storage::{Cf, StorageError, Store};
+
+/// A merchant's payments and refunds in a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeriodSums {
+    pub payments: u64,
+    pub payments_minor: u64,
+    pub refunds: u64,
+    pub refunds_minor: u64,
+}
+
+/// What an approved payment took (a captured authorization: what was
+/// captured), or `None` for any other record.
+pub fn taken_minor(record: &PaymentRecord) -> Option<u64> {
+    match &record.outcome {
+        RecordedOutcome::Approved { parts } => Some(parts.iter().map(|p| p.taken_minor).sum()),
+        _ => None,
+    }
+}
+
+/// Visits `merchant`'s payments then refunds decided in `(from_ms,
+/// until_ms]`, each kind by request id, starting after `after`, while
+/// `visit` answers true.
+pub fn visit_period(
+    store: &dyn Store,
+    merchant_id: u32,
+    from_ms: u64,
+    until_ms: u64,
+    after: Option<PayoutItemRef>,
+    visit: &mut dyn FnMut(PayoutItem) -> bool,
+) -> Result<(), StorageError> {
+    let in_period = |at_ms: u64| from_ms < at_ms && at_ms <= until_ms;
+    let prefix = records::principal_prefix(merchant_id);
+    let mut going = true;
+    for (kind, cf) in [
+        (PayoutItemKind::Payment, Cf::Payments),
+        (PayoutItemKind::Refund, Cf::Refunds),
+    ] {
+        let from_key = match after {
+            // Past this kind already.
+            Some(after) if after.kind > kind => continue,
+            Some(after) if after.kind == kind => match after.request_id.checked_add(1) {
+                Some(next) => records::payout_key(merchant_id, next).to_vec(),
+                None => continue,
+            },
+            _ => prefix.to_vec(),
+        };
+        store.scan_from(cf, &from_key, &mut |key, value| {
+            if !key.starts_with(&prefix) {
+                return Ok(false);
+            }
+            let (_, request_id) = records::decode_payout_key(key)?;
+            let amount_at = match kind {
+                PayoutItemKind::Payment => {
+                    let record = PaymentRecord::decode(value)?;
+                    taken_minor(&record).map(|amount| (amount, record.at_ms))
+                }
+                PayoutItemKind::Refund => {
+                    let record = RefundRecord::decode(value)?;
+                    Some((record.amount_minor, record.at_ms))
+                }
+            };
+            if let Some((amount_minor, at_ms)) = amount_at.filter(|(_, at)| in_period(*at)) {
+                let item = PayoutItem {
+                    item: PayoutItemRef { kind, request_id },
+                    amount_minor,
+                    at_ms,
+                };
+                going = visit(item);
+            }
+            Ok(going)
+        })?;
+        if !going {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The sums of a merchant's period.
+pub fn period_sums(
+    store: &dyn Store,
+    merchant_id: u32,
+    from_ms: u64,
+    until_ms: u64,
+) -> Result<PeriodSums, StorageError> {
+    let mut sums = PeriodSums::default();
+    let mut overflow = false;
+    visit_period(store, merchant_id, from_ms, until_ms, None, &mut |item| {
+        let (count, total) = match item.item.kind {
+            PayoutItemKind::Payment => (&mut sums.payments, &mut sums.payments_minor),
+            PayoutItemKind::Refund => (&mut sums.refunds, &mut sums.refunds_minor),
+        };
+        *count += 1;
+        match total.checked_add(item.amount_minor) {
+            Some(sum) => *total = sum,
+            None => overflow = true,
+        }
+        !overflow
+    })?;
+    if overflow {
+        return Err(StorageError(format!(
+            "merchant {merchant_id}: period sums overflow"
+        )));
+    }
+    Ok(sums)
+}
+
+/// The payout closing `sums` after a payout `last` (if any), or why not.
+#[allow(clippy::too_many_arguments)]
+pub fn close_period(
+    last: Option<&PayoutRecord>,
+    sums: PeriodSums,
+    until_ms: u64,
+    fee_bps: u32,
+    now_ms: u64,
+) -> Result<PayoutRecord, DeclineReason> {
+    let from_ms = last.map_or(0, |p| p.until_ms);
+    if until_ms <= from_ms {
+        return Err(DeclineReason::PeriodClosed);
+    }
+    let carried_in_minor = last.map_or(0, |p| p.carried_out_minor);
+    if sums.payments == 0 && sums.refunds == 0 && carried_in_minor == 0 {
+        return Err(DeclineReason::NothingToPay);
+    }
+    let net = u128::from(sums.payments_minor).saturating_sub(u128::from(sums.refunds_minor));
+    let fee = net * u128::from(fee_bps) / 10_000;
+    let owed = i128::from(sums.payments_minor)
+        - i128::from(sums.refunds_minor)
+        - i128::try_from(fee).expect("a fee is at most the amount")
+        - i128::from(carried_in_minor);
+    let fit = |value: i128| u64::try_from(value).expect("payout sums fit u64");
+    Ok(PayoutRecord {
+        from_ms,
+        until_ms,
+        payments: sums.payments,
+        payments_minor: sums.payments_minor,
+        refunds: sums.refunds,
+        refunds_minor: sums.refunds_minor,
+        fee_bps,
+        fee_minor: fit(i128::try_from(fee).expect("fits")),
+        carried_in_minor,
+        amount_minor: fit(owed.max(0)),
+        carried_out_minor: fit((-owed).max(0)),
+        created_at_ms: now_ms,
+        confirmed_reference: None,
+        confirmed_at_ms: 0,
+    })
+}
+
+/// A merchant's last payout, if any: `(seq, record)`.
+pub fn last_payout(
+    store: &dyn Store,
+    merchant_id: u32,
+) -> Result<Option<(u64, PayoutRecord)>, StorageError> {
+    let prefix = records::principal_prefix(merchant_id);
+    let mut last = None;
+    store.scan_from(Cf::Payouts, &prefix, &mut |key, value| {
+        if !key.starts_with(&prefix) {
+            return Ok(false);
+        }
+        let (_, seq) = records::decode_payout_key(key)?;
+        last = Some((seq, PayoutRecord::decode(value)?));
+        Ok(true)
+    })?;
+    Ok(last)
+}
+
+/// The wire's view of a stored payout.
+pub fn info(merchant_id: u32, seq: u64, record: &PayoutRecord) -> PayoutInfo {
+    PayoutInfo {
+        merchant_id,
+        seq,
+        from_ms: record.from_ms,
+        until_ms: record.until_ms,
+        payments: record.payments,
+        payments_minor: record.payments_minor,
+        refunds: record.refunds,
+        refunds_minor: record.refunds_minor,
+        fee_bps: record.fee_bps,
+        fee_minor: record.fee_minor,
+        carried_in_minor: record.carried_in_minor,
+        amount_minor: record.amount_minor,
+        carried_out_minor: record.carried_out_minor,
+        created_at_ms: record.created_at_ms,
+        confirmed_reference: record.confirmed_reference.clone(),
+        confirmed_at_ms: record.confirmed_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sums(payments_minor: u64, refunds_minor: u64) -> PeriodSums {
+        PeriodSums {
+            payments: u64::from(payments_minor > 0),
+            payments_minor,
+            refunds: u64::from(refunds_minor > 0),
+            refunds_minor,
+        }
+    }
+
+    #[test]
+    fn a_payout_pays_payments_less_refunds_less_its_fee() {
+        let first = close_period(None, sums(10_000, 1_000), 50, 250, 60).expect("paid");
+        assert_eq!((first.from_ms, first.until_ms), (0, 50));
+        assert_eq!(first.fee_minor, 225, "2.5 % of 9000");
+        assert_eq!((first.amount_minor, first.carried_out_minor), (8_775, 0));
+        // Rounded down: 2.5 % of 999 is 24.975.
+        let small = close_period(None, sums(999, 0), 50, 250, 60).expect("paid");
+        assert_eq!((small.fee_minor, small.amount_minor), (24, 975));
+    }
+
+    #[test]
+    fn refunds_beyond_payments_are_carried_into_the_next_payout() {
+        let first = close_period(None, sums(0, 700), 50, 250, 60).expect("closed");
+        assert_eq!(
+            (first.fee_minor, first.amount_minor, first.carried_out_minor),
+            (0, 0, 700)
+        );
+        let next = close_period(Some(&first), sums(1_000, 0), 90, 0, 95).expect("paid");
+        assert_eq!(
+            (next.from_ms, next.carried_in_minor, next.amount_minor),
+            (50, 700, 300)
+        );
+        assert_eq!(
+            close_period(Some(&next), sums(0, 0), 99, 0, 100),
+            Err(DeclineReason::NothingToPay)
+        );
+        assert_eq!(
+            close_period(Some(&next), sums(5, 0), 90, 0, 100),
+            Err(DeclineReason::PeriodClosed)
+        );
+    }
+}
