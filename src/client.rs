@@ -18,8 +18,8 @@ use crate::protocol::{
     PayoutListResponse, PayoutShowRequest, PayoutShowResponse, PrincipalAddRequest, PrincipalInfo,
     PrincipalRevokeRequest, PrincipalRotateRequest, RefundRequest, RefundResponse, RemitRequest,
     RemitResponse, ReportAccount, ReportRequest, ReportResponse, Request, Response,
-    ReverseActivationRequest, ReverseActivationResponse, Role, StatsResponse, VoidRequest,
-    VoidResponse,
+    ReverseActivationRequest, ReverseActivationResponse, Role, StatementRef, StatementRequest,
+    StatementResponse, StatsResponse, VoidRequest, VoidResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -665,6 +665,33 @@ impl Client {
         });
         match self.call_ok(&request).await? {
             Response::PayoutItems(items) => Ok(items),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of merchant `merchant_id`'s statement (operator only):
+    /// its approved payments (what was captured), refunds and payouts
+    /// with their engine-clock time in (`from_ms`, `to_ms`], after `after`
+    /// (`None`: from the start), at most `limit` lines: payments, then
+    /// refunds, each by request id, then payouts by number. `next` is where
+    /// the next page starts when more may follow.
+    pub async fn statement(
+        &self,
+        merchant_id: u32,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<StatementRef>,
+        limit: u32,
+    ) -> Result<StatementResponse, ClientError> {
+        let request = Request::Statement(StatementRequest {
+            merchant_id,
+            from_ms,
+            to_ms,
+            after,
+            limit,
+        });
+        match self.call_ok(&request).await? {
+            Response::Statement(statement) => Ok(statement),
             other => Err(unexpected(other)),
         }
     }

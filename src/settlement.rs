@@ -15,7 +15,10 @@
 //! u64: no sum can overflow.
 
 use crate::card::DeclineReason;
-use crate::protocol::{PayoutInfo, PayoutItem, PayoutItemKind, PayoutItemRef};
+use crate::protocol::{
+    PayoutInfo, PayoutItem, PayoutItemKind, PayoutItemRef, StatementKind, StatementLine,
+    StatementRef, StatementRequest, StatementResponse,
+};
 use crate::storage::records::{self, PaymentRecord, PayoutRecord, RecordedOutcome, RefundRecord};
 use crate::storage::{Cf, StorageError, Store};
 
@@ -205,6 +208,102 @@ pub fn info(merchant_id: u32, seq: u64, record: &PayoutRecord) -> PayoutInfo {
         confirmed_reference: record.confirmed_reference.clone(),
         confirmed_at_ms: record.confirmed_at_ms,
     }
+}
+
+/// One page of a merchant's statement: its payments, refunds and payouts
+/// with their time in the period, read from its records (one key range of
+/// each family: records are keyed by merchant first).
+pub fn statement_page(
+    storage: &dyn Store,
+    request: &StatementRequest,
+) -> Result<StatementResponse, StorageError> {
+    let limit = request.limit as usize;
+    let in_period = |at_ms: u64| request.from_ms < at_ms && at_ms <= request.to_ms;
+    let mut lines: Vec<StatementLine> = Vec::new();
+    let mut more = false;
+    // Payments and refunds, unless the cursor is past them.
+    let after_item = match request.after {
+        Some(StatementRef {
+            kind: StatementKind::Payout,
+            ..
+        }) => None,
+        Some(after) => Some(Some(PayoutItemRef {
+            kind: match after.kind {
+                StatementKind::Payment => PayoutItemKind::Payment,
+                _ => PayoutItemKind::Refund,
+            },
+            request_id: after.id,
+        })),
+        None => Some(None),
+    };
+    if let Some(after) = after_item {
+        visit_period(
+            storage,
+            request.merchant_id,
+            request.from_ms,
+            request.to_ms,
+            after,
+            &mut |item| {
+                if lines.len() == limit {
+                    more = true;
+                    return false;
+                }
+                let kind = match item.item.kind {
+                    PayoutItemKind::Payment => StatementKind::Payment,
+                    PayoutItemKind::Refund => StatementKind::Refund,
+                };
+                lines.push(StatementLine {
+                    line: StatementRef {
+                        kind,
+                        id: item.item.request_id,
+                    },
+                    amount_minor: item.amount_minor,
+                    fee_minor: 0,
+                    at_ms: item.at_ms,
+                });
+                true
+            },
+        )?;
+    }
+    if !more {
+        let first_seq = match request.after {
+            Some(StatementRef {
+                kind: StatementKind::Payout,
+                id,
+            }) => id.checked_add(1),
+            _ => Some(1),
+        };
+        if let Some(first_seq) = first_seq {
+            let prefix = records::principal_prefix(request.merchant_id);
+            let start = records::payout_key(request.merchant_id, first_seq);
+            storage.scan_from(Cf::Payouts, &start, &mut |key, value| {
+                if !key.starts_with(&prefix) {
+                    return Ok(false);
+                }
+                let payout = PayoutRecord::decode(value)?;
+                if !in_period(payout.created_at_ms) {
+                    return Ok(true);
+                }
+                if lines.len() == limit {
+                    more = true;
+                    return Ok(false);
+                }
+                let (_, seq) = records::decode_payout_key(key)?;
+                lines.push(StatementLine {
+                    line: StatementRef {
+                        kind: StatementKind::Payout,
+                        id: seq,
+                    },
+                    amount_minor: payout.amount_minor,
+                    fee_minor: payout.fee_minor,
+                    at_ms: payout.created_at_ms,
+                });
+                Ok(true)
+            })?;
+        }
+    }
+    let next = more.then(|| lines.last().map(|line| line.line)).flatten();
+    Ok(StatementResponse { lines, next })
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub const AUTHORIZATIONS_TOTAL: &str = "kessai_authorizations_total";
 pub const CAPTURES_TOTAL: &str = "kessai_captures_total";
 /// Payout creation replies, `outcome` = `created` or the decline reason.
 pub const PAYOUTS_TOTAL: &str = "kessai_payouts_total";
+/// Statement pages served.
+pub const STATEMENT_PAGES_TOTAL: &str = "kessai_statement_pages_total";
 /// Payouts confirmed paid.
 pub const PAYOUTS_CONFIRMED_TOTAL: &str = "kessai_payouts_confirmed_total";
 /// Remittance replies, `outcome` = `remitted` or the decline reason.
@@ -211,6 +213,7 @@ impl ReplyTally {
                 let labels = [("operation", "void"), ("outcome", outcome)];
                 metrics::counter!(CAPTURES_TOTAL, &labels).increment(1);
             }
+            Response::Statement(_) => metrics::counter!(STATEMENT_PAGES_TOTAL).increment(1),
             Response::PayoutCreated(created) => {
                 let outcome = created.reason.map_or("created", DeclineReason::name);
                 metrics::counter!(PAYOUTS_TOTAL, "outcome" => outcome).increment(1);

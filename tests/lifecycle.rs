@@ -1200,5 +1200,100 @@ fn payouts_close_a_period_exactly() {
             .await
             .expect("list");
         assert_eq!((paged.payouts[0].seq, paged.next), (2, Some(2)));
+
+        // One more payment, not paid out yet; then the statement of all
+        // time, read in pages of two, re-adds to the report's balance.
+        let merchant = principals.merchant(9).await;
+        assert!(
+            merchant
+                .pay(6, 1000, &pins[5..6])
+                .await
+                .expect("pay")
+                .is_approved()
+        );
+        let (mut lines, mut after) = (Vec::new(), None);
+        loop {
+            let page = principals
+                .operator
+                .statement(9, 0, u64::MAX, after, 2)
+                .await
+                .expect("statement");
+            assert!(page.lines.len() <= 2);
+            lines.extend(page.lines);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        use kessai::protocol::StatementKind::{Payment, Payout, Refund};
+        let sum = |kind| -> i128 {
+            lines
+                .iter()
+                .filter(|l| l.line.kind == kind)
+                .map(|l| i128::from(l.amount_minor))
+                .sum()
+        };
+        let fees: i128 = lines.iter().map(|l| i128::from(l.fee_minor)).sum();
+        assert_eq!(
+            (sum(Payment), sum(Refund), sum(Payout), fees),
+            (6000, 1000, 3885, 115)
+        );
+        let count = |kind| lines.iter().filter(|l| l.line.kind == kind).count();
+        assert_eq!((count(Payment), count(Refund), count(Payout)), (6, 2, 3));
+        let report = principals.operator.report().await.expect("report");
+        let line = report
+            .merchants
+            .iter()
+            .find(|l| l.merchant_id == 9)
+            .expect("line");
+        let net = sum(Payment) - sum(Refund) - sum(Payout) - fees;
+        assert_eq!(
+            net,
+            i128::from(line.owed_minor),
+            "the statement re-adds to the report"
+        );
+        assert_eq!(line.owed_minor, 1000);
+        // A period: only what was decided in it.
+        let first = lines
+            .iter()
+            .find(|l| l.line.kind == Payout)
+            .expect("payout")
+            .at_ms;
+        let before = principals
+            .operator
+            .statement(9, 0, first, None, 100)
+            .await
+            .expect("statement");
+        assert!(before.lines.iter().all(|l| l.at_ms <= first));
+        assert_eq!(
+            before.lines.len(),
+            4 + 1 + 1,
+            "four payments, a refund, the payout"
+        );
     });
+    // The CSV an accountant opens re-adds to the same balance.
+    let output = std::process::Command::new(common::kessai_bin())
+        .args(["statement", "--merchant", "9", "--format", "csv"])
+        .args(["--addr", &server.addr.to_string()])
+        .arg("--key")
+        .arg(server.operator_key_path())
+        .env_remove("KESSAI_KEY")
+        .output()
+        .expect("run kessai");
+    assert!(output.status.success(), "{output:?}");
+    let csv = String::from_utf8(output.stdout).expect("utf-8");
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("kind,id,at_ms,amount_minor,fee_minor"));
+    let mut net = 0i128;
+    for row in rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        let amount: i128 = fields[3].parse().expect("amount");
+        let fee: i128 = fields[4].parse().expect("fee");
+        net += if fields[0] == "payment" {
+            amount
+        } else {
+            -amount
+        } - fee;
+    }
+    assert_eq!(net, 1000, "the CSV re-adds to the report's owed_minor");
 }

@@ -766,3 +766,59 @@ fn the_payout_show_examples_are_what_the_encoder_writes() {
     assert_eq!(hex(&request), hex(&blocks[0]));
     assert_eq!(hex(&reply), hex(&blocks[1]));
 }
+
+#[test]
+fn the_statement_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{
+        KIND_STATEMENT, StatementKind, StatementLine, StatementRef, StatementRequest,
+        StatementResponse,
+    };
+    // Merchant 5's statement for payout 5-2's period, after payment 1002.
+    let mut request = Vec::new();
+    Request::Statement(StatementRequest {
+        merchant_id: 5,
+        from_ms: 1_767_139_200_000,
+        to_ms: 1_767_225_600_000,
+        after: Some(StatementRef {
+            kind: StatementKind::Payment,
+            id: 1002,
+        }),
+        limit: 1000,
+    })
+    .encode(&mut request, 13, MAX_FRAME_BYTES)
+    .expect("encode");
+    let line = |kind, id, amount_minor, fee_minor, at_ms| StatementLine {
+        line: StatementRef { kind, id },
+        amount_minor,
+        fee_minor,
+        at_ms,
+    };
+    // The last page: a payment, a refund, and payout 5-1, created five
+    // minutes after its cut-off (this period's start).
+    let mut reply = Vec::new();
+    Response::Statement(StatementResponse {
+        lines: vec![
+            line(StatementKind::Payment, 1003, 2000, 0, 1_767_180_000_000),
+            line(StatementKind::Refund, 2001, 1000, 0, 1_767_200_000_000),
+            line(StatementKind::Payout, 1, 19_500, 500, 1_767_139_500_000),
+        ],
+        next: None,
+    })
+    .encode(&mut reply, 13, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.23 Statement (26)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+    assert_eq!(request[4], KIND_STATEMENT);
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    assert!(doc.contains(&format!("| {KIND_STATEMENT}   | Statement |")));
+    assert!(doc.contains(&format!(
+        "not a request kind (0, {}–254, or 255)",
+        KIND_STATEMENT + 1
+    )));
+    assert!(doc.contains("`StatementKind`: `0 Payment`, `1 Refund`, `2 Payout` (§5.23)."));
+    assert!(doc.contains("PayoutShow, Statement, PrincipalAdd"), "§9.3");
+}

@@ -12,7 +12,8 @@
 //! their deadline, retried all along), remittances of the stores' HQ
 //! (allocated to its stores, some too large, retried), payouts to the
 //! merchants (with a fee, carrying refunds forward) whenever the engine is
-//! quiet, balance inquiries
+//! quiet, and every merchant's statement re-added against its books,
+//! balance inquiries
 //! and retries of earlier payments and refunds, on a clock that moves and
 //! now and then jumps a day, so cards valid for a day expire (by payment
 //! or by the sweep, with holds on them or not); every
@@ -1797,6 +1798,46 @@ impl World {
                     booked_paid += line.remitted_minor;
                     booked_fees += line.fees_minor;
                 }
+            }
+            // The merchant's statement of all time, in pages of a random
+            // size, re-adds to its books.
+            let limit = 1 + self.rng.below(5) as u32;
+            let (mut net, mut after) = (0i128, None);
+            loop {
+                let request = kessai::protocol::StatementRequest {
+                    merchant_id: merchant,
+                    from_ms: 0,
+                    to_ms: u64::MAX,
+                    after,
+                    limit,
+                };
+                let page = settlement::statement_page(&self.store, &request).expect("reads");
+                for line in &page.lines {
+                    let amount = i128::from(line.amount_minor);
+                    net += match line.line.kind {
+                        kessai::protocol::StatementKind::Payment => amount,
+                        _ => -amount,
+                    } - i128::from(line.fee_minor);
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let mut books = 0i128;
+            for node in &self.nodes {
+                let only = Some(kessai::protocol::ReportAccount::Merchant(merchant));
+                if let Some(line) = node.machine.report_page(None, only, 1).lines.first() {
+                    books += i128::from(line.owed_minor)
+                        - i128::from(line.offset_minor)
+                        - i128::from(line.remitted_minor)
+                        - i128::from(line.fees_minor);
+                }
+            }
+            if net != books {
+                self.fail(format!(
+                    "merchant {merchant}: statement re-adds to {net}, books {books}"
+                ));
             }
             if (booked_paid, booked_fees) != (paid, fees) {
                 self.fail(format!(

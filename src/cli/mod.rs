@@ -23,6 +23,7 @@ mod remit;
 mod report;
 mod reverse_activation;
 mod serve;
+mod statement;
 mod stats;
 mod void;
 
@@ -84,6 +85,9 @@ enum Command {
     /// list, show and confirm payouts.
     #[command(subcommand)]
     Payout(payout::PayoutCommand),
+    /// List a merchant's payments, refunds and payouts in a period
+    /// (operator key), as CSV (default) or JSON with totals.
+    Statement(statement::StatementArgs),
     /// Show a card's balance.
     Balance(balance::BalanceArgs),
     /// Show what each store owes and each merchant is owed.
@@ -155,6 +159,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Void(args) => &args.client,
         Command::Remit(args) => &args.client,
         Command::Payout(command) => command.client(),
+        Command::Statement(args) => &args.client,
         Command::Balance(args) => &args.client,
         Command::Report(args) => &args.client,
         Command::Audit(args) => &args.client,
@@ -205,6 +210,7 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::Void(args) => void::run(client, args).await,
         Command::Remit(args) => remit::run(client, args).await,
         Command::Payout(command) => payout::run(client, command).await,
+        Command::Statement(args) => statement::run(client, args).await,
         Command::Balance(args) => balance::run(client, args).await,
         Command::Report(args) => report::run(client, args).await,
         Command::Audit(_) => audit::run(client).await,

@@ -19,6 +19,7 @@ mod payout;
 mod refund;
 mod remit;
 mod reversal;
+mod statement;
 
 pub use admin::{
     AuditResponse, MerchantLine, ReportAccount, ReportRequest, ReportResponse, ShardStats,
@@ -51,6 +52,9 @@ pub use remit::{
     REMIT_REFERENCE_BYTES_MAX, RemitAllocation, RemitRequest, RemitResponse, RemitStatus,
 };
 pub use reversal::{ReversalStatus, ReverseActivationRequest, ReverseActivationResponse};
+pub use statement::{
+    StatementKind, StatementLine, StatementRef, StatementRequest, StatementResponse,
+};
 
 use serde::Deserialize;
 
@@ -80,6 +84,7 @@ pub const KIND_PAYOUT_CREATE: u8 = 22;
 pub const KIND_PAYOUT_CONFIRM: u8 = 23;
 pub const KIND_PAYOUT_LIST: u8 = 24;
 pub const KIND_PAYOUT_SHOW: u8 = 25;
+pub const KIND_STATEMENT: u8 = 26;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -171,6 +176,7 @@ wire_messages! {
             PayoutConfirm(PayoutConfirmRequest) = KIND_PAYOUT_CONFIRM,
             PayoutList(PayoutListRequest) = KIND_PAYOUT_LIST,
             PayoutShow(PayoutShowRequest) = KIND_PAYOUT_SHOW,
+            Statement(StatementRequest) = KIND_STATEMENT,
         }
     }
 }
@@ -207,6 +213,7 @@ wire_messages! {
             PayoutConfirmed(PayoutConfirmResponse) = KIND_PAYOUT_CONFIRM,
             Payouts(PayoutListResponse) = KIND_PAYOUT_LIST,
             PayoutItems(PayoutShowResponse) = KIND_PAYOUT_SHOW,
+            Statement(StatementResponse) = KIND_STATEMENT,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -305,6 +312,16 @@ mod tests {
             }),
             limit: 10,
         }));
+        round_trip_request(Request::Statement(StatementRequest {
+            merchant_id: 5,
+            from_ms: 0,
+            to_ms: u64::MAX,
+            after: Some(StatementRef {
+                kind: StatementKind::Payout,
+                id: 2,
+            }),
+            limit: 100,
+        }));
         round_trip_request(Request::Remit(RemitRequest {
             request_id: 6,
             store_hq_id: 42,
@@ -388,7 +405,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_PAYOUT_SHOW {
+            for kind in 0..=KIND_STATEMENT {
                 let _ = Request::decode(kind, &bytes);
             }
         }

@@ -11,7 +11,8 @@
 //!
 //! * [`activate`], [`issue`], [`admin`]: the gathering commands;
 //!   [`principal`]: the operator's management of principals; [`remit`]:
-//!   a store HQ's remittance, allocated to its stores.
+//!   a store HQ's remittance, allocated to its stores; [`payout`]: the
+//!   center's payouts to merchants; [`statement`]: a merchant's period.
 //!
 //! Queues past the router are bounded: each shard's mailbox holds at most
 //! `shard_mailbox_capacity` messages, and a connection's requests for a
@@ -28,6 +29,7 @@ mod issue;
 mod payout;
 mod principal;
 mod remit;
+mod statement;
 
 pub use payout::{PayoutCommand, Payouts};
 pub use remit::Remittances;
@@ -37,6 +39,7 @@ use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
     ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, RemitRequest, ReportRequest, Response,
+    StatementRequest,
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
@@ -110,6 +113,7 @@ pub enum Command {
         operator: u32,
         command: PayoutCommand,
     },
+    Statement(StatementRequest),
 }
 
 /// What the router reaches: the shards and the engine-wide services.
@@ -297,6 +301,11 @@ impl Router {
             Command::PrincipalList => Ok(principal::list(&self.registry)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
+            Command::Statement(request) => Ok(statement::statement(
+                self.storage.as_ref(),
+                &self.registry,
+                request,
+            )),
             Command::Payout { operator, command } => {
                 let (shards, storage) = (&self.shards, self.storage.as_ref());
                 payout::run(

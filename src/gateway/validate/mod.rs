@@ -24,6 +24,7 @@ mod principal;
 mod refund;
 mod remit;
 mod reverse_activation;
+mod statement;
 
 use crate::auth::{Guard, Principal};
 use crate::config::Limits;
@@ -78,7 +79,7 @@ pub(super) use pay_batch::reply_bound as batch_reply_bound;
 
 /// Operator requests, whose replies can fill a frame (a remittance's lists
 /// an allocation per store of its HQ).
-const OPERATOR_KINDS: [u8; 13] = [
+const OPERATOR_KINDS: [u8; 14] = [
     crate::protocol::KIND_ISSUE,
     crate::protocol::KIND_REPORT,
     crate::protocol::KIND_AUDIT,
@@ -92,6 +93,7 @@ const OPERATOR_KINDS: [u8; 13] = [
     crate::protocol::KIND_PAYOUT_CONFIRM,
     crate::protocol::KIND_PAYOUT_LIST,
     crate::protocol::KIND_PAYOUT_SHOW,
+    crate::protocol::KIND_STATEMENT,
 ];
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -146,6 +148,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::PayoutConfirm(body) => payout::confirm(body, principal),
         Request::PayoutList(body) => payout::list(body, principal, context.limits),
         Request::PayoutShow(body) => payout::show(body, principal, context.limits),
+        Request::Statement(body) => statement::validate(body, context.limits),
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
             unreachable!("answered above or by the session")
         }
@@ -169,7 +172,8 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PayoutCreate(_)
         | Request::PayoutConfirm(_)
         | Request::PayoutList(_)
-        | Request::PayoutShow(_) => Some(Role::Operator),
+        | Request::PayoutShow(_)
+        | Request::Statement(_) => Some(Role::Operator),
         Request::Activate(_) | Request::ReverseActivation(_) => Some(Role::StoreHq),
         Request::Pay(_)
         | Request::PayBatch(_)

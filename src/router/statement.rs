@@ -1,0 +1,27 @@
+//! A merchant's statement: its payments, refunds and payouts in a period,
+//! page by page ([`settlement::statement_page`]). Runs in the admin lane.
+
+use crate::auth::Registry;
+use crate::protocol::{ErrorCode, Response, Role, StatementRequest};
+use crate::settlement;
+use crate::storage::Storage;
+
+pub(super) fn statement(
+    storage: &Storage,
+    registry: &Registry,
+    request: StatementRequest,
+) -> Response {
+    if registry
+        .get(request.merchant_id)
+        .is_none_or(|principal| principal.role != Role::Merchant)
+    {
+        return Response::error(ErrorCode::InvalidArgument, "merchant_id names no merchant");
+    }
+    match settlement::statement_page(storage, &request) {
+        Ok(page) => Response::Statement(page),
+        Err(error) => {
+            tracing::error!(%error, "statement read failed");
+            Response::error(ErrorCode::Internal, "storage read failed")
+        }
+    }
+}
