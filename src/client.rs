@@ -19,7 +19,8 @@ use crate::protocol::{
     PrincipalRevokeRequest, PrincipalRotateRequest, RefundRequest, RefundResponse, RemitRequest,
     RemitResponse, ReportAccount, ReportRequest, ReportResponse, Request, Response,
     ReverseActivationRequest, ReverseActivationResponse, Role, StatementRef, StatementRequest,
-    StatementResponse, StatsResponse, VoidRequest, VoidResponse,
+    StatementResponse, StatsResponse, StoreStatementRef, StoreStatementRequest,
+    StoreStatementResponse, VoidRequest, VoidResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -692,6 +693,33 @@ impl Client {
         });
         match self.call_ok(&request).await? {
             Response::Statement(statement) => Ok(statement),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// One page of store `store_id`'s statement (operator only): its
+    /// journal (activations, reversals and what remittances paid off its
+    /// debt) with the engine-clock time in (`from_ms`, `to_ms`], after
+    /// `after` (`None`: from the start), at most `limit` lines, ordered by
+    /// time, then kind, subject and reference. `next` is where the next
+    /// page starts when more may follow.
+    pub async fn store_statement(
+        &self,
+        store_id: u32,
+        from_ms: u64,
+        to_ms: u64,
+        after: Option<StoreStatementRef>,
+        limit: u32,
+    ) -> Result<StoreStatementResponse, ClientError> {
+        let request = Request::StoreStatement(StoreStatementRequest {
+            store_id,
+            from_ms,
+            to_ms,
+            after,
+            limit,
+        });
+        match self.call_ok(&request).await? {
+            Response::StoreStatement(statement) => Ok(statement),
             other => Err(unexpected(other)),
         }
     }

@@ -1,5 +1,5 @@
-//! Settlement with merchants: which payments and refunds a payout closes,
-//! and what it pays.
+//! Settlement: which payments and refunds a merchant's payout closes and
+//! what it pays; merchants' and stores' statements by period.
 //!
 //! A payout covers a merchant's payments approved and refunds made with
 //! their engine-clock time in `(from, until]`, where `from` is the
@@ -17,9 +17,12 @@
 use crate::card::DeclineReason;
 use crate::protocol::{
     PayoutInfo, PayoutItem, PayoutItemKind, PayoutItemRef, StatementKind, StatementLine,
-    StatementRef, StatementRequest, StatementResponse,
+    StatementRef, StatementRequest, StatementResponse, StoreEntryKind, StoreStatementLine,
+    StoreStatementRef, StoreStatementRequest, StoreStatementResponse,
 };
-use crate::storage::records::{self, PaymentRecord, PayoutRecord, RecordedOutcome, RefundRecord};
+use crate::storage::records::{
+    self, JournalEntry, JournalKind, PaymentRecord, PayoutRecord, RecordedOutcome, RefundRecord,
+};
 use crate::storage::{Cf, StorageError, Store};
 
 /// A merchant's payments and refunds in a period.
@@ -304,6 +307,80 @@ pub fn statement_page(
     }
     let next = more.then(|| lines.last().map(|line| line.line)).flatten();
     Ok(StatementResponse { lines, next })
+}
+
+/// One page of a store's statement: its journal (activations, reversals,
+/// remittances) with their time in the period, one key range: entries are
+/// keyed by store, then time.
+pub fn store_statement_page(
+    storage: &dyn Store,
+    request: &StoreStatementRequest,
+) -> Result<StoreStatementResponse, StorageError> {
+    let store = request.store_id;
+    let start = match request.after {
+        Some(after) => records::journal_key(store, &entry_of(&after)).to_vec(),
+        None => {
+            let first = JournalEntry {
+                at_ms: request.from_ms.saturating_add(1),
+                kind: JournalKind::Activation,
+                subject: 0,
+                reference: 0,
+            };
+            records::journal_key(store, &first).to_vec()
+        }
+    };
+    let limit = request.limit as usize;
+    let mut lines: Vec<StoreStatementLine> = Vec::new();
+    let mut more = false;
+    storage.scan_from(Cf::StoreJournal, &start, &mut |key, value| {
+        let (of, entry) = records::decode_journal_key(key)?;
+        if of != store || entry.at_ms > request.to_ms {
+            return Ok(false);
+        }
+        let line = ref_of(&entry);
+        if request.after == Some(line) || entry.at_ms <= request.from_ms {
+            // The cursor itself (on the last page), or before the period
+            // (a cursor from another period).
+            return Ok(true);
+        }
+        if lines.len() == limit {
+            more = true;
+            return Ok(false);
+        }
+        lines.push(StoreStatementLine {
+            line,
+            amount_minor: records::decode_u64(value)?,
+        });
+        Ok(true)
+    })?;
+    let next = more.then(|| lines.last().map(|line| line.line)).flatten();
+    Ok(StoreStatementResponse { lines, next })
+}
+
+fn ref_of(entry: &JournalEntry) -> StoreStatementRef {
+    StoreStatementRef {
+        at_ms: entry.at_ms,
+        kind: match entry.kind {
+            JournalKind::Activation => StoreEntryKind::Activation,
+            JournalKind::Reversal => StoreEntryKind::Reversal,
+            JournalKind::Remittance => StoreEntryKind::Remittance,
+        },
+        subject: entry.subject,
+        request_id: entry.reference,
+    }
+}
+
+fn entry_of(line: &StoreStatementRef) -> JournalEntry {
+    JournalEntry {
+        at_ms: line.at_ms,
+        kind: match line.kind {
+            StoreEntryKind::Activation => JournalKind::Activation,
+            StoreEntryKind::Reversal => JournalKind::Reversal,
+            StoreEntryKind::Remittance => JournalKind::Remittance,
+        },
+        subject: line.subject,
+        reference: line.request_id,
+    }
 }
 
 #[cfg(test)]

@@ -213,7 +213,9 @@ impl ReplyTally {
                 let labels = [("operation", "void"), ("outcome", outcome)];
                 metrics::counter!(CAPTURES_TOTAL, &labels).increment(1);
             }
-            Response::Statement(_) => metrics::counter!(STATEMENT_PAGES_TOTAL).increment(1),
+            Response::Statement(_) | Response::StoreStatement(_) => {
+                metrics::counter!(STATEMENT_PAGES_TOTAL).increment(1)
+            }
             Response::PayoutCreated(created) => {
                 let outcome = created.reason.map_or("created", DeclineReason::name);
                 metrics::counter!(PAYOUTS_TOTAL, "outcome" => outcome).increment(1);

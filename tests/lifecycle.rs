@@ -121,6 +121,23 @@ fn a_reversed_sale_is_worthless_and_off_the_store_debt() {
         assert_eq!(line.owed_minor, 5 * FACE);
         assert_eq!(line.reversed_minor, FACE);
         assert_eq!(line.cards_activated, 5);
+        // The store's statement: six sales, the one reversal of 1000 and
+        // the forestalled one (0), re-adding to what the store owes.
+        let statement = principals
+            .operator
+            .store_statement(STORE, 0, u64::MAX, None, 100)
+            .await
+            .expect("statement");
+        use kessai::protocol::StoreEntryKind::{Activation, Reversal};
+        let amounts = |kind| -> Vec<u64> {
+            let lines = statement.lines.iter().filter(|l| l.line.kind == kind);
+            lines.map(|l| l.amount_minor).collect()
+        };
+        assert_eq!(amounts(Activation), [FACE; 6]);
+        let mut reversals = amounts(Reversal);
+        reversals.sort_unstable();
+        assert_eq!(reversals, [0, FACE]);
+        assert_eq!(6 * FACE - FACE, line.owed_minor);
         let totals = audit_ok(&principals).await;
         assert_eq!(totals.store_reversed_minor, FACE);
         assert_eq!(totals.cards_reversed, 2, "one undone, one forestalled");
@@ -985,6 +1002,32 @@ fn remittances_pay_off_the_stores_debt() {
             (line.owed_minor, line.remitted_minor)
         };
         assert_eq!((line(31), line(32)), ((0, 2000), (2500, 500)));
+        // Store 32's statement, one line a page: three sales and what the
+        // remittance paid off, re-adding to what it owes.
+        let (mut owed, mut after, mut pages) = (0i128, None, 0);
+        loop {
+            let page = operator
+                .store_statement(32, 0, u64::MAX, after, 1)
+                .await
+                .expect("statement");
+            pages += 1;
+            for line in &page.lines {
+                let amount = i128::from(line.amount_minor);
+                owed += match line.line.kind {
+                    kessai::protocol::StoreEntryKind::Activation => amount,
+                    _ => -amount,
+                };
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            (owed, pages),
+            (2500, 4),
+            "one line a page, the last says no more"
+        );
         let totals = audit_ok(&principals).await;
         assert_eq!(
             (totals.store_owed_minor, totals.store_remitted_minor),

@@ -815,10 +815,96 @@ fn the_statement_examples_are_what_the_encoder_writes() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
         .expect("docs/PROTOCOL.md");
     assert!(doc.contains(&format!("| {KIND_STATEMENT}   | Statement |")));
+    assert!(doc.contains("`StatementKind`: `0 Payment`, `1 Refund`, `2 Payout` (§5.23)."));
+    assert!(
+        doc.contains("PayoutShow, Statement, StoreStatement, PrincipalAdd"),
+        "§9.3"
+    );
+}
+
+#[test]
+fn the_store_statement_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{
+        KIND_STORE_STATEMENT, StoreEntryKind, StoreStatementLine, StoreStatementRef,
+        StoreStatementRequest, StoreStatementResponse,
+    };
+    // Store 42's statement for 2025-12-31 (UTC), the first page.
+    let mut request = Vec::new();
+    Request::StoreStatement(StoreStatementRequest {
+        store_id: 42,
+        from_ms: 1_767_139_200_000,
+        to_ms: 1_767_225_600_000,
+        after: None,
+        limit: 1000,
+    })
+    .encode(&mut request, 14, MAX_FRAME_BYTES)
+    .expect("encode");
+    let line = |at_ms, kind, subject, request_id, amount_minor| StoreStatementLine {
+        line: StoreStatementRef {
+            at_ms,
+            kind,
+            subject,
+            request_id,
+        },
+        amount_minor,
+    };
+    // The card's subject: the first 8 bytes of its PIN's keyed hash.
+    let card = u64::from_be_bytes([0x3F, 0x1A, 0x9C, 0x0E, 0x5B, 0x7D, 0x24, 0x68]);
+    // A sale, its reversal ten minutes later, and remittance 6001 of
+    // operator 0 paying off 100 000: the only page.
+    let mut reply = Vec::new();
+    Response::StoreStatement(StoreStatementResponse {
+        lines: vec![
+            line(
+                1_767_180_000_000,
+                StoreEntryKind::Activation,
+                card,
+                9001,
+                1000,
+            ),
+            line(
+                1_767_180_600_000,
+                StoreEntryKind::Reversal,
+                card,
+                9001,
+                1000,
+            ),
+            line(
+                1_767_200_000_000,
+                StoreEntryKind::Remittance,
+                0,
+                6001,
+                100_000,
+            ),
+        ],
+        next: None,
+    })
+    .encode(&mut reply, 14, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 5.24 StoreStatement (27)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+    assert_eq!(request[4], KIND_STORE_STATEMENT);
+
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    assert!(doc.contains(&format!("| {KIND_STORE_STATEMENT}   | StoreStatement |")));
     assert!(doc.contains(&format!(
         "not a request kind (0, {}–254, or 255)",
-        KIND_STATEMENT + 1
+        KIND_STORE_STATEMENT + 1
     )));
-    assert!(doc.contains("`StatementKind`: `0 Payment`, `1 Refund`, `2 Payout` (§5.23)."));
-    assert!(doc.contains("PayoutShow, Statement, PrincipalAdd"), "§9.3");
+    assert!(
+        doc.contains("`StoreEntryKind`: `0 Activation`, `1 Reversal`, `2 Remittance` (§5.24).")
+    );
+    for (index, variant) in ["Activation", "Reversal", "Remittance"].iter().enumerate() {
+        assert!(
+            doc.contains(&format!("| {index}     | {variant} ")),
+            "§5.24 kinds table: {variant}"
+        );
+    }
+    assert!(
+        doc.contains("`kind,at_ms,subject,request_id,amount_minor`"),
+        "§8.13"
+    );
 }

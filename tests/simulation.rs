@@ -12,7 +12,8 @@
 //! their deadline, retried all along), remittances of the stores' HQ
 //! (allocated to its stores, some too large, retried), payouts to the
 //! merchants (with a fee, carrying refunds forward) whenever the engine is
-//! quiet, and every merchant's statement re-added against its books,
+//! quiet, and every merchant's and store's statement re-added against
+//! its books,
 //! balance inquiries
 //! and retries of earlier payments and refunds, on a clock that moves and
 //! now and then jumps a day, so cards valid for a day expire (by payment
@@ -1632,10 +1633,32 @@ impl World {
         if stores != sold {
             self.fail(format!("paged store lines {stores:?}, sold cards {sold:?}"));
         }
-        let merchant_sum: u64 = merchants.values().sum();
-        if merchant_sum != totals.merchant_owed_minor {
+        // Each merchant's line is its net balance from every shard's books
+        // (0 when a payout carried refunds forward: in credit), and the
+        // total is the engine-wide net.
+        let mut engine_net = 0i128;
+        for merchant in 1..=MERCHANTS {
+            let mut net = 0i128;
+            for node in &self.nodes {
+                let only = Some(kessai::protocol::ReportAccount::Merchant(merchant));
+                if let Some(line) = node.machine.report_page(None, only, 1).lines.first() {
+                    net += i128::from(line.owed_minor)
+                        - i128::from(line.offset_minor)
+                        - i128::from(line.remitted_minor)
+                        - i128::from(line.fees_minor);
+                }
+            }
+            engine_net += net;
+            let shown = merchants.get(&merchant).copied().unwrap_or(0);
+            if i128::from(shown) != net.max(0) {
+                self.fail(format!(
+                    "merchant {merchant}: line shows {shown}, books net {net}"
+                ));
+            }
+        }
+        if i128::from(totals.merchant_owed_minor) != engine_net.max(0) {
             self.fail(format!(
-                "merchant lines add to {merchant_sum}, the total is {}",
+                "merchant total {}, books net {engine_net}",
                 totals.merchant_owed_minor
             ));
         }
@@ -1747,6 +1770,39 @@ impl World {
             let mut shares = kessai::ledger::StoreShares::default();
             for node in &self.nodes {
                 shares.add(&node.machine.store_shares(&[store])[0]);
+            }
+            // The store's statement of all time, in pages of a random
+            // size, re-adds to its books.
+            let limit = 1 + self.rng.below(5) as u32;
+            let (mut journal, mut after) = (0i128, None);
+            loop {
+                let request = kessai::protocol::StoreStatementRequest {
+                    store_id: store,
+                    from_ms: 0,
+                    to_ms: u64::MAX,
+                    after,
+                    limit,
+                };
+                let page = settlement::store_statement_page(&self.store, &request).expect("reads");
+                for line in &page.lines {
+                    let amount = i128::from(line.amount_minor);
+                    journal += match line.line.kind {
+                        kessai::protocol::StoreEntryKind::Activation => amount,
+                        _ => -amount,
+                    };
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let books = i128::from(shares.owed_minor)
+                - i128::from(shares.reversed_minor)
+                - i128::from(shares.remitted_minor);
+            if journal != books {
+                self.fail(format!(
+                    "store {store}: statement re-adds to {journal}, books {books}"
+                ));
             }
             let recorded = remitted.get(&store).copied().unwrap_or(0);
             if shares.remitted_minor != recorded {

@@ -85,8 +85,9 @@ enum Command {
     /// list, show and confirm payouts.
     #[command(subcommand)]
     Payout(payout::PayoutCommand),
-    /// List a merchant's payments, refunds and payouts in a period
-    /// (operator key), as CSV (default) or JSON with totals.
+    /// List a merchant's payments, refunds and payouts, or a store's
+    /// activations, reversals and remittances, in a period (operator key),
+    /// as CSV (default) or JSON with totals.
     Statement(statement::StatementArgs),
     /// Show a card's balance.
     Balance(balance::BalanceArgs),

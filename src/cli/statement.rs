@@ -1,25 +1,35 @@
-//! `kessai statement`: everything that moved a merchant's account in a
-//! period (operator key): its approved payments, its refunds and its
-//! payouts, following the engine's pages to the end. As CSV (a header and
-//! a row per line, nothing else, so a spreadsheet can re-add it) or as one
-//! JSON object with the lines and their totals.
+//! `kessai statement`: everything that moved one account in a period
+//! (operator key), following the engine's pages to the end. For a merchant
+//! (`--merchant`): its approved payments, its refunds and its payouts. For
+//! a store (`--store`): its journal, every card it sold (activation), every
+//! sale reversed and what remittances paid off its debt. As CSV (a header
+//! and a row per line, nothing else, so a spreadsheet can re-add it) or as
+//! one JSON object with the lines and their totals.
 
 use super::ClientArgs;
 use super::output::{Failure, Output};
 use crate::client::{Client, REPORT_PAGE_LINES};
-use crate::protocol::{StatementKind, StatementLine};
+use crate::protocol::{StatementKind, StatementLine, StoreEntryKind, StoreStatementLine};
 use clap::{Args, ValueEnum};
 use serde_json::{Number, Value, json};
 
-/// The CSV header; a row per line follows, in the same order.
+/// A merchant statement's CSV header; a row per line follows, in the same
+/// order.
 const CSV_HEADER: &str = "kind,id,at_ms,amount_minor,fee_minor";
+/// A store statement's CSV header.
+const STORE_CSV_HEADER: &str = "kind,at_ms,subject,request_id,amount_minor";
 
-/// The operator is the principal of `--key`.
+/// The operator is the principal of `--key`. Exactly one of `--merchant`
+/// and `--store`.
 #[derive(Args, Debug)]
 pub struct StatementArgs {
-    /// The merchant (its principal id).
+    /// The merchant (its principal id): its payments, refunds and payouts.
+    #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+    merchant: Option<u32>,
+    /// The store: the cards it sold, the sales reversed and what
+    /// remittances paid off its debt.
     #[arg(long)]
-    merchant: u32,
+    store: Option<u32>,
     /// The period's start, excluded: engine clock in ms since the Unix
     /// epoch (default: 0, from the first).
     #[arg(long, default_value_t = 0)]
@@ -50,8 +60,19 @@ pub async fn run(client: &Client, args: StatementArgs) -> Result<Output, Failure
             args.from
         )));
     }
-    let lines = all_lines(client, args.merchant, args.from, to_ms).await?;
-    render(args.merchant, args.from, to_ms, &lines, args.format)
+    match (args.merchant, args.store) {
+        (Some(merchant_id), None) => {
+            let lines = all_lines(client, merchant_id, args.from, to_ms).await?;
+            render(merchant_id, args.from, to_ms, &lines, args.format)
+        }
+        (None, Some(store_id)) => {
+            let lines = all_store_lines(client, store_id, args.from, to_ms).await?;
+            render_store(store_id, args.from, to_ms, &lines, args.format)
+        }
+        _ => Err(Failure(
+            "give exactly one of --merchant and --store".to_string(),
+        )),
+    }
 }
 
 /// Every page of the merchant's statement: payments, then refunds, then
@@ -62,15 +83,30 @@ async fn all_lines(
     from_ms: u64,
     to_ms: u64,
 ) -> Result<Vec<StatementLine>, Failure> {
+    follow_pages(|after| async move {
+        let page = client
+            .statement(merchant_id, from_ms, to_ms, after, REPORT_PAGE_LINES)
+            .await?;
+        Ok((page.lines, page.next))
+    })
+    .await
+}
+
+/// Fetches pages from the start (`None`) and from each page's `next`
+/// until there is none, and gathers their lines. A `next` that does not
+/// move on ends it (it would loop forever).
+async fn follow_pages<C, L, F, Fut>(mut fetch: F) -> Result<Vec<L>, Failure>
+where
+    C: Copy + PartialOrd,
+    F: FnMut(Option<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<L>, Option<C>), Failure>>,
+{
     let mut lines = Vec::new();
     let mut after = None;
     loop {
-        let mut page = client
-            .statement(merchant_id, from_ms, to_ms, after, REPORT_PAGE_LINES)
-            .await?;
-        lines.append(&mut page.lines);
-        match page.next {
-            // A page that does not move on would loop forever.
+        let (mut page, next) = fetch(after).await?;
+        lines.append(&mut page);
+        match next {
             Some(next) if Some(next) > after => after = Some(next),
             _ => break,
         }
@@ -188,10 +224,147 @@ fn add(sum: u64, amount_minor: u64) -> Result<u64, Failure> {
         .ok_or_else(|| Failure("the statement's sums overflow 64 bits".to_string()))
 }
 
+/// Every page of the store's statement, in the journal's order: by time,
+/// then kind, subject and reference.
+async fn all_store_lines(
+    client: &Client,
+    store_id: u32,
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<Vec<StoreStatementLine>, Failure> {
+    follow_pages(|after| async move {
+        let page = client
+            .store_statement(store_id, from_ms, to_ms, after, REPORT_PAGE_LINES)
+            .await?;
+        Ok((page.lines, page.next))
+    })
+    .await
+}
+
+fn render_store(
+    store_id: u32,
+    from_ms: u64,
+    to_ms: u64,
+    lines: &[StoreStatementLine],
+    format: Format,
+) -> Result<Output, Failure> {
+    let totals = StoreTotals::of(lines)?;
+    let owed = totals.owed_minor();
+    let owed_minor = Number::from_i128(owed).ok_or_else(|| {
+        Failure(format!(
+            "the statement's owed {owed} does not fit a JSON number"
+        ))
+    })?;
+    let json_lines: Vec<Value> = lines.iter().map(store_line_json).collect();
+    let json = json!({
+        "store_id": store_id,
+        "from_ms": from_ms,
+        "to_ms": to_ms,
+        "lines": json_lines,
+        "totals": {
+            "activations_minor": totals.activations_minor,
+            "reversals_minor": totals.reversals_minor,
+            "remittances_minor": totals.remittances_minor,
+            "owed_minor": Value::Number(owed_minor),
+        },
+    });
+    let text = match format {
+        Format::Csv => store_csv(lines),
+        Format::Json => format!("{json}\n"),
+    };
+    Ok(Output::ok(json, text))
+}
+
+/// The header, then a row per line; no totals row.
+fn store_csv(lines: &[StoreStatementLine]) -> String {
+    let mut text = format!("{STORE_CSV_HEADER}\n");
+    for line in lines {
+        text += &format!(
+            "{},{},{},{},{}\n",
+            store_kind_name(line.line.kind),
+            line.line.at_ms,
+            subject_text(line),
+            line.line.request_id,
+            line.amount_minor
+        );
+    }
+    text
+}
+
+fn store_kind_name(kind: StoreEntryKind) -> &'static str {
+    match kind {
+        StoreEntryKind::Activation => "activation",
+        StoreEntryKind::Reversal => "reversal",
+        StoreEntryKind::Remittance => "remittance",
+    }
+}
+
+/// A card (activation, reversal) as its 16 hex digits; the operator who
+/// recorded a remittance as its decimal principal id.
+fn subject_text(line: &StoreStatementLine) -> String {
+    match line.line.kind {
+        StoreEntryKind::Activation | StoreEntryKind::Reversal => {
+            format!("{:016x}", line.line.subject)
+        }
+        StoreEntryKind::Remittance => line.line.subject.to_string(),
+    }
+}
+
+/// As the CSV row; the subject is a string of 16 hex digits for a card
+/// and a number (the operator's id) for a remittance.
+fn store_line_json(line: &StoreStatementLine) -> Value {
+    let subject = match line.line.kind {
+        StoreEntryKind::Activation | StoreEntryKind::Reversal => Value::String(subject_text(line)),
+        StoreEntryKind::Remittance => Value::from(line.line.subject),
+    };
+    json!({
+        "kind": store_kind_name(line.line.kind),
+        "at_ms": line.line.at_ms,
+        "subject": subject,
+        "request_id": line.line.request_id,
+        "amount_minor": line.amount_minor,
+    })
+}
+
+/// A store statement's sums, by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct StoreTotals {
+    activations_minor: u64,
+    reversals_minor: u64,
+    remittances_minor: u64,
+}
+
+impl StoreTotals {
+    fn of(lines: &[StoreStatementLine]) -> Result<StoreTotals, Failure> {
+        let mut totals = StoreTotals::default();
+        for line in lines {
+            let sum = match line.line.kind {
+                StoreEntryKind::Activation => &mut totals.activations_minor,
+                StoreEntryKind::Reversal => &mut totals.reversals_minor,
+                StoreEntryKind::Remittance => &mut totals.remittances_minor,
+            };
+            *sum = add(*sum, line.amount_minor)?;
+        }
+        Ok(totals)
+    }
+
+    /// Cards sold less sales reversed, less what remittances paid off:
+    /// what the period added to the store's debt (negative: it paid off
+    /// more than it sold). Over all time, the store's `owed_minor` in the
+    /// report while it is not in credit.
+    fn owed_minor(&self) -> i128 {
+        i128::from(self.activations_minor)
+            - i128::from(self.reversals_minor)
+            - i128::from(self.remittances_minor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::StatementRef;
+    use crate::cli::Cli;
+    use crate::protocol::{StatementRef, StoreStatementRef};
+    use clap::Parser;
 
     fn line(kind: StatementKind, id: u64, amount_minor: u64, fee_minor: u64) -> StatementLine {
         StatementLine {
@@ -254,5 +427,108 @@ mod tests {
         assert_eq!(output.json["lines"][2]["fee_minor"], 500);
         assert_eq!(output.json["totals"]["net_minor"], -19_000);
         assert_eq!(output.json["totals"]["paid_out_minor"], 19_500);
+    }
+
+    fn store_line(
+        at_ms: u64,
+        kind: StoreEntryKind,
+        subject: u64,
+        request_id: u64,
+        amount_minor: u64,
+    ) -> StoreStatementLine {
+        StoreStatementLine {
+            line: StoreStatementRef {
+                at_ms,
+                kind,
+                subject,
+                request_id,
+            },
+            amount_minor,
+        }
+    }
+
+    fn store_lines() -> Vec<StoreStatementLine> {
+        vec![
+            store_line(
+                1_767_180_000_000,
+                StoreEntryKind::Activation,
+                0x0f1e_2d3c_4b5a_6978,
+                77,
+                5000,
+            ),
+            store_line(
+                1_767_180_060_000,
+                StoreEntryKind::Reversal,
+                0x0f1e_2d3c_4b5a_6978,
+                77,
+                5000,
+            ),
+            store_line(1_767_180_120_000, StoreEntryKind::Remittance, 1, 6, 3000),
+        ]
+    }
+
+    #[test]
+    fn store_totals_owe_activations_less_reversals_and_remittances() {
+        let totals = StoreTotals::of(&store_lines()).ok().expect("no overflow");
+        assert_eq!(
+            totals,
+            StoreTotals {
+                activations_minor: 5000,
+                reversals_minor: 5000,
+                remittances_minor: 3000,
+            }
+        );
+        assert_eq!(totals.owed_minor(), -3000);
+        let overflow = [
+            store_line(1, StoreEntryKind::Remittance, 1, 1, u64::MAX),
+            store_line(2, StoreEntryKind::Remittance, 1, 2, 1),
+        ];
+        assert!(StoreTotals::of(&overflow).is_err());
+    }
+
+    #[test]
+    fn the_store_csv_prints_cards_in_hex_and_operators_in_decimal() {
+        assert_eq!(
+            store_csv(&store_lines()),
+            "kind,at_ms,subject,request_id,amount_minor\n\
+             activation,1767180000000,0f1e2d3c4b5a6978,77,5000\n\
+             reversal,1767180060000,0f1e2d3c4b5a6978,77,5000\n\
+             remittance,1767180120000,1,6,3000\n"
+        );
+        assert_eq!(
+            store_csv(&[]),
+            "kind,at_ms,subject,request_id,amount_minor\n"
+        );
+    }
+
+    #[test]
+    fn the_store_json_has_the_lines_and_their_totals() {
+        let output = render_store(3, 0, u64::MAX, &store_lines(), Format::Json)
+            .ok()
+            .expect("renders");
+        assert_eq!(output.text, format!("{}\n", output.json));
+        assert_eq!(output.json["store_id"], 3);
+        assert_eq!(output.json["to_ms"], u64::MAX);
+        assert_eq!(output.json["lines"][0]["kind"], "activation");
+        assert_eq!(output.json["lines"][0]["subject"], "0f1e2d3c4b5a6978");
+        assert_eq!(output.json["lines"][2]["subject"], 1);
+        assert_eq!(output.json["lines"][2]["request_id"], 6);
+        assert_eq!(output.json["totals"]["activations_minor"], 5000);
+        assert_eq!(output.json["totals"]["remittances_minor"], 3000);
+        assert_eq!(output.json["totals"]["owed_minor"], -3000);
+        assert!(output.json.get("merchant_id").is_none());
+    }
+
+    #[test]
+    fn a_statement_is_of_exactly_one_merchant_or_store() {
+        let parse = |account: &[&str]| {
+            let mut argv = vec!["kessai", "statement", "--from", "5"];
+            argv.extend_from_slice(account);
+            Cli::try_parse_from(argv).map(|_| ())
+        };
+        assert!(parse(&["--merchant", "5"]).is_ok());
+        assert!(parse(&["--store", "3"]).is_ok());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--merchant", "5", "--store", "3"]).is_err());
     }
 }

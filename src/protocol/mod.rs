@@ -20,6 +20,7 @@ mod refund;
 mod remit;
 mod reversal;
 mod statement;
+mod store_statement;
 
 pub use admin::{
     AuditResponse, MerchantLine, ReportAccount, ReportRequest, ReportResponse, ShardStats,
@@ -55,6 +56,10 @@ pub use reversal::{ReversalStatus, ReverseActivationRequest, ReverseActivationRe
 pub use statement::{
     StatementKind, StatementLine, StatementRef, StatementRequest, StatementResponse,
 };
+pub use store_statement::{
+    StoreEntryKind, StoreStatementLine, StoreStatementRef, StoreStatementRequest,
+    StoreStatementResponse,
+};
 
 use serde::Deserialize;
 
@@ -85,6 +90,7 @@ pub const KIND_PAYOUT_CONFIRM: u8 = 23;
 pub const KIND_PAYOUT_LIST: u8 = 24;
 pub const KIND_PAYOUT_SHOW: u8 = 25;
 pub const KIND_STATEMENT: u8 = 26;
+pub const KIND_STORE_STATEMENT: u8 = 27;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -177,6 +183,7 @@ wire_messages! {
             PayoutList(PayoutListRequest) = KIND_PAYOUT_LIST,
             PayoutShow(PayoutShowRequest) = KIND_PAYOUT_SHOW,
             Statement(StatementRequest) = KIND_STATEMENT,
+            StoreStatement(StoreStatementRequest) = KIND_STORE_STATEMENT,
         }
     }
 }
@@ -214,6 +221,7 @@ wire_messages! {
             Payouts(PayoutListResponse) = KIND_PAYOUT_LIST,
             PayoutItems(PayoutShowResponse) = KIND_PAYOUT_SHOW,
             Statement(StatementResponse) = KIND_STATEMENT,
+            StoreStatement(StoreStatementResponse) = KIND_STORE_STATEMENT,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -405,7 +413,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_STATEMENT {
+            for kind in 0..=KIND_STORE_STATEMENT {
                 let _ = Request::decode(kind, &bytes);
             }
         }

@@ -39,7 +39,7 @@ use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
     ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, RemitRequest, ReportRequest, Response,
-    StatementRequest,
+    StatementRequest, StoreStatementRequest,
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
@@ -114,6 +114,7 @@ pub enum Command {
         command: PayoutCommand,
     },
     Statement(StatementRequest),
+    StoreStatement(StoreStatementRequest),
 }
 
 /// What the router reaches: the shards and the engine-wide services.
@@ -301,6 +302,9 @@ impl Router {
             Command::PrincipalList => Ok(principal::list(&self.registry)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
+            Command::StoreStatement(request) => {
+                Ok(statement::store_statement(self.storage.as_ref(), request))
+            }
             Command::Statement(request) => Ok(statement::statement(
                 self.storage.as_ref(),
                 &self.registry,

@@ -2,7 +2,7 @@
 //! page by page ([`settlement::statement_page`]). Runs in the admin lane.
 
 use crate::auth::Registry;
-use crate::protocol::{ErrorCode, Response, Role, StatementRequest};
+use crate::protocol::{ErrorCode, Response, Role, StatementRequest, StoreStatementRequest};
 use crate::settlement;
 use crate::storage::Storage;
 
@@ -21,6 +21,18 @@ pub(super) fn statement(
         Ok(page) => Response::Statement(page),
         Err(error) => {
             tracing::error!(%error, "statement read failed");
+            Response::error(ErrorCode::Internal, "storage read failed")
+        }
+    }
+}
+
+/// A store's statement page (any store id: one with no journal has an
+/// empty statement).
+pub(super) fn store_statement(storage: &Storage, request: StoreStatementRequest) -> Response {
+    match settlement::store_statement_page(storage, &request) {
+        Ok(page) => Response::StoreStatement(page),
+        Err(error) => {
+            tracing::error!(%error, "store statement read failed");
             Response::error(ErrorCode::Internal, "storage read failed")
         }
     }

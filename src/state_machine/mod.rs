@@ -47,7 +47,7 @@ use crate::ledger::{ShardBooks, ShardPage};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, BalanceResponse, ErrorCode, ErrorResponse, ReportAccount};
 use crate::storage::Changes;
-use crate::storage::records::BookKind;
+use crate::storage::records::{BookKind, JournalEntry, JournalKind};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Holds of prepared two-phase payments, by (payment, card).
@@ -149,6 +149,8 @@ impl ShardMachine {
         let card = self.cards.card(slot);
         let face_value_minor = card.face_value_minor;
         out.put_card(&key, card);
+        let entry = JournalEntry::of_card(JournalKind::Activation, &key, pos_ref, now_ms);
+        out.put_journal(store_id, &entry, face_value_minor);
         self.credit(BookKind::StoreOwed, store_id, face_value_minor);
         ActivationResult::Activated { face_value_minor }
     }
@@ -272,9 +274,13 @@ mod tests {
                 reason: DeclineReason::UnknownPin
             }
         );
-        assert_eq!(out.len(), 1, "one card record, no book row yet");
+        assert_eq!(
+            out.len(),
+            2,
+            "the card and its journal entry, no book row yet"
+        );
         machine.end_batch(&mut out);
-        assert_eq!(out.len(), 2, "the store's share, once");
+        assert_eq!(out.len(), 3, "the store's share, once");
         let page = machine.report_page(None, None, 10);
         assert_eq!(page.lines.len(), 1, "store 42 only");
         assert_eq!(page.lines[0].owed_minor, 700);

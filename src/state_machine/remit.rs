@@ -9,7 +9,9 @@ use super::ShardMachine;
 use crate::ids::{PaymentId, RemittanceId, StoreId};
 use crate::ledger::StoreShares;
 use crate::storage::Changes;
-use crate::storage::records::{BookKind, PayoutRecord, RemittanceRecord};
+use crate::storage::records::{
+    BookKind, JournalEntry, JournalKind, PayoutRecord, RemittanceRecord,
+};
 
 impl ShardMachine {
     /// This shard's shares of each store's books, in the order asked.
@@ -55,6 +57,13 @@ impl ShardMachine {
         out.put_remittance(remittance, record);
         for &(store, amount_minor) in &record.allocations {
             self.credit(BookKind::StoreRemitted, store, amount_minor);
+            let entry = JournalEntry {
+                at_ms: record.at_ms,
+                kind: JournalKind::Remittance,
+                subject: u64::from(remittance.merchant_id),
+                reference: remittance.request_id,
+            };
+            out.put_journal(store, &entry, amount_minor);
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::ids::StoreId;
 use crate::pin::PinKey;
 use crate::protocol::{ReversalStatus, ReverseActivationResponse};
 use crate::storage::Changes;
-use crate::storage::records::BookKind;
+use crate::storage::records::{BookKind, JournalEntry, JournalKind};
 
 impl ShardMachine {
     /// Reverses the sale (`store_id`, `pos_ref`) of the card `key` at
@@ -41,6 +41,8 @@ impl ShardMachine {
         self.reversals.insert(sale, amount_minor);
         out.put_card(&key, self.cards.card(slot));
         out.put_reversal(&key, store_id, pos_ref, amount_minor);
+        let entry = JournalEntry::of_card(JournalKind::Reversal, &key, pos_ref, now_ms);
+        out.put_journal(store_id, &entry, amount_minor);
         if amount_minor > 0 {
             self.credit(BookKind::StoreReversed, store_id, amount_minor);
         }
@@ -102,8 +104,8 @@ mod tests {
         assert!(again.replayed);
         assert_eq!(
             out.len(),
-            3,
-            "the activation, the card and its reversal; a retry writes nothing"
+            5,
+            "the sale (card, journal), the reversal (card, record, journal); a retry writes nothing"
         );
         machine.end_batch(&mut out);
         let page = machine.report_page(None, None, 10);

@@ -138,6 +138,19 @@ impl Changes {
         });
     }
 
+    pub(crate) fn put_journal(
+        &mut self,
+        store_id: u32,
+        entry: &records::JournalEntry,
+        amount_minor: u64,
+    ) {
+        self.put(
+            Cf::StoreJournal,
+            &records::journal_key(store_id, entry),
+            &amount_minor.to_le_bytes(),
+        );
+    }
+
     pub(crate) fn put_payout(
         &mut self,
         merchant_id: u32,

@@ -46,10 +46,11 @@ pub enum Cf {
     Remittances = 12,
     Payouts = 13,
     PayoutRequests = 14,
+    StoreJournal = 15,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 16] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
@@ -65,6 +66,7 @@ impl Cf {
         Cf::Remittances,
         Cf::Payouts,
         Cf::PayoutRequests,
+        Cf::StoreJournal,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +86,7 @@ impl Cf {
             Cf::Remittances => "remittances",
             Cf::Payouts => "payouts",
             Cf::PayoutRequests => "payout_requests",
+            Cf::StoreJournal => "store_journal",
         }
     }
 

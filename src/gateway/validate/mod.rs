@@ -79,7 +79,7 @@ pub(super) use pay_batch::reply_bound as batch_reply_bound;
 
 /// Operator requests, whose replies can fill a frame (a remittance's lists
 /// an allocation per store of its HQ).
-const OPERATOR_KINDS: [u8; 14] = [
+const OPERATOR_KINDS: [u8; 15] = [
     crate::protocol::KIND_ISSUE,
     crate::protocol::KIND_REPORT,
     crate::protocol::KIND_AUDIT,
@@ -94,6 +94,7 @@ const OPERATOR_KINDS: [u8; 14] = [
     crate::protocol::KIND_PAYOUT_LIST,
     crate::protocol::KIND_PAYOUT_SHOW,
     crate::protocol::KIND_STATEMENT,
+    crate::protocol::KIND_STORE_STATEMENT,
 ];
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -148,7 +149,8 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::PayoutConfirm(body) => payout::confirm(body, principal),
         Request::PayoutList(body) => payout::list(body, principal, context.limits),
         Request::PayoutShow(body) => payout::show(body, principal, context.limits),
-        Request::Statement(body) => statement::validate(body, context.limits),
+        Request::Statement(body) => statement::merchant(body, context.limits),
+        Request::StoreStatement(body) => statement::store(body, context.limits),
         Request::Ping | Request::AuthHello(_) | Request::AuthProof(_) => {
             unreachable!("answered above or by the session")
         }
@@ -173,7 +175,8 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PayoutConfirm(_)
         | Request::PayoutList(_)
         | Request::PayoutShow(_)
-        | Request::Statement(_) => Some(Role::Operator),
+        | Request::Statement(_)
+        | Request::StoreStatement(_) => Some(Role::Operator),
         Request::Activate(_) | Request::ReverseActivation(_) => Some(Role::StoreHq),
         Request::Pay(_)
         | Request::PayBatch(_)
