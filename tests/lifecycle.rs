@@ -415,6 +415,28 @@ fn a_refund_outside_its_window_is_declined() {
     });
 }
 
+/// Starts an engine in `dir`, sells 40 cards, picks one on each of the
+/// `shards` given, lets merchant 9 do `setup` with them, and stops the
+/// engine: the state a crash test then works from.
+fn two_cards_on_two_shards<S, F>(
+    dir: &std::path::Path,
+    shards: &[usize],
+    setup: S,
+) -> (common::Principals, Vec<String>)
+where
+    S: FnOnce(kessai::client::Client, Vec<String>) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let server = Server::start(dir, SHARDS);
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let pool = active_cards(&principals, 40, FACE, STORE).await;
+        let cards = pick_by_shard(&pool, SHARDS, shards);
+        setup(principals.merchant(9).await, cards.clone()).await;
+        (principals, cards)
+    })
+}
+
 /// Restarts the engine in `dir` with `point` armed, sends merchant 9's
 /// request (`work`), and checks the engine died at that point before
 /// answering it.
@@ -455,22 +477,11 @@ where
 fn refund_crash_and_recover(point: CrashPoint) {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = Server::start(dir.path(), SHARDS);
-    let (principals, cards) = rt.block_on(async {
-        let principals = server.principals().await;
-        let pool = active_cards(&principals, 40, FACE, STORE).await;
-        let cards = pick_by_shard(&pool, SHARDS, &[1, 3]);
-        let merchant = principals.merchant(9).await;
-        assert!(
-            merchant
-                .pay(7, 1700, &cards)
-                .await
-                .expect("pay")
-                .is_approved()
-        );
-        (principals, cards)
-    });
-    drop(server);
+    let (principals, cards) =
+        two_cards_on_two_shards(dir.path(), &[1, 3], |merchant, cards| async move {
+            let paid = merchant.pay(7, 1700, &cards).await.expect("pay");
+            assert!(paid.is_approved());
+        });
     let principals = die_at(dir.path(), point, principals, |merchant| async move {
         merchant.refund(70, 7, 1200).await.map(drop)
     });
@@ -882,22 +893,14 @@ fn authorizations_survive_restarts_and_are_released_at_their_deadline() {
 fn capture_crash_and_recover(point: CrashPoint) {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
-    let server = Server::start(dir.path(), SHARDS);
-    let (principals, cards) = rt.block_on(async {
-        let principals = server.principals().await;
-        let pool = active_cards(&principals, 40, FACE, STORE).await;
-        let cards = pick_by_shard(&pool, SHARDS, &[0, 2]);
-        let merchant = principals.merchant(9).await;
-        assert!(
-            merchant
+    let (principals, cards) =
+        two_cards_on_two_shards(dir.path(), &[0, 2], |merchant, cards| async move {
+            let held = merchant
                 .authorize(5, 1800, &cards)
                 .await
-                .expect("a")
-                .is_authorized()
-        );
-        (principals, cards)
-    });
-    drop(server);
+                .expect("authorize");
+            assert!(held.is_authorized());
+        });
     let principals = die_at(dir.path(), point, principals, |merchant| async move {
         merchant.capture(50, 5, 1500).await.map(drop)
     });
