@@ -1107,6 +1107,15 @@ fn payouts_close_a_period_exactly() {
         assert_eq!(payout.amount_minor, 3510);
         let again = operator.payout_create(1, 9, None).await.expect("retry");
         assert!(again.replayed && again.payout.as_ref() == Some(&payout));
+        // A store HQ is no merchant: payouts and statements
+        // name merchants only.
+        let hq_id = common::hq_of(STORE);
+        assert_eq!(
+            code(operator.payout_create(8, hq_id, None).await),
+            Some(ErrorCode::InvalidArgument)
+        );
+        let statement = operator.statement(hq_id, 0, u64::MAX, None, 10).await;
+        assert_eq!(code(statement), Some(ErrorCode::InvalidArgument));
         let nothing = operator.payout_create(2, 9, None).await.expect("answer");
         assert_eq!(nothing.reason, Some(DeclineReason::NothingToPay));
         // What it contains: every payment and the refund, by request id.

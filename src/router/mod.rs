@@ -366,6 +366,15 @@ fn shutting_down(_: ShardGone) -> Response {
     Response::error(ErrorCode::Internal, "engine is shutting down")
 }
 
+/// The refusal of an operator request naming a principal that is not a
+/// merchant (payouts, statements).
+fn unknown_merchant(registry: &Registry, merchant_id: u32) -> Option<Response> {
+    let principal = registry.get(merchant_id);
+    principal
+        .is_none_or(|principal| principal.role != crate::protocol::Role::Merchant)
+        .then(|| Response::error(ErrorCode::InvalidArgument, "merchant_id names no merchant"))
+}
+
 /// The retryable refusal of a full engine: nothing was done.
 pub(crate) fn busy(what: &str) -> Response {
     Response::error(

@@ -17,7 +17,7 @@ use crate::ids::PaymentId;
 use crate::protocol::{
     ErrorCode, ErrorResponse, PayoutConfirmRequest, PayoutConfirmResponse, PayoutCreateRequest,
     PayoutCreateResponse, PayoutListRequest, PayoutListResponse, PayoutShowRequest,
-    PayoutShowResponse, PayoutStatus, Response, Role,
+    PayoutShowResponse, PayoutStatus, Response,
 };
 use crate::settlement;
 use crate::shard::{ShardGone, Shards};
@@ -78,11 +78,8 @@ pub(super) async fn run(
         PayoutCommand::List(body) => body.merchant_id,
         PayoutCommand::Show(body) => body.merchant_id,
     };
-    if registry
-        .get(merchant_id)
-        .is_none_or(|principal| principal.role != Role::Merchant)
-    {
-        return Ok(invalid("merchant_id names no merchant"));
+    if let Some(refusal) = super::unknown_merchant(registry, merchant_id) {
+        return Ok(refusal);
     }
     match command {
         PayoutCommand::Create(body) => create(shards, storage, payouts, operator, body).await,

@@ -2,7 +2,7 @@
 //! page by page ([`settlement::statement_page`]). Runs in the admin lane.
 
 use crate::auth::Registry;
-use crate::protocol::{ErrorCode, Response, Role, StatementRequest, StoreStatementRequest};
+use crate::protocol::{ErrorCode, Response, StatementRequest, StoreStatementRequest};
 use crate::settlement;
 use crate::storage::Storage;
 
@@ -11,11 +11,8 @@ pub(super) fn statement(
     registry: &Registry,
     request: StatementRequest,
 ) -> Response {
-    if registry
-        .get(request.merchant_id)
-        .is_none_or(|principal| principal.role != Role::Merchant)
-    {
-        return Response::error(ErrorCode::InvalidArgument, "merchant_id names no merchant");
+    if let Some(refusal) = super::unknown_merchant(registry, request.merchant_id) {
+        return refusal;
     }
     match settlement::statement_page(storage, &request) {
         Ok(page) => Response::Statement(page),
