@@ -222,7 +222,14 @@ pub struct Card {
     /// was sold (0: it never expires). Fits the padding after `state`.
     pub validity_days: u16,
     pub state: CardState,
+    /// A payment was declined naming this card since its balance last
+    /// changed. Another such decline counts as a PIN failure of whoever
+    /// sent it ([`Card::note_decline`]). Kept in memory only, in the last
+    /// byte of padding.
+    pub declined: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<Card>() == 48, "a card is 48 bytes");
 
 /// What a reversal did to a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,7 +255,18 @@ impl Card {
             activated_at_ms: 0,
             validity_days: 0,
             state: CardState::Issued,
+            declined: false,
         }
+    }
+
+    /// Notes that a payment was declined because of this card; true when
+    /// one already was since its balance last changed. A decline changes
+    /// nothing but is recorded (a retry is answered with it), so a repeat
+    /// of it on an unchanged card is a write nobody needs: the caller
+    /// counts it against its sender's PIN-failure limit, and a flood of
+    /// them ends in a lockout instead of filling the disk.
+    pub fn note_decline(&mut self) -> bool {
+        std::mem::replace(&mut self.declined, true)
     }
 
     /// What a payment may take now: the balance less what is held.
@@ -272,6 +290,7 @@ impl Card {
         }
         self.state = CardState::Active;
         self.balance_minor = self.face_value_minor;
+        self.declined = false;
         self.store_id = store_id;
         self.pos_ref = pos_ref;
         self.activated_at_ms = now_ms;
@@ -305,6 +324,7 @@ impl Card {
         let moved_minor = self.balance_minor;
         self.balance_minor = 0;
         self.state = CardState::Expired;
+        self.declined = false;
         self.assert_invariants();
         Some(moved_minor)
     }
@@ -343,6 +363,7 @@ impl Card {
         };
         self.state = CardState::Reversed;
         self.balance_minor = 0;
+        self.declined = false;
         self.store_id = store_id;
         self.pos_ref = pos_ref;
         self.activated_at_ms = 0;
@@ -375,6 +396,7 @@ impl Card {
             "a refund returns no more than was taken"
         );
         self.balance_minor += amount_minor;
+        self.declined = false;
         if self.state == CardState::Exhausted && self.balance_minor > 0 {
             self.state = CardState::Active;
         }
@@ -391,6 +413,7 @@ impl Card {
             return Err(DeclineReason::InsufficientFunds);
         }
         self.balance_minor -= amount_minor;
+        self.declined = false;
         self.settle_state();
         self.assert_invariants();
         Ok(self.balance_minor)
@@ -420,6 +443,9 @@ impl Card {
         assert!(hold_minor <= self.held_minor, "commit of an unknown hold");
         self.held_minor -= hold_minor;
         self.balance_minor -= take_minor;
+        if take_minor > 0 {
+            self.declined = false;
+        }
         self.settle_state();
         self.assert_invariants();
         self.balance_minor

@@ -43,12 +43,26 @@ const _: () = assert!(
 );
 const _: () = assert!(CARDS_PER_SHARD_MAX <= u32::MAX as u64, "card slots are u32");
 
+/// Hard ceiling on connections of each pool (serving, handshaking): each
+/// holds a socket and its buffers.
+pub const CONNECTIONS_MAX: usize = 1 << 16;
 /// Hard ceilings on the connection timeouts.
 pub const TIMEOUT_MS_MAX: u64 = 10 * 60 * 1000;
 pub const IDLE_TIMEOUT_MS_MAX: u64 = 24 * 3600 * 1000;
 /// Hard ceilings on the in-flight byte budgets.
 pub const INFLIGHT_BYTES_PER_CONNECTION_MAX: usize = 64 << 20;
 pub const INFLIGHT_BYTES_MAX: usize = 16 << 30;
+/// What one operation in flight costs the engine's memory besides its
+/// frame and its reply on the wire: the command and its tag, the shard's
+/// copy in its mailbox, the changes it adds to a group commit, its typed
+/// answer on the way back, its place in a batch's reply being assembled,
+/// each with the allocator's overhead. A payment of a PayBatch frame is
+/// one operation: a frame of 2 048 payments is some 60 KiB on the wire and
+/// well over a megabyte inside, so weighing frames by their bytes alone let
+/// a client that never reads hold several times the budget in memory.
+/// `tests/hostile.rs` checks this bound against the engine's RSS.
+pub const OPERATION_BYTES: usize = 1024;
+
 /// Hard ceiling on operator requests running at once.
 pub const ADMIN_REQUESTS_MAX: usize = 64;
 /// The most a report line takes on the wire: a store line is its id (5)
@@ -81,9 +95,8 @@ pub const CARD_VALIDITY_DAYS_MAX: u16 = 18_250;
 pub const EXPIRY_SWEEP_INTERVAL_MS_MAX: u64 = 60 * 60 * 1000;
 /// A week: a hold longer than that is a payment that never happened.
 pub const AUTHORIZATION_TTL_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
-/// An hour: a record decided before a payout's cut-off is on disk long
-/// before that, or the engine is not healthy.
-pub const PAYOUT_SETTLE_MS_MAX: u64 = 3600 * 1000;
+/// A week: the longest business delay a default payout cut-off may lag.
+pub const PAYOUT_SETTLE_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
 /// A fee is a part of the amount: at most all of it.
 pub const FEE_BPS_MAX: u32 = 10_000;
 const MS_PER_DAY: u64 = 24 * 3600 * 1000;
@@ -151,8 +164,19 @@ impl Fees {
 pub struct Limits {
     /// Largest frame (header and body) accepted or sent.
     pub max_frame_bytes: usize,
-    /// Connections served at once; further ones are closed at accept.
+    /// Authenticated connections served at once; a connection past it is
+    /// refused `overloaded` when its handshake completes. The last
+    /// `reserved_operator_connections` of them are for operators.
     pub max_connections: usize,
+    /// Connections in their handshake at once. The pool never refuses: a
+    /// new connection evicts the oldest handshaking one when it is full,
+    /// so a flood of silent connections cannot keep anyone out.
+    pub max_handshakes: usize,
+    /// Authenticated connections one principal may hold at once.
+    pub max_connections_per_principal: usize,
+    /// Serving slots only operators may take, so an operator can always
+    /// connect (to revoke a key, say) when the rest are full.
+    pub reserved_operator_connections: usize,
     /// Requests one connection may have in flight. The reader stops reading
     /// when it is reached, so a pipelining client cannot queue without bound.
     pub max_inflight_per_connection: usize,
@@ -192,7 +216,7 @@ pub struct Limits {
     /// A write to a peer that stops reading must finish this soon, or the
     /// connection is closed.
     pub write_timeout_ms: u64,
-    /// Connections served at once from one peer address.
+    /// Connections from one peer address at once, handshaking or serving.
     pub max_connections_per_peer: usize,
     /// Bytes one connection may have in flight: each request counts its
     /// frame plus the most its reply can take. Past it the engine stops
@@ -200,6 +224,11 @@ pub struct Limits {
     pub max_inflight_bytes_per_connection: usize,
     /// The same, engine-wide; past it requests are answered `busy`.
     pub max_inflight_bytes: usize,
+    /// The same, per principal over all its connections: past it the
+    /// engine stops reading that principal's connections until its earlier
+    /// requests are answered, so one principal cannot take the engine's
+    /// whole budget, and others keep theirs.
+    pub max_inflight_bytes_per_principal: usize,
     /// Operator requests (issue, report, audit, stats, principals) running
     /// at once, engine-wide, in their own lane; more are answered `busy`.
     pub admin_requests_max: usize,
@@ -224,12 +253,20 @@ pub struct Limits {
     /// voided; then the engine releases it (swept every
     /// `expiry_sweep_interval_ms`).
     pub authorization_ttl_ms: u64,
-    /// A payout's cut-off is at least this far in the past: a payment
-    /// decided just before it may still be on its way to disk.
+    /// A payout without an explicit cut-off closes the period up to this
+    /// long before now. A business delay only: a payout is exact at any
+    /// cut-off, 0 included (every payment and refund lands in exactly one
+    /// payout, see `ShardMachine::stamp`).
     pub payout_settle_ms: u64,
 }
 
 impl Limits {
+    /// The most one frame can weigh in the in-flight budgets: a whole
+    /// frame, a whole reply, and the largest batch's operations.
+    pub fn frame_weight_max(&self) -> usize {
+        2 * self.max_frame_bytes + self.max_payments_per_batch.max(1) * OPERATION_BYTES
+    }
+
     pub fn refund_window_ms(&self) -> u64 {
         self.refund_window_days * MS_PER_DAY
     }
@@ -258,6 +295,9 @@ impl Default for Limits {
         Limits {
             max_frame_bytes: 256 * 1024,
             max_connections: 1024,
+            max_handshakes: 256,
+            max_connections_per_principal: 64,
+            reserved_operator_connections: 8,
             max_inflight_per_connection: 1024,
             max_cards_per_payment: 10,
             max_payments_per_batch: 2048,
@@ -272,13 +312,14 @@ impl Default for Limits {
             pin_failures_max: 100,
             pin_failure_window_ms: 10 * 60 * 1000,
             lockout_ms: 60 * 60 * 1000,
-            handshake_timeout_ms: 10_000,
+            handshake_timeout_ms: 5_000,
             frame_timeout_ms: 10_000,
             idle_timeout_ms: 5 * 60 * 1000,
             write_timeout_ms: 30_000,
             max_connections_per_peer: 64,
-            max_inflight_bytes_per_connection: 1 << 20,
+            max_inflight_bytes_per_connection: 4 << 20,
             max_inflight_bytes: 256 << 20,
+            max_inflight_bytes_per_principal: 64 << 20,
             admin_requests_max: 4,
             max_report_lines: 1000,
             audit_slice_cards: 20_000,
@@ -287,7 +328,7 @@ impl Default for Limits {
             card_validity_days: 1825,
             expiry_sweep_interval_ms: 1000,
             authorization_ttl_ms: 10 * 60 * 1000,
-            payout_settle_ms: 60 * 1000,
+            payout_settle_ms: 0,
         }
     }
 }
@@ -341,7 +382,7 @@ impl Config {
         self.validate_fees()?;
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 31] = [
+        let checks: [(bool, String); 35] = [
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -356,8 +397,20 @@ impl Config {
                 format!("limits.max_frame_bytes must be 1024..={FRAME_BYTES_MAX}"),
             ),
             (
-                limits.max_connections >= 1,
-                "limits.max_connections must be at least 1".into(),
+                (1..=CONNECTIONS_MAX).contains(&limits.max_connections),
+                format!("limits.max_connections must be 1..={CONNECTIONS_MAX}"),
+            ),
+            (
+                (1..=CONNECTIONS_MAX).contains(&limits.max_handshakes),
+                format!("limits.max_handshakes must be 1..={CONNECTIONS_MAX}"),
+            ),
+            (
+                (1..=limits.max_connections).contains(&limits.max_connections_per_principal),
+                "limits.max_connections_per_principal must be 1..=max_connections".into(),
+            ),
+            (
+                limits.reserved_operator_connections < limits.max_connections,
+                "limits.reserved_operator_connections must be below max_connections".into(),
             ),
             (
                 (1..=1 << 20).contains(&limits.max_inflight_per_connection),
@@ -418,14 +471,19 @@ impl Config {
                 format!("limits.idle_timeout_ms must be 1..={IDLE_TIMEOUT_MS_MAX}"),
             ),
             (
-                (1..=limits.max_connections).contains(&limits.max_connections_per_peer),
-                "limits.max_connections_per_peer must be 1..=max_connections".into(),
+                (1..=limits.max_connections + limits.max_handshakes)
+                    .contains(&limits.max_connections_per_peer),
+                "limits.max_connections_per_peer must be 1..=max_connections + max_handshakes"
+                    .into(),
             ),
             (
-                (2 * limits.max_frame_bytes + 1024..=INFLIGHT_BYTES_PER_CONNECTION_MAX)
+                (limits.frame_weight_max()..=INFLIGHT_BYTES_PER_CONNECTION_MAX)
                     .contains(&limits.max_inflight_bytes_per_connection),
                 format!(
-                    "limits.max_inflight_bytes_per_connection must be 2 * max_frame_bytes + 1024..={INFLIGHT_BYTES_PER_CONNECTION_MAX}"
+                    "limits.max_inflight_bytes_per_connection must be {}..={INFLIGHT_BYTES_PER_CONNECTION_MAX}: \
+                     at least what the largest frame weighs (2 * max_frame_bytes + \
+                     max_payments_per_batch * {OPERATION_BYTES})",
+                    limits.frame_weight_max()
                 ),
             ),
             (
@@ -434,6 +492,11 @@ impl Config {
                 format!(
                     "limits.max_inflight_bytes must be max_inflight_bytes_per_connection..={INFLIGHT_BYTES_MAX}"
                 ),
+            ),
+            (
+                (limits.max_inflight_bytes_per_connection..=limits.max_inflight_bytes)
+                    .contains(&limits.max_inflight_bytes_per_principal),
+                "limits.max_inflight_bytes_per_principal must be max_inflight_bytes_per_connection..=max_inflight_bytes".into(),
             ),
             (
                 (1..=ADMIN_REQUESTS_MAX).contains(&limits.admin_requests_max),

@@ -74,7 +74,10 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     let services = Services {
         storage: storage.clone(),
         claims: Arc::new(Claims::new()),
-        guard: Arc::new(Guard::new(&config.limits)),
+        guard: Arc::new(
+            Guard::load(&config.limits, storage.as_ref(), crate::clock::now_ms())
+                .map_err(|e| e.to_string())?,
+        ),
         reversal_window_ms: config.limits.activation_reversal_window_ms,
         card_validity_days: config.limits.card_validity_days,
         expiry_sweep: Duration::from_millis(config.limits.expiry_sweep_interval_ms),
@@ -131,11 +134,19 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener address: {e}"))?;
+    let inflight_bytes = Arc::new(tokio::sync::Semaphore::new(
+        config.limits.max_inflight_bytes,
+    ));
+    let slots = gateway::slots::Slots::new(&config.limits);
+    actix_rt::spawn(gateway::memory::give_back(
+        inflight_bytes.clone(),
+        config.limits.max_inflight_bytes,
+        slots.clone(),
+    ));
     let context = Arc::new(GatewayContext {
         router,
-        inflight_bytes: Arc::new(tokio::sync::Semaphore::new(
-            config.limits.max_inflight_bytes,
-        )),
+        inflight_bytes,
+        slots,
         gate: Gate {
             registry,
             guard: services.guard,

@@ -3,7 +3,8 @@
 //! 1. Check the PIN secret against the fingerprint stored at first start.
 //! 2. Read every card and give it to shard `pin_key mod N`, for whatever N
 //!    this start uses: changing the shard count needs no migration.
-//! 3. Give each shard its cards' reversed sales.
+//! 3. Give each shard its cards' reversed sales, and seal the periods
+//!    payouts have closed.
 //! 4. Merge every book row into shard 0's share (see
 //!    [`crate::ledger::consolidate`]) and rewrite the rows that way.
 //! 5. Resolve holds left by a crash, and apply refund credits it left
@@ -107,6 +108,12 @@ pub fn load(
             ShardMachine::new(ShardId::from_index(index), cards, books)
         })
         .collect();
+    // A payout's cut-off stays sealed across restarts, even if the clock
+    // went back meanwhile: nothing is stamped into a closed period.
+    let sealed_ms = last_cut_off(store)?;
+    for machine in &mut machines {
+        machine.seal(sealed_ms);
+    }
     store.scan(Cf::Reversals, &mut |key, value| {
         let (key, store_id, pos_ref) = records::decode_reversal_key(key)?;
         let amount_minor = records::decode_u64(value)?;
@@ -120,6 +127,16 @@ pub fn load(
     }
     store.commit(&changes)?;
     Ok((machines, loaded))
+}
+
+/// The latest cut-off of any merchant's payout (0 without payouts).
+fn last_cut_off(store: &dyn Store) -> Result<u64, StorageError> {
+    let mut latest_ms = 0;
+    store.scan(Cf::Payouts, &mut |_key, value| {
+        latest_ms = latest_ms.max(records::PayoutRecord::decode(value)?.until_ms);
+        Ok(())
+    })?;
+    Ok(latest_ms)
 }
 
 fn check_fingerprint(

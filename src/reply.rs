@@ -11,14 +11,16 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// What a request carries through the engine and back: its correlation id,
 /// what it reserved of its connection's in-flight byte budget (given back
-/// when its reply is written), and its share of the engine's budget, which
-/// goes back whenever the tag is dropped, so a reply that never reaches its
-/// connection cannot leak it.
+/// when its reply is written), and its shares of its principal's and the
+/// engine's budgets, which go back whenever the tag is dropped, so a reply
+/// that never reaches its connection cannot leak them.
 #[derive(Debug)]
 pub struct Tag {
     pub correlation_id: u64,
     pub bytes: u32,
     pub engine: Option<OwnedSemaphorePermit>,
+    /// Its share of its principal's budget, given back the same way.
+    pub principal: Option<OwnedSemaphorePermit>,
     /// Set for a payment inside a batch frame: its reply is one result of
     /// the batch's reply. Such a tag reserves nothing; the batch's own tag
     /// holds the budgets.

@@ -92,7 +92,7 @@ fn describe() {
     describe_gauge!(CONNECTIONS_OPEN, "client connections being served");
     describe_counter!(
         CONNECTIONS_REFUSED_TOTAL,
-        "connections refused at max_connections"
+        "connections refused or evicted, by the limit that did it"
     );
     describe_histogram!(GROUP_COMMIT_OPS, Unit::Count, "operations per group commit");
     describe_histogram!(

@@ -649,3 +649,122 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// Payments in each attacking frame: the most a batch may carry.
+const ATTACK_BATCH: u64 = 2048;
+/// Connections that pipeline PayBatch frames and never read.
+const ATTACK_CONNECTIONS: u64 = 24;
+/// Frames each of them sends.
+const ATTACK_FRAMES: u64 = 8;
+/// The engine-wide in-flight budget in this test, and one principal's
+/// share of it.
+const ATTACK_BUDGET_BYTES: u64 = 16 << 20;
+const ATTACK_SHARE_BYTES: u64 = 8 << 20;
+/// What the engine's memory may grow by beyond the budget under this
+/// attack: each connection's read and write buffers (64 KiB + 16 KiB) and
+/// the allocator's slack. Stated in README, Security.
+const ATTACK_RSS_OVERHEAD_MAX: u64 = 32 << 20;
+
+#[test]
+fn pay_batch_frames_never_read_hold_memory_to_the_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = server_with(
+        dir.path(),
+        &[
+            &format!("max_inflight_bytes = {ATTACK_BUDGET_BYTES}"),
+            &format!("max_inflight_bytes_per_principal = {ATTACK_SHARE_BYTES}"),
+            "max_connections_per_peer = 256",
+            "max_connections_per_principal = 128",
+            "idle_timeout_ms = 3000",
+            "write_timeout_ms = 2000",
+        ],
+    );
+    let (pins, attacker_key, honest) = runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 256, 1_000_000, 7).await;
+        let attacker_key = principals.key(5, Role::Merchant, &[]).await;
+        let honest = principals.key(6, Role::Merchant, &[]).await;
+        (pins, attacker_key, honest)
+    });
+    let payments_of = |connection: u64| -> Vec<PayRequest> {
+        (0..ATTACK_BATCH)
+            .map(|i| {
+                let request_id = connection * ATTACK_BATCH + i;
+                PayRequest {
+                    request_id,
+                    amount_minor: 1,
+                    pins: vec![pins[request_id as usize % pins.len()].clone()],
+                }
+            })
+            .collect()
+    };
+    // Every payment the attack names is paid once first, by a client that
+    // reads its replies: the attack's frames are then all replays, which
+    // take the whole path (gateway, router, shard, storage read) and leave
+    // no new state, so what the engine's memory grows by is what it holds
+    // in flight.
+    runtime().block_on(async {
+        let client = Client::connect_as(server.addr, &attacker_key)
+            .await
+            .expect("attacker");
+        for connection in 0..ATTACK_CONNECTIONS {
+            let results = client.pay_batch(payments_of(connection)).await.expect("batch");
+            assert!(results.iter().all(|r| matches!(r, Ok(paid) if paid.is_approved())));
+        }
+    });
+    let before = server.rss_bytes();
+
+    let mut connections = Vec::new();
+    let mut writers = Vec::new();
+    for connection in 0..ATTACK_CONNECTIONS {
+        let raw = raw_connection(server.addr, &attacker_key);
+        let batch = Request::PayBatch(PayBatchRequest {
+            payments: payments_of(connection),
+        });
+        let mut bytes = Vec::new();
+        for frame in 0..ATTACK_FRAMES {
+            bytes.extend(frame_of(3 + frame, &batch));
+        }
+        writers.push(write_in_background(&raw, bytes, Duration::from_secs(10)));
+        connections.push(raw);
+    }
+
+    // Meanwhile another merchant is served, and memory is sampled.
+    let mut peak = 0;
+    runtime().block_on(async {
+        let merchant = Client::connect_as(server.addr, &honest).await.expect("honest");
+        for request_id in 1..=40 {
+            let paid = merchant.pay(request_id, 1, &pins[..1]).await.expect("pay");
+            assert!(paid.is_approved(), "{paid:?}");
+            peak = peak.max(server.rss_bytes());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    for raw in &mut connections {
+        assert!(raw.closed_by_engine());
+    }
+    peak = peak.max(server.rss_bytes());
+    // The engine gives memory back once a burst is over.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = server.rss_bytes();
+    eprintln!(
+        "engine RSS: before {} MiB, peak {} MiB, after close {} MiB",
+        before >> 20,
+        peak >> 20,
+        after >> 20
+    );
+    let bound = ATTACK_BUDGET_BYTES + ATTACK_RSS_OVERHEAD_MAX;
+    assert!(
+        peak.saturating_sub(before) <= bound,
+        "RSS grew from {before} to {peak}, more than {bound}"
+    );
+    assert!(
+        after.saturating_sub(before) <= ATTACK_RSS_OVERHEAD_MAX,
+        "RSS after close {after}, from {before}"
+    );
+    let (status, audit) = server.cli(&["audit"]);
+    assert_eq!((status, &audit["ok"]), (0, &serde_json::json!(true)));
+}

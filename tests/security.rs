@@ -489,3 +489,140 @@ fn a_rotated_key_replaces_the_old_one_and_the_merchant_keeps_its_books() {
         assert_eq!(report.merchants[0].owed_minor, 150);
     });
 }
+
+/// A PIN with a wrong check digit: refused at the gateway, never reaching
+/// a shard, but still a failure of the principal that sent it.
+fn bad_check_digit(state: &mut u64) -> String {
+    let mut pin = guess(state).into_bytes();
+    let last = pin.last_mut().expect("digits");
+    *last = b'0' + (*last - b'0' + 1) % 10;
+    String::from_utf8(pin).expect("digits")
+}
+
+/// What a guess was answered: a failure counted, or the lock.
+fn answer(result: Result<Option<kessai::card::DeclineReason>, kessai::client::ClientError>) -> &'static str {
+    match result {
+        Ok(Some(kessai::card::DeclineReason::InvalidCard)) => "failure",
+        Err(error) if error.server_code() == Some(ErrorCode::LockedOut) => "locked",
+        Err(error)
+            if matches!(
+                error.server_code(),
+                Some(ErrorCode::InvalidCard | ErrorCode::InvalidPin)
+            ) =>
+        {
+            "failure"
+        }
+        other => panic!("unexpected answer to a guess: {other:?}"),
+    }
+}
+
+#[test]
+fn pin_failures_and_locks_survive_kill_9() {
+    const FAILURES_MAX: usize = 10;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = || ServerOptions {
+        limits: vec![
+            format!("pin_failures_max = {FAILURES_MAX}"),
+            "lockout_ms = 3600000".into(),
+        ],
+        ..ServerOptions::default()
+    };
+    let server = Server::start_with(dir.path(), options());
+    let (pins, guesser, honest) = runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 4, 1000, 1).await;
+        let guesser = principals.key(666, Role::Merchant, &[]).await;
+        let honest = principals.key(2, Role::Merchant, &[]).await;
+        (pins, guesser, honest)
+    });
+    let mut state = 0x10c7;
+    // Six failures: three PINs with a bad check digit (counted by the
+    // gateway), three unknown PINs (counted by a shard).
+    runtime().block_on(async {
+        let client = Client::connect_as(server.addr, &guesser).await.expect("guesser");
+        for n in 0..3u64 {
+            let pin = bad_check_digit(&mut state);
+            assert_eq!(answer(client.balance(&pin).await.map(|_| None)), "failure");
+            let pin = guess(&mut state);
+            let paid = client.pay(n + 1, 1, std::slice::from_ref(&pin)).await;
+            assert_eq!(answer(paid.map(|p| p.reason)), "failure");
+        }
+    });
+
+    // A crash, then the four failures left: the count went on from six.
+    server.kill9();
+    let server = Server::start_with(dir.path(), options());
+    runtime().block_on(async {
+        let client = Client::connect_as(server.addr, &guesser).await.expect("guesser");
+        for n in 0..4u64 {
+            let pin = guess(&mut state);
+            let paid = client.pay(100 + n, 1, std::slice::from_ref(&pin)).await;
+            assert_eq!(answer(paid.map(|p| p.reason)), "failure", "failure {}", 7 + n);
+        }
+        assert_eq!(
+            code(client.pay(200, 1, &pins[..1]).await),
+            Some(ErrorCode::LockedOut),
+            "the tenth failure locked it"
+        );
+    });
+
+    // Another crash: the lock holds, for good PINs too, and only for the
+    // guesser.
+    server.kill9();
+    let server = Server::start_with(dir.path(), options());
+    runtime().block_on(async {
+        let client = Client::connect_as(server.addr, &guesser).await.expect("guesser");
+        assert_eq!(code(client.balance(&pins[0]).await), Some(ErrorCode::LockedOut));
+        let honest = Client::connect_as(server.addr, &honest).await.expect("honest");
+        let paid = honest.pay(1, 1, &pins[..1]).await.expect("pay");
+        assert!(paid.is_approved(), "{paid:?}");
+    });
+}
+
+#[test]
+fn declines_repeated_on_a_spent_card_count_as_failures_and_stop() {
+    const FAILURES_MAX: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            limits: vec![format!("pin_failures_max = {FAILURES_MAX}")],
+            ..ServerOptions::default()
+        },
+    );
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 2, 1000, 1).await;
+        let merchant = principals.merchant(5).await;
+        let spent = merchant.pay(1, 1000, &pins[..1]).await.expect("pay");
+        assert!(spent.is_approved(), "{spent:?}");
+
+        // Every decline is recorded for its request id (a retry must get
+        // the same answer), so each is a durable write: the first on a
+        // card is an honest mistake, each repeat a failure like a guess.
+        let mut declines = 0u64;
+        let mut request_id = 100;
+        let locked = loop {
+            request_id += 1;
+            match merchant.pay(request_id, 1, &pins[..1]).await {
+                Ok(paid) => {
+                    assert_eq!(
+                        paid.reason,
+                        Some(kessai::card::DeclineReason::InsufficientFunds)
+                    );
+                    declines += 1;
+                    assert!(declines <= FAILURES_MAX + 1, "{declines} declines, no lock");
+                }
+                Err(error) => break error.server_code(),
+            }
+        };
+        assert_eq!(locked, Some(ErrorCode::LockedOut));
+        assert_eq!(declines, FAILURES_MAX + 1, "the first decline is free");
+
+        // Another merchant still pays with the other card.
+        let other = principals.merchant(6).await;
+        let paid = other.pay(1, 10, &pins[1..2]).await.expect("pay");
+        assert!(paid.is_approved(), "{paid:?}");
+        assert!(principals.operator.audit().await.expect("audit").ok);
+    });
+}

@@ -41,6 +41,7 @@
 //! intact.
 
 use super::session::{self, Session, Step};
+use super::slots::{Slot, Slots};
 use super::validate::{self, Action};
 use crate::auth::{Guard, Registry};
 use crate::config::Limits;
@@ -55,12 +56,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Free space the reader keeps in its buffer before each read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// The writer flushes once this much is encoded, even if more is ready.
 const WRITE_CHUNK_BYTES: usize = 256 * 1024;
+/// What the writer's buffer starts with, and shrinks back to after a burst.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+/// The largest frame before the handshake is done: AuthHello and AuthProof
+/// take under a hundred bytes; anything else is refused unread anyway.
+pub(crate) const HANDSHAKE_FRAME_BYTES_MAX: usize = 1024;
 
 /// What every connection shares.
 pub struct GatewayContext {
@@ -68,6 +74,8 @@ pub struct GatewayContext {
     pub gate: Gate,
     /// The engine-wide in-flight byte budget.
     pub inflight_bytes: Arc<Semaphore>,
+    /// Connection slots, and each principal's share of the budget.
+    pub slots: Arc<Slots>,
 }
 
 /// What a connection checks requests against before routing them.
@@ -104,23 +112,33 @@ impl Budget {
 }
 
 /// Serves a plain TCP connection (halves that need no lock between them).
-pub async fn serve_tcp(stream: TcpStream, context: Arc<GatewayContext>, accepted: Instant) {
+pub async fn serve_tcp(
+    stream: TcpStream,
+    context: Arc<GatewayContext>,
+    slot: Slot,
+    accepted: Instant,
+) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    serve(reader, writer, context, accepted).await;
+    serve(reader, writer, context, slot, accepted).await;
 }
 
 /// Serves a connection over any stream, TLS included.
-pub async fn serve_stream<S>(stream: S, context: Arc<GatewayContext>, accepted: Instant)
+pub async fn serve_stream<S>(stream: S, context: Arc<GatewayContext>, slot: Slot, accepted: Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    serve(reader, writer, context, accepted).await;
+    serve(reader, writer, context, slot, accepted).await;
 }
 
-async fn serve<R, W>(reader: R, writer: W, context: Arc<GatewayContext>, accepted: Instant)
-where
+async fn serve<R, W>(
+    reader: R,
+    writer: W,
+    context: Arc<GatewayContext>,
+    mut slot: Slot,
+    accepted: Instant,
+) where
     R: AsyncRead + Unpin + 'static,
     W: AsyncWrite + Unpin + 'static,
 {
@@ -131,7 +149,7 @@ where
         bytes: Semaphore::new(limits.max_inflight_bytes_per_connection),
     });
     let writing = actix_rt::spawn(write_loop(writer, rx, budget.clone(), limits.clone()));
-    read_loop(reader, tx, budget, &context, accepted).await;
+    read_loop(reader, tx, budget, &context, &mut slot, accepted).await;
     // The reader's sender is gone; the writer ends once every in-flight
     // reply has been written (their senders are dropped as they deliver).
     let _ = writing.await;
@@ -176,6 +194,7 @@ impl Batch {
                         correlation_id: tag.correlation_id,
                         bytes: 0,
                         engine: None,
+                        principal: None,
                         item: Some(item),
                     };
                     commands.push((tag, command));
@@ -194,17 +213,13 @@ impl Batch {
     }
 }
 
-/// The most one frame can weigh: a whole frame and a whole reply.
-fn weight_max(limits: &Limits) -> usize {
-    2 * limits.max_frame_bytes + 1024
-}
-
 /// Cuts, decodes and validates complete frames, up to the in-flight limits.
 ///
 /// `batches_opened` numbers this connection's batch frames.
 fn cut_frames(
     buffer: &mut FrameBuffer,
     session: &mut Session,
+    slot: &mut Slot,
     gate: &Gate,
     batches_opened: &mut u32,
 ) -> Cut {
@@ -221,13 +236,13 @@ fn cut_frames(
         limits,
         hasher: &gate.hasher,
         guard: &gate.guard,
-        now: Instant::now(),
+        now_ms: crate::clock::now_ms(),
     };
     // Stop while one more frame of any weight still fits the budget, so the
     // whole cut can always be admitted.
-    let room = limits.max_inflight_bytes_per_connection - weight_max(limits);
+    let room = limits.max_inflight_bytes_per_connection - limits.frame_weight_max();
     while cut.requests < limits.max_inflight_per_connection && cut.bytes <= room {
-        let frame = match buffer.next_frame(limits.max_frame_bytes) {
+        let frame = match buffer.next_frame(frame_limit(session, limits)) {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(error) => {
@@ -240,23 +255,21 @@ fn cut_frames(
             }
         };
         let frame_bytes = frame.body.len() + FRAME_BYTES_MIN;
-        let reply_bytes = validate::reply_bound(frame.kind, frame_bytes, limits);
-        let mut tag = Tag {
+        let decoded = Request::decode(frame.kind, frame.body);
+        let weight = match &decoded {
+            Ok(Request::PayBatch(body)) => validate::batch_weight(frame_bytes, body, limits),
+            _ => validate::weight(frame.kind, frame_bytes, limits),
+        };
+        let tag = Tag {
             correlation_id: frame.correlation_id,
-            bytes: u32::try_from(frame_bytes + reply_bytes)
-                .expect("bounded by twice the frame limit"),
+            bytes: u32::try_from(weight).expect("bounded by weight_max"),
             engine: None,
+            principal: None,
             item: None,
         };
-        let decoded = Request::decode(frame.kind, frame.body);
-        if let Ok(Request::PayBatch(body)) = &decoded {
-            let reply_bytes = validate::batch_reply_bound(body, limits);
-            tag.bytes =
-                u32::try_from(frame_bytes + reply_bytes).expect("bounded by twice the frame limit");
-        }
         let step = match decoded {
             Ok(Request::AuthHello(hello)) => session.hello(hello),
-            Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry),
+            Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry, slot),
             Ok(request) => match session.principal() {
                 None => Step::Reply(Response::Error(session::refusal(
                     "authenticate first (AuthHello, then AuthProof)",
@@ -300,6 +313,15 @@ fn cut_frames(
         }
     }
     cut
+}
+
+/// The largest frame a connection may send now: a handshake message is
+/// small, so before the handshake nobody may make the engine buffer more.
+fn frame_limit(session: &Session, limits: &Limits) -> usize {
+    match session.principal() {
+        Some(_) => limits.max_frame_bytes,
+        None => HANDSHAKE_FRAME_BYTES_MAX,
+    }
 }
 
 /// Which deadline the reader is waiting under.
@@ -351,6 +373,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     tx: ReplyTx,
     budget: Arc<Budget>,
     context: &GatewayContext,
+    slot: &mut Slot,
     accepted: Instant,
 ) {
     let limits = &context.gate.limits;
@@ -358,23 +381,30 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut session = Session::Fresh;
     let mut frame_started: Option<Instant> = None;
     let mut batches_opened = 0u32;
+    // The engine's bytes held for a large frame still arriving.
+    let mut arriving: Option<OwnedSemaphorePermit> = None;
     loop {
         let mut cut = cut_frames(
             &mut buffer,
             &mut session,
+            slot,
             &context.gate,
             &mut batches_opened,
         );
         let fatal = cut.fatal.take();
         let requests = cut.requests;
-        if requests > 0 && !dispatch(&tx, &budget, context, cut).await {
+        if requests > 0 {
+            // The frame arrived whole; from here its weight holds its bytes.
+            arriving = None;
+        }
+        if requests > 0 && !dispatch(&tx, &budget, context, slot, cut).await {
             return;
         }
         if let Some((correlation_id, error)) = fatal {
             fail_after_outstanding_replies(&tx, &budget, limits, correlation_id, error).await;
             return;
         }
-        if requests > 0 && buffer.has_frame(limits.max_frame_bytes) {
+        if requests > 0 && buffer.has_frame(frame_limit(&session, limits)) {
             continue; // stopped at a limit with more complete frames waiting
         }
         if buffer.pending_bytes() == 0 {
@@ -384,12 +414,39 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         let (deadline, expires) =
             Deadline::current(&session, &buffer, frame_started, limits, accepted);
-        let read =
-            tokio::time::timeout_at(expires.into(), buffer.fill(&mut reader, READ_CHUNK_BYTES));
+        // A frame larger than a read will make the buffer grow to hold it,
+        // before it can be weighed: its bytes come out of the engine's
+        // budget first (waiting for room), so partial frames cannot take
+        // memory past it either.
+        let announced = buffer
+            .announced_frame_bytes()
+            .filter(|&bytes| bytes > READ_CHUNK_BYTES && arriving.is_none());
+        let inflight_bytes = &context.inflight_bytes;
+        let fill = async {
+            if let Some(bytes) = announced {
+                let bytes = u32::try_from(bytes).expect("frames are below 4 GiB");
+                match inflight_bytes.clone().acquire_many_owned(bytes).await {
+                    Ok(permit) => arriving = Some(permit),
+                    Err(_closed) => return Ok(0),
+                }
+            }
+            buffer.fill(&mut reader, READ_CHUNK_BYTES).await
+        };
+        let read = tokio::time::timeout_at(expires.into(), fill);
         let outcome = tokio::select! {
             // The writer gave up (the peer stopped reading): nothing this
             // connection reads could be answered.
             () = tx.closed() => return,
+            // Still in its handshake, and the oldest in a full pool.
+            () = slot.evicted() => {
+                let error = ErrorResponse::new(
+                    ErrorCode::Overloaded,
+                    "evicted: the handshake pool is full and this connection was its oldest \
+                     (max_handshakes); connect again and finish the handshake promptly",
+                );
+                fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
+                return;
+            }
             outcome = read => outcome,
         };
         let Ok(outcome) = outcome else {
@@ -418,11 +475,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-/// Admits the cut (waiting while this client has too much in flight),
-/// answers what validation already answered, takes each command's weight
-/// from the engine-wide budget (answering `busy` where it is spent), and
-/// routes the rest. False when the connection is finished.
-async fn dispatch(tx: &ReplyTx, budget: &Budget, context: &GatewayContext, cut: Cut) -> bool {
+/// Admits the cut (waiting while this connection, or its principal over
+/// all its connections, has too much in flight), answers what validation
+/// already answered, takes each command's weight from the engine-wide
+/// budget (answering `busy` where it is spent), and routes the rest. False
+/// when the connection is finished.
+async fn dispatch(
+    tx: &ReplyTx,
+    budget: &Budget,
+    context: &GatewayContext,
+    slot: &Slot,
+    cut: Cut,
+) -> bool {
     let Cut {
         commands,
         mut replies,
@@ -440,7 +504,20 @@ async fn dispatch(tx: &ReplyTx, budget: &Budget, context: &GatewayContext, cut: 
         Ok(admitted) => admitted.forget(),
         Err(_closed) => return false,
     }
-    let engine_share = |tag: &mut Tag| {
+    // The principal's share (none before the handshake: only handshake
+    // replies and refusals are cut then). Waiting here stops this
+    // connection's reading, as the connection's own budget does.
+    let mut principal_share = match slot.share() {
+        Some(share) => match share.clone().acquire_many_owned(bytes as u32).await {
+            Ok(permit) => Some(permit),
+            Err(_closed) => return false,
+        },
+        None => None,
+    };
+    let mut engine_share = |tag: &mut Tag| {
+        tag.principal = principal_share
+            .as_mut()
+            .and_then(|share| share.split(tag.bytes as usize));
         let share = context
             .inflight_bytes
             .clone()
@@ -466,6 +543,15 @@ async fn dispatch(tx: &ReplyTx, budget: &Budget, context: &GatewayContext, cut: 
             routed.append(&mut batch.commands);
         } else {
             replies.push((batch.tag, spent()));
+        }
+    }
+    // Requests validation answered keep their part of the principal's
+    // share until their replies are written, like the rest.
+    for (tag, _) in &mut replies {
+        if tag.principal.is_none() {
+            tag.principal = principal_share
+                .as_mut()
+                .and_then(|share| share.split(tag.bytes as usize));
         }
     }
     if !replies.is_empty() {
@@ -639,7 +725,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 ) {
     let write_timeout = Duration::from_millis(limits.write_timeout_ms);
     let mut encoder = Encoder {
-        out: Vec::with_capacity(WRITE_CHUNK_BYTES),
+        out: Vec::with_capacity(WRITE_BUFFER_BYTES),
         tally: ReplyTally::default(),
         answered: Vec::new(),
         batches: HashMap::new(),
@@ -669,6 +755,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         encoder.out.clear();
         for tag in encoder.answered.drain(..) {
             budget.release(tag);
+        }
+        if encoder.out.capacity() > 4 * WRITE_BUFFER_BYTES {
+            // A burst is over: give its buffers back.
+            encoder.out.shrink_to(WRITE_BUFFER_BYTES);
+            encoder.answered.shrink_to(WRITE_BUFFER_BYTES / 64);
         }
         if close {
             let _ = writer.shutdown().await;
@@ -755,9 +846,13 @@ mod tests {
             } else {
                 Session::Fresh
             };
+            let slots = super::super::slots::Slots::new(&limits);
+            let mut slot = slots
+                .admit(std::net::Ipv4Addr::LOCALHOST.into())
+                .expect("an empty pool has room");
             let mut buffer = FrameBuffer::default();
             buffer.extend(&bytes);
-            let cut = cut_frames(&mut buffer, &mut session, &gate, &mut 0);
+            let cut = cut_frames(&mut buffer, &mut session, &mut slot, &gate, &mut 0);
             prop_assert!(buffer.pending_bytes() <= bytes.len());
             prop_assert_eq!(
                 cut.requests,

@@ -5,93 +5,20 @@
 //! shards on every core while only the accept loop stays on the system
 //! arbiter.
 //!
-//! At `max_connections`, or at `max_connections_per_peer` from one address,
-//! a new connection gets an `overloaded` error frame and is closed at once:
-//! refusing is cheaper than queueing, and one peer cannot take every slot.
-//! A TLS handshake must finish within `handshake_timeout_ms`.
+//! Every accepted connection takes a handshaking slot ([`super::slots`]):
+//! past `max_connections_per_peer` from one address it gets an
+//! `overloaded` error frame and is closed at once (refusing is cheaper than
+//! queueing); a full handshake pool makes room by evicting its oldest. A
+//! TLS handshake must finish within `handshake_timeout_ms`, or before the
+//! connection is evicted.
 
 use super::connection::{self, GatewayContext};
 use crate::protocol::{ErrorCode, Response};
-use crate::telemetry;
 use actix_rt::ArbiterHandle;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-
-/// Connections being served, in all and per peer address.
-#[derive(Default)]
-struct Census {
-    total: usize,
-    by_peer: HashMap<IpAddr, usize>,
-}
-
-/// One served connection: counted (and shown as the open-connections gauge)
-/// from admission until the connection ends.
-struct Live {
-    census: Arc<Mutex<Census>>,
-    peer: IpAddr,
-}
-
-impl Live {
-    /// Admits a connection from `peer`, or says why not.
-    fn admit(
-        census: &Arc<Mutex<Census>>,
-        peer: IpAddr,
-        max_total: usize,
-        max_per_peer: usize,
-    ) -> Result<Live, Refusal> {
-        let mut counts = census
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if counts.total >= max_total {
-            return Err(Refusal {
-                limit: "max_connections",
-                why: "connection limit reached",
-            });
-        }
-        let from_peer = counts.by_peer.entry(peer).or_insert(0);
-        if *from_peer >= max_per_peer {
-            return Err(Refusal {
-                limit: "max_connections_per_peer",
-                why: "too many connections from this address",
-            });
-        }
-        *from_peer += 1;
-        counts.total += 1;
-        metrics::gauge!(telemetry::CONNECTIONS_OPEN).increment(1.0);
-        Ok(Live {
-            census: census.clone(),
-            peer,
-        })
-    }
-}
-
-/// Why a connection was not admitted.
-struct Refusal {
-    /// The limit reached (the metric's label).
-    limit: &'static str,
-    why: &'static str,
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        let mut counts = self
-            .census
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        counts.total -= 1;
-        if let Some(from_peer) = counts.by_peer.get_mut(&self.peer) {
-            *from_peer -= 1;
-            if *from_peer == 0 {
-                counts.by_peer.remove(&self.peer);
-            }
-        }
-        metrics::gauge!(telemetry::CONNECTIONS_OPEN).decrement(1.0);
-    }
-}
 
 pub async fn accept_loop(
     listener: TcpListener,
@@ -101,7 +28,7 @@ pub async fn accept_loop(
 ) {
     assert!(!workers.is_empty());
     let limits = &context.gate.limits;
-    let census = Arc::new(Mutex::new(Census::default()));
+    let slots = &context.slots;
     let mut next_worker = 0usize;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -114,17 +41,10 @@ pub async fn accept_loop(
             }
         };
         let accepted = Instant::now();
-        let live = match Live::admit(
-            &census,
-            peer.ip(),
-            limits.max_connections,
-            limits.max_connections_per_peer,
-        ) {
-            Ok(live) => live,
+        let slot = match slots.admit(peer.ip()) {
+            Ok(slot) => slot,
             Err(refusal) => {
                 refuse(stream, refusal.why, limits.max_frame_bytes);
-                metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL, "limit" => refusal.limit)
-                    .increment(1);
                 continue;
             }
         };
@@ -140,19 +60,27 @@ pub async fn accept_loop(
         next_worker = next_worker.wrapping_add(1);
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
-                let _live = live;
                 let stream = match TcpStream::from_std(std_stream) {
                     Ok(stream) => stream,
                     Err(error) => return tracing::warn!(%error, "cannot adopt a connection"),
                 };
                 let Some(tls) = tls else {
-                    return connection::serve_tcp(stream, context, accepted).await;
+                    return connection::serve_tcp(stream, context, slot, accepted).await;
                 };
                 let _ = stream.set_nodelay(true);
                 let deadline =
                     accepted + Duration::from_millis(context.gate.limits.handshake_timeout_ms);
-                match tokio::time::timeout_at(deadline.into(), tls.accept(stream)).await {
-                    Ok(Ok(stream)) => connection::serve_stream(stream, context, accepted).await,
+                let handshake = tokio::time::timeout_at(deadline.into(), tls.accept(stream));
+                let outcome = tokio::select! {
+                    outcome = handshake => outcome,
+                    () = slot.evicted() => {
+                        return tracing::info!("evicted from the handshake pool during TLS");
+                    }
+                };
+                match outcome {
+                    Ok(Ok(stream)) => {
+                        connection::serve_stream(stream, context, slot, accepted).await
+                    }
                     Ok(Err(error)) => tracing::info!(%error, "TLS handshake failed"),
                     Err(_elapsed) => tracing::info!("TLS handshake timed out"),
                 }

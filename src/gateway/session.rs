@@ -8,6 +8,7 @@
 //! nothing. A bad proof, or a handshake message out of order, ends the
 //! connection.
 
+use super::slots::Slot;
 use crate::auth::keys::{self, NONCE_BYTES};
 use crate::auth::{Principal, Registry};
 use crate::protocol::{
@@ -58,8 +59,9 @@ impl Session {
     }
 
     /// Checks the proof. An unknown or revoked principal and a wrong proof
-    /// get the same refusal.
-    pub(super) fn proof(&mut self, proof: AuthProof, registry: &Registry) -> Step {
+    /// get the same refusal. A good proof moves the connection to the
+    /// serving pool, unless a limit there refuses it (`overloaded`).
+    pub(super) fn proof(&mut self, proof: AuthProof, registry: &Registry, slot: &mut Slot) -> Step {
         let Session::Challenged {
             principal,
             client_nonce,
@@ -81,6 +83,15 @@ impl Session {
         crate::telemetry::authenticated(verified.is_some());
         match verified {
             Some(principal) => {
+                if let Err(refusal) = slot.promote(&principal) {
+                    tracing::info!(
+                        principal = principal.id,
+                        limit = refusal.limit,
+                        "connection refused"
+                    );
+                    let message = format!("{} ({})", refusal.why, refusal.limit);
+                    return Step::Close(ErrorResponse::new(ErrorCode::Overloaded, message));
+                }
                 let welcome = AuthWelcome {
                     principal: principal.id,
                     role: principal.role,

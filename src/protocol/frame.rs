@@ -178,6 +178,14 @@ impl FrameBuffer {
         self.bytes.len() - self.consumed
     }
 
+    /// The whole size of the partial frame at the front, once its length
+    /// prefix has arrived (what the buffer will have to hold for it).
+    pub fn announced_frame_bytes(&self) -> Option<usize> {
+        let rest = &self.bytes[self.consumed..];
+        let prefix: [u8; LENGTH_BYTES] = rest.get(..LENGTH_BYTES)?.try_into().ok()?;
+        Some(LENGTH_BYTES + u32::from_be_bytes(prefix) as usize)
+    }
+
     /// Appends `bytes` as if they had been read (tests and fuzzing).
     pub fn extend(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
@@ -192,6 +200,11 @@ impl FrameBuffer {
         use tokio::io::AsyncReadExt;
         self.bytes.drain(..self.consumed);
         self.consumed = 0;
+        // A large frame made the buffer grow; once it is gone, give the
+        // memory back rather than keep every connection at its peak.
+        if self.bytes.capacity() > 4 * chunk_bytes && self.bytes.len() < chunk_bytes {
+            self.bytes.shrink_to(2 * chunk_bytes);
+        }
         if self.bytes.capacity() - self.bytes.len() < chunk_bytes {
             self.bytes.reserve(chunk_bytes);
         }

@@ -14,6 +14,13 @@ pub(super) async fn activate(
     pos_ref: u64,
     cards: Vec<Option<PinKey>>,
 ) -> Result<Response, ShardGone> {
+    // Malformed PINs are failures too, counted (durably) before the
+    // cards are looked at, so a lock they engage holds for the rest.
+    let malformed = cards.iter().filter(|card| card.is_none()).count();
+    if malformed > 0 {
+        let count = u32::try_from(malformed).expect("activations are capped far below u32");
+        shards.count_failures(principal, count).await?;
+    }
     let mut results = vec![ActivationResult::InvalidPin; cards.len()];
     let mut partition = Partition::new(shards.count());
     for (place, key) in cards.iter().enumerate() {

@@ -75,6 +75,12 @@ pub enum Command {
         pos_ref: u64,
         key: PinKey,
     },
+    /// A PIN the gateway found bad (check digit, syntax): a failure of
+    /// `principal`, counted durably by a shard before `refusal` is sent.
+    PinFailure {
+        principal: u32,
+        refusal: Response,
+    },
     Refund {
         refund: RefundId,
         payment: PaymentId,
@@ -181,6 +187,17 @@ impl Router {
                         let shards = &router.shards;
                         activate::activate(shards, principal, store_id, pos_ref, cards).await
                     });
+                }
+                Command::PinFailure { principal, refusal } => {
+                    let shard = principal as usize % self.shards.count();
+                    per_shard[shard].push((
+                        tag,
+                        ClientOp::PinFailures {
+                            principal,
+                            count: 1,
+                            refusal,
+                        },
+                    ))
                 }
                 Command::ReverseActivation {
                     principal,
@@ -303,13 +320,12 @@ impl Router {
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
             Command::StoreStatement(request) => {
-                Ok(statement::store_statement(self.storage.as_ref(), request))
+                statement::store_statement(&self.shards, self.storage.as_ref(), request).await
             }
-            Command::Statement(request) => Ok(statement::statement(
-                self.storage.as_ref(),
-                &self.registry,
-                request,
-            )),
+            Command::Statement(request) => {
+                let (shards, storage) = (&self.shards, self.storage.as_ref());
+                statement::statement(shards, storage, &self.registry, request).await
+            }
             Command::Payout { operator, command } => {
                 let (shards, storage) = (&self.shards, self.storage.as_ref());
                 payout::run(
@@ -338,6 +354,7 @@ impl Router {
             Command::Pay { .. }
             | Command::Balance { .. }
             | Command::Activate { .. }
+            | Command::PinFailure { .. }
             | Command::ReverseActivation { .. }
             | Command::Refund { .. }
             | Command::Authorize { .. }

@@ -41,6 +41,8 @@ pub struct Payouts {
     /// Merchants with a payout being created or confirmed.
     pub merchant_claims: Claims,
     pub fees: Fees,
+    /// The default cut-off is this far before now: a business delay only
+    /// (a payout is exact at any cut-off, see `ShardMachine::stamp`).
     pub settle_ms: u64,
 }
 
@@ -115,14 +117,16 @@ async fn create(
     }
     let _merchant = ClaimGuard::new(&payouts.merchant_claims, merchant_key(merchant));
     let now_ms = crate::clock::now_ms();
-    let settled_ms = now_ms.saturating_sub(payouts.settle_ms);
-    let until_ms = body.until_ms.unwrap_or(settled_ms);
-    if until_ms > settled_ms {
-        return Ok(invalid(format!(
-            "the cut-off must be at least payout_settle_ms ({} ms) in the past",
-            payouts.settle_ms
-        )));
+    let until_ms = body
+        .until_ms
+        .unwrap_or(now_ms.saturating_sub(payouts.settle_ms));
+    if until_ms > now_ms {
+        return Ok(invalid("the cut-off must not be in the future"));
     }
+    // The cut-off becomes a point in every shard's commit order: from here
+    // on every payment and refund stamped at or before it is on disk, and
+    // none will be stamped so again (`ShardMachine::stamp`).
+    shards.seal(until_ms).await?;
     let closed = settlement::last_payout(storage, merchant).and_then(|last| {
         let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
         let sums = settlement::period_sums(storage, merchant, from_ms, until_ms)?;

@@ -12,9 +12,9 @@
 
 use super::messages::{
     Abort, Activate, Activation, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientOp,
-    ClientWork, Commit, Insert, KeepAuthorized, MailboxSlot, NewCard, Prepare, ReadStoreShares,
-    RecordAuthorization, RecordDecision, RecordPayout, RecordRefund, RecordRemittance, ReportPage,
-    Stats,
+    ClientWork, Commit, CountFailures, Insert, KeepAuthorized, MailboxSlot, NewCard, Prepare,
+    ReadStoreShares, RecordAuthorization, RecordDecision, RecordPayout, RecordRefund,
+    RecordRemittance, ReportPage, Seal, Stats,
 };
 use super::{Services, Shard};
 use crate::ids::{PaymentId, RefundId, RemittanceId, ShardId, StoreId};
@@ -203,19 +203,38 @@ impl Shards {
         .await
     }
 
+    /// Releases `payment`'s holds on `shard`; `declined` when it was
+    /// declined for want of funds over all its cards (the shard notes it).
     pub async fn abort(
         &self,
         shard: ShardId,
         payment: PaymentId,
         keys: Vec<PinKey>,
+        declined: bool,
     ) -> Result<Answer<()>, ShardGone> {
         self.ask(shard, |done, _slot| Abort {
             payment,
             keys,
+            declined,
             done,
             _slot,
         })
         .await
+    }
+
+    /// Counts `count` PIN failures of `principal` found outside any shard,
+    /// durably, on the shard chosen by the principal.
+    pub async fn count_failures(&self, principal: u32, count: u32) -> Result<(), ShardGone> {
+        let shard = ShardId::from_index(principal as usize % self.count());
+        let answer = self
+            .ask(shard, |done, _slot| CountFailures {
+                principal,
+                count,
+                done,
+                _slot,
+            })
+            .await?;
+        answer.get().await
     }
 
     pub async fn record_decision(
@@ -352,6 +371,19 @@ impl Shards {
             _slot,
         })
         .await
+    }
+
+    /// Seals the period up to `cut_off_ms` on every shard: once this
+    /// returns, every payment and refund stamped at or before it is
+    /// durable, and none will be stamped so from now on.
+    pub async fn seal(&self, cut_off_ms: u64) -> Result<(), ShardGone> {
+        self.ask_each(|done, _slot| Seal {
+            cut_off_ms,
+            done,
+            _slot,
+        })
+        .await
+        .map(drop)
     }
 
     /// Every shard's part of a report page, asked of all shards at once.

@@ -5,7 +5,7 @@
 use crate::ids::{CardRef, PaymentId, RefundId, RemittanceId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
 use crate::pin::PinKey;
-use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
+use crate::protocol::{ActivationResult, ReportAccount, Response, ShardStats};
 use crate::reply::{ReplyTx, Tag};
 use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, Take, Vote};
 use crate::storage::records::{
@@ -46,6 +46,14 @@ pub enum ClientOp {
         store_id: StoreId,
         pos_ref: u64,
         key: PinKey,
+    },
+    /// PINs the gateway found bad (check digit, syntax): `count` failures
+    /// of `principal`, written before `refusal` is answered (or
+    /// `locked_out`, if they lock it out).
+    PinFailures {
+        principal: u32,
+        count: u32,
+        refusal: Response,
     },
 }
 
@@ -108,6 +116,9 @@ shard_message!(Commit);
 pub struct Abort {
     pub payment: PaymentId,
     pub keys: Vec<PinKey>,
+    /// The payment was declined for want of funds over all its cards:
+    /// the decline is noted on them (see `Card::note_decline`).
+    pub declined: bool,
     pub done: oneshot::Sender<()>,
     pub _slot: MailboxSlot,
 }
@@ -190,6 +201,26 @@ pub struct RecordRemittance {
     pub _slot: MailboxSlot,
 }
 shard_message!(RecordRemittance);
+
+/// PIN failures of `principal` found outside any shard (an activation's
+/// malformed PINs), counted here and durable before the answer.
+pub struct CountFailures {
+    pub principal: u32,
+    pub count: u32,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(CountFailures);
+
+/// Seals the period up to `cut_off_ms` (see
+/// [`crate::state_machine::ShardMachine::stamp`]); answered once every
+/// record stamped at or before it is durable.
+pub struct Seal {
+    pub cut_off_ms: u64,
+    pub done: oneshot::Sender<()>,
+    pub _slot: MailboxSlot,
+}
+shard_message!(Seal);
 
 /// This shard's part of a report page.
 pub struct ReportPage {

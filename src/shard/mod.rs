@@ -46,12 +46,11 @@ use crate::state_machine::{ShardMachine, Vote};
 use crate::storage::Storage;
 use actix::prelude::*;
 use messages::{
-    Abort, Activate, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit, Insert,
-    KeepAuthorized, Prepare, ReadStoreShares, RecordAuthorization, RecordDecision, RecordPayout,
-    RecordRefund, RecordRemittance, ReportPage, Stats,
+    Abort, Activate, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientWork, Commit,
+    CountFailures, Insert, KeepAuthorized, Prepare, ReadStoreShares, RecordAuthorization,
+    RecordDecision, RecordPayout, RecordRefund, RecordRemittance, ReportPage, Seal, Stats,
 };
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use writer::{Delivery, Pending, WriterStats};
 
 /// From the writer thread: the batch it was given is durable and answered;
@@ -152,17 +151,53 @@ impl Shard {
     fn guarded(
         &mut self,
         principal: u32,
-        now: Instant,
+        now_ms: u64,
         check: impl FnOnce(&mut Shard) -> (Response, bool),
     ) -> Response {
         let guard = self.services.guard.clone();
-        let admission = match guard.admit(principal, now) {
+        let admission = match guard.admit(principal, now_ms) {
             Ok(admission) => admission,
             Err(locked) => return Response::Error(locked.refusal()),
         };
         let (response, failed) = check(self);
-        guard.settle(admission, failed, now);
+        // A failure is written with this batch: durable before the answer.
+        guard.settle(admission, failed, now_ms, &mut self.pending.changes);
         response
+    }
+
+    /// Counts `count` failures of `principal` found without a shard (bad
+    /// check digits) or after the fact, into this batch: durable before the
+    /// refusal that tells of them.
+    fn count_failures(
+        &mut self,
+        principal: u32,
+        count: u32,
+        now_ms: u64,
+    ) -> Result<(), crate::auth::LockedOut> {
+        let guard = self.services.guard.clone();
+        for _ in 0..count {
+            guard.record_failure(principal, now_ms, &mut self.pending.changes)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a payment's answer counts as a PIN failure: a card unknown
+    /// or unsold, or a recorded decline that repeats one on cards that have
+    /// not changed since (`Card::note_decline`; a repeat writes a record
+    /// nobody needs, so it costs its sender like a guess).
+    fn pay_failed(&mut self, response: &Response, cards: &[CardRef]) -> bool {
+        let Response::Paid(paid) = response else {
+            return false;
+        };
+        if paid.replayed || paid.is_approved() {
+            return false;
+        }
+        if paid.reason == Some(DeclineReason::InvalidCard) {
+            return true;
+        }
+        let blamed = crate::state_machine::declined_cards(paid, cards);
+        self.machine
+            .note_decline(blamed.iter().map(|card| &card.key))
     }
 }
 
@@ -226,7 +261,6 @@ impl Handler<ClientWork> for Shard {
     type Result = ();
 
     fn handle(&mut self, work: ClientWork, _ctx: &mut Context<Self>) {
-        let now = Instant::now();
         let now_ms = crate::clock::now_ms();
         let mut replies = Vec::with_capacity(work.ops.len());
         for (tag, op) in work.ops {
@@ -235,13 +269,19 @@ impl Handler<ClientWork> for Shard {
                     payment,
                     amount_minor,
                     cards,
-                } => self.guarded(payment.merchant_id, now, |shard| {
+                } => self.guarded(payment.merchant_id, now_ms, |shard| {
                     let response = shard.pay(payment, amount_minor, &cards, now_ms);
-                    let failed = matches!(&response, Response::Paid(paid)
-                        if paid.reason == Some(DeclineReason::InvalidCard) && !paid.replayed);
+                    let failed = shard.pay_failed(&response, &cards);
                     (response, failed)
                 }),
-                ClientOp::Balance { principal, key } => self.guarded(principal, now, |shard| {
+                ClientOp::PinFailures {
+                    principal,
+                    count,
+                    refusal,
+                } => self
+                    .count_failures(principal, count, now_ms)
+                    .map_or_else(|locked| Response::Error(locked.refusal()), |()| refusal),
+                ClientOp::Balance { principal, key } => self.guarded(principal, now_ms, |shard| {
                     match shard.machine.balance(&key, now_ms) {
                         Ok(balance) => (Response::Balance(balance), false),
                         Err(error) => (Response::Error(error), true),
@@ -252,7 +292,7 @@ impl Handler<ClientWork> for Shard {
                     store_id,
                     pos_ref,
                     key,
-                } => self.guarded(principal, now, |shard| {
+                } => self.guarded(principal, now_ms, |shard| {
                     let window_ms = shard.services.reversal_window_ms;
                     let changes = &mut shard.pending.changes;
                     let reversed = shard
@@ -272,7 +312,6 @@ impl Handler<Activate> for Shard {
     type Result = ();
 
     fn handle(&mut self, message: Activate, _ctx: &mut Context<Self>) {
-        let now = Instant::now();
         let now_ms = crate::clock::now_ms();
         let validity_days = self.services.card_validity_days;
         let guard = self.services.guard.clone();
@@ -281,7 +320,7 @@ impl Handler<Activate> for Shard {
             .cards
             .iter()
             .map(|a| {
-                let Ok(admission) = guard.admit(a.principal, now) else {
+                let Ok(admission) = guard.admit(a.principal, now_ms) else {
                     return ActivationResult::LockedOut;
                 };
                 let result = self.machine.activate(
@@ -296,7 +335,7 @@ impl Handler<Activate> for Shard {
                     == ActivationResult::Declined {
                         reason: DeclineReason::UnknownPin,
                     };
-                guard.settle(admission, failed, now);
+                guard.settle(admission, failed, now_ms, changes);
                 result
             })
             .collect();
@@ -326,20 +365,31 @@ impl Handler<Prepare> for Shard {
     /// aborted (it was told `locked_out` before any other payment started).
     fn handle(&mut self, message: Prepare, _ctx: &mut Context<Self>) {
         let request = &message.request;
-        let now = Instant::now();
-        let vote = match self.services.guard.admit(request.payment.merchant_id, now) {
+        let now_ms = crate::clock::now_ms();
+        let guard = self.services.guard.clone();
+        let vote = match guard.admit(request.payment.merchant_id, now_ms) {
             Err(_locked) => Vote::No {
                 position: request.cards[0].0,
                 reason: DeclineReason::Aborted,
             },
             Ok(admission) => {
-                let now_ms = crate::clock::now_ms();
                 let vote = self
                     .machine
                     .prepare(request, now_ms, &mut self.pending.changes);
-                let failed =
-                    matches!(vote, Vote::No { reason, .. } if reason == DeclineReason::InvalidCard);
-                self.services.guard.settle(admission, failed, now);
+                let failed = match vote {
+                    Vote::No {
+                        reason: DeclineReason::InvalidCard,
+                        ..
+                    } => true,
+                    // A card that cannot pay: a repeat on it counts.
+                    Vote::No { position, .. } => request
+                        .cards
+                        .iter()
+                        .find(|(at, _)| *at == position)
+                        .is_some_and(|(_, card)| self.machine.note_decline([&card.key])),
+                    Vote::Yes { .. } => false,
+                };
+                guard.settle(admission, failed, now_ms, &mut self.pending.changes);
                 vote
             }
         };
@@ -361,9 +411,17 @@ impl Handler<Commit> for Shard {
 impl Handler<Abort> for Shard {
     type Result = ();
 
+    /// An abort of a payment declined for want of funds over all its
+    /// cards notes the decline on this shard's cards: a repeat on cards
+    /// that have not changed counts as a PIN failure of the merchant.
     fn handle(&mut self, message: Abort, _ctx: &mut Context<Self>) {
         let changes = &mut self.pending.changes;
         self.machine.abort(message.payment, &message.keys, changes);
+        if message.declined && self.machine.note_decline(&message.keys) {
+            let merchant = message.payment.merchant_id;
+            // Already locked out: the payment is declined either way.
+            let _ = self.count_failures(merchant, 1, crate::clock::now_ms());
+        }
         self.deliver_when_durable(1, Delivery::Done(message.done));
     }
 }
@@ -465,6 +523,29 @@ impl Handler<ApplyCredits> for Shard {
         self.machine
             .apply_credits(message.refund, &message.credits, changes);
         self.deliver_when_durable(1, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<CountFailures> for Shard {
+    type Result = ();
+
+    fn handle(&mut self, message: CountFailures, _ctx: &mut Context<Self>) {
+        let now_ms = crate::clock::now_ms();
+        // Locked out by them or before: the activation's other cards are
+        // refused at their shards all the same.
+        let _ = self.count_failures(message.principal, message.count, now_ms);
+        self.deliver_when_durable(0, Delivery::Done(message.done));
+    }
+}
+
+impl Handler<Seal> for Shard {
+    type Result = ();
+
+    /// Answered with the current batch: records stamped before the seal
+    /// are in it or in an earlier one.
+    fn handle(&mut self, message: Seal, _ctx: &mut Context<Self>) {
+        self.machine.seal(message.cut_off_ms);
+        self.deliver_when_durable(0, Delivery::Done(message.done));
     }
 }
 

@@ -197,8 +197,11 @@ impl ShardMachine {
     /// record, its entry in the index of deadlines (added when it opens,
     /// removed when it closes) and the capture or void that closed it, in
     /// one write, before any shard hears of it.
+    /// The record is stamped by this shard ([`ShardMachine::stamp`]).
     pub fn record_authorization(&mut self, step: &AuthorizationStep, out: &mut Changes) {
-        out.put_payment(step.authorization, &step.record);
+        let mut record = step.record.clone();
+        record.at_ms = self.stamp(record.at_ms);
+        out.put_payment(step.authorization, &record);
         match step.index {
             IndexChange::Open(expires_at_ms) => {
                 out.put_authorization_index(expires_at_ms, step.authorization)
@@ -214,14 +217,17 @@ impl ShardMachine {
     }
 
     /// Makes a coordinator's decision durable: the payment's home shard
-    /// writes it through its own group commit, before any shard hears it.
+    /// writes it through its own group commit, before any shard hears it,
+    /// stamped by this shard ([`ShardMachine::stamp`]).
     pub fn record_decision(
         &mut self,
         payment: PaymentId,
         record: &PaymentRecord,
         out: &mut Changes,
     ) {
-        out.put_payment(payment, record);
+        let mut record = record.clone();
+        record.at_ms = self.stamp(record.at_ms);
+        out.put_payment(payment, &record);
     }
 
     /// Recovery: puts back a hold found on disk (loaded cards carry none),

@@ -37,8 +37,8 @@ mod reverse;
 
 pub use cards::Cards;
 pub use holds::{AuthorizationStep, HeldCard, IndexChange, PrepareRequest, Take, Vote};
-pub use pay::is_recorded;
 pub(crate) use pay::split_payment;
+pub use pay::{declined_cards, is_recorded};
 pub use refund::Credit;
 
 use crate::card::{Card, CardState, DeclineReason};
@@ -76,6 +76,9 @@ pub struct ShardMachine {
     audit: Option<audit::AuditRun>,
     /// The next slot the expiry sweep looks at (see [`expiry`]).
     sweep_next: usize,
+    /// No record written from now on is stamped at or before this: the
+    /// shard's side of a payout's cut-off (see [`ShardMachine::stamp`]).
+    stamp_floor_ms: u64,
 }
 
 impl ShardMachine {
@@ -92,7 +95,33 @@ impl ShardMachine {
             dirty_books: BTreeSet::new(),
             audit: None,
             sweep_next: 0,
+            stamp_floor_ms: 0,
         }
+    }
+
+    /// The time to record for a payment, refund or store-journal entry
+    /// written now: `now_ms`, but never earlier than anything this shard
+    /// stamped before, nor at or before a period it has sealed.
+    ///
+    /// This is what makes payouts exact whatever the timing: a payout at
+    /// cut-off `T` first has every shard [`seal`](ShardMachine::seal) `T`
+    /// and waits until that shard's current batch is durable. A record
+    /// stamped at or before `T` was stamped before the seal, so it sits in
+    /// that batch or an earlier one, and is on disk when the payout reads;
+    /// a record stamped after the seal is stamped after `T`, and belongs to
+    /// the next payout. Every payment and refund falls in exactly one
+    /// period, by its stamp. Statements seal the end of their period the
+    /// same way, so a period that has ended reads complete.
+    pub fn stamp(&mut self, now_ms: u64) -> u64 {
+        let at_ms = now_ms.max(self.stamp_floor_ms);
+        self.stamp_floor_ms = at_ms;
+        at_ms
+    }
+
+    /// Seals the period up to `cut_off_ms`: records written from now on
+    /// are stamped after it.
+    pub fn seal(&mut self, cut_off_ms: u64) {
+        self.stamp_floor_ms = self.stamp_floor_ms.max(cut_off_ms.saturating_add(1));
     }
 
     pub fn id(&self) -> ShardId {
@@ -149,7 +178,8 @@ impl ShardMachine {
         let card = self.cards.card(slot);
         let face_value_minor = card.face_value_minor;
         out.put_card(&key, card);
-        let entry = JournalEntry::of_card(JournalKind::Activation, &key, pos_ref, now_ms);
+        let at_ms = self.stamp(now_ms);
+        let entry = JournalEntry::of_card(JournalKind::Activation, &key, pos_ref, at_ms);
         out.put_journal(store_id, &entry, face_value_minor);
         self.credit(BookKind::StoreOwed, store_id, face_value_minor);
         ActivationResult::Activated { face_value_minor }

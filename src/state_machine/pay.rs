@@ -7,6 +7,7 @@ use crate::card::{DeclineReason, take_in_order};
 use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency;
 use crate::ids::{CardRef, MerchantId, PaymentId, Position};
+use crate::pin::PinKey;
 use crate::protocol::{ErrorResponse, PayPart, PayResponse};
 use crate::storage::Changes;
 use crate::storage::records::{BookKind, PaymentRecord};
@@ -31,7 +32,7 @@ impl ShardMachine {
         }
         let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, now_ms, out);
         if is_recorded(&response) {
-            let record = idempotency::record_of(&response, cards, now_ms);
+            let record = idempotency::record_of(&response, cards, self.stamp(now_ms));
             out.put_payment(payment, &record);
         }
         Ok(response)
@@ -87,6 +88,35 @@ impl ShardMachine {
         }
         self.credit(BookKind::MerchantOwed, merchant_id, amount_minor);
         PayResponse::approved(amount_minor, parts)
+    }
+}
+
+/// The cards a recorded decline is about: the one at its position, or all
+/// of them when no one card caused it (a shortfall over several cards).
+pub fn declined_cards<'a>(response: &PayResponse, cards: &'a [CardRef]) -> &'a [CardRef] {
+    match response.position {
+        Some(position) if position.index() < cards.len() => {
+            std::slice::from_ref(&cards[position.index()])
+        }
+        _ => cards,
+    }
+}
+
+impl ShardMachine {
+    /// Notes a decline on `keys` (cards of this shard; unknown ones are
+    /// skipped): true when every one of them had already been declined
+    /// since its balance last changed ([`crate::card::Card::note_decline`]),
+    /// so this decline repeats one and counts against its sender.
+    pub fn note_decline<'a>(&mut self, keys: impl IntoIterator<Item = &'a PinKey>) -> bool {
+        let mut noted = 0usize;
+        let mut repeated = true;
+        for key in keys {
+            if let Some(slot) = self.cards.slot(key) {
+                repeated &= self.cards.update(slot, |card| card.note_decline());
+                noted += 1;
+            }
+        }
+        noted > 0 && repeated
     }
 }
 
@@ -190,6 +220,34 @@ mod tests {
                 .balance_minor,
             500
         );
+    }
+
+    #[test]
+    fn a_decline_repeated_on_an_unchanged_card_is_noted_as_a_repeat() {
+        let mut machine = machine_with(&[(1, active(500)), (2, active(300))]);
+        let mut out = Changes::new();
+        let key = PinKey([1; 16]);
+        assert!(!machine.note_decline([&key]), "the first decline is free");
+        assert!(machine.note_decline([&key]), "a repeat counts");
+        // A change to the balance makes the next decline free again.
+        machine
+            .pay(PAYMENT, 100, &[card(1)], None, 0, &mut out)
+            .expect("decided");
+        assert!(!machine.note_decline([&key]));
+        // A shortfall over two cards repeats only when both were declined.
+        let both = [PinKey([1; 16]), PinKey([2; 16])];
+        assert!(!machine.note_decline(&both), "card 2 is new to it");
+        assert!(machine.note_decline(&both));
+        assert!(!machine.note_decline([&PinKey([9; 16])]), "no such card");
+        let declined = PayResponse::declined(
+            DeclineReason::InsufficientFunds,
+            Some(Position::from_index(1)),
+            900,
+        );
+        let cards = [card(1), card(2)];
+        assert_eq!(declined_cards(&declined, &cards), &cards[1..]);
+        let short = PayResponse::declined(DeclineReason::InsufficientFunds, None, 900);
+        assert_eq!(declined_cards(&short, &cards), &cards[..]);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct Credit {
 
 impl ShardMachine {
     /// Makes a refund's decision durable (the refund's home shard, through
-    /// its group commit, before any card is credited).
+    /// its group commit, before any card is credited), stamped by this
+    /// shard ([`ShardMachine::stamp`]).
     pub fn record_refund(
         &mut self,
         refund: RefundId,
@@ -31,7 +32,9 @@ impl ShardMachine {
         credits: &[Credit],
         out: &mut Changes,
     ) {
-        out.put_refund(refund, record);
+        let mut record = record.clone();
+        record.at_ms = self.stamp(record.at_ms);
+        out.put_refund(refund, &record);
         out.put_payment_refunds(payment, refunded);
         for credit in credits {
             out.put_credit(refund, &credit.key, credit.amount_minor);

@@ -55,10 +55,13 @@ impl ShardMachine {
         out: &mut Changes,
     ) {
         out.put_remittance(remittance, record);
+        // The journal's time, stamped here like every entry of a statement
+        // (`ShardMachine::stamp`); the record keeps when it was decided.
+        let at_ms = self.stamp(record.at_ms);
         for &(store, amount_minor) in &record.allocations {
             self.credit(BookKind::StoreRemitted, store, amount_minor);
             let entry = JournalEntry {
-                at_ms: record.at_ms,
+                at_ms,
                 kind: JournalKind::Remittance,
                 subject: u64::from(remittance.merchant_id),
                 reference: remittance.request_id,

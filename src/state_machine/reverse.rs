@@ -41,7 +41,8 @@ impl ShardMachine {
         self.reversals.insert(sale, amount_minor);
         out.put_card(&key, self.cards.card(slot));
         out.put_reversal(&key, store_id, pos_ref, amount_minor);
-        let entry = JournalEntry::of_card(JournalKind::Reversal, &key, pos_ref, now_ms);
+        let at_ms = self.stamp(now_ms);
+        let entry = JournalEntry::of_card(JournalKind::Reversal, &key, pos_ref, at_ms);
         out.put_journal(store_id, &entry, amount_minor);
         if amount_minor > 0 {
             self.credit(BookKind::StoreReversed, store_id, amount_minor);

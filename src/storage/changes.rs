@@ -151,6 +151,28 @@ impl Changes {
         );
     }
 
+    pub(crate) fn put_pin_failure(&mut self, principal: u32, at_ms: u64, seq: u64) {
+        let key = records::pin_failure_key(principal, at_ms, seq);
+        self.put(Cf::PinFailures, &key, &[]);
+    }
+
+    pub(crate) fn delete_pin_failure(&mut self, principal: u32, at_ms: u64, seq: u64) {
+        let key = records::pin_failure_key(principal, at_ms, seq);
+        self.delete(Cf::PinFailures, &key);
+    }
+
+    pub(crate) fn put_lock(&mut self, principal: u32, until_ms: u64) {
+        self.put(
+            Cf::PinFailures,
+            &records::lock_key(principal),
+            &until_ms.to_le_bytes(),
+        );
+    }
+
+    pub(crate) fn delete_lock(&mut self, principal: u32) {
+        self.delete(Cf::PinFailures, &records::lock_key(principal));
+    }
+
     pub(crate) fn put_payout(
         &mut self,
         merchant_id: u32,

@@ -47,10 +47,11 @@ pub enum Cf {
     Payouts = 13,
     PayoutRequests = 14,
     StoreJournal = 15,
+    PinFailures = 16,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 16] = [
+    pub const ALL: [Cf; 17] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
@@ -67,6 +68,7 @@ impl Cf {
         Cf::Payouts,
         Cf::PayoutRequests,
         Cf::StoreJournal,
+        Cf::PinFailures,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +89,7 @@ impl Cf {
             Cf::Payouts => "payouts",
             Cf::PayoutRequests => "payout_requests",
             Cf::StoreJournal => "store_journal",
+            Cf::PinFailures => "pin_failures",
         }
     }
 

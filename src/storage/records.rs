@@ -92,6 +92,7 @@ pub(crate) fn decode_card(bytes: &[u8]) -> Result<Card, String> {
         pos_ref: u64_at(bytes, 22),
         activated_at_ms,
         validity_days,
+        declined: false,
     };
     card.check()
         .map_err(|broken| format!("stored card breaks an invariant: {broken}"))?;
@@ -683,6 +684,59 @@ pub fn decode_authorization_key(bytes: &[u8]) -> Result<(u64, PaymentId), String
     let mut at = [0u8; 8];
     at.copy_from_slice(&bytes[..8]);
     Ok((u64::from_be_bytes(at), authorization))
+}
+
+// ------------------------------------------------------------ PIN guard
+
+/// A record of the PIN-guessing guard (`auth::guard`): one counted
+/// failure, or a lock. Failures: key `principal u32 BE | at_ms u64 BE |
+/// seq u64 BE`, empty value (one record each, so shards never overwrite
+/// one another's). A lock: key `principal u32 BE`, value `until_ms u64
+/// LE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardRecord {
+    Failure {
+        principal: u32,
+        at_ms: u64,
+        seq: u64,
+    },
+    Lock {
+        principal: u32,
+        until_ms: u64,
+    },
+}
+
+pub(crate) const PIN_FAILURE_KEY_BYTES: usize = 4 + 8 + 8;
+
+pub(crate) fn pin_failure_key(principal: u32, at_ms: u64, seq: u64) -> [u8; PIN_FAILURE_KEY_BYTES] {
+    let mut out = [0u8; PIN_FAILURE_KEY_BYTES];
+    out[..4].copy_from_slice(&principal.to_be_bytes());
+    out[4..12].copy_from_slice(&at_ms.to_be_bytes());
+    out[12..].copy_from_slice(&seq.to_be_bytes());
+    out
+}
+
+pub(crate) fn lock_key(principal: u32) -> [u8; 4] {
+    principal.to_be_bytes()
+}
+
+pub fn decode_guard(key: &[u8], value: &[u8]) -> Result<GuardRecord, String> {
+    let be = |at: usize| u64::from_be_bytes(key[at..at + 8].try_into().expect("8 bytes"));
+    match key.len() {
+        PIN_FAILURE_KEY_BYTES if value.is_empty() => Ok(GuardRecord::Failure {
+            principal: u32::from_be_bytes(key[..4].try_into().expect("4 bytes")),
+            at_ms: be(4),
+            seq: be(12),
+        }),
+        4 => Ok(GuardRecord::Lock {
+            principal: u32::from_be_bytes(key.try_into().expect("4 bytes")),
+            until_ms: decode_u64(value)?,
+        }),
+        length => Err(format!(
+            "PIN guard record with a {length}-byte key and a {}-byte value",
+            value.len()
+        )),
+    }
 }
 
 // ---------------------------------------------------------------- refunds

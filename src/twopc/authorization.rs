@@ -41,7 +41,6 @@ use crate::storage::records::{
 use crate::storage::{Cf, StorageError, Store};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::Instant;
 
 /// Open authorizations by deadline: what the release sweep looks at.
 #[derive(Default)]
@@ -373,7 +372,10 @@ impl Coordinator {
         amount_minor: u64,
         cards: Vec<CardRef>,
     ) -> Answer<AuthorizeResponse> {
-        if let Err(locked) = self.guard.check(authorization.merchant_id, Instant::now()) {
+        if let Err(locked) = self
+            .guard
+            .check(authorization.merchant_id, crate::clock::now_ms())
+        {
             return Ok(Err(locked.refusal()));
         }
         if let Err(busy) = idempotency::claim(&self.claims, authorization) {
@@ -585,7 +587,7 @@ impl Coordinator {
                 self.shards.commit(shard, authorization, takes).await?
             } else {
                 let keys = participant.cards.iter().map(|(_, card)| card.key).collect();
-                self.shards.abort(shard, authorization, keys).await?
+                self.shards.abort(shard, authorization, keys, false).await?
             };
             answers.push(answer);
         }

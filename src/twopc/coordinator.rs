@@ -23,6 +23,7 @@
 use super::crashpoint::{self, CrashPoint};
 use super::decision::{PhaseTwo, TwoPhase};
 use crate::auth::Guard;
+use crate::card::DeclineReason;
 use crate::idempotency::{self, ClaimGuard, Claims};
 use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ErrorCode, PayResponse, Response};
@@ -30,7 +31,7 @@ use crate::shard::{ShardGone, Shards};
 use crate::state_machine::is_recorded;
 use crate::storage::Storage;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What every two-phase payment needs.
 pub struct Coordinator {
@@ -81,7 +82,10 @@ impl Coordinator {
     ) -> Response {
         // The shards count this payment's PIN failures as they prepare; a
         // merchant already locked out is refused before anything starts.
-        if let Err(locked) = self.guard.check(payment.merchant_id, Instant::now()) {
+        if let Err(locked) = self
+            .guard
+            .check(payment.merchant_id, crate::clock::now_ms())
+        {
             return Response::Error(locked.refusal());
         }
         if let Err(busy) = idempotency::claim(&self.claims, payment) {
@@ -177,12 +181,15 @@ impl Coordinator {
         decision: &PayResponse,
     ) -> Result<(), ShardGone> {
         let payment = two_phase.payment;
+        // Declined for want of funds over all its cards (no one card's
+        // fault): every shard notes the decline on its cards.
+        let short = decision.reason == Some(DeclineReason::InsufficientFunds);
         let mut answers = Vec::with_capacity(two_phase.participants().len());
         for (index, participant) in two_phase.participants().iter().enumerate() {
             let shard = participant.shard;
             let answer = match two_phase.phase_two(index, decision) {
                 PhaseTwo::Commit(takes) => self.shards.commit(shard, payment, takes).await?,
-                PhaseTwo::Abort(keys) => self.shards.abort(shard, payment, keys).await?,
+                PhaseTwo::Abort(keys) => self.shards.abort(shard, payment, keys, short).await?,
             };
             answers.push(answer);
         }

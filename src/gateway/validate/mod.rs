@@ -27,11 +27,10 @@ mod reverse_activation;
 mod statement;
 
 use crate::auth::{Guard, Principal};
-use crate::config::Limits;
+use crate::config::{Limits, OPERATION_BYTES};
 use crate::pin::PinHasher;
 use crate::protocol::{ErrorCode, Request, Response, Role};
 use crate::router::Command;
-use std::time::Instant;
 
 /// What the reader does with one request.
 pub(super) enum Action {
@@ -48,13 +47,32 @@ pub(super) struct Context<'a> {
     pub limits: &'a Limits,
     pub hasher: &'a PinHasher,
     pub guard: &'a Guard,
-    pub now: Instant,
+    /// The engine's clock (ms since the Unix epoch).
+    pub now_ms: u64,
+}
+
+/// A request's weight in the in-flight byte budgets (its connection's, its
+/// principal's and the engine's): its frame, the most its reply can take,
+/// and [`OPERATION_BYTES`] for the operation it starts.
+pub(super) fn weight(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
+    frame_bytes + reply_bound(kind, frame_bytes, limits) + OPERATION_BYTES
+}
+
+/// A PayBatch frame's weight: its frame, its reply, and each payment.
+pub(super) fn batch_weight(
+    frame_bytes: usize,
+    body: &crate::protocol::PayBatchRequest,
+    limits: &Limits,
+) -> usize {
+    // A batch over the limit is refused whole at validation and weighs as
+    // the largest legal one until its refusal is written.
+    let payments = body.payments.len().min(limits.max_payments_per_batch);
+    frame_bytes + pay_batch::reply_bound(body, limits) + payments * OPERATION_BYTES
 }
 
 /// The most the reply to a request of `kind`, `frame_bytes` long, can take
-/// on the wire: with the frame itself, the request's weight in its
-/// connection's in-flight byte budget. Never more than a frame.
-pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
+/// on the wire. Never more than a frame.
+fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
     use crate::protocol::{KIND_ACTIVATE, KIND_BALANCE, KIND_PAY};
     const SMALL_BYTES: usize = 64;
     let bound = match kind {
@@ -74,8 +92,6 @@ pub(super) fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usiz
     };
     bound.min(limits.max_frame_bytes)
 }
-
-pub(super) use pay_batch::reply_bound as batch_reply_bound;
 
 /// Operator requests, whose replies can fill a frame (a remittance's lists
 /// an allocation per store of its HQ).
@@ -123,7 +139,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
             | Request::Activate(_)
             | Request::ReverseActivation(_)
     );
-    if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now) {
+    if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now_ms) {
         return Action::Reply(Response::Error(locked.refusal()));
     }
     match request {
@@ -227,12 +243,19 @@ fn foreign_store(principal: &Principal, store_id: u32) -> Option<Action> {
     })
 }
 
-/// Counts a PIN that failed its syntax or check-digit test against the
-/// principal; the refusal to send back, locked out or not.
+/// A PIN that failed its syntax or check-digit test: a failure of the
+/// principal, which a shard counts durably before `refusal` is sent (or
+/// `locked_out`, if the principal is locked out).
 fn pin_failure(principal: &Principal, context: &Context<'_>, refusal: Action) -> Action {
-    match context.guard.record_failure(principal.id, context.now) {
-        Ok(()) => refusal,
-        Err(locked) => Action::Reply(Response::Error(locked.refusal())),
+    if let Err(locked) = context.guard.check(principal.id, context.now_ms) {
+        return Action::Reply(Response::Error(locked.refusal()));
+    }
+    match refusal {
+        Action::Reply(refusal) => Action::Route(Command::PinFailure {
+            principal: principal.id,
+            refusal,
+        }),
+        other => other,
     }
 }
 
@@ -259,7 +282,7 @@ pub(super) mod tests {
             limits,
             hasher: &hasher,
             guard: &guard,
-            now: Instant::now(),
+            now_ms: crate::clock::now_ms(),
         })
     }
 

@@ -50,7 +50,7 @@ pub(super) fn validate(
             }
             first_at.insert(payment.request_id, index);
             // A lock that engages partway stops the rest of the batch.
-            if let Err(locked) = context.guard.check(principal.id, context.now) {
+            if let Err(locked) = context.guard.check(principal.id, context.now_ms) {
                 return Action::Reply(Response::Error(locked.refusal()));
             }
             pay::validate(payment, principal, context)
