@@ -9,7 +9,7 @@ use crate::ids::StoreId;
 use crate::protocol::{PrincipalInfo, Role};
 use crate::storage::records::{self, PrincipalRecord};
 use crate::storage::{Cf, Changes, StorageError, Store};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, hash_map};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -63,6 +63,11 @@ impl Principal {
 pub enum RegistryError {
     /// The request itself is wrong (stores on a merchant, an id in use...).
     Invalid(String),
+    /// The store already belongs to store HQ `hq` (revoked or not).
+    StoreHeld {
+        store: StoreId,
+        hq: u32,
+    },
     /// The principal does not exist.
     Unknown(u32),
     /// The change would leave no operator.
@@ -74,6 +79,10 @@ impl std::fmt::Display for RegistryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RegistryError::Invalid(message) => f.write_str(message),
+            RegistryError::StoreHeld { store, hq } => write!(
+                f,
+                "store {store} belongs to store HQ {hq}: a store belongs to one HQ for good, revoked or not"
+            ),
             RegistryError::Unknown(id) => write!(f, "no principal {id}"),
             RegistryError::LastOperator => f.write_str("the last operator cannot be revoked"),
             RegistryError::Storage(error) => write!(f, "{error}"),
@@ -82,14 +91,30 @@ impl std::fmt::Display for RegistryError {
 }
 
 pub struct Registry {
-    principals: RwLock<BTreeMap<u32, Arc<Principal>>>,
+    principals: RwLock<Table>,
     store: Arc<dyn Store + Send + Sync>,
+}
+
+/// The principals by id, and the store HQ each store belongs to: under one
+/// lock, so an add checks and claims its stores in one step.
+struct Table {
+    by_id: BTreeMap<u32, Arc<Principal>>,
+    hq_of_store: HashMap<StoreId, u32>,
+}
+
+impl Table {
+    /// The first of `stores` that belongs to an HQ already, with that HQ.
+    fn held(&self, stores: &[StoreId]) -> Option<(StoreId, u32)> {
+        stores
+            .iter()
+            .find_map(|store| Some((*store, *self.hq_of_store.get(store)?)))
+    }
 }
 
 impl Registry {
     /// Reads every principal from `store`.
     pub fn load(store: Arc<dyn Store + Send + Sync>) -> Result<Registry, StorageError> {
-        let mut principals = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
         store.scan(Cf::Principals, &mut |key, value| {
             let id = records::decode_principal_id(key)?;
             let record = PrincipalRecord::decode(value)?;
@@ -101,38 +126,40 @@ impl Registry {
                 stored_key: record.stored_key,
                 revoked: AtomicBool::new(record.revoked),
             };
-            principals.insert(id, Arc::new(principal));
+            by_id.insert(id, Arc::new(principal));
             Ok(())
         })?;
+        let hq_of_store = index_stores(&by_id);
         Ok(Registry {
-            principals: RwLock::new(principals),
+            principals: RwLock::new(Table { by_id, hq_of_store }),
             store,
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Arc<Principal>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
         self.principals
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u32, Arc<Principal>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.principals
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn get(&self, id: u32) -> Option<Arc<Principal>> {
-        self.read().get(&id).cloned()
+        self.read().by_id.get(&id).cloned()
     }
 
     pub fn list(&self) -> Vec<PrincipalInfo> {
-        self.read().values().map(|p| p.info()).collect()
+        self.read().by_id.values().map(|p| p.info()).collect()
     }
 
     /// True while some operator can still act.
     pub fn has_operator(&self) -> bool {
         self.read()
+            .by_id
             .values()
             .any(|p| p.role == Role::Operator && !p.is_revoked())
     }
@@ -140,7 +167,9 @@ impl Registry {
     /// Registers a principal, durably. Adding the same principal again
     /// (same role, stores and key) answers as the first time, so a retried
     /// request is harmless; any other reuse of an id is refused, revoked
-    /// ids included.
+    /// ids included. A store belongs to one store HQ for good: one that
+    /// another HQ has, revoked or not, is refused (its sales, reversals
+    /// and remittances stay that HQ's history).
     pub fn add(
         &self,
         id: u32,
@@ -169,8 +198,8 @@ impl Registry {
             }
             _ => {}
         }
-        let mut principals = self.write();
-        if let Some(existing) = principals.get(&id) {
+        let mut table = self.write();
+        if let Some(existing) = table.by_id.get(&id) {
             let same = existing.role == role
                 && existing.stores == stores
                 && existing.stored_key == stored_key
@@ -183,6 +212,9 @@ impl Registry {
                 )))
             };
         }
+        if let Some((store, hq)) = table.held(&stores) {
+            return Err(RegistryError::StoreHeld { store, hq });
+        }
         let principal = Principal {
             id,
             role,
@@ -192,19 +224,23 @@ impl Registry {
         };
         self.persist(&principal)?;
         let info = principal.info();
-        principals.insert(id, Arc::new(principal));
+        for &store in &principal.stores {
+            table.hq_of_store.insert(store, id);
+        }
+        table.by_id.insert(id, Arc::new(principal));
         Ok(info)
     }
 
     /// Revokes a principal, durably; connections it has open are refused
     /// from their next request on. Revoking twice is harmless.
     pub fn revoke(&self, id: u32) -> Result<PrincipalInfo, RegistryError> {
-        let principals = self.write();
-        let principal = principals.get(&id).ok_or(RegistryError::Unknown(id))?;
+        let table = self.write();
+        let principal = table.by_id.get(&id).ok_or(RegistryError::Unknown(id))?;
         if principal.is_revoked() {
             return Ok(principal.info());
         }
-        let operators_left = principals
+        let operators_left = table
+            .by_id
             .values()
             .filter(|p| p.role == Role::Operator && !p.is_revoked())
             .count();
@@ -227,8 +263,8 @@ impl Registry {
     /// the old entry, which is marked revoked). Rotating to the same key
     /// again is harmless.
     pub fn rotate(&self, id: u32, stored_key: StoredKey) -> Result<PrincipalInfo, RegistryError> {
-        let mut principals = self.write();
-        let old = principals.get(&id).ok_or(RegistryError::Unknown(id))?;
+        let mut table = self.write();
+        let old = table.by_id.get(&id).ok_or(RegistryError::Unknown(id))?;
         if old.is_revoked() {
             return Err(RegistryError::Invalid(format!(
                 "principal {id} is revoked; add a new principal instead"
@@ -247,7 +283,7 @@ impl Registry {
         self.persist(&new)?;
         old.revoked.store(true, Ordering::Release);
         let info = new.info();
-        principals.insert(id, Arc::new(new));
+        table.by_id.insert(id, Arc::new(new));
         Ok(info)
     }
 
@@ -256,6 +292,31 @@ impl Registry {
         changes.put_principal(principal.id, &principal.record());
         self.store.commit(&changes).map_err(RegistryError::Storage)
     }
+}
+
+/// The store HQ each store belongs to. Data written before a store
+/// belonged to one HQ may give a store to two: both keep activating for
+/// it, it counts as the lower-numbered one's (so no third HQ can take it),
+/// and the start-up log names them.
+fn index_stores(by_id: &BTreeMap<u32, Arc<Principal>>) -> HashMap<StoreId, u32> {
+    let mut hq_of_store = HashMap::new();
+    for hq in by_id.values().filter(|p| p.role == Role::StoreHq) {
+        for &store in &hq.stores {
+            match hq_of_store.entry(store) {
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(hq.id);
+                }
+                hash_map::Entry::Occupied(first) => tracing::warn!(
+                    store,
+                    hq = first.get(),
+                    also_hq = hq.id,
+                    "a store is registered under two store HQs (written before a store \
+                     belonged to one); both keep it, no other HQ can take it"
+                ),
+            }
+        }
+    }
+    hq_of_store
 }
 
 #[cfg(test)]
@@ -328,6 +389,67 @@ mod tests {
         assert_eq!(
             reg.rotate(6, new.stored_key()),
             Err(RegistryError::Unknown(6))
+        );
+    }
+
+    #[test]
+    fn a_store_belongs_to_one_store_hq_for_good() {
+        let store = Arc::new(MemStore::new());
+        let reg = registry(&store);
+        let key = |id| Key::generate(id).stored_key();
+        reg.add(42, Role::StoreHq, vec![42, 43], key(42))
+            .expect("store hq");
+        let taken = reg.add(44, Role::StoreHq, vec![44, 43], key(44));
+        assert_eq!(taken, Err(RegistryError::StoreHeld { store: 43, hq: 42 }));
+        let message = taken.expect_err("refused").to_string();
+        assert!(
+            message.starts_with("store 43 belongs to store HQ 42"),
+            "{message}"
+        );
+        assert!(reg.get(44).is_none(), "nothing of the refused HQ stays");
+        let key_44 = key(44);
+        let added = reg.add(44, Role::StoreHq, vec![44], key_44);
+        assert!(added.is_ok(), "its own store");
+        let again = reg.add(44, Role::StoreHq, vec![44], key_44);
+        assert_eq!(again, added, "a retry is not refused by its own stores");
+
+        reg.revoke(42).expect("revoke");
+        for reg in [reg, registry(&store)] {
+            assert_eq!(
+                reg.add(45, Role::StoreHq, vec![42], key(45)),
+                Err(RegistryError::StoreHeld { store: 42, hq: 42 }),
+                "a revoked HQ keeps its stores, also after a reload"
+            );
+        }
+    }
+
+    #[test]
+    fn a_store_two_hqs_were_given_before_the_rule_loads_and_stays_with_both() {
+        let store = Arc::new(MemStore::new());
+        let mut changes = Changes::new();
+        for (id, stores) in [(7, vec![1, 2]), (8, vec![2, 3])] {
+            let record = PrincipalRecord {
+                role_code: Role::StoreHq.into(),
+                stored_key: Key::generate(id).stored_key(),
+                stores,
+                revoked: false,
+            };
+            changes.put_principal(id, &record);
+        }
+        store.commit(&changes).expect("write");
+        let reg = registry(&store);
+        for id in [7, 8] {
+            assert!(reg.get(id).expect("loaded").sells_at(2));
+        }
+        let key = Key::generate(9).stored_key();
+        let held = |stores| reg.add(9, Role::StoreHq, stores, key);
+        assert_eq!(
+            held(vec![2]),
+            Err(RegistryError::StoreHeld { store: 2, hq: 7 })
+        );
+        assert_eq!(
+            held(vec![3]),
+            Err(RegistryError::StoreHeld { store: 3, hq: 8 })
         );
     }
 

@@ -47,7 +47,9 @@ pub(super) fn rotate(registry: &Registry, body: PrincipalRotateRequest) -> Respo
 
 fn refusal(error: RegistryError) -> Response {
     let code = match error {
-        RegistryError::Invalid(_) | RegistryError::Unknown(_) => ErrorCode::InvalidArgument,
+        RegistryError::Invalid(_) | RegistryError::StoreHeld { .. } | RegistryError::Unknown(_) => {
+            ErrorCode::InvalidArgument
+        }
         RegistryError::LastOperator => ErrorCode::Forbidden,
         RegistryError::Storage(_) => ErrorCode::Internal,
     };
