@@ -6,10 +6,11 @@
 use super::keys::StoredKey;
 use crate::config::STORES_PER_HQ_MAX;
 use crate::ids::StoreId;
-use crate::protocol::{PrincipalInfo, Role};
+use crate::protocol::{PrincipalInfo, PrincipalListRef, PrincipalListResponse, Role, varint_bytes};
 use crate::storage::records::{self, PrincipalRecord};
 use crate::storage::{Cf, Changes, StorageError, Store};
 use std::collections::{BTreeMap, HashMap, hash_map};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -154,6 +155,52 @@ impl Registry {
 
     pub fn list(&self) -> Vec<PrincipalInfo> {
         self.read().by_id.values().map(|p| p.info()).collect()
+    }
+
+    /// One page of the principals after `after`, ascending id: at most
+    /// `limit` of them (at least 1), in at most `bytes_max` bytes of
+    /// entries on the wire (enough for a principal with one store). A
+    /// store HQ that does not fit whole is cut after the stores that do,
+    /// and the page ends there: `next` names its last store listed.
+    pub fn page(
+        &self,
+        after: Option<PrincipalListRef>,
+        limit: usize,
+        bytes_max: usize,
+    ) -> PrincipalListResponse {
+        assert!(limit >= 1, "validation refuses an empty page");
+        let table = self.read();
+        let mut page = PrincipalListResponse::default();
+        let mut room_bytes = bytes_max;
+        for principal in table.by_id.range(ids_after(after)).map(|(_, p)| p) {
+            let stores = stores_after(principal, after);
+            if stores.is_empty() && resumes(after, principal) {
+                continue; // nothing left of a store HQ split before
+            }
+            let part = (page.principals.len() < limit)
+                .then(|| part_that_fits(principal, stores, room_bytes))
+                .flatten();
+            let Some((entry, bytes)) = part else {
+                let last = page.principals.last();
+                let last = last.expect("a page holds a principal with a store");
+                page.next = Some(PrincipalListRef {
+                    id: last.id,
+                    store: None,
+                });
+                return page;
+            };
+            room_bytes -= bytes;
+            if entry.stores.len() < stores.len() {
+                page.next = Some(PrincipalListRef {
+                    id: entry.id,
+                    store: entry.stores.last().copied(),
+                });
+                page.principals.push(entry);
+                return page;
+            }
+            page.principals.push(entry);
+        }
+        page
     }
 
     /// True while some operator can still act.
@@ -319,6 +366,67 @@ fn index_stores(by_id: &BTreeMap<u32, Arc<Principal>>) -> HashMap<StoreId, u32> 
     hq_of_store
 }
 
+/// The ids a page after `after` starts from: a store HQ split by the
+/// previous page comes again, with the rest of its stores.
+fn ids_after(after: Option<PrincipalListRef>) -> (Bound<u32>, Bound<u32>) {
+    let start = match after {
+        None => Bound::Unbounded,
+        Some(PrincipalListRef { id, store: None }) => Bound::Excluded(id),
+        Some(PrincipalListRef { id, store: Some(_) }) => Bound::Included(id),
+    };
+    (start, Bound::Unbounded)
+}
+
+/// Whether `principal` is the store HQ the previous page cut short.
+fn resumes(after: Option<PrincipalListRef>, principal: &Principal) -> bool {
+    matches!(after, Some(PrincipalListRef { id, store: Some(_) }) if id == principal.id)
+}
+
+/// The stores of `principal` a page after `after` lists: those after the
+/// cut when it resumes a split store HQ, else all.
+fn stores_after(principal: &Principal, after: Option<PrincipalListRef>) -> &[StoreId] {
+    match after {
+        Some(PrincipalListRef {
+            id,
+            store: Some(last),
+        }) if id == principal.id => {
+            let listed = principal.stores.partition_point(|&store| store <= last);
+            &principal.stores[listed..]
+        }
+        _ => &principal.stores,
+    }
+}
+
+/// `principal`'s entry with as many of `stores` as fit in `room_bytes`,
+/// and its bytes; `None` when not even the entry with its first store (or,
+/// without stores, the entry alone) fits.
+fn part_that_fits(
+    principal: &Principal,
+    stores: &[StoreId],
+    room_bytes: usize,
+) -> Option<(PrincipalInfo, usize)> {
+    let mut bytes = PrincipalInfo::encoded_bytes(principal.id, &[], principal.stores.len());
+    let mut count = 0;
+    for &store in stores {
+        let store_bytes = varint_bytes(store.into());
+        if bytes + store_bytes > room_bytes {
+            break;
+        }
+        bytes += store_bytes;
+        count += 1;
+    }
+    if bytes > room_bytes || (count == 0 && !stores.is_empty()) {
+        return None;
+    }
+    let entry = PrincipalInfo {
+        id: principal.id,
+        role: principal.role,
+        stores: stores[..count].to_vec(),
+        revoked: principal.is_revoked(),
+    };
+    Some((entry, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,6 +559,99 @@ mod tests {
             held(vec![3]),
             Err(RegistryError::StoreHeld { store: 3, hq: 8 })
         );
+    }
+
+    /// A registry of the largest principals: ids and store ids of 5-byte
+    /// varints, store HQs of the most stores among merchants, some revoked.
+    fn largest_principals() -> Registry {
+        let reg = registry(&Arc::new(MemStore::new()));
+        reg.add(0, Role::Operator, vec![], Key::generate(0).stored_key())
+            .expect("operator");
+        let mut next_store = u32::MAX;
+        // Fifteen store HQs, 300 KB of entries: more than the default frame.
+        for index in 0..60u32 {
+            let id = u32::MAX - 1000 + index * 7;
+            let (role, stores) = if index % 4 == 1 {
+                let stores: Vec<u32> = (0..STORES_PER_HQ_MAX as u32)
+                    .map(|offset| next_store - offset)
+                    .collect();
+                next_store -= STORES_PER_HQ_MAX as u32;
+                (Role::StoreHq, stores)
+            } else {
+                (Role::Merchant, vec![])
+            };
+            reg.add(id, role, stores, Key::generate(id).stored_key())
+                .expect("add");
+            if index % 3 == 0 {
+                reg.revoke(id).expect("revoke");
+            }
+        }
+        reg
+    }
+
+    /// Every page of the largest principals fits the smallest legal frame
+    /// and the default one, is cut by bytes (nearly full), and the pages
+    /// together list every principal once, whole, in order.
+    #[test]
+    fn pages_of_the_largest_principals_fit_a_frame_and_list_each_once() {
+        use crate::config::PRINCIPALS_PER_PAGE_MAX;
+        use crate::protocol::{PRINCIPAL_PAGE_FIXED_BYTES, Response};
+        let reg = largest_principals();
+        for max_frame_bytes in [1024, 256 * 1024] {
+            let bytes_max = max_frame_bytes - PRINCIPAL_PAGE_FIXED_BYTES;
+            let (mut all, mut after, mut pages) = (Vec::new(), None, 0);
+            loop {
+                let page = reg.page(after, PRINCIPALS_PER_PAGE_MAX, bytes_max);
+                let next = page.next;
+                let mut out = Vec::new();
+                Response::Principals(page.clone())
+                    .encode(&mut out, u64::MAX, max_frame_bytes)
+                    .expect("a page fits its frame");
+                if next.is_some() {
+                    // What is left is less than a store HQ's entry with
+                    // one store, plus the room kept for the largest `next`.
+                    assert!(out.len() + 32 > max_frame_bytes, "{} bytes", out.len());
+                }
+                page.append_to(&mut all);
+                pages += 1;
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(all, reg.list(), "frames of {max_frame_bytes} bytes");
+            assert!(pages > 1, "{pages} pages");
+        }
+    }
+
+    #[test]
+    fn a_page_stops_at_its_limit_and_resumes_a_split_store_hq() {
+        let reg = largest_principals();
+        let first = reg.page(None, 2, 1 << 20);
+        assert_eq!(first.principals.len(), 2);
+        let second = first.principals[1].id;
+        assert_eq!(
+            first.next,
+            Some(PrincipalListRef {
+                id: second,
+                store: None
+            })
+        );
+        // A store HQ cut after its third store comes again with the rest.
+        let hq = reg.list().into_iter().find(|p| p.role == Role::StoreHq);
+        let hq = hq.expect("a store HQ");
+        let cut = Some(PrincipalListRef {
+            id: hq.id,
+            store: Some(hq.stores[2]),
+        });
+        let rest = reg.page(cut, 1, 1 << 20);
+        assert_eq!(rest.principals[0].stores, hq.stores[3..]);
+        // A cut after its last store (or on a merchant) lists nothing of it.
+        let past = Some(PrincipalListRef {
+            id: hq.id,
+            store: Some(u32::MAX),
+        });
+        assert_ne!(reg.page(past, 1, 1 << 20).principals[0].id, hq.id);
     }
 
     #[test]
