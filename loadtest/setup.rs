@@ -14,14 +14,14 @@ use std::sync::Arc;
 pub struct Actors {
     pub operator: Arc<Client>,
     pub store_hq: Key,
+    /// The store every card of the run is sold at (the store HQ's).
+    pub store: u32,
     pub merchant: Key,
 }
 
-/// The store every harness card is sold at.
-const STORE: u32 = 1;
-
 /// Connects as the operator and registers a store HQ and a merchant under
-/// the next free ids.
+/// the next free ids, the HQ with the next free store (a store belongs to
+/// one HQ, so runs against one engine each take their own).
 pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
     let key = Key::read(operator_key).unwrap_or_else(|e| fail(&e));
     let operator = Client::connect_as(addr, &key)
@@ -32,9 +32,11 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
         .await
         .unwrap_or_else(|e| fail(format!("list principals: {e}")));
     let next = taken.iter().map(|p| p.id).max().map_or(0, |id| id + 1);
+    let held = taken.iter().flat_map(|p| p.stores.iter().copied()).max();
+    let store = held.map_or(1, |store| store.saturating_add(1));
     let (store_hq, merchant) = (Key::generate(next), Key::generate(next + 1));
     for (key, role, stores) in [
-        (&store_hq, Role::StoreHq, vec![STORE]),
+        (&store_hq, Role::StoreHq, vec![store]),
         (&merchant, Role::Merchant, vec![]),
     ] {
         operator
@@ -45,6 +47,7 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
     Actors {
         operator: Arc::new(operator),
         store_hq,
+        store,
         merchant,
     }
 }
@@ -71,7 +74,7 @@ pub async fn prepare_cards(
             .await
             .unwrap_or_else(|e| fail(format!("issue: {e}")));
         store
-            .activate(STORE, 0, &issued.pins)
+            .activate(actors.store, 0, &issued.pins)
             .await
             .unwrap_or_else(|e| fail(format!("activate: {e}")));
         pins.extend(issued.pins);

@@ -16,11 +16,12 @@ use crate::protocol::{
     PayRequest, PayResponse, PayResult, PayoutConfirmRequest, PayoutConfirmResponse,
     PayoutCreateRequest, PayoutCreateResponse, PayoutItemRef, PayoutListRequest,
     PayoutListResponse, PayoutShowRequest, PayoutShowResponse, PrincipalAddRequest, PrincipalInfo,
-    PrincipalRevokeRequest, PrincipalRotateRequest, RefundRequest, RefundResponse, RemitRequest,
-    RemitResponse, ReportAccount, ReportRequest, ReportResponse, Request, Response,
-    ReverseActivationRequest, ReverseActivationResponse, Role, StatementRef, StatementRequest,
-    StatementResponse, StatsResponse, StoreStatementRef, StoreStatementRequest,
-    StoreStatementResponse, VoidRequest, VoidResponse,
+    PrincipalListRef, PrincipalListRequest, PrincipalListResponse, PrincipalRevokeRequest,
+    PrincipalRotateRequest, RefundRequest, RefundResponse, RemitRequest, RemitResponse,
+    ReportAccount, ReportRequest, ReportResponse, Request, Response, ReverseActivationRequest,
+    ReverseActivationResponse, Role, StatementRef, StatementRequest, StatementResponse,
+    StatsResponse, StoreStatementRef, StoreStatementRequest, StoreStatementResponse, VoidRequest,
+    VoidResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -807,10 +808,35 @@ impl Client {
         }
     }
 
-    pub async fn principal_list(&self) -> Result<Vec<PrincipalInfo>, ClientError> {
-        match self.call_ok(&Request::PrincipalList).await? {
-            Response::Principals(list) => Ok(list.principals),
+    /// One page of the principals (operator only), ascending id: after
+    /// `after` (`None`: from the start), at most `limit`. The last may be
+    /// a store HQ cut short; `next` is where the next page starts.
+    pub async fn principal_list_page(
+        &self,
+        after: Option<PrincipalListRef>,
+        limit: u32,
+    ) -> Result<PrincipalListResponse, ClientError> {
+        let request = Request::PrincipalList(PrincipalListRequest { after, limit });
+        match self.call_ok(&request).await? {
+            Response::Principals(page) => Ok(page),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// Every principal, ascending id, following the pages (a store HQ
+    /// split across two is joined).
+    pub async fn principal_list(&self) -> Result<Vec<PrincipalInfo>, ClientError> {
+        let limit = u32::try_from(crate::config::PRINCIPALS_PER_PAGE_MAX).unwrap_or(u32::MAX);
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.principal_list_page(after, limit).await?;
+            let next = page.next;
+            page.append_to(&mut all);
+            match next {
+                Some(next) if Some(next) != after => after = Some(next),
+                _ => return Ok(all),
+            }
         }
     }
 

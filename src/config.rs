@@ -79,8 +79,15 @@ pub fn report_lines_max(max_frame_bytes: usize) -> usize {
 /// Hard ceiling on an audit slice.
 pub const AUDIT_SLICE_CARDS_MAX: usize = 1_000_000;
 
-/// Hard ceiling on the stores one store HQ may be registered for.
+/// Hard ceiling on the stores one store HQ may be registered for. Paging
+/// the principal list does not lift it: an HQ's stores also travel whole
+/// in its handshake's AuthWelcome and in the PrincipalAdd, Revoke and
+/// Rotate replies (4,096 of the largest ids: 20 KB), and a remittance's
+/// reply has a line per store it pays (up to 60 KB).
 pub const STORES_PER_HQ_MAX: usize = 4096;
+/// Hard ceiling on the principals in one PrincipalList page (a page is
+/// also cut to fit a frame; this bounds the work of one request).
+pub const PRINCIPALS_PER_PAGE_MAX: usize = 1000;
 /// Hard ceilings on the PIN-guessing guard.
 pub const PIN_FAILURES_MAX: usize = 100_000;
 pub const PIN_FAILURE_WINDOW_MS_MAX: u64 = 24 * 3600 * 1000;

@@ -72,6 +72,8 @@ pub const PIN_FAILURES_TOTAL: &str = "kessai_pin_failures_total";
 pub const LOCKOUTS_TOTAL: &str = "kessai_lockouts_total";
 /// Principals changed, `change` = `add`, `revoke` or `rotate`.
 pub const PRINCIPAL_CHANGES_TOTAL: &str = "kessai_principal_changes_total";
+/// PrincipalList pages served.
+pub const PRINCIPAL_LIST_PAGES_TOTAL: &str = "kessai_principal_list_pages_total";
 
 /// Installs the global Prometheus recorder and its HTTP endpoint on the
 /// current tokio runtime.
@@ -105,6 +107,7 @@ fn describe() {
     describe_counter!(PIN_FAILURES_TOTAL, "PIN checks that failed");
     describe_counter!(LOCKOUTS_TOTAL, "principals locked out for PIN failures");
     describe_counter!(PRINCIPAL_CHANGES_TOTAL, "principals added or revoked");
+    describe_counter!(PRINCIPAL_LIST_PAGES_TOTAL, "principal list pages served");
 }
 
 /// Counts a finished handshake.
@@ -126,6 +129,11 @@ pub fn locked_out() {
 /// Counts a change to the principals: `add`, `revoke` or `rotate`.
 pub fn principal_changed(change: &'static str) {
     metrics::counter!(PRINCIPAL_CHANGES_TOTAL, "change" => change).increment(1);
+}
+
+/// Counts a page of the principal list served.
+pub fn principal_list_page() {
+    metrics::counter!(PRINCIPAL_LIST_PAGES_TOTAL).increment(1);
 }
 
 /// Counts a payout confirmed paid.

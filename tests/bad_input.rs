@@ -274,3 +274,38 @@ fn a_pipelined_burst_is_answered_completely_out_of_order_allowed() {
         .count();
     assert_eq!(approved, 667);
 }
+
+/// docs/PROTOCOL.md §5.5: a payment's PINs are checked one at a time, in
+/// order, each whole (syntax, then repeats) before the next; the first PIN
+/// that fails either check is the answer. Authorize is checked the same.
+#[test]
+fn a_payments_pins_are_checked_one_at_a_time_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), 2);
+    runtime().block_on(async {
+        let principals = server.principals().await;
+        let merchant = principals.merchant(3).await;
+        let (a, bad) = ("79927398713".to_string(), "123".to_string());
+        let cases = [
+            (
+                [&a, &a, &bad],
+                ErrorCode::DuplicatePin,
+                "position 2 repeats position 1",
+            ),
+            ([&bad, &a, &a], ErrorCode::InvalidPin, "position 1"),
+            ([&a, &bad, &a], ErrorCode::InvalidPin, "position 2"),
+        ];
+        for (request_id, (pins, code, names)) in (1..).zip(cases) {
+            let pins: Vec<String> = pins.into_iter().cloned().collect();
+            let paid = merchant.pay(request_id, 100, &pins).await;
+            let authorized = merchant.authorize(request_id, 100, &pins).await;
+            for refusal in [paid.map(|_| ()), authorized.map(|_| ())] {
+                let Err(kessai::client::ClientError::Server(error)) = refusal else {
+                    panic!("{pins:?} is refused");
+                };
+                assert_eq!(error.error_code(), Some(code), "{pins:?}: {error:?}");
+                assert!(error.message.contains(names), "{pins:?}: {error:?}");
+            }
+        }
+    });
+}

@@ -908,3 +908,59 @@ fn the_store_statement_examples_are_what_the_encoder_writes() {
         "§8.13"
     );
 }
+
+#[test]
+fn the_principal_list_examples_are_what_the_encoder_writes() {
+    use kessai::protocol::{
+        KIND_PRINCIPAL_LIST, PrincipalInfo, PrincipalListRef, PrincipalListRequest,
+        PrincipalListResponse,
+    };
+    // The page after merchant 5, up to 1000 principals.
+    let mut request = Vec::new();
+    Request::PrincipalList(PrincipalListRequest {
+        after: Some(PrincipalListRef { id: 5, store: None }),
+        limit: 1000,
+    })
+    .encode(&mut request, 3, MAX_FRAME_BYTES)
+    .expect("encode");
+    // Store HQ 42 whole, and store HQ 900 cut after its second store.
+    let hq = |id, stores: &[u32]| PrincipalInfo {
+        id,
+        role: Role::StoreHq,
+        stores: stores.to_vec(),
+        revoked: false,
+    };
+    let mut reply = Vec::new();
+    Response::Principals(PrincipalListResponse {
+        principals: vec![hq(42, &[42, 43]), hq(900, &[901, 902])],
+        next: Some(PrincipalListRef {
+            id: 900,
+            store: Some(902),
+        }),
+    })
+    .encode(&mut reply, 3, MAX_FRAME_BYTES)
+    .expect("encode");
+    let blocks = documented_blocks("### 9.4 Managing principals (operator)");
+    assert_eq!(blocks.len(), 2, "a request and a reply");
+    assert_eq!(hex(&request), hex(&blocks[0]));
+    assert_eq!(hex(&reply), hex(&blocks[1]));
+    assert_eq!(request[4], KIND_PRINCIPAL_LIST);
+
+    // A request from before paging (an empty body) does not decode.
+    assert!(Request::decode(KIND_PRINCIPAL_LIST, &[]).is_err());
+
+    // A role is one raw byte (§3), not a varint index.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    for role in Role::ALL {
+        let byte = u8::from(role);
+        assert_eq!(postcard::to_stdvec(&role).expect("encode"), [byte]);
+        let name = format!("{role:?}");
+        assert!(doc.contains(&format!("`{byte}` {name}")), "§3: {name}");
+    }
+    assert!(postcard::from_bytes::<Role>(&[0]).is_err());
+    assert!(postcard::from_bytes::<Role>(&[4]).is_err());
+    assert!(doc.contains(&format!(
+        "| {KIND_PRINCIPAL_LIST}   | PrincipalList | `PrincipalListRequest`"
+    )));
+}

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub enum PrincipalCommand {
     /// Register a principal and write its key file (once).
     Add(AddArgs),
-    /// List every principal (no key material).
+    /// List every principal (no key material), following the pages.
     List(ListArgs),
     /// Revoke a principal: refused from its next request on, on connections
     /// already open too.

@@ -27,8 +27,9 @@ pub use admin::{
     StatsResponse, StoreLine, Totals,
 };
 pub use auth::{
-    AUTH_NONCE_BYTES, AuthChallenge, AuthHello, AuthProof, AuthWelcome, PrincipalAddRequest,
-    PrincipalInfo, PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest, Role,
+    AUTH_NONCE_BYTES, AuthChallenge, AuthHello, AuthProof, AuthWelcome, PRINCIPAL_PAGE_FIXED_BYTES,
+    PrincipalAddRequest, PrincipalInfo, PrincipalListRef, PrincipalListRequest,
+    PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest, Role, varint_bytes,
 };
 pub use authorization::{
     AuthorizationStatus, AuthorizeRequest, AuthorizeResponse, CapturePart, CaptureRequest,
@@ -158,7 +159,6 @@ wire_messages! {
             Ping = KIND_PING,
             Audit = KIND_AUDIT,
             Stats = KIND_STATS,
-            PrincipalList = KIND_PRINCIPAL_LIST,
         }
         bodies {
             Issue(IssueRequest) = KIND_ISSUE,
@@ -169,6 +169,7 @@ wire_messages! {
             AuthHello(AuthHello) = KIND_AUTH_HELLO,
             AuthProof(AuthProof) = KIND_AUTH_PROOF,
             PrincipalAdd(PrincipalAddRequest) = KIND_PRINCIPAL_ADD,
+            PrincipalList(PrincipalListRequest) = KIND_PRINCIPAL_LIST,
             PrincipalRevoke(PrincipalRevokeRequest) = KIND_PRINCIPAL_REVOKE,
             PrincipalRotate(PrincipalRotateRequest) = KIND_PRINCIPAL_ROTATE,
             PayBatch(PayBatchRequest) = KIND_PAY_BATCH,

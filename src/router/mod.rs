@@ -38,8 +38,8 @@ use crate::auth::Registry;
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
-    ErrorCode, PrincipalAddRequest, PrincipalRotateRequest, RemitRequest, ReportRequest, Response,
-    StatementRequest, StoreStatementRequest,
+    ErrorCode, PrincipalAddRequest, PrincipalListRequest, PrincipalRotateRequest, RemitRequest,
+    ReportRequest, Response, StatementRequest, StoreStatementRequest,
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
@@ -105,7 +105,11 @@ pub enum Command {
     Audit,
     Stats,
     PrincipalAdd(PrincipalAddRequest),
-    PrincipalList,
+    /// A page of principals, cut to fit a frame of `max_frame_bytes`.
+    PrincipalList {
+        request: PrincipalListRequest,
+        max_frame_bytes: usize,
+    },
     PrincipalRevoke {
         id: u32,
     },
@@ -316,7 +320,10 @@ impl Router {
             }
             Command::Stats => admin::stats(&self.shards).await,
             Command::PrincipalAdd(body) => Ok(principal::add(&self.registry, body)),
-            Command::PrincipalList => Ok(principal::list(&self.registry)),
+            Command::PrincipalList {
+                request,
+                max_frame_bytes,
+            } => Ok(principal::list(&self.registry, request, max_frame_bytes)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
             Command::StoreStatement(request) => {

@@ -3,7 +3,8 @@
 
 use crate::auth::{Registry, RegistryError};
 use crate::protocol::{
-    ErrorCode, PrincipalAddRequest, PrincipalListResponse, PrincipalRotateRequest, Response,
+    ErrorCode, PRINCIPAL_PAGE_FIXED_BYTES, PrincipalAddRequest, PrincipalListRequest,
+    PrincipalRotateRequest, Response,
 };
 
 pub(super) fn add(registry: &Registry, body: PrincipalAddRequest) -> Response {
@@ -17,10 +18,18 @@ pub(super) fn add(registry: &Registry, body: PrincipalAddRequest) -> Response {
     }
 }
 
-pub(super) fn list(registry: &Registry) -> Response {
-    Response::Principals(PrincipalListResponse {
-        principals: registry.list(),
-    })
+/// A page of principals: its entries get what a frame of
+/// `max_frame_bytes` leaves after the page's fixed part, so the page
+/// always fits.
+pub(super) fn list(
+    registry: &Registry,
+    request: PrincipalListRequest,
+    max_frame_bytes: usize,
+) -> Response {
+    let limit = request.limit as usize;
+    let bytes_max = max_frame_bytes - PRINCIPAL_PAGE_FIXED_BYTES;
+    crate::telemetry::principal_list_page();
+    Response::Principals(registry.page(request.after, limit, bytes_max))
 }
 
 pub(super) fn revoke(registry: &Registry, id: u32) -> Response {
@@ -47,7 +56,9 @@ pub(super) fn rotate(registry: &Registry, body: PrincipalRotateRequest) -> Respo
 
 fn refusal(error: RegistryError) -> Response {
     let code = match error {
-        RegistryError::Invalid(_) | RegistryError::Unknown(_) => ErrorCode::InvalidArgument,
+        RegistryError::Invalid(_) | RegistryError::StoreHeld { .. } | RegistryError::Unknown(_) => {
+            ErrorCode::InvalidArgument
+        }
         RegistryError::LastOperator => ErrorCode::Forbidden,
         RegistryError::Storage(_) => ErrorCode::Internal,
     };

@@ -146,7 +146,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Report(body) => report(body, context.limits),
         Request::Audit => Action::Route(Command::Audit),
         Request::Stats => Action::Route(Command::Stats),
-        Request::PrincipalList => Action::Route(Command::PrincipalList),
+        Request::PrincipalList(body) => principal::list(body, context.limits),
         Request::PrincipalAdd(body) => principal::add(body),
         Request::PrincipalRevoke(body) => Action::Route(Command::PrincipalRevoke { id: body.id }),
         Request::PrincipalRotate(body) => Action::Route(Command::PrincipalRotate(body)),
@@ -183,7 +183,7 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::Audit
         | Request::Stats
         | Request::PrincipalAdd(_)
-        | Request::PrincipalList
+        | Request::PrincipalList(_)
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_)
         | Request::Remit(_)
