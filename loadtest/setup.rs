@@ -15,14 +15,16 @@ pub struct Actors {
     pub operator: Arc<Client>,
     pub store_hq: Key,
     pub merchant: Key,
+    /// `--flood`: a second merchant, the one that floods.
+    pub flooder: Option<Key>,
 }
 
 /// The store every harness card is sold at.
 const STORE: u32 = 1;
 
-/// Connects as the operator and registers a store HQ and a merchant under
-/// the next free ids.
-pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
+/// Connects as the operator and registers a store HQ and a merchant (and,
+/// for a flood, a second merchant) under the next free ids.
+pub async fn actors(addr: SocketAddr, operator_key: &Path, flood: bool) -> Actors {
     let key = Key::read(operator_key).unwrap_or_else(|e| fail(&e));
     let operator = Client::connect_as(addr, &key)
         .await
@@ -33,10 +35,13 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
         .unwrap_or_else(|e| fail(format!("list principals: {e}")));
     let next = taken.iter().map(|p| p.id).max().map_or(0, |id| id + 1);
     let (store_hq, merchant) = (Key::generate(next), Key::generate(next + 1));
-    for (key, role, stores) in [
+    let flooder = flood.then(|| Key::generate(next + 2));
+    let mut principals = vec![
         (&store_hq, Role::StoreHq, vec![STORE]),
         (&merchant, Role::Merchant, vec![]),
-    ] {
+    ];
+    principals.extend(flooder.iter().map(|key| (key, Role::Merchant, vec![])));
+    for (key, role, stores) in principals {
         operator
             .principal_add(key, role, &stores)
             .await
@@ -46,6 +51,7 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
         operator: Arc::new(operator),
         store_hq,
         merchant,
+        flooder,
     }
 }
 
