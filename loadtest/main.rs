@@ -12,6 +12,8 @@
 //! kessai-load --addr 127.0.0.1:7878 --key data/operator.key --mix pay=80,pay2=15,balance=5
 //! kessai-load --spawn --rate 20000 --json out.json --plot out.png   # open loop
 //! kessai-load --spawn --audit-every-ms 10            # audits' cost
+//! kessai-load --spawn --cards 200000 --connections 1 --pipeline 1 \
+//!     --flood 48 --flood-pipeline 1024 --duration-s 10 --runs 3  # fairness
 //! ```
 //!
 //! Two ways to load the engine:
@@ -23,6 +25,15 @@
 //!   queueing a merchant sees at a given load, and says when the engine
 //!   does not keep up.
 //!
+//! With `--flood N` (`flood.rs`), a second merchant with its own key and
+//! cards keeps N connections x `--flood-pipeline` payments in flight and
+//! never backs off. Each run then measures the load above (the "honest"
+//! merchant) twice, alone and beside the flood, and reports both phases
+//! and the ratio of their p99s (issue #19: one principal's flood should at
+//! most double another's p99). Keep the honest load light (one connection,
+//! one in flight, or a modest `--rate`) so that its quiet p99 is the
+//! unloaded engine's.
+//!
 //! Throughput on a shared machine is noisy: run it several times (`--runs`)
 //! and compare medians. With a list of shard counts, each gets a fresh
 //! engine and the same load, and a closing table compares their medians.
@@ -31,6 +42,7 @@
 
 mod auditor;
 mod closed_loop;
+mod flood;
 mod mix;
 mod open_loop;
 mod plot;
@@ -43,17 +55,21 @@ mod workload;
 use auditor::Auditor;
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
+use flood::{FloodLoad, Flooder};
+use hdrhistogram::Histogram;
 use kessai::auth::Key;
-use kessai::client::Client;
+use kessai::client::{Client, ClientError};
 use kessai::config::Config;
 use kessai::engine::EngineHandle;
+use kessai::protocol::ErrorCode;
 use mix::Mix;
 use open_loop::Schedule;
 use progress::Progress;
 use report::{
-    AuditReport, ConfigReport, EngineReport, HostReport, Percentiles, Report, RunReport,
-    SetupReport, median,
+    AuditReport, ConfigReport, EngineReport, FloodReport, FloodRunReport, HostReport, Percentiles,
+    Report, RunReport, SetupReport, median,
 };
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -136,9 +152,37 @@ struct Args {
     /// without it.
     #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=512))]
     gather: Option<usize>,
+    /// Flood: a second merchant, registered like the first with its own key
+    /// and as many cards of its own, keeps N connections x
+    /// --flood-pipeline single-card payments in flight, never backing off
+    /// (`busy` included). Each run then measures the load above alone
+    /// ("quiet") and beside the flood ("flood"), and reports flood p99 /
+    /// quiet p99. For a fairness figure keep that load light, e.g.
+    /// --connections 1 --pipeline 1 --flood 48. An engine at --addr must
+    /// allow --connections + N + 2 connections from this host
+    /// (`max_connections_per_peer`); a spawned one is given that.
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    flood: Option<usize>,
+    /// Payments in flight per flood connection.
+    #[arg(long, default_value_t = 1024, requires = "flood", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    flood_pipeline: usize,
+    /// The flood gathers its payments into PayBatch frames of up to N (at
+    /// most 512), as --gather does for the measured load.
+    #[arg(long, requires = "flood", value_parser = RangedU64ValueParser::<usize>::new().range(1..=512))]
+    flood_gather: Option<usize>,
     /// No progress bar (there is none anyway when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+}
+
+impl Args {
+    fn flood_load(&self) -> Option<FloodLoad> {
+        self.flood.map(|connections| FloodLoad {
+            connections,
+            pipeline: self.flood_pipeline,
+            gather: self.flood_gather,
+        })
+    }
 }
 
 fn main() {
@@ -226,12 +270,19 @@ fn spawned(
 ) -> EngineReport {
     let dir = std::env::temp_dir().join(format!("kessai-load-{}-{shards}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("literal"),
         data_dir: dir.join("data"),
         shards,
         ..Config::default()
     };
+    // Every harness connection comes from 127.0.0.1: the measured load's,
+    // the flood's, the operator's and the store HQ's. Past the engine's
+    // limit per peer the extra ones would be refused.
+    let needed = args.connections + args.flood.unwrap_or(0) + 2;
+    let limits = &mut config.limits;
+    limits.max_connections_per_peer = limits.max_connections_per_peer.max(needed);
+    limits.max_connections = limits.max_connections.max(needed);
     let engine =
         EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
     let report = runtime.block_on(drive(
@@ -265,7 +316,8 @@ async fn drive(
     shards: Option<usize>,
     progress: Progress,
 ) -> EngineReport {
-    let actors = setup::actors(addr, operator_key).await;
+    let flood_load = args.flood_load();
+    let actors = setup::actors(addr, operator_key, flood_load.is_some()).await;
     let started = Instant::now();
     let pins = setup::prepare_cards(&actors, addr, args.cards, args.face_value, progress).await;
     let setup = SetupReport {
@@ -276,58 +328,83 @@ async fn drive(
         "setup: {} cards issued and activated in {:.2}s",
         setup.cards, setup.seconds
     );
+    // The flood's load, merchant and cards (single-card payments only).
+    let flood_setup = match (flood_load, &actors.flooder) {
+        (Some(load), Some(merchant)) => {
+            let started = Instant::now();
+            let pins =
+                setup::prepare_cards(&actors, addr, args.cards, args.face_value, progress).await;
+            println!(
+                "setup: the flooding merchant's own {} cards issued and activated in {:.2}s",
+                pins.len(),
+                started.elapsed().as_secs_f64()
+            );
+            let workload = Arc::new(Workload::new(pins, Mix::default(), args.amount));
+            Some((load, merchant, workload))
+        }
+        _ => None,
+    };
 
-    let workload = Arc::new(Workload::new(pins, mix, args.amount));
     let duration = Duration::from_secs(args.duration_s);
-    let schedule = args.rate.map(|rate| Schedule::new(rate, duration));
+    let honest = Honest {
+        args,
+        mix,
+        addr,
+        merchant: &actors.merchant,
+        operator: &actors.operator,
+        workload: Arc::new(Workload::new(pins, mix, args.amount)),
+        schedule: args.rate.map(|rate| Schedule::new(rate, duration)),
+        duration,
+        progress,
+    };
     let mut runs = Vec::with_capacity(args.runs);
     let mut all_latency_us = record::latency_histogram();
-    let mut audits_ok = true;
+    let (mut flood_runs, mut runs_under_flood) = (Vec::new(), Vec::new());
     for run in 1..=args.runs {
-        let clients = connect(addr, &actors.merchant, args.connections, args.gather).await;
-        let auditor = args
-            .audit_every_ms
-            .map(|every_ms| Auditor::start(actors.operator.clone(), every_ms));
-        let bar = progress.run(&format!("run {run}/{}", args.runs), duration);
-        let (recorder, elapsed) = match schedule {
-            None => closed_loop::run(&clients, args.pipeline, &workload, duration, &bar).await,
-            Some(schedule) => {
-                open_loop::run(&clients, args.pipeline, &workload, schedule, duration, &bar).await
-            }
-        };
+        let quiet_phase = flood_setup.as_ref().map(|_| "quiet");
+        let clients = honest.connect().await;
+        let (quiet, latency_us) = honest.measure(&clients, run, quiet_phase).await;
         // Same bounds on both sides: adding cannot fail.
-        let _ = all_latency_us.add(&recorder.payments_latency_us);
-        let mut report = RunReport::new(run, &recorder, elapsed, &mix, schedule);
-        if let Some(auditor) = auditor {
-            let audits = auditor.stop().await;
-            audits_ok &= audits.not_ok == 0;
-            report.audits = Some(audits);
+        let _ = all_latency_us.add(&latency_us);
+        if let Some((load, merchant, workload)) = &flood_setup {
+            // Connected before the flood starts: the handshake is not what
+            // is measured.
+            let clients = honest.connect().await;
+            let flood = Flooder::start(addr, merchant, *load, workload.clone()).await;
+            let lead = flood.until_full().await;
+            let phase_start = flood.mark();
+            let (loaded, _) = honest.measure(&clients, run, Some("flood")).await;
+            let flooder = flood.stop(lead, phase_start).await;
+            let report = FloodRunReport::new(run, &quiet, &loaded, flooder);
+            report.print();
+            flood_runs.push(report);
+            runs_under_flood.push(loaded);
+            if run < args.runs {
+                // The next quiet phase should not start in the flood's
+                // wake (group commits, memtable flushes still running).
+                tokio::time::sleep(AFTER_FLOOD).await;
+            }
         }
-        report.print(&mix);
-        runs.push(report);
+        runs.push(quiet);
     }
 
     let rates: Vec<f64> = runs.iter().map(|r| r.payments_per_s).collect();
     let p99s: Vec<f64> = runs.iter().map(|r| r.latency_us.p99 as f64).collect();
     let median_payments_per_s = median(&rates);
-    let load = match args.rate {
-        None => format!(
-            "{} connections x {} in flight",
-            args.connections, args.pipeline
-        ),
-        Some(rate) => format!("open loop, {rate}/s over {} connections", args.connections),
-    };
-    let load = match args.gather {
-        Some(batch_max) => format!("{load}, gathered in batches of up to {batch_max}"),
-        None => load,
-    };
+    let load = honest.describe();
     println!(
         "median of {} run(s): {median_payments_per_s:.0} payments/s ({load}, mix {mix})",
         runs.len()
     );
+    let flood = flood_setup.map(|(flood_load, _, workload)| {
+        let report = FloodReport::new(workload.pins.len(), flood_runs, runs_under_flood);
+        report.print(&load, &flood_text(flood_load));
+        report
+    });
 
+    // After a flood the engine may answer `busy` for a while.
     let setup_client = &actors.operator;
-    let (group_commit, group_commit_error) = match setup_client.stats().await {
+    let (group_commit, group_commit_error) = match unless_busy(|| setup_client.stats()).await {
         Ok(stats) => {
             report::print_group_commit(&stats.shards);
             (Some(stats.shards), None)
@@ -337,8 +414,12 @@ async fn drive(
             (None, Some(error.to_string()))
         }
     };
-    let audit = AuditReport::from_result(setup_client.audit().await);
+    let audit = AuditReport::from_result(unless_busy(|| setup_client.audit()).await);
     audit.print();
+    let audits_ok = runs
+        .iter()
+        .chain(flood.iter().flat_map(|f| &f.runs_under_flood))
+        .all(|r| r.audits.is_none_or(|a| a.not_ok == 0));
     let approved: u64 = runs.iter().map(|r| r.payments.approved).sum();
     let answered: u64 = runs
         .iter()
@@ -359,14 +440,146 @@ async fn drive(
         group_commit_error,
         ok: audit.ok && audits_ok && worked,
         audit,
+        flood,
     }
 }
 
-/// `connections` fresh connections as the merchant, gathering payments
-/// into batch frames of up to `gather` when asked.
+/// The measured load: the honest merchant's, with or without a flood.
+struct Honest<'a> {
+    args: &'a Args,
+    mix: Mix,
+    addr: SocketAddr,
+    merchant: &'a Key,
+    operator: &'a Arc<Client>,
+    workload: Arc<Workload>,
+    schedule: Option<Schedule>,
+    duration: Duration,
+    progress: Progress,
+}
+
+impl Honest<'_> {
+    async fn connect(&self) -> Vec<Arc<Client>> {
+        let args = self.args;
+        connect(
+            self.addr,
+            self.merchant,
+            "the merchant",
+            args.connections,
+            args.gather,
+        )
+        .await
+    }
+
+    /// One run (or one `phase` of a run) on `clients`: prints its lines and
+    /// returns its report and its payments' latencies.
+    async fn measure(
+        &self,
+        clients: &[Arc<Client>],
+        run: usize,
+        phase: Option<&str>,
+    ) -> (RunReport, Histogram<u64>) {
+        let args = self.args;
+        let auditor = args
+            .audit_every_ms
+            .map(|every_ms| Auditor::start(self.operator.clone(), every_ms));
+        let label = match phase {
+            None => format!("run {run}/{}", args.runs),
+            Some(phase) => format!("run {run}/{} {phase}", args.runs),
+        };
+        let bar = self.progress.run(&label, self.duration);
+        let (recorder, elapsed) = match self.schedule {
+            None => {
+                closed_loop::run(clients, args.pipeline, &self.workload, self.duration, &bar).await
+            }
+            Some(schedule) => {
+                open_loop::run(
+                    clients,
+                    args.pipeline,
+                    &self.workload,
+                    schedule,
+                    self.duration,
+                    &bar,
+                )
+                .await
+            }
+        };
+        let mut report = RunReport::new(run, &recorder, elapsed, &self.mix, self.schedule);
+        if let Some(auditor) = auditor {
+            report.audits = Some(auditor.stop().await);
+        }
+        match phase {
+            None => report.print(&self.mix),
+            Some(phase) => report.print_as(&format!("run {run} {phase}"), &self.mix),
+        }
+        (report, recorder.payments_latency_us)
+    }
+
+    /// The load in words, for the median line.
+    fn describe(&self) -> String {
+        let load = load_text(self.args);
+        match self.args.gather {
+            Some(batch_max) => format!("{load}, gathered in batches of up to {batch_max}"),
+            None => load,
+        }
+    }
+}
+
+fn load_text(args: &Args) -> String {
+    match args.rate {
+        None => format!(
+            "{} connections x {} in flight",
+            args.connections, args.pipeline
+        ),
+        Some(rate) => format!("open loop, {rate}/s over {} connections", args.connections),
+    }
+}
+
+fn flood_text(load: FloodLoad) -> String {
+    let text = format!(
+        "{} connections x {} in flight",
+        load.connections, load.pipeline
+    );
+    match load.gather {
+        Some(batch_max) => format!("{text}, gathered in batches of up to {batch_max}"),
+        None => text,
+    }
+}
+
+/// A pause between a flood's last answer and the next run's quiet phase.
+const AFTER_FLOOD: Duration = Duration::from_secs(2);
+
+/// How long the final stats and audit are retried while the engine
+/// answers `busy` (after a flood, its queues may take a while to drain).
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(30);
+const BUSY_RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// `call`'s answer, asked again while it is `busy`, for up to
+/// [`BUSY_RETRY_FOR`].
+async fn unless_busy<T, F, Fut>(mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let give_up = Instant::now() + BUSY_RETRY_FOR;
+    loop {
+        match call().await {
+            Err(error) if error.server_code() == Some(ErrorCode::Busy) => {
+                if Instant::now() >= give_up {
+                    return Err(error);
+                }
+                tokio::time::sleep(BUSY_RETRY_EVERY).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+/// `connections` fresh connections as `who` (a merchant), gathering
+/// payments into batch frames of up to `gather` when asked.
 async fn connect(
     addr: SocketAddr,
     merchant: &Key,
+    who: &str,
     connections: usize,
     gather: Option<usize>,
 ) -> Vec<Arc<Client>> {
@@ -374,7 +587,7 @@ async fn connect(
     for _ in 0..connections {
         let mut client = Client::connect_as(addr, merchant)
             .await
-            .unwrap_or_else(|e| fail(format!("connect as the merchant: {e}")));
+            .unwrap_or_else(|e| fail(format!("connect as {who}: {e}")));
         if let Some(batch_max) = gather {
             client = client.gather_payments(batch_max);
         }
@@ -424,6 +637,7 @@ fn config_report(args: &Args, mix: Mix) -> ConfigReport {
         mix,
         audit_every_ms: args.audit_every_ms,
         gather: args.gather,
+        flood: args.flood_load(),
     }
 }
 
@@ -464,12 +678,26 @@ fn write_plots(path: &Path, args: &Args, mix: Mix, report: &Report) -> bool {
             ),
             Some(rate) => format!("open loop {rate}/s"),
         };
+        // With a flood, the honest load's phases in the order they ran:
+        // quiet, flooded, quiet, flooded...
+        let phases: Vec<RunReport>;
+        let (runs, load) = match &engine.flood {
+            None => (&engine.runs, load),
+            Some(flood) => {
+                let pairs = engine.runs.iter().zip(&flood.runs_under_flood);
+                phases = pairs.flat_map(|(q, f)| [q.clone(), f.clone()]).collect();
+                // The title has room for little: the flood's shape only.
+                let (connections, pipeline) = (args.flood.unwrap_or(0), args.flood_pipeline);
+                let load = format!("{load}, alone | flooded {connections} x {pipeline}");
+                (&phases, load)
+            }
+        };
         let input = plot::PlotInput {
             title: format!(
                 "kessai-load: {engine_name}, {load}, mix {mix}, {} cards",
                 args.cards
             ),
-            runs: &engine.runs,
+            runs,
             duration_s: args.duration_s,
             offered_payments_per_s: args
                 .rate

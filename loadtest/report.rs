@@ -9,6 +9,7 @@
 //! Throughputs are per second (f64); latencies are whole microseconds;
 //! money stays in integer minor units, as the engine reports it.
 
+use crate::flood::FloodLoad;
 use crate::mix::{Mix, OpKind};
 use crate::open_loop::Schedule;
 use crate::record::Recorder;
@@ -55,6 +56,8 @@ pub struct ConfigReport {
     pub audit_every_ms: Option<u64>,
     /// Payments gathered into PayBatch frames of up to this many.
     pub gather: Option<usize>,
+    /// `--flood`: the second merchant's load.
+    pub flood: Option<FloodLoad>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +94,8 @@ pub struct EngineReport {
     pub group_commit_error: Option<String>,
     pub audit: AuditReport,
     pub ok: bool,
+    /// With `--flood`: each run's quiet and flooded phases, and the ratio.
+    pub flood: Option<FloodReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -191,7 +196,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub run: usize,
     pub mode: &'static str,
@@ -365,10 +370,15 @@ impl RunReport {
     /// The run's lines on stdout. The first keeps the format the harness
     /// always printed (scripts read it).
     pub fn print(&self, mix: &Mix) {
-        let run = self.run;
+        self.print_as(&format!("run {}", self.run), mix);
+    }
+
+    /// The same lines, each starting `label:` instead of `run N:` (a phase
+    /// of a `--flood` run says which).
+    pub fn print_as(&self, run: &str, mix: &Mix) {
         let p = &self.latency_us;
         println!(
-            "run {run}: {:.0} payments/s  ({} approved, {} declined, {} errors in {:.2}s)  latency us p50 {} p99 {} p99.9 {} max {}",
+            "{run}: {:.0} payments/s  ({} approved, {} declined, {} errors in {:.2}s)  latency us p50 {} p99 {} p99.9 {} max {}",
             self.payments_per_s,
             self.payments.approved,
             self.payments.declined,
@@ -397,11 +407,11 @@ impl RunReport {
                     )
                 })
                 .collect();
-            println!("run {run}: by kind: {}", kinds.join("; "));
+            println!("{run}: by kind: {}", kinds.join("; "));
         }
         if let Some(open) = &self.open_loop {
             println!(
-                "run {run}: open loop: offered {}/s, achieved {:.0}/s; {} due, {} sent, {} late (no free slot when due), {} never sent; send lag us p50 {} p99 {} max {}",
+                "{run}: open loop: offered {}/s, achieved {:.0}/s; {} due, {} sent, {} late (no free slot when due), {} never sent; send lag us p50 {} p99 {} max {}",
                 open.offered_per_s,
                 open.achieved_per_s,
                 open.scheduled,
@@ -414,7 +424,7 @@ impl RunReport {
             );
             if !open.kept_up {
                 println!(
-                    "run {run}: the engine did NOT keep up with {}/s: {} requests never sent, {} sent late, {} errors; latencies count from when each request was due",
+                    "{run}: the engine did NOT keep up with {}/s: {} requests never sent, {} sent late, {} errors; latencies count from when each request was due",
                     open.offered_per_s,
                     open.unsent,
                     open.late,
@@ -431,7 +441,7 @@ impl RunReport {
                     format!("{reason} {count} (first: {example})")
                 })
                 .collect();
-            println!("run {run}: errors: {}", errors.join("; "));
+            println!("{run}: errors: {}", errors.join("; "));
         }
         if !self.declines_by_reason.is_empty() {
             let declines: Vec<String> = self
@@ -439,15 +449,270 @@ impl RunReport {
                 .iter()
                 .map(|(reason, count)| format!("{reason} {count}"))
                 .collect();
-            println!("run {run}: declines: {}", declines.join(", "));
+            println!("{run}: declines: {}", declines.join(", "));
         }
         if let Some(audits) = &self.audits {
             println!(
-                "run {run}: {} audits during the run, {} not ok; audit took ms p50 {} max {}",
+                "{run}: {} audits during the run, {} not ok; audit took ms p50 {} max {}",
                 audits.done, audits.not_ok, audits.latency_ms_p50, audits.latency_ms_max
             );
         }
     }
+}
+
+/// `--flood`: the honest load alone and beside a flooding merchant, run
+/// by run. The quiet phases' whole run reports are the engine's `runs` (as
+/// without `--flood`, so the headline medians are the honest load alone);
+/// the flooded phases' are `runs_under_flood`, in the same order.
+#[derive(Debug, Serialize)]
+pub struct FloodReport {
+    /// The flooding merchant's own cards (as many as the honest one's).
+    pub cards: usize,
+    pub runs: Vec<FloodRunReport>,
+    pub runs_under_flood: Vec<RunReport>,
+    pub median: FloodMedians,
+}
+
+/// One run: the honest load alone, then the same load beside the flood.
+#[derive(Debug, Serialize)]
+pub struct FloodRunReport {
+    pub run: usize,
+    pub quiet: PhaseReport,
+    pub flood: PhaseReport,
+    pub flooder: FlooderReport,
+    /// `flood.latency_us.p99 / quiet.latency_us.p99`: what the flood did to
+    /// the honest merchant's p99 (the goal of issue #19: at most 2). None
+    /// when a phase had no payment answered.
+    pub p99_ratio: Option<f64>,
+}
+
+/// The honest merchant's figures in one phase.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PhaseReport {
+    /// Payments answered (approved or declined) per second.
+    pub payments_per_s: f64,
+    pub approved: u64,
+    pub declined: u64,
+    /// Requests answered `busy`.
+    pub busy: u64,
+    /// Requests that failed otherwise (by reason in the phase's run report).
+    pub errors: u64,
+    /// Answered payments.
+    pub latency_us: Percentiles,
+}
+
+impl PhaseReport {
+    pub fn of(run: &RunReport) -> PhaseReport {
+        let busy = run.errors_by_reason.get("busy").copied().unwrap_or(0);
+        let failed: u64 = run.errors_by_reason.values().sum();
+        PhaseReport {
+            payments_per_s: run.payments_per_s,
+            approved: run.payments.approved,
+            declined: run.payments.declined,
+            busy,
+            errors: failed - busy,
+            latency_us: run.latency_us,
+        }
+    }
+}
+
+/// The flooding merchant in one flooded phase. Its counts run from its
+/// start (`lead_s` before the honest phase) to its last answer.
+#[derive(Debug, Serialize)]
+pub struct FlooderReport {
+    /// How long it ran before the honest phase started: until it had turned
+    /// over one whole pipeline, so it was at full pipeline.
+    pub lead_s: f64,
+    /// From its start to its last answer.
+    pub elapsed_s: f64,
+    /// Payments answered (approved or declined) per second during the
+    /// honest phase.
+    pub payments_per_s: f64,
+    pub approved: u64,
+    pub declined: u64,
+    /// Payments answered `busy` (each sent again at once: it never backs
+    /// off).
+    pub busy: u64,
+    /// Payments that failed otherwise.
+    pub errors: u64,
+    pub errors_by_reason: BTreeMap<&'static str, u64>,
+    pub error_examples: BTreeMap<&'static str, String>,
+}
+
+/// Medians over the runs, each figure on its own.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FloodMedians {
+    pub quiet: PhaseMedians,
+    pub flood: PhaseMedians,
+    pub flooder_payments_per_s: f64,
+    pub flooder_busy: u64,
+    /// The median of the runs' ratios (not the ratio of the medians).
+    pub p99_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PhaseMedians {
+    pub payments_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub busy: u64,
+    pub errors: u64,
+}
+
+impl PhaseMedians {
+    fn of<'a>(phases: impl Iterator<Item = &'a PhaseReport> + Clone) -> PhaseMedians {
+        let of = |figure: fn(&PhaseReport) -> f64| {
+            median(&phases.clone().map(figure).collect::<Vec<_>>())
+        };
+        let whole = |figure: fn(&PhaseReport) -> f64| of(figure).round() as u64;
+        PhaseMedians {
+            payments_per_s: of(|p| p.payments_per_s),
+            p50_us: whole(|p| p.latency_us.p50 as f64),
+            p99_us: whole(|p| p.latency_us.p99 as f64),
+            p999_us: whole(|p| p.latency_us.p999 as f64),
+            max_us: whole(|p| p.latency_us.max as f64),
+            busy: whole(|p| p.busy as f64),
+            errors: whole(|p| p.errors as f64),
+        }
+    }
+}
+
+impl FloodRunReport {
+    pub fn new(run: usize, quiet: &RunReport, flood: &RunReport, flooder: FlooderReport) -> Self {
+        let (quiet, flood) = (PhaseReport::of(quiet), PhaseReport::of(flood));
+        let answered = quiet.latency_us.count > 0 && flood.latency_us.count > 0;
+        FloodRunReport {
+            run,
+            quiet,
+            flood,
+            flooder,
+            p99_ratio: answered.then(|| flood.latency_us.p99 as f64 / quiet.latency_us.p99 as f64),
+        }
+    }
+
+    /// The run's flooder and ratio lines, after its two phases' lines.
+    pub fn print(&self) {
+        let (run, f) = (self.run, &self.flooder);
+        println!(
+            "run {run} flood: flooder {:.0} payments/s during the phase ({} approved, {} declined, {} busy, {} errors in {:.2}s, {:.2}s of it before the phase)",
+            f.payments_per_s, f.approved, f.declined, f.busy, f.errors, f.elapsed_s, f.lead_s
+        );
+        if !f.errors_by_reason.is_empty() {
+            let errors: Vec<String> = f
+                .errors_by_reason
+                .iter()
+                .map(|(reason, count)| {
+                    let example = f.error_examples.get(reason).map_or("", String::as_str);
+                    format!("{reason} {count} (first: {example})")
+                })
+                .collect();
+            println!("run {run} flood: flooder errors: {}", errors.join("; "));
+        }
+        println!(
+            "run {run}: honest p99 beside the flood / alone: {} us / {} us = {}",
+            self.flood.latency_us.p99,
+            self.quiet.latency_us.p99,
+            ratio(self.p99_ratio)
+        );
+    }
+}
+
+impl FloodReport {
+    pub fn new(cards: usize, runs: Vec<FloodRunReport>, runs_under_flood: Vec<RunReport>) -> Self {
+        let ratios: Vec<f64> = runs.iter().filter_map(|r| r.p99_ratio).collect();
+        let median = FloodMedians {
+            quiet: PhaseMedians::of(runs.iter().map(|r| &r.quiet)),
+            flood: PhaseMedians::of(runs.iter().map(|r| &r.flood)),
+            flooder_payments_per_s: median(
+                &runs
+                    .iter()
+                    .map(|r| r.flooder.payments_per_s)
+                    .collect::<Vec<_>>(),
+            ),
+            flooder_busy: median(
+                &runs
+                    .iter()
+                    .map(|r| r.flooder.busy as f64)
+                    .collect::<Vec<_>>(),
+            )
+            .round() as u64,
+            p99_ratio: (!ratios.is_empty()).then(|| median(&ratios)),
+        };
+        FloodReport {
+            cards,
+            runs,
+            runs_under_flood,
+            median,
+        }
+    }
+
+    /// The closing block: both phases of every run, the medians, the ratio.
+    /// `honest` and `flood` describe the two loads.
+    pub fn print(&self, honest: &str, flood: &str) {
+        println!(
+            "fairness: honest merchant {honest}, alone (quiet) and beside a second merchant flooding with {flood} (flood)"
+        );
+        println!(
+            "{:<6}  {:<5}  {:>10}  {:>8}  {:>8}  {:>8}  {:>8}  {:>6}  {:>6}  {:>10}  {:>9}  {:>9}",
+            "run",
+            "phase",
+            "payments/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "max us",
+            "busy",
+            "errors",
+            "flooder/s",
+            "fl. busy",
+            "p99 ratio"
+        );
+        let row = |run: &str,
+                   phase: &str,
+                   p: &PhaseMedians,
+                   flooder: Option<(f64, u64, String)>| {
+            let (rate, busy, ratio) = flooder.map_or(
+                (String::new(), String::new(), String::new()),
+                |(rate, busy, ratio)| (format!("{rate:.0}"), busy.to_string(), ratio),
+            );
+            let line = format!(
+                "{run:<6}  {phase:<5}  {:>10.0}  {:>8}  {:>8}  {:>8}  {:>8}  {:>6}  {:>6}  {rate:>10}  {busy:>9}  {ratio:>9}",
+                p.payments_per_s, p.p50_us, p.p99_us, p.p999_us, p.max_us, p.busy, p.errors
+            );
+            println!("{}", line.trim_end());
+        };
+        for r in &self.runs {
+            let run = r.run.to_string();
+            row(
+                &run,
+                "quiet",
+                &PhaseMedians::of(std::iter::once(&r.quiet)),
+                None,
+            );
+            let flooder = (r.flooder.payments_per_s, r.flooder.busy, ratio(r.p99_ratio));
+            row(
+                &run,
+                "flood",
+                &PhaseMedians::of(std::iter::once(&r.flood)),
+                Some(flooder),
+            );
+        }
+        let m = &self.median;
+        row("median", "quiet", &m.quiet, None);
+        let flooder = (m.flooder_payments_per_s, m.flooder_busy, ratio(m.p99_ratio));
+        row("median", "flood", &m.flood, Some(flooder));
+        println!(
+            "flood p99 / quiet p99: {} (median of {} run(s); the goal is at most 2)",
+            ratio(m.p99_ratio),
+            self.runs.len()
+        );
+    }
+}
+
+fn ratio(value: Option<f64>) -> String {
+    value.map_or("n/a".to_string(), |r| format!("{r:.2}"))
 }
 
 /// The median; the mean of the middle two for an even count; 0 for none.
@@ -482,6 +747,68 @@ pub fn print_group_commit(shards: &[ShardStats]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::record::Outcome;
+    use kessai::client::ClientError;
+    use kessai::protocol::{ErrorCode, ErrorResponse};
+    use std::time::Instant;
+
+    /// A run of `approved` payments answered in `latency_us` each, and
+    /// `busy` and `closed` failures.
+    fn run(approved: u64, latency_us: u64, busy: u64, closed: u64) -> RunReport {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start, 1);
+        for _ in 0..approved {
+            recorder.record(OpKind::Pay, Outcome::Approved, latency_us, start);
+        }
+        let full = ClientError::Server(ErrorResponse::new(ErrorCode::Busy, "full"));
+        for (count, error) in [(busy, full), (closed, ClientError::Closed)] {
+            for _ in 0..count {
+                recorder.record(OpKind::Pay, Outcome::failed(&error), 5, start);
+            }
+        }
+        RunReport::new(1, &recorder, Duration::from_secs(1), &Mix::default(), None)
+    }
+
+    fn flooder(payments_per_s: f64, busy: u64) -> FlooderReport {
+        FlooderReport {
+            lead_s: 0.5,
+            elapsed_s: 1.5,
+            payments_per_s,
+            approved: 0,
+            declined: 0,
+            busy,
+            errors: 0,
+            errors_by_reason: BTreeMap::new(),
+            error_examples: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_flood_report_has_each_runs_ratio_and_the_median_of_them() {
+        // Latencies under 2048 us, which the histograms keep exactly.
+        let quiet = run(10, 500, 0, 0);
+        let floods = [run(5, 1500, 2, 1), run(5, 1000, 0, 0), run(0, 0, 4, 0)];
+        let runs: Vec<FloodRunReport> = floods
+            .iter()
+            .enumerate()
+            .map(|(i, flood)| FloodRunReport::new(i + 1, &quiet, flood, flooder(100.0, 7)))
+            .collect();
+        // `busy` apart from the other errors, so the two add up.
+        assert_eq!((runs[0].flood.busy, runs[0].flood.errors), (2, 1));
+        assert_eq!(runs[0].flood.approved, 5);
+        assert_eq!(runs[0].p99_ratio, Some(3.0));
+        assert_eq!(runs[1].p99_ratio, Some(2.0));
+        // Nothing answered beside the flood: no ratio to give.
+        assert_eq!(runs[2].p99_ratio, None);
+
+        let report = FloodReport::new(200, runs, floods.into());
+        let median = report.median;
+        assert_eq!(median.p99_ratio, Some(2.5), "of the runs that have one");
+        assert_eq!((median.quiet.p99_us, median.flood.p99_us), (500, 1000));
+        assert_eq!((median.flood.busy, median.flooder_busy), (2, 7));
+        assert_eq!(median.flooder_payments_per_s, 100.0);
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {

@@ -17,12 +17,15 @@ pub struct Actors {
     /// The store every card of the run is sold at (the store HQ's).
     pub store: u32,
     pub merchant: Key,
+    /// `--flood`: a second merchant, the one that floods.
+    pub flooder: Option<Key>,
 }
 
-/// Connects as the operator and registers a store HQ and a merchant under
-/// the next free ids, the HQ with the next free store (a store belongs to
-/// one HQ, so runs against one engine each take their own).
-pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
+/// Connects as the operator and registers a store HQ and a merchant (and,
+/// for a flood, a second merchant) under the next free ids, the HQ with the
+/// next free store (a store belongs to one HQ, so runs against one engine
+/// each take their own).
+pub async fn actors(addr: SocketAddr, operator_key: &Path, flood: bool) -> Actors {
     let key = Key::read(operator_key).unwrap_or_else(|e| fail(&e));
     let operator = Client::connect_as(addr, &key)
         .await
@@ -35,10 +38,13 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
     let held = taken.iter().flat_map(|p| p.stores.iter().copied()).max();
     let store = held.map_or(1, |store| store.saturating_add(1));
     let (store_hq, merchant) = (Key::generate(next), Key::generate(next + 1));
-    for (key, role, stores) in [
+    let flooder = flood.then(|| Key::generate(next + 2));
+    let mut principals = vec![
         (&store_hq, Role::StoreHq, vec![store]),
         (&merchant, Role::Merchant, vec![]),
-    ] {
+    ];
+    principals.extend(flooder.iter().map(|key| (key, Role::Merchant, vec![])));
+    for (key, role, stores) in principals {
         operator
             .principal_add(key, role, &stores)
             .await
@@ -49,6 +55,7 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path) -> Actors {
         store_hq,
         store,
         merchant,
+        flooder,
     }
 }
 

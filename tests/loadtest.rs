@@ -440,3 +440,87 @@ fn gathered_payments_go_in_batch_frames_and_add_up() {
         u(&totals["balance_minor"]) + u(&totals["merchant_owed_minor"])
     );
 }
+
+#[test]
+fn a_flood_run_measures_the_honest_load_alone_and_beside_the_flood() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("flood.json");
+    let stdout = load_exactly(&[
+        "--spawn",
+        "--cards",
+        "200",
+        "--connections",
+        "1",
+        "--pipeline",
+        "2",
+        "--flood",
+        "2",
+        "--flood-pipeline",
+        "16",
+        "--duration-s",
+        "1",
+        "--json",
+        path.to_str().expect("utf-8 path"),
+    ]);
+    for line in ["run 1 quiet: ", "run 1 flood: ", "flood p99 / quiet p99: "] {
+        assert!(stdout.contains(line), "no `{line}`: {stdout}");
+    }
+    assert!(stdout.contains("audit: ok"), "{stdout}");
+    let report = read_json(&path);
+    assert_eq!(report["ok"], true, "{report}");
+    let flood_load = &report["config"]["flood"];
+    assert_eq!(
+        (u(&flood_load["connections"]), u(&flood_load["pipeline"])),
+        (2, 16)
+    );
+    let engine = &report["engines"][0];
+    let flood = &engine["flood"];
+    assert_eq!(u(&flood["cards"]), 200, "the flooder has cards of its own");
+    let runs = flood["runs"].as_array().expect("flood runs");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    for phase in ["quiet", "flood"] {
+        let p = &run[phase];
+        assert!(u(&p["approved"]) > 0, "{phase}: {p}");
+        assert!(f(&p["payments_per_s"]) > 0.0, "{phase}: {p}");
+        assert!(u(&p["latency_us"]["p99"]) > 0, "{phase}: {p}");
+        assert!(p["busy"].is_u64() && p["errors"].is_u64(), "{phase}: {p}");
+    }
+    // The quiet phase is the engine's run, as without --flood; the flooded
+    // one has its whole report beside it.
+    assert_eq!(
+        u(&engine["runs"][0]["payments"]["approved"]),
+        u(&run["quiet"]["approved"])
+    );
+    let under_flood = flood["runs_under_flood"].as_array().expect("runs");
+    assert_eq!(under_flood.len(), 1);
+    assert_eq!(
+        u(&under_flood[0]["payments"]["approved"]),
+        u(&run["flood"]["approved"])
+    );
+    let flooder = &run["flooder"];
+    assert!(u(&flooder["approved"]) > 0, "{flooder}");
+    assert!(f(&flooder["payments_per_s"]) > 0.0, "{flooder}");
+    assert!(flooder["busy"].is_u64(), "{flooder}");
+    // serde_json reads floats back to within an ulp or so, not exactly.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    let ratio = f(&run["p99_ratio"]);
+    let p99 = |phase: &str| u(&run[phase]["latency_us"]["p99"]) as f64;
+    assert!(close(ratio, p99("flood") / p99("quiet")), "{run}");
+    let median = f(&flood["median"]["p99_ratio"]);
+    assert!(close(median, ratio), "one run: its own ratio, {median}");
+
+    // Both merchants' payments are in the audit: a yen each.
+    let audit = &engine["audit"];
+    assert_eq!(audit["ok"], true, "{audit}");
+    let totals = &audit["totals"];
+    assert_eq!(u(&totals["activated_minor"]), 2 * 200 * 3000);
+    let honest: u64 = [&engine["runs"][0], &under_flood[0]]
+        .iter()
+        .map(|r| u(&r["payments"]["approved"]))
+        .sum();
+    assert!(
+        u(&totals["merchant_owed_minor"]) >= honest + u(&flooder["approved"]),
+        "{totals}"
+    );
+}
