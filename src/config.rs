@@ -176,8 +176,9 @@ pub struct Limits {
     /// `reserved_operator_connections` of them are for operators.
     pub max_connections: usize,
     /// Connections in their handshake at once. The pool never refuses: a
-    /// new connection evicts the oldest handshaking one when it is full,
-    /// so a flood of silent connections cannot keep anyone out.
+    /// new connection evicts one when it is full (the oldest of the address
+    /// holding the most), so a flood of silent connections cannot keep
+    /// anyone out.
     pub max_handshakes: usize,
     /// Authenticated connections one principal may hold at once.
     pub max_connections_per_principal: usize,
@@ -270,6 +271,13 @@ pub struct Limits {
 impl Limits {
     /// The most one frame can weigh in the in-flight budgets: a whole
     /// frame, a whole reply, and the largest batch's operations.
+    /// One principal's share of the in-flight bytes: never more than the
+    /// engine's whole budget, so lowering that one lowers both.
+    pub fn principal_share_bytes(&self) -> usize {
+        self.max_inflight_bytes_per_principal
+            .min(self.max_inflight_bytes)
+    }
+
     pub fn frame_weight_max(&self) -> usize {
         2 * self.max_frame_bytes + self.max_payments_per_batch.max(1) * OPERATION_BYTES
     }
@@ -448,8 +456,8 @@ impl Config {
                 format!("limits.max_amount_minor must be 1..={AMOUNT_MINOR_CEILING}"),
             ),
             (
-                limits.prepare_timeout_ms >= 1,
-                "limits.prepare_timeout_ms must be at least 1".into(),
+                timeout_ok(limits.prepare_timeout_ms),
+                format!("limits.prepare_timeout_ms must be 1..={TIMEOUT_MS_MAX}"),
             ),
             (
                 self.tls_cert.is_some() == self.tls_key.is_some(),
@@ -478,10 +486,8 @@ impl Config {
                 format!("limits.idle_timeout_ms must be 1..={IDLE_TIMEOUT_MS_MAX}"),
             ),
             (
-                (1..=limits.max_connections + limits.max_handshakes)
-                    .contains(&limits.max_connections_per_peer),
-                "limits.max_connections_per_peer must be 1..=max_connections + max_handshakes"
-                    .into(),
+                (1..=CONNECTIONS_MAX).contains(&limits.max_connections_per_peer),
+                format!("limits.max_connections_per_peer must be 1..={CONNECTIONS_MAX}"),
             ),
             (
                 (limits.frame_weight_max()..=INFLIGHT_BYTES_PER_CONNECTION_MAX)
@@ -501,9 +507,13 @@ impl Config {
                 ),
             ),
             (
-                (limits.max_inflight_bytes_per_connection..=limits.max_inflight_bytes)
+                // Above the engine-wide budget it is that budget (see
+                // `Limits::principal_share_bytes`).
+                (limits.max_inflight_bytes_per_connection..=INFLIGHT_BYTES_MAX)
                     .contains(&limits.max_inflight_bytes_per_principal),
-                "limits.max_inflight_bytes_per_principal must be max_inflight_bytes_per_connection..=max_inflight_bytes".into(),
+                format!(
+                    "limits.max_inflight_bytes_per_principal must be max_inflight_bytes_per_connection..={INFLIGHT_BYTES_MAX}"
+                ),
             ),
             (
                 (1..=ADMIN_REQUESTS_MAX).contains(&limits.admin_requests_max),

@@ -177,11 +177,13 @@ fn one_address_cannot_take_every_connection_slot() {
 
 /// Limits for the memory tests: small budgets, so a bound far below the
 /// 2.6 GB the unbounded engine reached is a real bound, not headroom.
-const SMALL_BUDGETS: [&str; 5] = [
+const SMALL_BUDGETS: [&str; 6] = [
     "max_frame_bytes = 65536",
     "max_issue_per_request = 3000",
-    // The least the config allows: two frames and change.
-    "max_inflight_bytes_per_connection = 132096",
+    // The least the config allows: two frames and 1 KiB per payment of
+    // the largest batch (100, the test's).
+    "max_payments_per_batch = 100",
+    "max_inflight_bytes_per_connection = 233472",
     "max_inflight_bytes = 1048576",
     "write_timeout_ms = 2000",
 ];
@@ -352,8 +354,9 @@ fn a_payment_flood_gets_busy_replies_then_normal_service() {
             "max_frame_bytes = 4096",
             "max_issue_per_request = 200",
             "max_report_lines = 64",
-            "max_inflight_bytes_per_connection = 9216",
-            "max_inflight_bytes = 9216",
+            "max_payments_per_batch = 1",
+            "max_inflight_bytes_per_connection = 12288",
+            "max_inflight_bytes = 12288",
             "shard_mailbox_capacity = 1",
         ],
     );
@@ -587,11 +590,9 @@ fn books_beyond_any_engine_are_refused_at_start_not_a_panic() {
 }
 
 #[test]
-fn payments_naming_unknown_cards_leave_nothing_durable() {
+fn payments_naming_unknown_cards_leave_no_record_and_writes_the_lockout_bounds() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A high failure limit: this merchant is not guessing, it is testing
-    // what the engine keeps.
-    let server = server_with(dir.path(), &["pin_failures_max = 100000"]);
+    let server = server_with(dir.path(), &["pin_failures_max = 100"]);
     let data = dir.path().join("data");
     runtime().block_on(async {
         let principals = server.principals().await;
@@ -608,27 +609,40 @@ fn payments_naming_unknown_cards_leave_nothing_durable() {
         let retried = merchant.pay(1, 100, &pins).await.expect("retry");
         assert!(retried.is_approved() && !retried.replayed, "{retried:?}");
 
-        // 50,000 such declines write nothing: the data dir does not grow
-        // by their 51 bytes each.
+        // 50,000 more: each failure is written (so the lockout survives a
+        // crash), which is why the lock bounds them: 99 more declines, then
+        // `locked_out` for the rest, which writes nothing. The data dir
+        // does not grow by the 51 bytes a recorded decline would take, nor
+        // by a failure record for each.
         let before = dir_bytes(&data);
         let merchant = Arc::new(merchant);
+        let declined = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut declines = tokio::task::JoinSet::new();
         for task in 0..50u64 {
-            let (merchant, unknown) = (merchant.clone(), unknown.clone());
+            let (merchant, unknown, declined) =
+                (merchant.clone(), unknown.clone(), declined.clone());
             declines.spawn(async move {
                 for n in 0..1000 {
                     let request_id = 1_000_000 + task * 1000 + n;
-                    let paid = merchant
+                    match merchant
                         .pay(request_id, 100, std::slice::from_ref(&unknown))
                         .await
-                        .expect("pay");
-                    assert!(!paid.is_approved());
+                    {
+                        Ok(paid) => {
+                            assert!(!paid.is_approved());
+                            declined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(error) => {
+                            assert_eq!(error.server_code(), Some(ErrorCode::LockedOut));
+                        }
+                    }
                 }
             });
         }
         while let Some(done) = declines.join_next().await {
             done.expect("task");
         }
+        assert_eq!(declined.load(std::sync::atomic::Ordering::Relaxed), 99);
         let grown = dir_bytes(&data).saturating_sub(before);
         assert!(grown < 64 * 1024, "the data dir grew {grown} bytes");
     });
@@ -708,8 +722,13 @@ fn pay_batch_frames_never_read_hold_memory_to_the_budget() {
             .await
             .expect("attacker");
         for connection in 0..ATTACK_CONNECTIONS {
-            let results = client.pay_batch(payments_of(connection)).await.expect("batch");
-            assert!(results.iter().all(|r| matches!(r, Ok(paid) if paid.is_approved())));
+            let results = client
+                .pay_batch(payments_of(connection))
+                .await
+                .expect("batch");
+            assert!(results.iter().all(
+                |r| matches!(r, kessai::protocol::PayResult::Paid(paid) if paid.is_approved())
+            ));
         }
     });
     let before = server.rss_bytes();
@@ -732,7 +751,9 @@ fn pay_batch_frames_never_read_hold_memory_to_the_budget() {
     // Meanwhile another merchant is served, and memory is sampled.
     let mut peak = 0;
     runtime().block_on(async {
-        let merchant = Client::connect_as(server.addr, &honest).await.expect("honest");
+        let merchant = Client::connect_as(server.addr, &honest)
+            .await
+            .expect("honest");
         for request_id in 1..=40 {
             let paid = merchant.pay(request_id, 1, &pins[..1]).await.expect("pay");
             assert!(paid.is_approved(), "{paid:?}");

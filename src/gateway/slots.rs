@@ -5,11 +5,13 @@
 //!
 //! * **Handshaking** (`max_handshakes`): accepted, not yet authenticated.
 //!   Anyone can open one, so this pool is small and never refuses: when it
-//!   is full, the *oldest* handshaking connection is evicted to make room.
-//!   An honest client finishes its handshake in a round trip or two, so an
-//!   attacker who keeps the pool full must open `max_handshakes` new
-//!   connections within that time to push it out, instead of merely
-//!   holding slots until the handshake deadline.
+//!   is full, a handshaking connection is evicted to make room: the oldest
+//!   of the address that holds the most. An honest client holds one and
+//!   finishes in a round trip or two; an attacker must hold many (from
+//!   one address it is always the one evicted) and, to push an honest
+//!   handshake out, open connections from more addresses than the pool
+//!   holds, or `max_handshakes` of them within that round trip, instead of
+//!   merely holding slots until the handshake deadline.
 //! * **Serving** (`max_connections`): authenticated. A principal holds at
 //!   most `max_connections_per_principal` of them, so one key cannot take
 //!   them all, and the last `reserved_operator_connections` are for
@@ -28,7 +30,7 @@ use crate::auth::Principal;
 use crate::config::Limits;
 use crate::protocol::Role;
 use crate::telemetry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, Semaphore};
@@ -58,11 +60,54 @@ struct Holder {
 struct Counts {
     by_peer: HashMap<IpAddr, usize>,
     /// Connections in their handshake, by admission order (oldest first),
-    /// each with the signal that evicts it.
-    handshaking: BTreeMap<u64, Arc<Notify>>,
+    /// each with its address and the signal that evicts it.
+    handshaking: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
+    /// The same connections by address, oldest first: whom to evict.
+    handshaking_by_peer: HashMap<IpAddr, BTreeSet<u64>>,
     serving: usize,
     by_principal: HashMap<u32, Holder>,
     next_id: u64,
+}
+
+impl Counts {
+    fn add_handshake(&mut self, id: u64, peer: IpAddr, evicted: Arc<Notify>) {
+        self.handshaking.insert(id, (peer, evicted));
+        self.handshaking_by_peer.entry(peer).or_default().insert(id);
+    }
+
+    /// Takes `id` out of the handshake pool; false if it was not there
+    /// (evicted already, or serving).
+    fn remove_handshake(&mut self, id: u64) -> bool {
+        let Some((peer, _)) = self.handshaking.remove(&id) else {
+            return false;
+        };
+        if let Some(ids) = self.handshaking_by_peer.get_mut(&peer) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.handshaking_by_peer.remove(&peer);
+            }
+        }
+        true
+    }
+
+    /// Evicts the oldest handshake of the address holding the most (of
+    /// equals, the one with the oldest). A scan of at most
+    /// `max_handshakes` addresses, at accept only.
+    fn evict_one(&mut self) {
+        let chosen = self
+            .handshaking_by_peer
+            .values()
+            .filter_map(|ids| ids.first().map(|&oldest| (ids.len(), oldest)))
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        if let Some((_, id)) = chosen
+            && let Some((_, evicted)) = self.handshaking.get(&id).cloned()
+        {
+            self.remove_handshake(id);
+            // It closes itself; its slot returns when it drops (its entry
+            // is already gone, so it is not evicted twice).
+            evicted.notify_one();
+        }
+    }
 }
 
 /// The engine's connection slots.
@@ -84,7 +129,7 @@ impl Slots {
             max_per_peer: limits.max_connections_per_peer,
             max_per_principal: limits.max_connections_per_principal,
             reserved_operator: limits.reserved_operator_connections,
-            share_bytes: limits.max_inflight_bytes_per_principal,
+            share_bytes: limits.principal_share_bytes(),
             counts: Mutex::new(Counts::default()),
         })
     }
@@ -109,12 +154,8 @@ impl Slots {
                 "too many connections from this address",
             ));
         }
-        if counts.handshaking.len() >= self.max_handshakes
-            && let Some((_, oldest)) = counts.handshaking.pop_first()
-        {
-            // It closes itself; its slot returns when it drops (its entry
-            // is already gone, so it is not evicted twice).
-            oldest.notify_one();
+        if counts.handshaking.len() >= self.max_handshakes {
+            counts.evict_one();
             metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL, "limit" => "max_handshakes")
                 .increment(1);
         }
@@ -122,7 +163,7 @@ impl Slots {
         let id = counts.next_id;
         counts.next_id += 1;
         let evicted = Arc::new(Notify::new());
-        counts.handshaking.insert(id, evicted.clone());
+        counts.add_handshake(id, peer, evicted.clone());
         metrics::gauge!(telemetry::CONNECTIONS_OPEN).increment(1.0);
         Ok(Slot {
             slots: self.clone(),
@@ -175,7 +216,7 @@ impl Slot {
         assert!(self.serving.is_none(), "a connection authenticates once");
         let slots = self.slots.clone();
         let mut counts = slots.lock();
-        if counts.handshaking.remove(&self.id).is_none() {
+        if !counts.remove_handshake(self.id) {
             // Evicted while its proof was being checked: it is closing.
             return Err(Refusal::new(
                 "max_handshakes",
@@ -205,7 +246,7 @@ impl Slot {
         };
         if let Some(refusal) = refusal {
             // Back in the pool until it closes, so the counts stay whole.
-            counts.handshaking.insert(self.id, self.evicted.clone());
+            counts.add_handshake(self.id, self.peer, self.evicted.clone());
             return Err(refusal);
         }
         counts.serving += 1;
@@ -251,7 +292,7 @@ impl Drop for Slot {
                 }
             }
             None => {
-                counts.handshaking.remove(&self.id);
+                counts.remove_handshake(self.id);
             }
         }
         if let Some(from_peer) = counts.by_peer.get_mut(&self.peer) {
@@ -320,6 +361,37 @@ mod tests {
             Err("max_handshakes"),
             "an evicted connection cannot authenticate"
         );
+    }
+
+    #[tokio::test]
+    async fn the_address_holding_most_handshakes_is_evicted_first() {
+        let limits = Limits {
+            max_handshakes: 4,
+            ..limits()
+        };
+        let slots = Slots::new(&limits);
+        let honest_peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let attacker = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let honest = slots.admit(honest_peer).expect("admitted");
+        let flood: Vec<Slot> = (0..3)
+            .map(|_| slots.admit(attacker).expect("admitted"))
+            .collect();
+        // The pool is full; each newcomer from the attacker's address
+        // evicts the attacker's oldest, never the older honest one.
+        let mut evicted = Vec::new();
+        for _ in 0..10 {
+            let newcomer = slots.admit(attacker).expect("admitted");
+            evicted.push(newcomer);
+        }
+        for slot in flood.iter().chain(&evicted[..7]) {
+            tokio::time::timeout(std::time::Duration::from_secs(1), slot.evicted())
+                .await
+                .expect("an attacker's connection is evicted");
+        }
+        let mut honest = honest;
+        honest
+            .promote(&registry().get(5).expect("merchant"))
+            .expect("the honest handshake was never evicted");
     }
 
     #[test]

@@ -266,9 +266,15 @@ pub(super) mod tests {
     use crate::storage::MemStore;
     use std::sync::Arc;
 
+    /// The error `action` answers: a refusal, or the refusal a PIN failure
+    /// carries to the shard that counts it.
     pub fn code_of(action: Action) -> Option<ErrorCode> {
         match action {
             Action::Reply(Response::Error(error)) => error.error_code(),
+            Action::Route(Command::PinFailure {
+                refusal: Response::Error(error),
+                ..
+            }) => error.error_code(),
             _ => None,
         }
     }

@@ -108,7 +108,7 @@ mod tests {
     use super::super::validate as validate_request;
     use super::*;
     use crate::config::Limits;
-    use crate::protocol::Request;
+    use crate::protocol::{Request, Response};
 
     fn pay(pins: &[&str], amount_minor: u64) -> Request {
         Request::Pay(PayRequest {
@@ -147,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_check_digits_count_until_the_lock_engages() {
+    fn bad_check_digits_go_to_a_shard_to_be_counted_until_the_lock_engages() {
         let limits = Limits {
             pin_failures_max: 3,
             ..Limits::default()
@@ -155,19 +155,34 @@ mod tests {
         with_context(&limits, |context| {
             let merchant = principals().get(5).expect("merchant");
             let typo = || pay(&["79927398710"], 5);
-            for _ in 0..2 {
-                let code = code_of(validate_request(typo(), &merchant, context));
-                assert_eq!(code, Some(ErrorCode::InvalidPin));
+            for _ in 0..3 {
+                // Not counted here: the shard counts it durably, as the
+                // shard actor does with this guard.
+                match validate_request(typo(), &merchant, context) {
+                    Action::Route(Command::PinFailure { principal, refusal }) => {
+                        assert_eq!(principal, 5);
+                        let Response::Error(error) = refusal else {
+                            panic!("a refusal");
+                        };
+                        assert_eq!(error.error_code(), Some(ErrorCode::InvalidPin));
+                    }
+                    _ => panic!("a bad check digit is a PIN failure"),
+                }
+                let mut changes = crate::storage::Changes::default();
+                let counted = context
+                    .guard
+                    .record_failure(5, context.now_ms, &mut changes);
+                assert!(counted.is_ok() && !changes.is_empty(), "counted durably");
             }
-            let third = code_of(validate_request(typo(), &merchant, context));
-            assert_eq!(
-                third,
-                Some(ErrorCode::InvalidPin),
-                "the third still answers"
-            );
             let good = pay(&["79927398713"], 5);
             let code = code_of(validate_request(good, &merchant, context));
             assert_eq!(code, Some(ErrorCode::LockedOut), "then even good PINs wait");
+            let code = code_of(validate_request(typo(), &merchant, context));
+            assert_eq!(
+                code,
+                Some(ErrorCode::LockedOut),
+                "and typos are not counted"
+            );
         })
     }
 }
