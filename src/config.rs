@@ -334,7 +334,7 @@ impl Default for Limits {
             max_connections_per_peer: 64,
             max_inflight_bytes_per_connection: 4 << 20,
             max_inflight_bytes: 256 << 20,
-            max_inflight_bytes_per_principal: 64 << 20,
+            max_inflight_bytes_per_principal: 4 << 20,
             admin_requests_max: 4,
             max_report_lines: 1000,
             audit_slice_cards: 20_000,
