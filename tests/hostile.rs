@@ -789,3 +789,94 @@ fn pay_batch_frames_never_read_hold_memory_to_the_budget() {
     let (status, audit) = server.cli(&["audit"]);
     assert_eq!((status, &audit["ok"]), (0, &serde_json::json!(true)));
 }
+
+/// Limits for the fair-share test (see there).
+const SHARE_LIMITS: [&str; 7] = [
+    "max_frame_bytes = 4096",
+    "max_issue_per_request = 200",
+    "max_report_lines = 64",
+    "max_payments_per_batch = 1",
+    "max_inflight_bytes_per_connection = 9216",
+    "max_inflight_bytes_per_principal = 9216",
+    "shard_mailbox_capacity = 16",
+];
+
+/// Connections of the flooding merchant, and payments each pipelines.
+const FLOOD_CONNECTIONS: u64 = 24;
+const FLOOD_PIPELINE: u64 = 500;
+
+#[test]
+fn a_merchant_flooding_at_full_pipeline_never_makes_another_busy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Small limits, so a CI-sized flood reaches them: a mailbox of 16
+    // messages per shard, and a principal's share of 9 KiB, about 7
+    // payments in flight over all its connections. So the flooder can never
+    // have more than 7 messages in any shard's mailbox and waits for its
+    // own replies (with a share as large as the engine's budget, its 24
+    // connections fill the mailboxes and the other merchant gets `busy`).
+    let server = server_with(dir.path(), &SHARE_LIMITS);
+    let (pins, flooder_key, honest_key) = runtime().block_on(async {
+        let principals = server.principals().await;
+        let mut pins = Vec::new();
+        // Batches of 100: an activation of 100 PINs fits a 4 KiB frame.
+        for _ in 0..4 {
+            pins.extend(active_cards(&principals, 100, 1_000_000, 3).await);
+        }
+        let flooder_key = principals.key(5, Role::Merchant, &[]).await;
+        let honest_key = principals.key(6, Role::Merchant, &[]).await;
+        (pins, flooder_key, honest_key)
+    });
+    let flood: Vec<std::thread::JoinHandle<Vec<Response>>> = (0..FLOOD_CONNECTIONS)
+        .map(|connection| {
+            let (addr, key) = (server.addr, flooder_key.clone());
+            let requests: Vec<Request> = (0..FLOOD_PIPELINE)
+                .map(|n| {
+                    let request_id = connection * FLOOD_PIPELINE + n;
+                    Request::Pay(PayRequest {
+                        request_id,
+                        amount_minor: 1,
+                        pins: vec![pins[request_id as usize % pins.len()].clone()],
+                    })
+                })
+                .collect();
+            std::thread::spawn(move || {
+                let mut raw = raw_connection(addr, &key);
+                pipeline_and_read(&mut raw, &requests)
+            })
+        })
+        .collect();
+
+    // While the flood runs, the other merchant pays one at a time: each is
+    // approved, none is `busy`.
+    let honest_paid = runtime().block_on(async {
+        let honest = Client::connect_as(server.addr, &honest_key)
+            .await
+            .expect("honest");
+        let mut paid = 0u64;
+        for request_id in 1..=50 {
+            let card = &pins[request_id as usize % pins.len()];
+            let answer = honest.pay(request_id, 1, std::slice::from_ref(card)).await;
+            match answer {
+                Ok(answer) => assert!(answer.is_approved(), "{answer:?}"),
+                Err(error) => panic!("payment {request_id} beside the flood: {error}"),
+            }
+            paid += 1;
+        }
+        paid
+    });
+    let mut flooder_approved = 0;
+    for flooder in flood {
+        for reply in flooder.join().expect("flooder") {
+            match reply {
+                Response::Paid(paid) if paid.is_approved() => flooder_approved += 1,
+                other => panic!("the flooder, within its share, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(flooder_approved, FLOOD_CONNECTIONS * FLOOD_PIPELINE);
+    let (_, report) = server.cli(&["report"]);
+    assert_eq!(
+        report["totals"]["merchant_owed_minor"],
+        flooder_approved + honest_paid
+    );
+}
