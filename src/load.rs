@@ -80,7 +80,7 @@ pub fn load(
     for row in &rows {
         changes.delete_book(row.kind, row.account_id, row.shard);
     }
-    let consolidated = ledger::consolidate(&rows).map_err(StorageError)?;
+    let consolidated = ledger::consolidate(&rows).map_err(StorageError::Corrupt)?;
     // Honest books never hold more than the cards ever carried. Books above
     // everything the engine could ever carry were damaged outside it, and
     // crediting them further could overflow: refuse to start on them.
@@ -88,7 +88,7 @@ pub fn load(
     for kind in BookKind::ALL {
         let total = consolidated.total(kind);
         if total > MONEY_MINOR_MAX {
-            return Err(StorageError(format!(
+            return Err(StorageError::Inconsistent(format!(
                 "the {kind:?} books total {total}, more than any engine can hold \
                  ({MONEY_MINOR_MAX}): the data dir is damaged"
             )));
@@ -146,7 +146,7 @@ fn check_fingerprint(
 ) -> Result<(), StorageError> {
     let fingerprint = hasher.fingerprint();
     match store.get_meta(META_FINGERPRINT)? {
-        Some(stored) if stored != fingerprint => Err(StorageError(
+        Some(stored) if stored != fingerprint => Err(StorageError::WrongConfig(
             "the PIN secret differs from the one this data dir was created with; \
              every card would be unknown. Restore the original secret."
                 .into(),
@@ -156,5 +156,42 @@ fn check_fingerprint(
             changes.put(Cf::Meta, META_FINGERPRINT.as_bytes(), &fingerprint);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStore;
+
+    /// Loads `store` as an engine of one shard would, with `secret`.
+    fn load_with(store: &MemStore, secret: &[u8]) -> Result<(), StorageError> {
+        let (_, _) = load(store, &PinHasher::new(secret), 1)?;
+        Ok(())
+    }
+
+    #[test]
+    fn another_pin_secret_is_a_wrong_configuration() {
+        let store = MemStore::new();
+        let mut changes = Changes::new();
+        check_fingerprint(&store, &PinHasher::new(b"secret-a"), &mut changes).expect("first");
+        store.commit(&changes).expect("commit");
+        assert_eq!(load_with(&store, b"secret-a"), Ok(()));
+        assert!(matches!(
+            load_with(&store, b"secret-b"),
+            Err(StorageError::WrongConfig(_))
+        ));
+    }
+
+    #[test]
+    fn a_card_that_does_not_decode_is_corrupt() {
+        let store = MemStore::new();
+        let mut changes = Changes::new();
+        changes.put(Cf::Cards, &[7; 16], b"not a card");
+        store.commit(&changes).expect("commit");
+        assert!(matches!(
+            load_with(&store, b"secret-a"),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 }

@@ -124,7 +124,7 @@ pub fn period_sums(
         !overflow
     })?;
     if overflow {
-        return Err(StorageError(format!(
+        return Err(StorageError::Inconsistent(format!(
             "merchant {merchant_id}: period sums overflow"
         )));
     }

@@ -173,8 +173,9 @@ fn replay(
         return Ok(None);
     };
     let (merchant, seq) = records::decode_payout_ref(&bytes)?;
-    let record = payout(storage, merchant, seq)?
-        .ok_or_else(|| StorageError(format!("payout {merchant}-{seq} of a request is missing")))?;
+    let record = payout(storage, merchant, seq)?.ok_or_else(|| {
+        StorageError::Inconsistent(format!("payout {merchant}-{seq} of a request is missing"))
+    })?;
     let same_until = body.until_ms.is_none_or(|until| until == record.until_ms);
     if merchant != body.merchant_id || !same_until {
         return Ok(Some(invalid(

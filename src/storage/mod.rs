@@ -98,29 +98,42 @@ impl Cf {
     }
 }
 
-/// A storage failure. The engine treats a failed write as fatal: its memory
-/// may be ahead of the disk, and only a restart (which reloads the disk)
-/// makes them agree again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageError(pub String);
-
-impl std::fmt::Display for StorageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "storage: {}", self.0)
-    }
+/// A storage failure, typed by what the operator does next. The engine
+/// treats a failed write as fatal whatever its kind: its memory may be
+/// ahead of the disk, and only a restart (which reloads the disk) makes
+/// them agree again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The disk or the database failed (a write, a read, opening the
+    /// directory). Fix the disk and restart; nothing on it is known bad.
+    #[error("storage: the database failed: {0}")]
+    Io(String),
+    /// A stored record does not decode: the data directory is damaged, or
+    /// was written by an incompatible version. Restore it from a backup.
+    #[error("storage: a stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// Records that decode contradict each other (a refund credit that does
+    /// not fit its card, a payout its request names is missing, books past
+    /// every ceiling). Restore from a backup, and report it: it is a bug or
+    /// damage outside the engine.
+    #[error("storage: stored records disagree: {0}")]
+    Inconsistent(String),
+    /// The data directory belongs to another configuration (another PIN
+    /// secret). Start with the configuration that created it.
+    #[error("storage: wrong configuration for this data dir: {0}")]
+    WrongConfig(String),
 }
-
-impl std::error::Error for StorageError {}
 
 impl From<rocksdb::Error> for StorageError {
     fn from(error: rocksdb::Error) -> StorageError {
-        StorageError(error.into_string())
+        StorageError::Io(error.into_string())
     }
 }
 
+/// Record decoders answer a `String` saying what did not decode.
 impl From<String> for StorageError {
     fn from(message: String) -> StorageError {
-        StorageError(message)
+        StorageError::Corrupt(message)
     }
 }
 
@@ -231,7 +244,7 @@ impl Storage {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StorageError(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| StorageError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
@@ -299,7 +312,7 @@ impl Store for Storage {
     fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError> {
         for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
             let (key, value) = item?;
-            visit(&key, &value).map_err(StorageError)?;
+            visit(&key, &value).map_err(StorageError::Corrupt)?;
         }
         Ok(())
     }
@@ -313,7 +326,7 @@ impl Store for Storage {
         let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
         for item in self.db.iterator_cf(self.cf(cf), mode) {
             let (key, value) = item?;
-            if !visit(&key, &value).map_err(StorageError)? {
+            if !visit(&key, &value).map_err(StorageError::Corrupt)? {
                 break;
             }
         }
@@ -390,7 +403,7 @@ impl Store for MemStore {
         let records = self.lock();
         let from = (cf, start.to_vec());
         for ((_, key), value) in records.range(from..).take_while(|((c, _), _)| *c == cf) {
-            if !visit(key, value).map_err(StorageError)? {
+            if !visit(key, value).map_err(StorageError::Corrupt)? {
                 break;
             }
         }
@@ -401,7 +414,7 @@ impl Store for MemStore {
         let records = self.lock();
         let from = (cf, Vec::new());
         for ((_, key), value) in records.range(from..).take_while(|((c, _), _)| *c == cf) {
-            visit(key, value).map_err(StorageError)?;
+            visit(key, value).map_err(StorageError::Corrupt)?;
         }
         Ok(())
     }

@@ -98,7 +98,7 @@ pub(crate) fn resolve_holds(
                 recovered.holds_committed += 1;
             }
             Some(take_minor) => {
-                return Err(StorageError(format!(
+                return Err(StorageError::Inconsistent(format!(
                     "decision takes {take_minor} from card {} but its hold is {}",
                     hold.key.label(),
                     hold.record.hold_minor
@@ -126,7 +126,7 @@ fn kept_by_open_authorization(
     let index = decision.cards.iter().position(|card| card.key == hold.key);
     match index.and_then(|index| terms.held_minor.get(index)) {
         Some(&keep_minor) if keep_minor <= hold.record.hold_minor => Ok(Some(keep_minor)),
-        _ => Err(StorageError(format!(
+        _ => Err(StorageError::Inconsistent(format!(
             "authorization keeps more on card {} than its hold",
             hold.key.label()
         ))),
@@ -155,7 +155,7 @@ pub(crate) fn apply_credits(
             .map(|card| card.face_value_minor - card.balance_minor);
         // (An expired card's credit goes to breakage: its room is its face.)
         if room.is_none_or(|room| room < amount_minor) {
-            return Err(StorageError(format!(
+            return Err(StorageError::Inconsistent(format!(
                 "refund credit of {amount_minor} does not fit card {}",
                 key.label()
             )));
