@@ -34,7 +34,7 @@ mod statement;
 pub use payout::{PayoutCommand, Payouts};
 pub use remit::Remittances;
 
-use crate::auth::Registry;
+use crate::auth::{Principal, Registry};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
@@ -55,9 +55,11 @@ pub enum Command {
         cards: Vec<CardRef>,
     },
     Balance {
-        /// The merchant asking (its PIN failures are counted).
+        /// The merchant or store HQ asking (its PIN failures are counted).
         principal: u32,
         card: CardRef,
+        /// Set when a store HQ asks: only its own stores' cards.
+        hq: Option<Arc<Principal>>,
     },
     /// `None` marks a PIN that failed validation (answered `InvalidPin` in
     /// its place, without failing the rest of the batch).
@@ -67,6 +69,9 @@ pub enum Command {
         store_id: StoreId,
         pos_ref: u64,
         cards: Vec<Option<PinKey>>,
+        /// The amount charged for each card, when the protocol carries one
+        /// (ISO 8583 DE 4): declined unless it is the card's face value.
+        face_value_minor: Option<u64>,
     },
     ReverseActivation {
         /// The store HQ reversing the sale.
@@ -74,6 +79,9 @@ pub enum Command {
         store_id: StoreId,
         pos_ref: u64,
         key: PinKey,
+        /// The amount reversed, when the protocol carries one: it must be
+        /// the card's face value.
+        face_value_minor: Option<u64>,
     },
     /// A PIN the gateway found bad (check digit, syntax): a failure of
     /// `principal`, counted durably by a shard before `refusal` is sent.
@@ -171,25 +179,35 @@ impl Router {
                         });
                     }
                 },
-                Command::Balance { principal, card } => {
-                    per_shard[self.shards.of(&card.key).index()].push((
-                        tag,
-                        ClientOp::Balance {
-                            principal,
-                            key: card.key,
-                        },
-                    ))
-                }
+                Command::Balance {
+                    principal,
+                    card,
+                    hq,
+                } => per_shard[self.shards.of(&card.key).index()].push((
+                    tag,
+                    ClientOp::Balance {
+                        principal,
+                        key: card.key,
+                        hq,
+                    },
+                )),
                 Command::Activate {
                     principal,
                     store_id,
                     pos_ref,
                     cards,
+                    face_value_minor,
                 } => {
                     let router = self.clone();
                     answer_beside(reply, tag, async move {
                         let shards = &router.shards;
-                        activate::activate(shards, principal, store_id, pos_ref, cards).await
+                        let sale = activate::Sale {
+                            principal,
+                            store_id,
+                            pos_ref,
+                            face_value_minor,
+                        };
+                        activate::activate(shards, sale, cards).await
                     });
                 }
                 Command::PinFailure { principal, refusal } => {
@@ -208,6 +226,7 @@ impl Router {
                     store_id,
                     pos_ref,
                     key,
+                    face_value_minor,
                 } => per_shard[self.shards.of(&key).index()].push((
                     tag,
                     ClientOp::ReverseActivation {
@@ -215,6 +234,7 @@ impl Router {
                         store_id,
                         pos_ref,
                         key,
+                        face_value_minor,
                     },
                 )),
                 Command::Refund {
