@@ -5,3 +5,8 @@
 //! * [`codec`]: framing, MTI, bitmaps, the field table.
 
 pub mod codec;
+pub mod codes;
+pub(crate) mod connection;
+pub mod request;
+pub(crate) mod server;
+pub(crate) mod tls;

@@ -34,12 +34,13 @@ mod statement;
 pub use payout::{PayoutCommand, Payouts};
 pub use remit::Remittances;
 
-use crate::auth::{Principal, Registry};
+use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
-    ErrorCode, PrincipalAddRequest, PrincipalListRequest, PrincipalRotateRequest, RemitRequest,
-    ReportRequest, Response, StatementRequest, StoreStatementRequest,
+    ErrorCode, PrincipalAddRequest, PrincipalCertRequest, PrincipalListRequest,
+    PrincipalRotateRequest, RemitRequest, ReportRequest, Response, StatementRequest,
+    StoreStatementRequest,
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
@@ -122,6 +123,8 @@ pub enum Command {
         id: u32,
     },
     PrincipalRotate(PrincipalRotateRequest),
+    /// A store HQ's client certificate for the ISO 8583 listener.
+    PrincipalCert(PrincipalCertRequest),
     Remit {
         /// The operator recording it.
         operator: u32,
@@ -140,6 +143,8 @@ pub struct Router {
     pub shards: Arc<Shards>,
     pub coordinator: Arc<Coordinator>,
     pub registry: Arc<Registry>,
+    /// Store HQs' client certificates on the ISO 8583 listener.
+    pub certs: Arc<Certs>,
     pub storage: Arc<crate::storage::Storage>,
     pub remittances: Remittances,
     pub payouts: Payouts,
@@ -346,6 +351,7 @@ impl Router {
             } => Ok(principal::list(&self.registry, request, max_frame_bytes)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
+            Command::PrincipalCert(body) => Ok(principal::cert(&self.registry, &self.certs, body)),
             Command::StoreStatement(request) => {
                 statement::store_statement(&self.shards, self.storage.as_ref(), request).await
             }
