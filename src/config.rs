@@ -699,6 +699,53 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_iso8583_limits_have_ceilings_and_fit_the_budgets() {
+        let with = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate()
+        };
+        assert_eq!(with(&|_| {}), Ok(()), "off by default");
+        for bytes in [ISO_MESSAGE_BYTES_MIN - 1, ISO_MESSAGE_BYTES_MAX + 1] {
+            assert!(with(&|c| c.iso8583.max_message_bytes = bytes).is_err());
+        }
+        assert_eq!(
+            with(&|c| c.iso8583.max_message_bytes = ISO_MESSAGE_BYTES_MAX),
+            Ok(())
+        );
+        for certs in [0, ISO_CERTS_PER_PRINCIPAL_MAX + 1] {
+            assert!(with(&|c| c.iso8583.max_certs_per_principal = certs).is_err());
+        }
+        // The largest message must fit a principal's share.
+        let too_big = with(&|c| {
+            c.iso8583.max_message_bytes = ISO_MESSAGE_BYTES_MAX;
+            c.limits.max_inflight_bytes_per_principal = iso_weight_max(ISO_MESSAGE_BYTES_MAX) - 1;
+        });
+        assert!(
+            too_big
+                .expect_err("refused")
+                .contains("iso8583.max_message_bytes")
+        );
+        // Plain TCP on loopback only; TLS otherwise.
+        let loopback = "127.0.0.1:0".parse().ok();
+        assert!(with(&|c| c.iso8583.listen = loopback).is_err(), "no TLS");
+        assert_eq!(
+            with(&|c| {
+                c.iso8583.listen = loopback;
+                c.iso8583.plain_tcp_store_hq = Some(7);
+            }),
+            Ok(())
+        );
+        assert!(
+            with(&|c| {
+                c.iso8583.listen = "0.0.0.0:0".parse().ok();
+                c.iso8583.plain_tcp_store_hq = Some(7);
+            })
+            .is_err()
+        );
+    }
+
     /// A page of the most report lines, each as large as a line can be,
     /// with the largest totals, fits the smallest and the default frame.
     #[test]

@@ -178,13 +178,18 @@ impl Reader<'_> {
     async fn run<R: AsyncRead + Unpin>(&mut self, mut stream: R) {
         let limits = self.context.limits().clone();
         let max_message_bytes = self.context.max_message_bytes;
+        // Unhandled bytes: at most a partial message and one read's chunk,
+        // since every whole message is cut before the next read.
         let mut buffer: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         // When the first bytes of a message not yet whole arrived.
         let mut started: Option<Instant> = None;
         loop {
-            // Handle every whole message in the buffer.
+            // Handle every whole message in the buffer, then drop them all
+            // at once (not one `drain` per message).
+            let mut handled = 0;
             loop {
-                let cut = codec::cut(&buffer, max_message_bytes);
+                let cut = codec::cut(&buffer[handled..], max_message_bytes);
                 let (decoded, used) = match cut {
                     Ok(Some((body, used))) => (decode(body), used),
                     Ok(None) => break,
@@ -193,13 +198,14 @@ impl Reader<'_> {
                         return self.close_after_outstanding(&limits).await;
                     }
                 };
-                buffer.drain(..used);
+                handled += used;
                 started = None;
                 if let Next::Close(why) = self.message(decoded, used).await {
                     tracing::info!(why, "ISO 8583 connection closed");
                     return self.close_after_outstanding(&limits).await;
                 }
             }
+            buffer.drain(..handled);
             if !buffer.is_empty() && started.is_none() {
                 started = Some(Instant::now());
             }
@@ -211,13 +217,6 @@ impl Reader<'_> {
                 Some(at) => at + Duration::from_millis(limits.frame_timeout_ms),
                 None => Instant::now() + Duration::from_millis(limits.idle_timeout_ms),
             };
-            // At most one message past what is buffered: never more than
-            // a message and a chunk in memory.
-            buffer.reserve(READ_CHUNK_BYTES);
-            let room = (max_message_bytes + codec::LENGTH_BYTES + READ_CHUNK_BYTES)
-                .saturating_sub(buffer.len())
-                .max(1);
-            let mut chunk = vec![0u8; room.min(READ_CHUNK_BYTES)];
             let read = tokio::time::timeout_at(deadline.into(), stream.read(&mut chunk)).await;
             match read {
                 Err(_elapsed) if started.is_none() && !self.idle(&limits) => continue,
