@@ -14,6 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Runtime;
 
 /// The store whose HQ the plain-TCP listener acts as.
 const STORE: u32 = 7;
@@ -144,8 +145,8 @@ fn code(reply: &Message) -> &str {
 }
 
 /// Registers the HQ of `STORE` (and of store 8) and issues `count` cards.
-fn setup(server: &Server, count: u32) -> (Principals, Vec<String>) {
-    runtime().block_on(async {
+fn setup(rt: &Runtime, server: &Server, count: u32) -> (Principals, Vec<String>) {
+    rt.block_on(async {
         let principals = server.principals().await;
         principals
             .key(hq_of(STORE), kessai::protocol::Role::StoreHq, &[STORE])
@@ -160,8 +161,8 @@ fn setup(server: &Server, count: u32) -> (Principals, Vec<String>) {
     })
 }
 
-fn audit_and_store_owed(principals: &Principals) -> u64 {
-    runtime().block_on(async {
+fn audit_and_store_owed(rt: &Runtime, principals: &Principals) -> u64 {
+    rt.block_on(async {
         let audit = principals.operator.audit().await.expect("audit");
         assert!(audit.ok, "{:?}", audit.problems);
         let report = principals.operator.report().await.expect("report");
@@ -175,9 +176,10 @@ fn audit_and_store_owed(principals: &Principals) -> u64 {
 
 #[test]
 fn sessions_activations_reversals_and_balances() {
+    let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = plain_iso(dir.path());
-    let (principals, pins) = setup(&server, 6);
+    let (principals, pins) = setup(&rt, &server, 6);
     let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
 
     // Before sign-on: echo works, a sale is 91 and not applied.
@@ -278,7 +280,7 @@ fn sessions_activations_reversals_and_balances() {
         code(&iso.activate(&pins[3], FACE, STORE, "RRN000000005")),
         "00"
     );
-    runtime().block_on(async {
+    rt.block_on(async {
         let merchant = principals.merchant(1).await;
         let paid = merchant.pay(1, 100, &pins[3..4]).await.expect("pay");
         assert!(paid.is_approved(), "{paid:?}");
@@ -289,7 +291,7 @@ fn sessions_activations_reversals_and_balances() {
     );
 
     // A card another HQ's store sold: 57 on a balance inquiry.
-    runtime().block_on(async {
+    rt.block_on(async {
         let other = principals.store(8).await;
         other.activate(8, 1, &pins[4..5]).await.expect("activate");
     });
@@ -304,14 +306,15 @@ fn sessions_activations_reversals_and_balances() {
     assert_eq!(code(&iso.balance(&pins[5])), "91");
 
     // Store 7 owes for pins[3] alone (pins[0] reversed, pins[2] forestalled).
-    assert_eq!(audit_and_store_owed(&principals), FACE);
+    assert_eq!(audit_and_store_owed(&rt, &principals), FACE);
 }
 
 #[test]
 fn malformed_messages_get_30_or_a_closed_connection() {
+    let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = plain_iso(dir.path());
-    let (principals, pins) = setup(&server, 1);
+    let (principals, pins) = setup(&rt, &server, 1);
     let addr = server.iso_addr.expect("iso listener");
     let mut iso = Iso::connect(addr);
     iso.sign_on();
@@ -362,14 +365,15 @@ fn malformed_messages_get_30_or_a_closed_connection() {
         code(&after.activate(&pins[0], FACE, STORE, "RRN000000001")),
         "00"
     );
-    assert_eq!(audit_and_store_owed(&principals), FACE);
+    assert_eq!(audit_and_store_owed(&rt, &principals), FACE);
 }
 
 #[test]
 fn sales_survive_kill_9_and_replay_after_restart() {
+    let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let server = plain_iso(dir.path());
-    let (_principals, pins) = setup(&server, 2);
+    let (_principals, pins) = setup(&rt, &server, 2);
     let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
     iso.sign_on();
     let sold = iso.activate(&pins[0], FACE, STORE, "000000000042");
@@ -393,16 +397,17 @@ fn sales_survive_kill_9_and_replay_after_restart() {
         code(&iso.reverse(b"0421", &pins[1], FACE, "000000000043")),
         "00"
     );
-    let principals = runtime().block_on(server.principals());
-    assert_eq!(audit_and_store_owed(&principals), FACE);
+    let principals = rt.block_on(server.principals());
+    assert_eq!(audit_and_store_owed(&rt, &principals), FACE);
 }
 
 #[test]
 fn reversals_racing_their_activations_never_leave_a_card_sold() {
+    let rt = runtime();
     const CARDS: usize = 40;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = plain_iso(dir.path());
-    let (principals, pins) = setup(&server, CARDS as u32);
+    let (principals, pins) = setup(&rt, &server, CARDS as u32);
     let addr = server.iso_addr.expect("iso listener");
     let pins = Arc::new(pins);
     let rrn = |index: usize| format!("RACE{index:08}");
@@ -440,7 +445,7 @@ fn reversals_racing_their_activations_never_leave_a_card_sold() {
         );
         assert_eq!(code(&iso.balance(&pins[i])), "14", "card {i} is unsold");
     }
-    assert_eq!(audit_and_store_owed(&principals), 0);
+    assert_eq!(audit_and_store_owed(&rt, &principals), 0);
 }
 
 /// A self-signed certificate; returns the certificate and key PEM paths.
@@ -493,6 +498,7 @@ fn tls_connect(addr: SocketAddr, ca: &Path, client: Option<&(PathBuf, PathBuf)>)
 
 #[test]
 fn mutual_tls_admits_registered_certificates_only() {
+    let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let (engine_cert, engine_key) = certificate(dir.path(), "engine");
     let hq_cert = certificate(dir.path(), "hq");
@@ -506,7 +512,7 @@ fn mutual_tls_admits_registered_certificates_only() {
             ..ServerOptions::default()
         },
     );
-    let (_principals, pins) = runtime().block_on(async {
+    let (_principals, pins) = rt.block_on(async {
         use kessai::client::{Client, Connect, TlsClient};
         let key = kessai::auth::Key::read(&server.operator_key_path()).expect("key");
         let connect = Connect {
