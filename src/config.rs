@@ -114,6 +114,9 @@ pub const ISO_MESSAGE_BYTES_MAX: usize = u16::MAX as usize;
 pub const ISO_MESSAGE_BYTES_MIN: usize = 512;
 /// Hard ceiling on the client certificates registered for one store HQ.
 pub const ISO_CERTS_PER_PRINCIPAL_MAX: usize = 64;
+/// Hard ceiling on the terminals whose PIN failures are counted in memory
+/// at once (each holds at most `pin_failures_per_terminal_max` times).
+pub const ISO_TERMINALS_TRACKED_MAX: usize = 1 << 20;
 
 // Limits that must fit the types that carry them.
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1, "shard ids are u16");
@@ -171,6 +174,13 @@ pub struct Iso8583 {
     pub max_message_bytes: usize,
     /// Client certificates one store HQ may have registered.
     pub max_certs_per_principal: usize,
+    /// PIN failures of one terminal (store HQ, DE 41) within
+    /// `limits.pin_failure_window_ms` that lock that terminal out for
+    /// `limits.lockout_ms`; at most `limits.pin_failures_max`, the HQ-wide
+    /// ceiling, which still counts every failure.
+    pub pin_failures_per_terminal_max: usize,
+    /// Terminals counted in memory at once.
+    pub max_terminals_tracked: usize,
 }
 
 impl Default for Iso8583 {
@@ -180,6 +190,8 @@ impl Default for Iso8583 {
             plain_tcp_store_hq: None,
             max_message_bytes: 2048,
             max_certs_per_principal: 8,
+            pin_failures_per_terminal_max: 20,
+            max_terminals_tracked: 65_536,
         }
     }
 }
@@ -640,6 +652,18 @@ impl Config {
                 "iso8583.max_certs_per_principal must be 1..={ISO_CERTS_PER_PRINCIPAL_MAX}"
             ));
         }
+        if !(1..=self.limits.pin_failures_max).contains(&iso.pin_failures_per_terminal_max) {
+            return Err(
+                "iso8583.pin_failures_per_terminal_max must be 1..=limits.pin_failures_max \
+                 (the store HQ's ceiling)"
+                    .to_string(),
+            );
+        }
+        if !(1..=ISO_TERMINALS_TRACKED_MAX).contains(&iso.max_terminals_tracked) {
+            return Err(format!(
+                "iso8583.max_terminals_tracked must be 1..={ISO_TERMINALS_TRACKED_MAX}"
+            ));
+        }
         // One message of the largest size must fit every budget it draws
         // on, or admitting it would wait forever.
         let weight = iso_weight_max(iso.max_message_bytes);
@@ -714,6 +738,13 @@ mod tests {
             with(&|c| c.iso8583.max_message_bytes = ISO_MESSAGE_BYTES_MAX),
             Ok(())
         );
+        for terminals in [0, ISO_TERMINALS_TRACKED_MAX + 1] {
+            assert!(with(&|c| c.iso8583.max_terminals_tracked = terminals).is_err());
+        }
+        let above_the_hq = with(&|c| {
+            c.iso8583.pin_failures_per_terminal_max = c.limits.pin_failures_max + 1;
+        });
+        assert!(above_the_hq.is_err());
         for certs in [0, ISO_CERTS_PER_PRINCIPAL_MAX + 1] {
             assert!(with(&|c| c.iso8583.max_certs_per_principal = certs).is_err());
         }

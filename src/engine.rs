@@ -208,9 +208,16 @@ async fn start_iso8583(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("iso8583 listener address: {e}"))?;
+    let limits = &config.limits;
     let context = Arc::new(iso8583::connection::IsoContext {
         gateway: context.clone(),
         max_message_bytes: iso.max_message_bytes,
+        terminals: iso8583::terminals::Terminals::new(
+            iso.pin_failures_per_terminal_max,
+            limits.pin_failure_window_ms,
+            limits.lockout_ms,
+            iso.max_terminals_tracked,
+        ),
     });
     actix_rt::spawn(iso8583::server::accept_loop(
         listener,

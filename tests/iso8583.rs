@@ -132,8 +132,7 @@ impl<S: Read + Write> Iso<S> {
             .set(2, pin)
             .set(3, "310000")
             .set(7, "1205063000")
-            .set(11, self.next_stan())
-            .set(41, "TERM0001");
+            .set(11, self.next_stan());
         let reply = self.call(&message);
         assert_eq!(&reply.mti, b"0110");
         reply
@@ -640,4 +639,75 @@ fn codec_frames_cut_from_a_stream_of_several_messages() {
         Message::decode(second).expect("decodes").get(11),
         Some("000002")
     );
+}
+
+/// A PIN of `digits` digits whose last digit is its Luhn check digit.
+fn luhn_pin(payload: &str) -> String {
+    let sum: u32 = payload
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(index, byte)| {
+            let digit = u32::from(byte - b'0');
+            if index % 2 == 0 {
+                let doubled = digit * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                digit
+            }
+        })
+        .sum();
+    format!("{payload}{}", (10 - sum % 10) % 10)
+}
+
+#[test]
+fn one_faulty_terminal_is_locked_out_alone_until_the_hq_ceiling() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            shards: 2,
+            limits: vec!["pin_failures_max = 10".into()],
+            iso8583: vec![
+                "listen = \"127.0.0.1:0\"".into(),
+                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
+                "pin_failures_per_terminal_max = 3".into(),
+            ],
+            ..ServerOptions::default()
+        },
+    );
+    let (principals, pins) = setup(&rt, &server, 2);
+    let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
+    iso.sign_on();
+    let unknown = |n: u32| luhn_pin(&format!("9{n:014}"));
+    let from = |iso: &mut Iso<TcpStream>, terminal: &str, pin: &str, rrn: &str| {
+        let mut sale = iso.sale(b"0200", pin, FACE, STORE, rrn);
+        sale.set(41, terminal);
+        code(&iso.call(&sale)).to_string()
+    };
+    // Terminal A garbles three PINs: it alone is locked out.
+    for n in 0..3 {
+        assert_eq!(
+            from(&mut iso, "TERMAAAA", &unknown(n), "RRN000000001"),
+            "14"
+        );
+    }
+    assert_eq!(from(&mut iso, "TERMAAAA", &pins[0], "RRN000000001"), "75");
+    assert_eq!(from(&mut iso, "TERMBBBB", &pins[0], "RRN000000001"), "00");
+    // More faulty terminals: the HQ-wide ceiling (10) still holds them all.
+    let mut n = 3;
+    for terminal in ["TERMCCCC", "TERMDDDD", "TERMEEEE"] {
+        for _ in 0..3 {
+            let got = from(&mut iso, terminal, &unknown(n), "RRN000000002");
+            assert!(got == "14" || got == "75", "{got}");
+            n += 1;
+        }
+    }
+    assert_eq!(
+        from(&mut iso, "TERMFFFF", &unknown(n), "RRN000000002"),
+        "75"
+    );
+    assert_eq!(from(&mut iso, "TERMBBBB", &pins[1], "RRN000000003"), "75");
+    assert_eq!(audit_and_store_owed(&rt, &principals), FACE);
 }

@@ -33,6 +33,7 @@
 use super::codec::{self, DecodeError, Message};
 use super::codes::ResponseCode;
 use super::request::{self, Network, Request, Sale};
+use super::terminals::{TerminalId, Terminals, terminal_id};
 use crate::auth::Principal;
 use crate::config::{Limits, OPERATION_BYTES};
 use crate::gateway::connection::GatewayContext;
@@ -56,6 +57,8 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 pub struct IsoContext {
     pub gateway: Arc<GatewayContext>,
     pub max_message_bytes: usize,
+    /// The per-terminal lockout, under the HQ's own.
+    pub terminals: Terminals,
 }
 
 impl IsoContext {
@@ -90,6 +93,8 @@ struct Pending {
     response: Message,
     approval_code: Option<String>,
     kind: PendingKind,
+    /// The terminal (DE 41) a PIN failure is counted against.
+    terminal: Option<TerminalId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +306,11 @@ impl Reader<'_> {
             {
                 return self.answer(&message, ResponseCode::LockedOut, weight_permits);
             }
+            if let Some(terminal) = self.terminal(&message)
+                && self.context.terminals.is_locked(&terminal, now_ms)
+            {
+                return self.answer(&message, ResponseCode::LockedOut, weight_permits);
+            }
         }
         match parsed {
             Request::Network(network) => {
@@ -369,6 +379,13 @@ impl Reader<'_> {
         }
     }
 
+    /// The terminal a financial message comes from, if it names one.
+    fn terminal(&self, message: &Message) -> Option<TerminalId> {
+        message
+            .get(41)
+            .map(|de41| terminal_id(self.principal.id, de41))
+    }
+
     /// The card's key and the sale's approval code, if the sale's store is
     /// this HQ's.
     fn own_sale(&self, sale: &Sale) -> Option<(PinKey, String)> {
@@ -433,6 +450,7 @@ impl Reader<'_> {
             response,
             approval_code,
             kind,
+            terminal: self.terminal(message),
         };
         self.pending
             .lock()
@@ -476,12 +494,24 @@ fn decode(body: &[u8]) -> Result<Message, Decoded> {
     })
 }
 
+/// Whether an answer tells of what the engine counts as a PIN failure: an
+/// unknown PIN or a bad check digit (14), another HQ's card (57 on a
+/// balance inquiry).
+fn is_pin_failure(kind: PendingKind, answer: &Message) -> bool {
+    match answer.get(39) {
+        Some(code) if code == ResponseCode::InvalidCard.as_str() => true,
+        Some(code) if code == ResponseCode::NotPermitted.as_str() => kind == PendingKind::Balance,
+        _ => false,
+    }
+}
+
 /// The answer to a routed request, from the engine's response.
 fn answer(pending: Pending, response: Response) -> Message {
     let Pending {
         response: mut message,
         approval_code,
         kind,
+        terminal: _,
     } = pending;
     let code = match (kind, &response) {
         (_, Response::Error(error)) => error
@@ -541,7 +571,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                             .expect("the pending map is never poisoned")
                             .remove(&tag.correlation_id);
                         if let Some(waiting) = waiting {
-                            encode(&mut out, &answer(waiting, response), max_message_bytes);
+                            let (kind, terminal) = (waiting.kind, waiting.terminal);
+                            let message = answer(waiting, response);
+                            if let Some(terminal) = terminal
+                                && is_pin_failure(kind, &message)
+                            {
+                                let now_ms = crate::clock::now_ms();
+                                context.terminals.record_failure(terminal, now_ms);
+                            }
+                            encode(&mut out, &message, max_message_bytes);
                         }
                         answered.push(tag);
                     }

@@ -9,4 +9,5 @@ pub mod codes;
 pub(crate) mod connection;
 pub mod request;
 pub(crate) mod server;
+pub mod terminals;
 pub(crate) mod tls;
