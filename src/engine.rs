@@ -327,6 +327,8 @@ async fn wait_for_shutdown_signal() {
 /// An engine on its own thread, for tests, benches and the load harness.
 pub struct EngineHandle {
     pub addr: SocketAddr,
+    /// The ISO 8583 listener's address, when the config turns it on.
+    pub iso_addr: Option<SocketAddr>,
     /// The first operator's key file (see [`OPERATOR_KEY_FILE`]).
     pub operator_key: PathBuf,
     system: actix_rt::System,
@@ -346,7 +348,8 @@ impl EngineHandle {
                 match system.block_on(start(&config)) {
                     Ok(running) => {
                         let closed = running.storage.watch_close();
-                        let _ = tx.send(Ok((running.addr, actix_rt::System::current(), closed)));
+                        let current = actix_rt::System::current();
+                        let _ = tx.send(Ok((running.addr, running.iso_addr, current, closed)));
                         let _ = system.run();
                         for worker in &running.workers {
                             worker.stop();
@@ -359,11 +362,12 @@ impl EngineHandle {
                 }
             })
             .map_err(|e| format!("spawn engine thread: {e}"))?;
-        let (addr, system, storage_closed) = rx
+        let (addr, iso_addr, system, storage_closed) = rx
             .recv()
             .map_err(|_| "engine thread died during start".to_string())??;
         Ok(EngineHandle {
             addr,
+            iso_addr,
             operator_key,
             system,
             thread: Some(thread),
