@@ -711,3 +711,88 @@ fn one_faulty_terminal_is_locked_out_alone_until_the_hq_ceiling() {
     assert_eq!(from(&mut iso, "TERMBBBB", &pins[1], "RRN000000003"), "75");
     assert_eq!(audit_and_store_owed(&rt, &principals), FACE);
 }
+
+#[test]
+fn responses_are_counted_by_mti_and_response_code() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_addr = common::free_local_addr();
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            shards: 2,
+            metrics_listen: Some(metrics_addr),
+            iso8583: vec![
+                "listen = \"127.0.0.1:0\"".into(),
+                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
+            ],
+            ..ServerOptions::default()
+        },
+    );
+    let (_principals, pins) = setup(&rt, &server, 1);
+    let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
+    iso.sign_on();
+    assert_eq!(
+        code(&iso.activate(&pins[0], FACE, STORE, "RRN000000001")),
+        "00"
+    );
+    assert_eq!(
+        code(&iso.activate(&pins[0], FACE, STORE, "RRN000000002")),
+        "94"
+    );
+    assert_eq!(code(&iso.balance(&pins[0])), "00");
+    let samples = common::scrape(metrics_addr);
+    let count = |mti: &str, code: &str| {
+        samples
+            .iter()
+            .find(|(series, _)| {
+                series.starts_with("kessai_iso8583_responses_total{")
+                    && series.contains(&format!("mti=\"{mti}\""))
+                    && series.contains(&format!("code=\"{code}\""))
+            })
+            .map_or(0.0, |(_, value)| *value)
+    };
+    assert_eq!(count("0810", "00"), 1.0);
+    assert_eq!(count("0210", "00"), 1.0);
+    assert_eq!(count("0210", "94"), 1.0);
+    assert_eq!(count("0110", "00"), 1.0);
+}
+
+/// A switch that pipelines far past `max_inflight_per_connection` is held
+/// back (the engine stops reading), never refused or dropped: every
+/// message is answered, in whatever order.
+#[test]
+fn a_pipelining_switch_is_held_to_the_in_flight_limit() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            shards: 2,
+            limits: vec!["max_inflight_per_connection = 2".into()],
+            iso8583: vec![
+                "listen = \"127.0.0.1:0\"".into(),
+                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
+            ],
+            ..ServerOptions::default()
+        },
+    );
+    const CARDS: usize = 60;
+    let (principals, pins) = setup(&rt, &server, CARDS as u32);
+    let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
+    iso.sign_on();
+    let mut burst = Vec::new();
+    for (index, pin) in pins.iter().enumerate() {
+        let sale = iso.sale(b"0200", pin, FACE, STORE, &format!("BURST{index:07}"));
+        sale.encode(&mut burst, 4096).expect("legal");
+    }
+    iso.send_raw(&burst);
+    let mut approved = std::collections::BTreeSet::new();
+    for _ in 0..CARDS {
+        let reply = iso.receive().expect("every message is answered");
+        assert_eq!(code(&reply), "00");
+        approved.insert(reply.get(37).expect("RRN").to_string());
+    }
+    assert_eq!(approved.len(), CARDS, "one answer per sale");
+    assert_eq!(audit_and_store_owed(&rt, &principals), CARDS as u64 * FACE);
+}

@@ -44,6 +44,25 @@ pub enum ResponseCode {
 }
 
 impl ResponseCode {
+    /// Every code, in the table's order.
+    pub const ALL: [ResponseCode; 15] = [
+        ResponseCode::Approved,
+        ResponseCode::DoNotHonor,
+        ResponseCode::InvalidTransaction,
+        ResponseCode::InvalidAmount,
+        ResponseCode::InvalidCard,
+        ResponseCode::NoActionTaken,
+        ResponseCode::NoOriginal,
+        ResponseCode::FormatError,
+        ResponseCode::NotSupported,
+        ResponseCode::ExpiredCard,
+        ResponseCode::NotPermitted,
+        ResponseCode::LockedOut,
+        ResponseCode::Unavailable,
+        ResponseCode::Duplicate,
+        ResponseCode::SystemMalfunction,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ResponseCode::Approved => "00",
@@ -62,6 +81,13 @@ impl ResponseCode {
             ResponseCode::Duplicate => "94",
             ResponseCode::SystemMalfunction => "96",
         }
+    }
+
+    /// The code named by a DE 39 value kessai sends.
+    pub fn parse(text: &str) -> Option<ResponseCode> {
+        ResponseCode::ALL
+            .into_iter()
+            .find(|code| code.as_str() == text)
     }
 
     /// A card decline, as DE 39.
@@ -154,5 +180,9 @@ mod tests {
         assert_eq!(ResponseCode::of_error(ErrorCode::LockedOut).as_str(), "75");
         assert_eq!(ResponseCode::of_error(ErrorCode::Forbidden).as_str(), "57");
         assert_eq!(ResponseCode::of_error(ErrorCode::Internal).as_str(), "96");
+        for code in ResponseCode::ALL {
+            assert_eq!(ResponseCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ResponseCode::parse("99"), None);
     }
 }

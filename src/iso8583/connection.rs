@@ -262,6 +262,12 @@ impl Reader<'_> {
         };
         request_permit.forget();
         bytes_permit.forget();
+        // Revoked meanwhile: refused from its next message on, as at the
+        // gateway, before anything is counted or answered.
+        if self.principal.is_revoked() {
+            self.budget.release(weight_permits);
+            return Next::Close("the store HQ was revoked");
+        }
         let message = match decoded {
             Ok(message) => message,
             Err(Decoded::Refused(message)) => {
@@ -291,10 +297,6 @@ impl Reader<'_> {
             Err(refusal) => return self.answer(&message, refusal.code, weight_permits),
         };
         if parsed.is_financial() {
-            if self.principal.is_revoked() {
-                self.budget.release(weight_permits);
-                return Next::Close("the store HQ was revoked");
-            }
             let now_ms = crate::clock::now_ms();
             if self
                 .context
@@ -631,10 +633,23 @@ fn replies(reply: Reply) -> Vec<(Tag, Response)> {
     }
 }
 
-/// Appends `message` as a frame; one that cannot be encoded (never, with
-/// the fields set here) is logged and left out.
+/// Appends `message` as a frame, and counts it; one that cannot be
+/// encoded (never, with the fields set here) is logged and left out.
 fn encode(out: &mut Vec<u8>, message: &Message, max_message_bytes: usize) {
     if let Err(error) = message.encode(out, max_message_bytes) {
-        tracing::error!(%error, "an ISO 8583 response did not encode");
+        return tracing::error!(%error, "an ISO 8583 response did not encode");
     }
+    let mti = match &message.mti {
+        b"0110" => "0110",
+        b"0210" => "0210",
+        b"0410" => "0410",
+        b"0430" => "0430",
+        b"0810" => "0810",
+        _ => "other",
+    };
+    let code = message
+        .get(39)
+        .and_then(ResponseCode::parse)
+        .map_or("", ResponseCode::as_str);
+    crate::telemetry::iso8583_response(mti, code);
 }

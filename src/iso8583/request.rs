@@ -320,6 +320,8 @@ pub fn balance_amounts(balance: &BalanceResponse) -> String {
 mod tests {
     use super::*;
     use crate::card::CardState;
+    use crate::iso8583::codec;
+    use proptest::prelude::*;
 
     const PIN: &str = "4000000000000002";
 
@@ -479,6 +481,47 @@ mod tests {
         assert!(code.bytes().all(|b| b.is_ascii_digit()));
         assert_eq!(code, approval_code(&key, 7, 99));
         assert_ne!(code, approval_code(&key, 7, 100));
+    }
+
+    /// A message of a request MTI with any subset of the table's fields,
+    /// each of legal length but of any characters of its charset's
+    /// neighbourhood (digits, letters, spaces).
+    fn any_request() -> impl Strategy<Value = Message> {
+        let mti = prop_oneof![
+            Just(*b"0100"),
+            Just(*b"0200"),
+            Just(*b"0400"),
+            Just(*b"0420"),
+            Just(*b"0421"),
+            Just(*b"0800"),
+            Just(*b"0220"),
+        ];
+        let fields = proptest::collection::vec((0..codec::FIELDS.len(), "[0-9A-Z =]{0,42}"), 0..12);
+        (mti, fields).prop_map(|(mti, fields)| {
+            let mut message = Message::new(mti);
+            for (index, text) in fields {
+                message.set(codec::FIELDS[index].number, text);
+            }
+            message
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever fields a request carries, reading it never panics, and
+        /// a refusal always has a response to carry it (the MTI is a
+        /// request's).
+        #[test]
+        fn reading_any_request_never_panics(message in any_request()) {
+            match parse(&message) {
+                Ok(_) => {}
+                Err(refusal) => {
+                    let reply = response(&message, refusal.code).expect("a request MTI");
+                    prop_assert_eq!(reply.get(39), Some(refusal.code.as_str()));
+                }
+            }
+        }
     }
 
     #[test]
