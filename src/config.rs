@@ -176,8 +176,8 @@ pub struct Iso8583 {
     pub max_certs_per_principal: usize,
     /// PIN failures of one terminal (store HQ, DE 41) within
     /// `limits.pin_failure_window_ms` that lock that terminal out for
-    /// `limits.lockout_ms`; at most `limits.pin_failures_max`, the HQ-wide
-    /// ceiling, which still counts every failure.
+    /// `limits.lockout_ms`. Above `limits.pin_failures_max`, the HQ-wide
+    /// ceiling (which still counts every failure), it acts as that.
     pub pin_failures_per_terminal_max: usize,
     /// Terminals counted in memory at once.
     pub max_terminals_tracked: usize,
@@ -652,12 +652,10 @@ impl Config {
                 "iso8583.max_certs_per_principal must be 1..={ISO_CERTS_PER_PRINCIPAL_MAX}"
             ));
         }
-        if !(1..=self.limits.pin_failures_max).contains(&iso.pin_failures_per_terminal_max) {
-            return Err(
-                "iso8583.pin_failures_per_terminal_max must be 1..=limits.pin_failures_max \
-                 (the store HQ's ceiling)"
-                    .to_string(),
-            );
+        if !(1..=PIN_FAILURES_MAX).contains(&iso.pin_failures_per_terminal_max) {
+            return Err(format!(
+                "iso8583.pin_failures_per_terminal_max must be 1..={PIN_FAILURES_MAX}"
+            ));
         }
         if !(1..=ISO_TERMINALS_TRACKED_MAX).contains(&iso.max_terminals_tracked) {
             return Err(format!(
@@ -741,10 +739,11 @@ mod tests {
         for terminals in [0, ISO_TERMINALS_TRACKED_MAX + 1] {
             assert!(with(&|c| c.iso8583.max_terminals_tracked = terminals).is_err());
         }
-        let above_the_hq = with(&|c| {
-            c.iso8583.pin_failures_per_terminal_max = c.limits.pin_failures_max + 1;
-        });
-        assert!(above_the_hq.is_err());
+        for terminal in [0, PIN_FAILURES_MAX + 1] {
+            assert!(with(&|c| c.iso8583.pin_failures_per_terminal_max = terminal).is_err());
+        }
+        // A low HQ-wide ceiling is no error: the terminal's acts as it.
+        assert_eq!(with(&|c| c.limits.pin_failures_max = 3), Ok(()));
         for certs in [0, ISO_CERTS_PER_PRINCIPAL_MAX + 1] {
             assert!(with(&|c| c.iso8583.max_certs_per_principal = certs).is_err());
         }

@@ -213,7 +213,9 @@ async fn start_iso8583(
         gateway: context.clone(),
         max_message_bytes: iso.max_message_bytes,
         terminals: iso8583::terminals::Terminals::new(
-            iso.pin_failures_per_terminal_max,
+            // Never above the HQ-wide ceiling, which locks first anyway.
+            iso.pin_failures_per_terminal_max
+                .min(limits.pin_failures_max),
             limits.pin_failure_window_ms,
             limits.lockout_ms,
             iso.max_terminals_tracked,
