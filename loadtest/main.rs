@@ -420,9 +420,19 @@ async fn drive(
         report
     });
 
+    // A run can outlast the engine's idle deadline (5 minutes by default)
+    // while the operator's setup connection sits unused, and the engine
+    // closes it: the closing stats and audit go over a fresh connection.
+    let closing = Client::connect_as(addr, &actors.operator_key).await;
     // After a flood the engine may answer `busy` for a while.
-    let setup_client = &actors.operator;
-    let (group_commit, group_commit_error) = match unless_busy(|| setup_client.stats()).await {
+    let (stats, audit) = match &closing {
+        Ok(client) => (
+            unless_busy(|| client.stats()).await,
+            unless_busy(|| client.audit()).await,
+        ),
+        Err(error) => (Err(error.clone()), Err(error.clone())),
+    };
+    let (group_commit, group_commit_error) = match stats {
         Ok(stats) => {
             report::print_group_commit(&stats.shards);
             (Some(stats.shards), None)
@@ -432,7 +442,7 @@ async fn drive(
             (None, Some(error.to_string()))
         }
     };
-    let audit = AuditReport::from_result(unless_busy(|| setup_client.audit()).await);
+    let audit = AuditReport::from_result(audit);
     audit.print();
     let audits_ok = runs
         .iter()

@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// The principals a run acts as.
 pub struct Actors {
     pub operator: Arc<Client>,
+    /// For a fresh operator connection after a run that outlasted the
+    /// engine's idle deadline.
+    pub operator_key: Key,
     pub store_hq: Key,
     /// The store every card of the run is sold at (the store HQ's).
     pub store: u32,
@@ -52,6 +55,7 @@ pub async fn actors(addr: SocketAddr, operator_key: &Path, flood: bool) -> Actor
     }
     Actors {
         operator: Arc::new(operator),
+        operator_key: key,
         store_hq,
         store,
         merchant,

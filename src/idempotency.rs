@@ -23,31 +23,42 @@ use crate::protocol::{ErrorCode, ErrorResponse, PayPart, PayResponse};
 use crate::storage::Store;
 use crate::storage::records::{PaymentRecord, RecordedOutcome, RecordedPart};
 use dashmap::DashSet;
+use std::hash::Hash;
 
-#[derive(Default)]
-pub struct Claims {
-    in_flight: DashSet<PaymentId>,
+/// The ids of one namespace being processed right now (payments by
+/// default; refunds, captures and voids, remittances each have their own
+/// id type and so their own set).
+pub struct Claims<K = PaymentId> {
+    in_flight: DashSet<K>,
 }
 
-impl Claims {
-    pub fn new() -> Claims {
+impl<K: Eq + Hash> Default for Claims<K> {
+    fn default() -> Claims<K> {
+        Claims {
+            in_flight: DashSet::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Copy> Claims<K> {
+    pub fn new() -> Claims<K> {
         Claims::default()
     }
 
     /// Claims `payment`; false if someone else holds it.
-    pub fn claim(&self, payment: PaymentId) -> bool {
+    pub fn claim(&self, payment: K) -> bool {
         self.in_flight.insert(payment)
     }
 
     /// Releases a claim this caller holds. Releasing one nobody holds would
     /// mean two processors believed they owned the payment: a bug that could
     /// pay twice, so it stops the engine.
-    pub fn release(&self, payment: PaymentId) {
+    pub fn release(&self, payment: K) {
         let was_claimed = self.in_flight.remove(&payment).is_some();
         assert!(was_claimed, "released a payment that was not claimed");
     }
 
-    pub fn is_in_flight(&self, payment: PaymentId) -> bool {
+    pub fn is_in_flight(&self, payment: K) -> bool {
         self.in_flight.contains(&payment)
     }
 
@@ -62,19 +73,19 @@ impl Claims {
 
 /// Releases a claim however its holder's work ends (a coordinator's future
 /// may be dropped at any await).
-pub(crate) struct ClaimGuard<'a> {
-    claims: &'a Claims,
-    payment: PaymentId,
+pub(crate) struct ClaimGuard<'a, K: Eq + Hash + Copy = PaymentId> {
+    claims: &'a Claims<K>,
+    payment: K,
 }
 
-impl<'a> ClaimGuard<'a> {
+impl<'a, K: Eq + Hash + Copy> ClaimGuard<'a, K> {
     /// Guards a claim the caller has just taken.
-    pub(crate) fn new(claims: &'a Claims, payment: PaymentId) -> ClaimGuard<'a> {
+    pub(crate) fn new(claims: &'a Claims<K>, payment: K) -> ClaimGuard<'a, K> {
         ClaimGuard { claims, payment }
     }
 }
 
-impl Drop for ClaimGuard<'_> {
+impl<K: Eq + Hash + Copy> Drop for ClaimGuard<'_, K> {
     fn drop(&mut self) {
         self.claims.release(self.payment);
     }
@@ -82,7 +93,7 @@ impl Drop for ClaimGuard<'_> {
 
 /// The prologue of whoever processes a payment (a shard, or a two-phase
 /// coordinator), step one: claim its id, or answer that it is in progress.
-pub fn claim(claims: &Claims, payment: PaymentId) -> Result<(), ErrorResponse> {
+pub fn claim<K: Eq + Hash + Copy>(claims: &Claims<K>, payment: K) -> Result<(), ErrorResponse> {
     if claims.claim(payment) {
         Ok(())
     } else {

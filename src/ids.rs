@@ -58,20 +58,76 @@ impl PaymentId {
     }
 }
 
-/// A refund is identified like a payment: the merchant and the merchant's
-/// own request id for the refund. Refund ids are their own namespace (a
-/// refund and a payment may share a request id).
-pub type RefundId = PaymentId;
+/// Ids that are (the principal who asked, that principal's request id),
+/// each in a namespace of its own. They are distinct types so that one can
+/// never be passed where another is meant (a refund's id where its
+/// payment's is, an operator where a merchant is); on disk each is encoded
+/// like a [`PaymentId`], in its own column family.
+macro_rules! request_id_type {
+    ($(#[$doc:meta])* $name:ident, $owner:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            pub $owner: u32,
+            pub request_id: u64,
+        }
 
-/// A capture or a void of an authorization: the merchant and its request
-/// id for the operation (a namespace of its own, shared by captures and
-/// voids). The authorization itself is named like a payment, which it
-/// becomes when captured.
-pub type OperationId = PaymentId;
+        impl $name {
+            /// Big-endian, owner then request id, as a [`PaymentId`].
+            pub(crate) fn to_bytes(self) -> [u8; PAYMENT_ID_BYTES] {
+                self.as_payment_id().to_bytes()
+            }
 
-/// A remittance: the operator who recorded it and the operator's request
-/// id for it.
-pub type RemittanceId = PaymentId;
+            /// The shard that records its decision: placed as a payment
+            /// with the same owner and request id would be.
+            pub fn home_shard(self, shard_count: usize) -> ShardId {
+                self.as_payment_id().home_shard(shard_count)
+            }
+
+            fn as_payment_id(self) -> PaymentId {
+                PaymentId {
+                    merchant_id: self.$owner,
+                    request_id: self.request_id,
+                }
+            }
+        }
+    };
+}
+
+request_id_type!(
+    /// A refund: the merchant and the merchant's own request id for the
+    /// refund. Refund ids are their own namespace (a refund and a payment
+    /// may share a request id).
+    RefundId,
+    merchant_id
+);
+
+impl RefundId {
+    /// Read back from a refund credit's key.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<RefundId> {
+        let id = PaymentId::from_bytes(bytes)?;
+        Some(RefundId {
+            merchant_id: id.merchant_id,
+            request_id: id.request_id,
+        })
+    }
+}
+
+request_id_type!(
+    /// A capture or a void of an authorization: the merchant and its request
+    /// id for the operation (a namespace of its own, shared by captures and
+    /// voids). The authorization itself is named like a payment, which it
+    /// becomes when captured.
+    OperationId,
+    merchant_id
+);
+
+request_id_type!(
+    /// A remittance: the operator who recorded it and the operator's
+    /// request id for it.
+    RemittanceId,
+    operator_id
+);
 
 /// A card shard, `0..shard_count`. Stored as a u16 in book rows, so the
 /// shard count is capped at [`crate::config::SHARDS_MAX`].

@@ -21,6 +21,7 @@
 //! never a debit of a share, because after the shares were merged at start
 //! one shard's share can be smaller than what it would have to debit.
 //!
+//! Every write a shard makes keeps its own side of each law
 //! balanced by itself: the difference between a shard's side of each law
 //! never changes. So the audit can read the shards one after another, while
 //! payments are in flight, and still expect the engine-wide sums to balance

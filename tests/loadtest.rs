@@ -9,6 +9,9 @@
 //! (request kinds follow consecutive request ids, so the counts per kind
 //! follow the mix to within one block of 100 ids).
 
+mod common;
+
+use common::{Server, ServerOptions};
 use serde_json::Value;
 use std::io::Read;
 use std::path::Path;
@@ -542,5 +545,37 @@ fn the_iso_comparison_activates_every_card_both_ways() {
     assert!(stdout.contains("(2000 approved)"), "{stdout}");
     assert!(stdout.contains("iso8583:  2000 activations"), "{stdout}");
     assert!(stdout.contains("iso8583 / binary = "), "{stdout}");
+    assert!(stdout.contains("audit: ok"), "{stdout}");
+}
+
+#[test]
+fn a_run_longer_than_the_idle_deadline_still_ends_with_stats_and_an_audit() {
+    // The operator's setup connection sits unused through the run; an
+    // engine whose idle deadline is shorter than the run closes it. The
+    // harness must still end with the engine's stats and an audit.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_with(
+        dir.path(),
+        ServerOptions {
+            limits: vec!["idle_timeout_ms = 1000".to_string()],
+            ..ServerOptions::default()
+        },
+    );
+    let (addr, key) = (server.addr.to_string(), server.operator_key_path());
+    let stdout = load_exactly(&[
+        "--addr",
+        &addr,
+        "--key",
+        key.to_str().expect("utf-8 path"),
+        "--cards",
+        "200",
+        "--connections",
+        "1",
+        "--pipeline",
+        "2",
+        "--duration-s",
+        "3",
+    ]);
+    assert!(!stdout.contains("stats unavailable"), "{stdout}");
     assert!(stdout.contains("audit: ok"), "{stdout}");
 }

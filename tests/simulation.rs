@@ -335,9 +335,9 @@ struct World {
     closes: Vec<CloseIntent>,
     close_coords: Vec<CloseCoord>,
     /// Captures and voids being processed, by their own ids.
-    operation_claims: Claims,
+    operation_claims: Claims<OperationId>,
     /// Refunds being processed, by refund id.
-    refund_claims: Claims,
+    refund_claims: Claims<RefundId>,
     /// Sales (card, store, POS reference) whose activation a client was
     /// told succeeded, whose reversal was sent, and whose reversal a
     /// client was told succeeded.
@@ -708,7 +708,7 @@ impl World {
 
     fn new_remittance(&mut self) {
         let id = kessai::ids::RemittanceId {
-            merchant_id: 0,
+            operator_id: 0,
             request_id: self.next_request_id,
         };
         self.next_request_id += 1;

@@ -441,8 +441,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
             () = slot.evicted() => {
                 let error = ErrorResponse::new(
                     ErrorCode::Overloaded,
-                    "evicted: the handshake pool is full and this connection was its oldest \
-                     (max_handshakes); connect again and finish the handshake promptly",
+                    "evicted: the handshake pool is full (max_handshakes) and this address \
+                     holds the most handshakes; connect again and finish the handshake promptly",
                 );
                 fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
                 return;

@@ -31,8 +31,10 @@ pub struct PayPart {
     pub remaining_minor: u64,
 }
 
-/// The answer to a payment, stored durably so that a retry with the same
-/// (merchant, request id) gets exactly this answer back.
+/// The answer to a payment. What is kept on disk is the payment's record
+/// (`storage::records::PaymentRecord`, a different type on purpose); a
+/// retry with the same (merchant, request id) gets this answer rebuilt from
+/// it, marked `replayed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayResponse {
     pub status: PayStatus,

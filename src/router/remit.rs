@@ -27,7 +27,7 @@ use crate::storage::{Storage, Store};
 /// What a remittance needs besides its request.
 pub struct Remittances {
     /// Remittances being processed, by id.
-    pub claims: Claims,
+    pub claims: Claims<RemittanceId>,
     /// Store HQs with a remittance being decided, by HQ id.
     pub hq_claims: Claims,
 }
@@ -63,7 +63,7 @@ pub(super) async fn remit(
     request: RemitRequest,
 ) -> Result<Response, ShardGone> {
     let id = RemittanceId {
-        merchant_id: operator,
+        operator_id: operator,
         request_id: request.request_id,
     };
     if let Err(busy) = idempotency::claim(&remittances.claims, id) {

@@ -2,10 +2,11 @@
 //!
 //! Each shard's mailbox is bounded by `limits.shard_mailbox_capacity`
 //! messages: a sender takes a slot before it queues a message, and the slot
-//! comes back when the shard has handled it. Client work that finds the
-//! mailbox full is refused (and answered `busy`); the engine's own messages
-//! (two-phase commit, audits) wait for a slot, so a decided commit is never
-//! dropped.
+//! comes back when the shard takes the message up (client work, whose
+//! answer may leave before its handler returns) or has handled it (the
+//! rest). Client work that finds the mailbox full is refused (and answered
+//! `busy`); the engine's own messages (two-phase commit, audits) wait for a
+//! slot, so a decided commit is never dropped.
 //!
 //! Every operation has its own message and its own reply type; an answer
 //! arrives once the change behind it is durable.

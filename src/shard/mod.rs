@@ -261,9 +261,16 @@ impl Handler<ClientWork> for Shard {
     type Result = ();
 
     fn handle(&mut self, work: ClientWork, _ctx: &mut Context<Self>) {
+        let ClientWork { reply, ops, _slot } = work;
+        // The message has left the mailbox: its slot goes back now, not when
+        // this handler returns. The writer thread answers the client as soon
+        // as the batch is durable, which can be before this handler returns;
+        // a client that sends its next request on that answer must find the
+        // slot free, or a strictly sequential client could be told `busy`.
+        drop(_slot);
         let now_ms = crate::clock::now_ms();
-        let mut replies = Vec::with_capacity(work.ops.len());
-        for (tag, op) in work.ops {
+        let mut replies = Vec::with_capacity(ops.len());
+        for (tag, op) in ops {
             let response = match op {
                 ClientOp::Pay {
                     payment,
@@ -320,7 +327,7 @@ impl Handler<ClientWork> for Shard {
             };
             replies.push((tag, response));
         }
-        self.deliver_when_durable(replies.len(), Delivery::Client(work.reply, replies));
+        self.deliver_when_durable(replies.len(), Delivery::Client(reply, replies));
     }
 }
 

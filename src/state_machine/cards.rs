@@ -13,7 +13,7 @@
 //!   cards as they are then, and must equal the running totals exactly.
 //!
 //! The index stores only 4-byte slot numbers (hashbrown's `HashTable`, with
-//! the key read from the entry), so a card costs its 56-byte entry plus
+//! the key read from the entry), so a card costs its 64-byte entry plus
 //! about 5 to 10 bytes of index.
 
 use crate::card::Card;
@@ -42,6 +42,8 @@ struct Entry {
     key: PinKey,
     card: Card,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64, "an entry is 64 bytes");
 
 /// An audit's walk over the slots.
 #[derive(Debug)]

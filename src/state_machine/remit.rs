@@ -63,7 +63,7 @@ impl ShardMachine {
             let entry = JournalEntry {
                 at_ms,
                 kind: JournalKind::Remittance,
-                subject: u64::from(remittance.merchant_id),
+                subject: u64::from(remittance.operator_id),
                 reference: remittance.request_id,
             };
             out.put_journal(store, &entry, amount_minor);
@@ -93,7 +93,7 @@ mod tests {
             owed_before_minor: 1000,
         };
         let id = RemittanceId {
-            merchant_id: 1,
+            operator_id: 1,
             request_id: 9,
         };
         machine.record_remittance(id, &record, &mut out);

@@ -30,7 +30,7 @@
 //! | `store_journal` | store u32, ms u64, kind u8, subject u64, ref u64 (BE, 29) | amount u64 LE |
 
 use crate::card::{Card, CardState, DeclineReason};
-use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, ShardId};
+use crate::ids::{CardRef, PAYMENT_ID_BYTES, PaymentId, Position, RefundId, ShardId};
 use crate::pin::{PIN_KEY_BYTES, PinKey};
 use serde::{Deserialize, Serialize};
 
@@ -117,19 +117,30 @@ pub(crate) fn decode_pin_key(bytes: &[u8]) -> Result<PinKey, String> {
 pub(crate) const HOLD_KEY_BYTES: usize = PAYMENT_ID_BYTES + PIN_KEY_BYTES;
 
 pub(crate) fn hold_key(payment: PaymentId, card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
+    id_and_card_key(payment.to_bytes(), card)
+}
+
+pub fn decode_hold_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
+    let (id, card) = split_id_and_card_key(bytes, "hold")?;
+    let payment = PaymentId::from_bytes(id).ok_or_else(|| "hold key payment id".to_string())?;
+    Ok((payment, card))
+}
+
+/// A hold's or a credit's key: an encoded id (a payment's or a refund's),
+/// then the card's key.
+fn id_and_card_key(id: [u8; PAYMENT_ID_BYTES], card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
     let mut out = [0u8; HOLD_KEY_BYTES];
-    out[..PAYMENT_ID_BYTES].copy_from_slice(&payment.to_bytes());
+    out[..PAYMENT_ID_BYTES].copy_from_slice(&id);
     out[PAYMENT_ID_BYTES..].copy_from_slice(&card.0);
     out
 }
 
-pub fn decode_hold_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
+fn split_id_and_card_key<'a>(bytes: &'a [u8], what: &str) -> Result<(&'a [u8], PinKey), String> {
     if bytes.len() != HOLD_KEY_BYTES {
-        return Err(format!("hold key of {} bytes", bytes.len()));
+        return Err(format!("{what} key of {} bytes", bytes.len()));
     }
-    let payment = PaymentId::from_bytes(&bytes[..PAYMENT_ID_BYTES])
-        .ok_or_else(|| "hold key payment id".to_string())?;
-    Ok((payment, decode_pin_key(&bytes[PAYMENT_ID_BYTES..])?))
+    let (id, card) = bytes.split_at(PAYMENT_ID_BYTES);
+    Ok((id, decode_pin_key(card)?))
 }
 
 const HOLD_FORMAT: u8 = 1;
@@ -799,12 +810,16 @@ impl PaymentRefunds {
 
 /// A credit a decided refund owes one card, until its shard applies it
 /// (deleting this in the same write). Key: refund id, card.
-pub(crate) fn credit_key(refund: PaymentId, card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
-    hold_key(refund, card)
+/// A refund credit's key: laid out as a hold's, with the refund's id in
+/// the payment's place.
+pub(crate) fn credit_key(refund: RefundId, card: &PinKey) -> [u8; HOLD_KEY_BYTES] {
+    id_and_card_key(refund.to_bytes(), card)
 }
 
-pub(crate) fn decode_credit_key(bytes: &[u8]) -> Result<(PaymentId, PinKey), String> {
-    decode_hold_key(bytes)
+pub(crate) fn decode_credit_key(bytes: &[u8]) -> Result<(RefundId, PinKey), String> {
+    let (id, card) = split_id_and_card_key(bytes, "credit")?;
+    let refund = RefundId::from_bytes(id).ok_or_else(|| "credit key refund id".to_string())?;
+    Ok((refund, card))
 }
 
 /// Stable one-byte codes for decline reasons on disk (independent of the
@@ -1307,11 +1322,18 @@ mod tests {
         refunded.encode_into(&mut bytes);
         assert_eq!(hex(&bytes), "01 02 00 AC 02");
         assert_eq!(PaymentRefunds::decode(&bytes), Ok(refunded));
-        let refund = PaymentId {
+        let refund = RefundId {
             merchant_id: 3,
             request_id: 9,
         };
         let key = credit_key(refund, &PinKey([7; 16]));
+        // Laid out as a hold of the payment with the same numbers: the
+        // on-disk format did not change when the id became its own type.
+        let payment = PaymentId {
+            merchant_id: 3,
+            request_id: 9,
+        };
+        assert_eq!(key, hold_key(payment, &PinKey([7; 16])));
         assert_eq!(decode_credit_key(&key), Ok((refund, PinKey([7; 16]))));
         let key = reversal_key(&PinKey([7; 16]), 42, 9);
         assert_eq!(

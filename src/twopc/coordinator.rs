@@ -25,7 +25,7 @@ use super::decision::{PhaseTwo, TwoPhase};
 use crate::auth::Guard;
 use crate::card::DeclineReason;
 use crate::idempotency::{self, ClaimGuard, Claims};
-use crate::ids::{CardRef, PaymentId};
+use crate::ids::{CardRef, OperationId, PaymentId, RefundId};
 use crate::protocol::{ErrorCode, PayResponse, Response};
 use crate::shard::{ShardGone, Shards};
 use crate::state_machine::is_recorded;
@@ -41,10 +41,10 @@ pub struct Coordinator {
     pub(super) guard: Arc<Guard>,
     prepare_timeout: Duration,
     /// Refunds being processed, by refund id (a namespace of its own).
-    pub(super) refund_claims: Claims,
+    pub(super) refund_claims: Claims<RefundId>,
     pub(super) refund_window_ms: u64,
     /// Captures and voids being processed, by their own ids.
-    pub(super) operation_claims: Claims,
+    pub(super) operation_claims: Claims<OperationId>,
     pub(super) open_authorizations: super::authorization::OpenAuthorizations,
     pub(super) authorization_ttl_ms: u64,
 }
