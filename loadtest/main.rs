@@ -14,6 +14,7 @@
 //! kessai-load --spawn --audit-every-ms 10            # audits' cost
 //! kessai-load --spawn --cards 200000 --connections 1 --pipeline 1 \
 //!     --flood 48 --flood-pipeline 1024 --duration-s 10 --runs 3  # fairness
+//! kessai-load --spawn --iso --cards 20000 --connections 8 --pipeline 64  # ISO 8583
 //! ```
 //!
 //! Two ways to load the engine:
@@ -43,6 +44,7 @@
 mod auditor;
 mod closed_loop;
 mod flood;
+mod iso;
 mod mix;
 mod open_loop;
 mod plot;
@@ -173,6 +175,12 @@ struct Args {
     /// No progress bar (there is none anyway when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
+    /// Measure activations per second over ISO 8583 beside the binary
+    /// protocol's, at --connections x --pipeline, each phase activating
+    /// --cards fresh cards one per request (needs --spawn; the first of
+    /// --shards).
+    #[arg(long, requires = "spawn")]
+    iso: bool,
 }
 
 impl Args {
@@ -218,6 +226,16 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("tokio runtime: {e}")));
+    if args.iso {
+        let load = iso::IsoLoad {
+            shards: args.shards[0],
+            cards: args.cards as usize,
+            face_value_minor: args.face_value,
+            connections: args.connections,
+            pipeline: args.pipeline,
+        };
+        std::process::exit(if iso::run(&runtime, &load) { 0 } else { 1 });
+    }
 
     let mut engines = Vec::with_capacity(args.shards.len());
     if !args.spawn {

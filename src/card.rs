@@ -147,11 +147,14 @@ pub enum DeclineReason {
     /// A payout with no payment or refund in its period and nothing
     /// carried in.
     NothingToPay,
+    /// An activation or reversal whose amount is not the card's face value
+    /// (ISO 8583 DE 4): the till and the center disagree on what was sold.
+    WrongAmount,
 }
 
 impl DeclineReason {
     /// Every reason, in declaration order (`reason as usize` indexes it).
-    pub const ALL: [DeclineReason; 21] = [
+    pub const ALL: [DeclineReason; 22] = [
         DeclineReason::UnknownPin,
         DeclineReason::NotActive,
         DeclineReason::AlreadyActive,
@@ -173,6 +176,7 @@ impl DeclineReason {
         DeclineReason::ExceedsOwed,
         DeclineReason::PeriodClosed,
         DeclineReason::NothingToPay,
+        DeclineReason::WrongAmount,
     ];
 
     /// The stable snake_case name used in JSON output and docs.
@@ -199,6 +203,7 @@ impl DeclineReason {
             DeclineReason::ExceedsOwed => "exceeds_owed",
             DeclineReason::PeriodClosed => "period_closed",
             DeclineReason::NothingToPay => "nothing_to_pay",
+            DeclineReason::WrongAmount => "wrong_amount",
         }
     }
 }
@@ -230,6 +235,17 @@ pub struct Card {
 }
 
 const _: () = assert!(std::mem::size_of::<Card>() == 48, "a card is 48 bytes");
+
+/// What an activation did to a card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sale {
+    /// The card was sold now: it carries its face value.
+    New,
+    /// The card was already sold by this very sale (same store, same
+    /// nonzero POS reference): a store HQ retrying after a lost reply.
+    /// Nothing changes, and the HQ is told it is sold, as the first time.
+    Replayed,
+}
 
 /// What a reversal did to a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,15 +293,19 @@ impl Card {
     /// The store sold the card at `now_ms`: it now carries its face value,
     /// valid for `validity_days` (0: for good). (Whether this sale was
     /// reversed before is the shard's to check: it keeps every reversed
-    /// sale.)
+    /// sale.) The same sale again is a replay; a POS reference of 0 names
+    /// no sale, so a repeat of it is refused like any other.
     pub fn activate(
         &mut self,
         store_id: u32,
         pos_ref: u64,
         now_ms: u64,
         validity_days: u16,
-    ) -> Result<(), DeclineReason> {
+    ) -> Result<Sale, DeclineReason> {
         if self.state.is_sold() {
+            if pos_ref != 0 && self.is_sale(store_id, pos_ref) {
+                return Ok(Sale::Replayed);
+            }
             return Err(DeclineReason::AlreadyActive);
         }
         self.state = CardState::Active;
@@ -296,7 +316,7 @@ impl Card {
         self.activated_at_ms = now_ms;
         self.validity_days = validity_days;
         self.assert_invariants();
-        Ok(())
+        Ok(Sale::New)
     }
 
     /// When the card stops being valid, if it ever does.
@@ -539,6 +559,31 @@ mod tests {
         assert_eq!(card.activate(8, 1, 0, 0), Err(DeclineReason::AlreadyActive));
         assert_eq!(card.balance_minor, 300);
         assert_eq!(card.store_id, 7);
+    }
+
+    #[test]
+    fn the_same_sale_again_is_a_replay_that_changes_nothing() {
+        let mut card = Card::issued(500);
+        assert_eq!(card.activate(7, 42, 1_000, 30), Ok(Sale::New));
+        card.debit(200).expect("debit");
+        let before = card;
+        assert_eq!(card.activate(7, 42, 9_000, 30), Ok(Sale::Replayed));
+        assert_eq!(card, before, "a replay changes nothing");
+        // Another reference, another store, or no reference at all: refused.
+        assert_eq!(
+            card.activate(7, 43, 0, 0),
+            Err(DeclineReason::AlreadyActive)
+        );
+        assert_eq!(
+            card.activate(8, 42, 0, 0),
+            Err(DeclineReason::AlreadyActive)
+        );
+        let mut unreferenced = Card::issued(500);
+        unreferenced.activate(7, 0, 0, 0).expect("sold");
+        assert_eq!(
+            unreferenced.activate(7, 0, 0, 0),
+            Err(DeclineReason::AlreadyActive)
+        );
     }
 
     #[test]

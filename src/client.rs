@@ -852,6 +852,21 @@ impl Client {
         }
     }
 
+    /// Registers the client certificate with SHA-256 `fingerprint` for
+    /// store HQ `id` on the ISO 8583 listener (operator only).
+    pub async fn principal_cert(
+        &self,
+        id: u32,
+        fingerprint: [u8; 32],
+    ) -> Result<crate::protocol::PrincipalCertInfo, ClientError> {
+        let request =
+            Request::PrincipalCert(crate::protocol::PrincipalCertRequest { id, fingerprint });
+        match self.call_ok(&request).await? {
+            Response::PrincipalCertRegistered(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn principal_revoke(&self, id: u32) -> Result<PrincipalInfo, ClientError> {
         let request = Request::PrincipalRevoke(PrincipalRevokeRequest { id });
         match self.call_ok(&request).await? {

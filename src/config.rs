@@ -108,6 +108,16 @@ pub const PAYOUT_SETTLE_MS_MAX: u64 = 7 * 24 * 3600 * 1000;
 pub const FEE_BPS_MAX: u32 = 10_000;
 const MS_PER_DAY: u64 = 24 * 3600 * 1000;
 
+/// Hard ceiling on an ISO 8583 message: its length prefix is two bytes.
+pub const ISO_MESSAGE_BYTES_MAX: usize = u16::MAX as usize;
+/// The smallest message limit that still holds every field kessai reads.
+pub const ISO_MESSAGE_BYTES_MIN: usize = 512;
+/// Hard ceiling on the client certificates registered for one store HQ.
+pub const ISO_CERTS_PER_PRINCIPAL_MAX: usize = 64;
+/// Hard ceiling on the terminals whose PIN failures are counted in memory
+/// at once (each holds at most `pin_failures_per_terminal_max` times).
+pub const ISO_TERMINALS_TRACKED_MAX: usize = 1 << 20;
+
 // Limits that must fit the types that carry them.
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize + 1, "shard ids are u16");
 const _: () = assert!(CARDS_PER_PAYMENT_MAX < u8::MAX as usize, "positions are u8");
@@ -144,6 +154,46 @@ pub struct Config {
     pub pin_digits: usize,
     pub limits: Limits,
     pub fees: Fees,
+    pub iso8583: Iso8583,
+}
+
+/// The ISO 8583 listener for store HQ switches (`docs/ISO8583.md`): off
+/// unless `listen` is set. Its connections share the gateway's `[limits]`
+/// (connection slots, in-flight budgets, deadlines, lockout).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Iso8583 {
+    /// Where it listens. With TLS (`tls_cert`, `tls_key`, required then),
+    /// a client must show a certificate whose SHA-256 fingerprint an
+    /// operator registered (`kessai principal cert`).
+    pub listen: Option<SocketAddr>,
+    /// Test mode: plain TCP, on a loopback `listen` only, every connection
+    /// acting as this store HQ. Logged loudly at start.
+    pub plain_tcp_store_hq: Option<u32>,
+    /// Largest message, after its 2-byte length prefix.
+    pub max_message_bytes: usize,
+    /// Client certificates one store HQ may have registered.
+    pub max_certs_per_principal: usize,
+    /// PIN failures of one terminal (store HQ, DE 41) within
+    /// `limits.pin_failure_window_ms` that lock that terminal out for
+    /// `limits.lockout_ms`. Above `limits.pin_failures_max`, the HQ-wide
+    /// ceiling (which still counts every failure), it acts as that.
+    pub pin_failures_per_terminal_max: usize,
+    /// Terminals counted in memory at once.
+    pub max_terminals_tracked: usize,
+}
+
+impl Default for Iso8583 {
+    fn default() -> Iso8583 {
+        Iso8583 {
+            listen: None,
+            plain_tcp_store_hq: None,
+            max_message_bytes: 2048,
+            max_certs_per_principal: 8,
+            pin_failures_per_terminal_max: 20,
+            max_terminals_tracked: 65_536,
+        }
+    }
 }
 
 /// The center's fee on what it pays each merchant, in basis points.
@@ -301,8 +351,15 @@ impl Default for Config {
             pin_digits: 16,
             limits: Limits::default(),
             fees: Fees::default(),
+            iso8583: Iso8583::default(),
         }
     }
+}
+
+/// What one ISO 8583 message holds of the in-flight byte budgets at most:
+/// itself, the most its reply can take, and an operation's overhead.
+pub fn iso_weight_max(max_message_bytes: usize) -> usize {
+    2 * (max_message_bytes + 2) + OPERATION_BYTES
 }
 
 impl Default for Limits {
@@ -395,6 +452,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.validate_fees()?;
+        self.validate_iso8583()?;
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
         let checks: [(bool, String); 35] = [
@@ -582,6 +640,54 @@ impl Config {
     }
 
     /// Threads to spread shards and connections over.
+    fn validate_iso8583(&self) -> Result<(), String> {
+        let iso = &self.iso8583;
+        if !(ISO_MESSAGE_BYTES_MIN..=ISO_MESSAGE_BYTES_MAX).contains(&iso.max_message_bytes) {
+            return Err(format!(
+                "iso8583.max_message_bytes must be {ISO_MESSAGE_BYTES_MIN}..={ISO_MESSAGE_BYTES_MAX}"
+            ));
+        }
+        if !(1..=ISO_CERTS_PER_PRINCIPAL_MAX).contains(&iso.max_certs_per_principal) {
+            return Err(format!(
+                "iso8583.max_certs_per_principal must be 1..={ISO_CERTS_PER_PRINCIPAL_MAX}"
+            ));
+        }
+        if !(1..=PIN_FAILURES_MAX).contains(&iso.pin_failures_per_terminal_max) {
+            return Err(format!(
+                "iso8583.pin_failures_per_terminal_max must be 1..={PIN_FAILURES_MAX}"
+            ));
+        }
+        if !(1..=ISO_TERMINALS_TRACKED_MAX).contains(&iso.max_terminals_tracked) {
+            return Err(format!(
+                "iso8583.max_terminals_tracked must be 1..={ISO_TERMINALS_TRACKED_MAX}"
+            ));
+        }
+        // One message of the largest size must fit every budget it draws
+        // on, or admitting it would wait forever.
+        let weight = iso_weight_max(iso.max_message_bytes);
+        let limits = &self.limits;
+        if weight > limits.max_inflight_bytes_per_connection
+            || weight > limits.max_inflight_bytes_per_principal
+        {
+            return Err(format!(
+                "iso8583.max_message_bytes {} weighs {weight} bytes in flight, more than \
+                 limits.max_inflight_bytes_per_connection or _per_principal",
+                iso.max_message_bytes
+            ));
+        }
+        match (iso.listen, iso.plain_tcp_store_hq) {
+            (Some(listen), Some(_)) if !listen.ip().is_loopback() => Err(
+                "iso8583.plain_tcp_store_hq is a test mode: iso8583.listen must be a loopback address"
+                    .to_string(),
+            ),
+            (Some(_), None) if self.tls_cert.is_none() || self.tls_key.is_none() => Err(
+                "iso8583.listen needs TLS (tls_cert and tls_key), or plain_tcp_store_hq for tests"
+                    .to_string(),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     fn validate_fees(&self) -> Result<(), String> {
         if self.fees.default_bps > FEE_BPS_MAX {
             return Err(format!("fees.default_bps must be 0..={FEE_BPS_MAX}"));
@@ -614,6 +720,61 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_iso8583_limits_have_ceilings_and_fit_the_budgets() {
+        let with = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate()
+        };
+        assert_eq!(with(&|_| {}), Ok(()), "off by default");
+        for bytes in [ISO_MESSAGE_BYTES_MIN - 1, ISO_MESSAGE_BYTES_MAX + 1] {
+            assert!(with(&|c| c.iso8583.max_message_bytes = bytes).is_err());
+        }
+        assert_eq!(
+            with(&|c| c.iso8583.max_message_bytes = ISO_MESSAGE_BYTES_MAX),
+            Ok(())
+        );
+        for terminals in [0, ISO_TERMINALS_TRACKED_MAX + 1] {
+            assert!(with(&|c| c.iso8583.max_terminals_tracked = terminals).is_err());
+        }
+        for terminal in [0, PIN_FAILURES_MAX + 1] {
+            assert!(with(&|c| c.iso8583.pin_failures_per_terminal_max = terminal).is_err());
+        }
+        // A low HQ-wide ceiling is no error: the terminal's acts as it.
+        assert_eq!(with(&|c| c.limits.pin_failures_max = 3), Ok(()));
+        for certs in [0, ISO_CERTS_PER_PRINCIPAL_MAX + 1] {
+            assert!(with(&|c| c.iso8583.max_certs_per_principal = certs).is_err());
+        }
+        // The largest message must fit a principal's share.
+        let too_big = with(&|c| {
+            c.iso8583.max_message_bytes = ISO_MESSAGE_BYTES_MAX;
+            c.limits.max_inflight_bytes_per_principal = iso_weight_max(ISO_MESSAGE_BYTES_MAX) - 1;
+        });
+        assert!(
+            too_big
+                .expect_err("refused")
+                .contains("iso8583.max_message_bytes")
+        );
+        // Plain TCP on loopback only; TLS otherwise.
+        let loopback = "127.0.0.1:0".parse().ok();
+        assert!(with(&|c| c.iso8583.listen = loopback).is_err(), "no TLS");
+        assert_eq!(
+            with(&|c| {
+                c.iso8583.listen = loopback;
+                c.iso8583.plain_tcp_store_hq = Some(7);
+            }),
+            Ok(())
+        );
+        assert!(
+            with(&|c| {
+                c.iso8583.listen = "0.0.0.0:0".parse().ok();
+                c.iso8583.plain_tcp_store_hq = Some(7);
+            })
+            .is_err()
+        );
+    }
 
     /// A page of the most report lines, each as large as a line can be,
     /// with the largest totals, fits the smallest and the default frame.

@@ -6,11 +6,12 @@
 //! the two-phase coordinators and gathers it starts. Each shard has its own
 //! writer thread that spends its life in `fsync`.
 
-use crate::auth::{Guard, Key, Registry};
+use crate::auth::{Certs, Guard, Key, Registry};
 use crate::config::Config;
 use crate::gateway::connection::{Gate, GatewayContext};
 use crate::gateway::{self, server};
 use crate::idempotency::Claims;
+use crate::iso8583;
 use crate::load;
 use crate::pin::{PinHasher, SECRET_BYTES};
 use crate::protocol::Role;
@@ -28,6 +29,8 @@ use std::time::Duration;
 /// A started engine (inside an actix system).
 pub(crate) struct Running {
     pub addr: SocketAddr,
+    /// Where the ISO 8583 listener listens, when it is on.
+    pub iso_addr: Option<SocketAddr>,
     /// Where the first operator's key was written, if the file is there.
     pub operator_key: Option<PathBuf>,
     storage: Arc<Storage>,
@@ -58,6 +61,10 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         "loaded"
     );
     let registry = Arc::new(Registry::load(storage.clone()).map_err(|e| e.to_string())?);
+    let certs = Arc::new(
+        Certs::load(storage.clone(), config.iso8583.max_certs_per_principal)
+            .map_err(|e| e.to_string())?,
+    );
     let operator_key = bootstrap_operator(&registry, &config.data_dir)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(gateway::tls::acceptor(cert, key)?),
@@ -112,6 +119,7 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         shards,
         coordinator,
         registry: registry.clone(),
+        certs: certs.clone(),
         storage: storage.clone(),
         remittances: crate::router::Remittances {
             claims: Claims::new(),
@@ -154,13 +162,72 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
             limits: config.limits.clone(),
         },
     });
+    let iso_addr = start_iso8583(config, &context, certs, handles.clone()).await?;
     actix_rt::spawn(server::accept_loop(listener, context, tls, handles));
     Ok(Running {
         addr,
+        iso_addr,
         operator_key,
         storage,
         workers,
     })
+}
+
+/// Starts the ISO 8583 listener if `[iso8583] listen` is set: mutual TLS,
+/// or plain TCP on loopback for tests. Its connections share the
+/// gateway's context: slots, budgets, guard, router.
+async fn start_iso8583(
+    config: &Config,
+    context: &Arc<GatewayContext>,
+    certs: Arc<Certs>,
+    workers: Vec<actix_rt::ArbiterHandle>,
+) -> Result<Option<SocketAddr>, String> {
+    let iso = &config.iso8583;
+    let Some(listen) = iso.listen else {
+        return Ok(None);
+    };
+    let mode = match (iso.plain_tcp_store_hq, &config.tls_cert, &config.tls_key) {
+        (Some(store_hq), _, _) => {
+            tracing::warn!(
+                %listen,
+                store_hq,
+                "ISO 8583 PLAIN-TCP TEST MODE IS ON: no TLS, and every connection to this \
+                 loopback port acts as store HQ {store_hq}; never run this in production"
+            );
+            iso8583::server::Mode::Plain { store_hq }
+        }
+        (None, Some(cert), Some(key)) => iso8583::server::Mode::Tls {
+            acceptor: iso8583::tls::acceptor(cert, key, certs.clone())?,
+            certs,
+        },
+        (None, _, _) => return Err("iso8583.listen needs tls_cert and tls_key".into()),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen} (iso8583): {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("iso8583 listener address: {e}"))?;
+    let limits = &config.limits;
+    let context = Arc::new(iso8583::connection::IsoContext {
+        gateway: context.clone(),
+        max_message_bytes: iso.max_message_bytes,
+        terminals: iso8583::terminals::Terminals::new(
+            // Never above the HQ-wide ceiling, which locks first anyway.
+            iso.pin_failures_per_terminal_max
+                .min(limits.pin_failures_max),
+            limits.pin_failure_window_ms,
+            limits.lockout_ms,
+            iso.max_terminals_tracked,
+        ),
+    });
+    actix_rt::spawn(iso8583::server::accept_loop(
+        listener,
+        context,
+        Arc::new(mode),
+        workers,
+    ));
+    Ok(Some(addr))
 }
 
 /// Releases authorizations past their deadline, a batch every `every`,
@@ -224,6 +291,9 @@ pub fn serve(config: Config) -> Result<(), String> {
         let running = start(&config).await?;
         // Scripts and tests read this line to learn the bound port.
         println!("kessai listening on {}", running.addr);
+        if let Some(iso_addr) = running.iso_addr {
+            println!("kessai iso8583 listening on {iso_addr}");
+        }
         if let Some(path) = &running.operator_key {
             println!("operator key: {}", path.display());
         }
@@ -259,6 +329,8 @@ async fn wait_for_shutdown_signal() {
 /// An engine on its own thread, for tests, benches and the load harness.
 pub struct EngineHandle {
     pub addr: SocketAddr,
+    /// The ISO 8583 listener's address, when the config turns it on.
+    pub iso_addr: Option<SocketAddr>,
     /// The first operator's key file (see [`OPERATOR_KEY_FILE`]).
     pub operator_key: PathBuf,
     system: actix_rt::System,
@@ -278,7 +350,8 @@ impl EngineHandle {
                 match system.block_on(start(&config)) {
                     Ok(running) => {
                         let closed = running.storage.watch_close();
-                        let _ = tx.send(Ok((running.addr, actix_rt::System::current(), closed)));
+                        let current = actix_rt::System::current();
+                        let _ = tx.send(Ok((running.addr, running.iso_addr, current, closed)));
                         let _ = system.run();
                         for worker in &running.workers {
                             worker.stop();
@@ -291,11 +364,12 @@ impl EngineHandle {
                 }
             })
             .map_err(|e| format!("spawn engine thread: {e}"))?;
-        let (addr, system, storage_closed) = rx
+        let (addr, iso_addr, system, storage_closed) = rx
             .recv()
             .map_err(|_| "engine thread died during start".to_string())??;
         Ok(EngineHandle {
             addr,
+            iso_addr,
             operator_key,
             system,
             thread: Some(thread),

@@ -9,6 +9,8 @@
 //!
 //! * [`protocol`]: frames and messages on the wire.
 //! * [`gateway`]: TCP connections; validation; admission control.
+//! * [`iso8583`]: the ISO 8583 listener for store HQ switches, beside the
+//!   gateway and sharing its limits.
 //! * [`router`]: fans one connection's commands out to the shards.
 //! * [`twopc`]: two-phase commit for payments spanning shards: the pure
 //!   decision, its coordinator, recovery, crash points; refunds, which
@@ -39,6 +41,7 @@ pub mod engine;
 mod gateway;
 pub mod idempotency;
 pub mod ids;
+pub mod iso8583;
 pub mod ledger;
 pub mod load;
 pub mod pin;

@@ -51,6 +51,8 @@ pub const PAYOUTS_CONFIRMED_TOTAL: &str = "kessai_payouts_confirmed_total";
 pub const REMITTANCES_TOTAL: &str = "kessai_remittances_total";
 /// Cards expired by the sweep (their balance went to breakage).
 pub const CARDS_EXPIRED_TOTAL: &str = "kessai_cards_expired_total";
+/// ISO 8583 responses, `mti` = the response's MTI, `code` = its DE 39.
+pub const ISO8583_RESPONSES_TOTAL: &str = "kessai_iso8583_responses_total";
 /// Error replies, `code` = the error code's name.
 pub const ERRORS_TOTAL: &str = "kessai_errors_total";
 /// Client connections being served.
@@ -108,6 +110,15 @@ fn describe() {
     describe_counter!(LOCKOUTS_TOTAL, "principals locked out for PIN failures");
     describe_counter!(PRINCIPAL_CHANGES_TOTAL, "principals added or revoked");
     describe_counter!(PRINCIPAL_LIST_PAGES_TOTAL, "principal list pages served");
+    describe_counter!(
+        ISO8583_RESPONSES_TOTAL,
+        "ISO 8583 responses by MTI and response code (DE 39)"
+    );
+}
+
+/// Counts an ISO 8583 response (its MTI and DE 39, both from fixed sets).
+pub fn iso8583_response(mti: &'static str, code: &'static str) {
+    metrics::counter!(ISO8583_RESPONSES_TOTAL, "mti" => mti, "code" => code).increment(1);
 }
 
 /// Counts a finished handshake.

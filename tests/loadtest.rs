@@ -528,6 +528,26 @@ fn a_flood_run_measures_the_honest_load_alone_and_beside_the_flood() {
     );
 }
 
+/// `--iso`: both phases activate every card, and the audit passes.
+#[test]
+fn the_iso_comparison_activates_every_card_both_ways() {
+    let output = run(
+        harness(),
+        &[SMALL.as_slice(), &["--iso", "--shards", "2"]].concat(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("binary:   2000 activations"), "{stdout}");
+    assert!(stdout.contains("(2000 approved)"), "{stdout}");
+    assert!(stdout.contains("iso8583:  2000 activations"), "{stdout}");
+    assert!(stdout.contains("iso8583 / binary = "), "{stdout}");
+    assert!(stdout.contains("audit: ok"), "{stdout}");
+}
+
 #[test]
 fn a_run_longer_than_the_idle_deadline_still_ends_with_stats_and_an_audit() {
     // The operator's setup connection sits unused through the run; an

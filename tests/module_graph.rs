@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["engine"],
     &["client", "load"],
+    &["iso8583"],
     &["gateway"],
     &["router"],
     &["twopc"],

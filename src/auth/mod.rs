@@ -5,6 +5,8 @@
 //!   never crosses the wire; the engine keeps only a derived key).
 //! * [`registry`]: the principals and their roles, kept durably.
 //! * [`guard`]: the PIN-guessing lockout, per principal.
+//! * [`certs`]: the client certificates store HQs connect with over ISO
+//!   8583 (mutual TLS), by fingerprint.
 //!
 //! | role | may send |
 //! |---|---|
@@ -14,10 +16,12 @@
 //!
 //! Every role may Ping once authenticated.
 
+pub mod certs;
 pub mod guard;
 pub mod keys;
 pub mod registry;
 
+pub use certs::Certs;
 pub use guard::{Admission, Guard, LockedOut};
 pub use keys::Key;
 pub use registry::{Principal, Registry, RegistryError};

@@ -1,5 +1,5 @@
-//! `kessai principal add|list|revoke`: who may talk to the engine (operator
-//! key). `add` makes the new principal's key here and sends the engine only
+//! `kessai principal add|list|revoke|rotate|cert`: who may talk to the
+//! engine (operator key). `add` makes the new principal's key here and sends the engine only
 //! its stored form; the key file is the only copy of the secret.
 
 use super::ClientArgs;
@@ -23,6 +23,9 @@ pub enum PrincipalCommand {
     /// Give a principal a new key (written once to --out); the old key is
     /// refused from then on. The id, role and stores stay.
     Rotate(RotateArgs),
+    /// Register a store HQ's client certificate for the ISO 8583 listener
+    /// (mutual TLS), by its SHA-256 fingerprint.
+    Cert(CertArgs),
 }
 
 impl PrincipalCommand {
@@ -32,6 +35,7 @@ impl PrincipalCommand {
             PrincipalCommand::List(args) => &args.client,
             PrincipalCommand::Revoke(args) => &args.client,
             PrincipalCommand::Rotate(args) => &args.client,
+            PrincipalCommand::Cert(args) => &args.client,
         }
     }
 }
@@ -80,6 +84,26 @@ pub struct RotateArgs {
     client: ClientArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct CertArgs {
+    /// The store HQ the certificate acts as.
+    #[arg(long)]
+    id: u32,
+    /// The client certificate, a PEM file (its first certificate is the
+    /// one registered).
+    #[arg(
+        long,
+        conflicts_with = "fingerprint",
+        required_unless_present = "fingerprint"
+    )]
+    cert: Option<PathBuf>,
+    /// Or its SHA-256 fingerprint: 64 hex digits (colons allowed).
+    #[arg(long)]
+    fingerprint: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
 fn parse_role(text: &str) -> Result<Role, String> {
     Role::parse(text).ok_or_else(|| "a role is operator, store-hq or merchant".to_string())
 }
@@ -101,7 +125,49 @@ pub async fn run(client: &Client, command: PrincipalCommand) -> Result<Output, F
             ))
         }
         PrincipalCommand::Rotate(args) => rotate(client, args).await,
+        PrincipalCommand::Cert(args) => cert(client, args).await,
     }
+}
+
+async fn cert(client: &Client, args: CertArgs) -> Result<Output, Failure> {
+    let fingerprint = match (&args.cert, &args.fingerprint) {
+        (Some(path), _) => fingerprint_of_pem(path)?,
+        (None, Some(text)) => parse_fingerprint(text)?,
+        (None, None) => return Err(Failure("give --cert or --fingerprint".into())),
+    };
+    let info = client.principal_cert(args.id, fingerprint).await?;
+    let fingerprints: Vec<String> = info.fingerprints.iter().map(hex::encode).collect();
+    let text = format!(
+        "store HQ {} connects over ISO 8583 with {}\n",
+        info.id,
+        fingerprints.join(", ")
+    );
+    let json = json!({
+        "id": info.id,
+        "fingerprint": hex::encode(fingerprint),
+        "fingerprints": fingerprints,
+    });
+    Ok(Output::ok(json, text))
+}
+
+/// The SHA-256 fingerprint of the first certificate in a PEM file.
+fn fingerprint_of_pem(path: &std::path::Path) -> Result<[u8; 32], Failure> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let cert = CertificateDer::pem_file_iter(path)
+        .map_err(|e| Failure(format!("{}: {e}", path.display())))?
+        .next()
+        .ok_or_else(|| Failure(format!("{} holds no certificate", path.display())))?
+        .map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    Ok(crate::auth::certs::fingerprint(&cert))
+}
+
+fn parse_fingerprint(text: &str) -> Result<[u8; 32], Failure> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    hex::decode(&digits)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| Failure("a fingerprint is 64 hex digits (SHA-256)".into()))
 }
 
 async fn rotate(client: &Client, args: RotateArgs) -> Result<Output, Failure> {

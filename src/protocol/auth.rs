@@ -109,6 +109,22 @@ pub struct PrincipalRotateRequest {
     pub stored_key: [u8; AUTH_NONCE_BYTES],
 }
 
+/// Registers a client certificate, by the SHA-256 fingerprint of its DER
+/// bytes, for a store HQ on the ISO 8583 listener (operator only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalCertRequest {
+    pub id: u32,
+    pub fingerprint: [u8; 32],
+}
+
+/// A store HQ's registered client certificates, after a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalCertInfo {
+    pub id: u32,
+    /// Every fingerprint registered for it, in byte order.
+    pub fingerprints: Vec<[u8; 32]>,
+}
+
 /// One principal, as the operator sees it (no key material).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrincipalInfo {

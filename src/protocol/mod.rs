@@ -28,8 +28,9 @@ pub use admin::{
 };
 pub use auth::{
     AUTH_NONCE_BYTES, AuthChallenge, AuthHello, AuthProof, AuthWelcome, PRINCIPAL_PAGE_FIXED_BYTES,
-    PrincipalAddRequest, PrincipalInfo, PrincipalListRef, PrincipalListRequest,
-    PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest, Role, varint_bytes,
+    PrincipalAddRequest, PrincipalCertInfo, PrincipalCertRequest, PrincipalInfo, PrincipalListRef,
+    PrincipalListRequest, PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest,
+    Role, varint_bytes,
 };
 pub use authorization::{
     AuthorizationStatus, AuthorizeRequest, AuthorizeResponse, CapturePart, CaptureRequest,
@@ -92,6 +93,7 @@ pub const KIND_PAYOUT_LIST: u8 = 24;
 pub const KIND_PAYOUT_SHOW: u8 = 25;
 pub const KIND_STATEMENT: u8 = 26;
 pub const KIND_STORE_STATEMENT: u8 = 27;
+pub const KIND_PRINCIPAL_CERT: u8 = 28;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -185,6 +187,7 @@ wire_messages! {
             PayoutShow(PayoutShowRequest) = KIND_PAYOUT_SHOW,
             Statement(StatementRequest) = KIND_STATEMENT,
             StoreStatement(StoreStatementRequest) = KIND_STORE_STATEMENT,
+            PrincipalCert(PrincipalCertRequest) = KIND_PRINCIPAL_CERT,
         }
     }
 }
@@ -223,6 +226,7 @@ wire_messages! {
             PayoutItems(PayoutShowResponse) = KIND_PAYOUT_SHOW,
             Statement(StatementResponse) = KIND_STATEMENT,
             StoreStatement(StoreStatementResponse) = KIND_STORE_STATEMENT,
+            PrincipalCertRegistered(PrincipalCertInfo) = KIND_PRINCIPAL_CERT,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -274,6 +278,10 @@ mod tests {
             only: None,
         }));
         round_trip_request(Request::Audit);
+        round_trip_request(Request::PrincipalCert(PrincipalCertRequest {
+            id: 7,
+            fingerprint: [9; 32],
+        }));
         round_trip_request(Request::Stats);
         round_trip_request(Request::Issue(IssueRequest {
             count: 3,
@@ -414,7 +422,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_STORE_STATEMENT {
+            for kind in 0..=KIND_PRINCIPAL_CERT {
                 let _ = Request::decode(kind, &bytes);
             }
         }

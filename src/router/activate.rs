@@ -7,13 +7,26 @@ use crate::pin::PinKey;
 use crate::protocol::{ActivateResponse, ActivationResult, Response};
 use crate::shard::{Activation, ShardGone, Shards};
 
+/// One sale: who reports it, where, under which POS reference, and (ISO
+/// 8583) the amount charged per card.
+pub(super) struct Sale {
+    pub principal: u32,
+    pub store_id: StoreId,
+    pub pos_ref: u64,
+    pub face_value_minor: Option<u64>,
+}
+
 pub(super) async fn activate(
     shards: &Shards,
-    principal: u32,
-    store_id: StoreId,
-    pos_ref: u64,
+    sale: Sale,
     cards: Vec<Option<PinKey>>,
 ) -> Result<Response, ShardGone> {
+    let Sale {
+        principal,
+        store_id,
+        pos_ref,
+        face_value_minor,
+    } = sale;
     // Malformed PINs are failures too, counted (durably) before the
     // cards are looked at, so a lock they engage holds for the rest.
     let malformed = cards.iter().filter(|card| card.is_none()).count();
@@ -30,6 +43,7 @@ pub(super) async fn activate(
                 principal,
                 store_id,
                 pos_ref,
+                face_value_minor,
             };
             partition.push(shards.of(key), place, activation);
         }

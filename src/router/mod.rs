@@ -34,12 +34,13 @@ mod statement;
 pub use payout::{PayoutCommand, Payouts};
 pub use remit::Remittances;
 
-use crate::auth::Registry;
+use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
-    ErrorCode, PrincipalAddRequest, PrincipalListRequest, PrincipalRotateRequest, RemitRequest,
-    ReportRequest, Response, StatementRequest, StoreStatementRequest,
+    ErrorCode, PrincipalAddRequest, PrincipalCertRequest, PrincipalListRequest,
+    PrincipalRotateRequest, RemitRequest, ReportRequest, Response, StatementRequest,
+    StoreStatementRequest,
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
@@ -55,9 +56,11 @@ pub enum Command {
         cards: Vec<CardRef>,
     },
     Balance {
-        /// The merchant asking (its PIN failures are counted).
+        /// The merchant or store HQ asking (its PIN failures are counted).
         principal: u32,
         card: CardRef,
+        /// Set when a store HQ asks: only its own stores' cards.
+        hq: Option<Arc<Principal>>,
     },
     /// `None` marks a PIN that failed validation (answered `InvalidPin` in
     /// its place, without failing the rest of the batch).
@@ -67,6 +70,9 @@ pub enum Command {
         store_id: StoreId,
         pos_ref: u64,
         cards: Vec<Option<PinKey>>,
+        /// The amount charged for each card, when the protocol carries one
+        /// (ISO 8583 DE 4): declined unless it is the card's face value.
+        face_value_minor: Option<u64>,
     },
     ReverseActivation {
         /// The store HQ reversing the sale.
@@ -74,6 +80,9 @@ pub enum Command {
         store_id: StoreId,
         pos_ref: u64,
         key: PinKey,
+        /// The amount reversed, when the protocol carries one: it must be
+        /// the card's face value.
+        face_value_minor: Option<u64>,
     },
     /// A PIN the gateway found bad (check digit, syntax): a failure of
     /// `principal`, counted durably by a shard before `refusal` is sent.
@@ -114,6 +123,8 @@ pub enum Command {
         id: u32,
     },
     PrincipalRotate(PrincipalRotateRequest),
+    /// A store HQ's client certificate for the ISO 8583 listener.
+    PrincipalCert(PrincipalCertRequest),
     Remit {
         /// The operator recording it.
         operator: u32,
@@ -132,6 +143,8 @@ pub struct Router {
     pub shards: Arc<Shards>,
     pub coordinator: Arc<Coordinator>,
     pub registry: Arc<Registry>,
+    /// Store HQs' client certificates on the ISO 8583 listener.
+    pub certs: Arc<Certs>,
     pub storage: Arc<crate::storage::Storage>,
     pub remittances: Remittances,
     pub payouts: Payouts,
@@ -171,25 +184,35 @@ impl Router {
                         });
                     }
                 },
-                Command::Balance { principal, card } => {
-                    per_shard[self.shards.of(&card.key).index()].push((
-                        tag,
-                        ClientOp::Balance {
-                            principal,
-                            key: card.key,
-                        },
-                    ))
-                }
+                Command::Balance {
+                    principal,
+                    card,
+                    hq,
+                } => per_shard[self.shards.of(&card.key).index()].push((
+                    tag,
+                    ClientOp::Balance {
+                        principal,
+                        key: card.key,
+                        hq,
+                    },
+                )),
                 Command::Activate {
                     principal,
                     store_id,
                     pos_ref,
                     cards,
+                    face_value_minor,
                 } => {
                     let router = self.clone();
                     answer_beside(reply, tag, async move {
                         let shards = &router.shards;
-                        activate::activate(shards, principal, store_id, pos_ref, cards).await
+                        let sale = activate::Sale {
+                            principal,
+                            store_id,
+                            pos_ref,
+                            face_value_minor,
+                        };
+                        activate::activate(shards, sale, cards).await
                     });
                 }
                 Command::PinFailure { principal, refusal } => {
@@ -208,6 +231,7 @@ impl Router {
                     store_id,
                     pos_ref,
                     key,
+                    face_value_minor,
                 } => per_shard[self.shards.of(&key).index()].push((
                     tag,
                     ClientOp::ReverseActivation {
@@ -215,6 +239,7 @@ impl Router {
                         store_id,
                         pos_ref,
                         key,
+                        face_value_minor,
                     },
                 )),
                 Command::Refund {
@@ -326,6 +351,7 @@ impl Router {
             } => Ok(principal::list(&self.registry, request, max_frame_bytes)),
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
+            Command::PrincipalCert(body) => Ok(principal::cert(&self.registry, &self.certs, body)),
             Command::StoreStatement(request) => {
                 statement::store_statement(&self.shards, self.storage.as_ref(), request).await
             }

@@ -1,10 +1,10 @@
 //! The operator's management of principals: straight to the registry,
 //! which writes each change durably before answering.
 
-use crate::auth::{Registry, RegistryError};
+use crate::auth::{Certs, Registry, RegistryError};
 use crate::protocol::{
-    ErrorCode, PRINCIPAL_PAGE_FIXED_BYTES, PrincipalAddRequest, PrincipalListRequest,
-    PrincipalRotateRequest, Response,
+    ErrorCode, PRINCIPAL_PAGE_FIXED_BYTES, PrincipalAddRequest, PrincipalCertInfo,
+    PrincipalCertRequest, PrincipalListRequest, PrincipalRotateRequest, Response,
 };
 
 pub(super) fn add(registry: &Registry, body: PrincipalAddRequest) -> Response {
@@ -49,6 +49,26 @@ pub(super) fn rotate(registry: &Registry, body: PrincipalRotateRequest) -> Respo
             crate::telemetry::principal_changed("rotate");
             tracing::info!(id = body.id, "principal key rotated");
             Response::PrincipalRotated(info)
+        }
+        Err(error) => refusal(error),
+    }
+}
+
+/// Registers a store HQ's client certificate; answers with all of its
+/// certificates.
+pub(super) fn cert(registry: &Registry, certs: &Certs, body: PrincipalCertRequest) -> Response {
+    match certs.register(registry, body.id, body.fingerprint) {
+        Ok(()) => {
+            crate::telemetry::principal_changed("cert");
+            tracing::info!(
+                id = body.id,
+                fingerprint = hex::encode(body.fingerprint),
+                "ISO 8583 client certificate registered"
+            );
+            Response::PrincipalCertRegistered(PrincipalCertInfo {
+                id: body.id,
+                fingerprints: certs.of(body.id),
+            })
         }
         Err(error) => refusal(error),
     }

@@ -2,6 +2,7 @@
 //! type. Every message holds a mailbox slot (see [`super::Shards`]) that is
 //! given back when the shard has handled it.
 
+use crate::auth::Principal;
 use crate::ids::{CardRef, PaymentId, RefundId, RemittanceId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
 use crate::pin::PinKey;
@@ -12,6 +13,7 @@ use crate::storage::records::{
     HoldRecord, PaymentRecord, PaymentRefunds, PayoutRecord, RefundRecord, RemittanceRecord,
 };
 use actix::Message;
+use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 /// A place in a shard's bounded mailbox, held by a queued message.
@@ -36,9 +38,11 @@ pub enum ClientOp {
         cards: Vec<CardRef>,
     },
     Balance {
-        /// The merchant asking (its PIN failures are counted).
+        /// The merchant or store HQ asking (its PIN failures are counted).
         principal: u32,
         key: PinKey,
+        /// Set when a store HQ asks: it may see only cards its stores sold.
+        hq: Option<Arc<Principal>>,
     },
     ReverseActivation {
         /// The store HQ asking (its PIN failures are counted).
@@ -46,6 +50,9 @@ pub enum ClientOp {
         store_id: StoreId,
         pos_ref: u64,
         key: PinKey,
+        /// The amount the till reversed, when the protocol carries one
+        /// (ISO 8583 DE 4): it must be the card's face value.
+        face_value_minor: Option<u64>,
     },
     /// PINs the gateway found bad (check digit, syntax): `count` failures
     /// of `principal`, written before `refusal` is answered (or
@@ -74,6 +81,9 @@ pub struct Activation {
     pub principal: u32,
     pub store_id: StoreId,
     pub pos_ref: u64,
+    /// The amount the till charged, when the protocol carries one (ISO 8583
+    /// DE 4): it must be the card's face value.
+    pub face_value_minor: Option<u64>,
 }
 
 pub struct Activate {

@@ -41,7 +41,7 @@ use crate::auth::Guard;
 use crate::card::DeclineReason;
 use crate::idempotency::{self, Claims};
 use crate::ids::{CardRef, PaymentId};
-use crate::protocol::{ActivationResult, Response};
+use crate::protocol::{ActivationResult, Response, ReverseActivationResponse};
 use crate::state_machine::{ShardMachine, Vote};
 use crate::storage::Storage;
 use actix::prelude::*;
@@ -288,18 +288,34 @@ impl Handler<ClientWork> for Shard {
                 } => self
                     .count_failures(principal, count, now_ms)
                     .map_or_else(|locked| Response::Error(locked.refusal()), |()| refusal),
-                ClientOp::Balance { principal, key } => self.guarded(principal, now_ms, |shard| {
-                    match shard.machine.balance(&key, now_ms) {
-                        Ok(balance) => (Response::Balance(balance), false),
-                        Err(error) => (Response::Error(error), true),
-                    }
-                }),
+                ClientOp::Balance { principal, key, hq } => {
+                    self.guarded(principal, now_ms, |shard| {
+                        // A store HQ asking about another HQ's card fails like
+                        // an unknown PIN: an answer that tells a sold card from
+                        // an unknown one is worth guessing for, so it counts.
+                        let balance = match &hq {
+                            Some(hq) => shard.machine.balance_of_own(&key, &hq.stores, now_ms),
+                            None => shard.machine.balance(&key, now_ms),
+                        };
+                        match balance {
+                            Ok(balance) => (Response::Balance(balance), false),
+                            Err(error) => (Response::Error(error), true),
+                        }
+                    })
+                }
                 ClientOp::ReverseActivation {
                     principal,
                     store_id,
                     pos_ref,
                     key,
+                    face_value_minor,
                 } => self.guarded(principal, now_ms, |shard| {
+                    if let Some(amount_minor) = face_value_minor
+                        && let Err(reason) = shard.machine.check_face_value(&key, amount_minor)
+                    {
+                        let declined = ReverseActivationResponse::declined(reason);
+                        return (Response::ActivationReversed(declined), false);
+                    }
                     let window_ms = shard.services.reversal_window_ms;
                     let changes = &mut shard.pending.changes;
                     let reversed = shard
@@ -330,6 +346,12 @@ impl Handler<Activate> for Shard {
                 let Ok(admission) = guard.admit(a.principal, now_ms) else {
                     return ActivationResult::LockedOut;
                 };
+                if let Some(amount_minor) = a.face_value_minor
+                    && let Err(reason) = self.machine.check_face_value(&a.key, amount_minor)
+                {
+                    guard.settle(admission, false, now_ms, changes);
+                    return ActivationResult::Declined { reason };
+                }
                 let result = self.machine.activate(
                     a.key,
                     a.store_id,

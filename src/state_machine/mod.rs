@@ -41,7 +41,7 @@ pub(crate) use pay::split_payment;
 pub use pay::{declined_cards, is_recorded};
 pub use refund::Credit;
 
-use crate::card::{Card, CardState, DeclineReason};
+use crate::card::{Card, CardState, DeclineReason, Sale};
 use crate::ids::{PaymentId, ShardId, StoreId};
 use crate::ledger::{ShardBooks, ShardPage};
 use crate::pin::PinKey;
@@ -170,10 +170,19 @@ impl ShardMachine {
                 reason: DeclineReason::ActivationReversed,
             };
         }
-        if let Err(reason) = self.cards.update(slot, |card| {
+        let sale = self.cards.update(slot, |card| {
             card.activate(store_id, pos_ref, now_ms, validity_days)
-        }) {
-            return ActivationResult::Declined { reason };
+        });
+        match sale {
+            Ok(Sale::New) => {}
+            // Told again, changing and writing nothing: the store owes the
+            // face value once.
+            Ok(Sale::Replayed) => {
+                return ActivationResult::Activated {
+                    face_value_minor: self.cards.card(slot).face_value_minor,
+                };
+            }
+            Err(reason) => return ActivationResult::Declined { reason },
         }
         let card = self.cards.card(slot);
         let face_value_minor = card.face_value_minor;
@@ -183,6 +192,37 @@ impl ShardMachine {
         out.put_journal(store_id, &entry, face_value_minor);
         self.credit(BookKind::StoreOwed, store_id, face_value_minor);
         ActivationResult::Activated { face_value_minor }
+    }
+
+    /// Whether the till charged the card's face value: `amount_minor` (ISO
+    /// 8583 DE 4 of an activation or a reversal) must equal it, or the
+    /// sale is declined `WrongAmount` before anything changes. An unknown
+    /// card passes here; the operation itself declines it.
+    pub fn check_face_value(&self, key: &PinKey, amount_minor: u64) -> Result<(), DeclineReason> {
+        match self.cards.get(key) {
+            Some(card) if card.face_value_minor != amount_minor => Err(DeclineReason::WrongAmount),
+            _ => Ok(()),
+        }
+    }
+
+    /// A store HQ's balance inquiry: only a card one of its `stores`
+    /// (ascending) sold. An unknown or unsold card is `invalid_card`, as
+    /// for a merchant; a card another HQ's store sold is `forbidden`.
+    pub fn balance_of_own(
+        &self,
+        key: &PinKey,
+        stores: &[StoreId],
+        now_ms: u64,
+    ) -> Result<BalanceResponse, ErrorResponse> {
+        let balance = self.balance(key, now_ms)?;
+        let sold_by = self.cards.get(key).map(|card| card.store_id);
+        match sold_by {
+            Some(store) if stores.binary_search(&store).is_ok() => Ok(balance),
+            _ => Err(ErrorResponse::new(
+                ErrorCode::Forbidden,
+                "another store HQ's store sold this card",
+            )),
+        }
     }
 
     /// A card as it stands (for checks and tools; merchants ask
@@ -315,6 +355,64 @@ mod tests {
         assert_eq!(page.lines.len(), 1, "store 42 only");
         assert_eq!(page.lines[0].owed_minor, 700);
         assert_eq!(page.lines[0].cards_activated, 1);
+    }
+
+    #[test]
+    fn the_same_sale_again_replays_and_books_nothing() {
+        let mut machine = machine_with(&[(1, Card::issued(700))]);
+        let mut out = Changes::new();
+        let key = PinKey([1; 16]);
+        let sold = ActivationResult::Activated {
+            face_value_minor: 700,
+        };
+        assert_eq!(machine.activate(key, 42, 9, 0, 0, &mut out), sold);
+        let written = out.len();
+        assert_eq!(machine.activate(key, 42, 9, 5, 0, &mut out), sold);
+        assert_eq!(out.len(), written, "a replay writes nothing");
+        assert_eq!(
+            machine.activate(key, 42, 10, 5, 0, &mut out),
+            ActivationResult::Declined {
+                reason: DeclineReason::AlreadyActive
+            },
+            "another sale of a sold card"
+        );
+        machine.end_batch(&mut out);
+        let line = machine.report_page(None, None, 10).lines[0];
+        assert_eq!((line.owed_minor, line.cards_activated), (700, 1));
+    }
+
+    #[test]
+    fn the_face_value_check_names_the_wrong_amount() {
+        let machine = machine_with(&[(1, Card::issued(700))]);
+        assert_eq!(machine.check_face_value(&PinKey([1; 16]), 700), Ok(()));
+        assert_eq!(
+            machine.check_face_value(&PinKey([1; 16]), 500),
+            Err(DeclineReason::WrongAmount)
+        );
+        assert_eq!(machine.check_face_value(&PinKey([2; 16]), 500), Ok(()));
+    }
+
+    #[test]
+    fn a_store_hq_sees_the_balance_of_its_own_cards_only() {
+        let mut ours = Card::issued(500);
+        ours.activate(3, 1, 0, 0).expect("activates");
+        let mut theirs = Card::issued(500);
+        theirs.activate(9, 1, 0, 0).expect("activates");
+        let machine = machine_with(&[(1, ours), (2, theirs), (3, Card::issued(500))]);
+        let stores = [2, 3, 4];
+        let own = machine.balance_of_own(&PinKey([1; 16]), &stores, 0);
+        assert_eq!(own.expect("ours").balance_minor, 500);
+        let foreign = machine.balance_of_own(&PinKey([2; 16]), &stores, 0);
+        assert_eq!(
+            foreign.expect_err("theirs").error_code(),
+            Some(ErrorCode::Forbidden)
+        );
+        for unsold in [PinKey([3; 16]), PinKey([4; 16])] {
+            let error = machine
+                .balance_of_own(&unsold, &stores, 0)
+                .expect_err("unsold");
+            assert_eq!(error.error_code(), Some(ErrorCode::InvalidCard));
+        }
     }
 
     #[test]

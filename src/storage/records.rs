@@ -847,6 +847,7 @@ fn reason_code(reason: DeclineReason) -> u8 {
         DeclineReason::ExceedsOwed => 19,
         DeclineReason::PeriodClosed => 20,
         DeclineReason::NothingToPay => 21,
+        DeclineReason::WrongAmount => 22,
     }
 }
 

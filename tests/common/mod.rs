@@ -37,6 +37,8 @@ pub fn kessai_bin() -> &'static str {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The ISO 8583 listener's address, when the config turns it on.
+    pub iso_addr: Option<SocketAddr>,
     pub dir: PathBuf,
 }
 
@@ -50,6 +52,8 @@ pub struct ServerOptions<'a> {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Extra lines for the config's `[limits]` table.
     pub limits: Vec<String>,
+    /// Lines of an `[iso8583]` table (none: the listener is off).
+    pub iso8583: Vec<String>,
 }
 
 impl Default for ServerOptions<'_> {
@@ -61,6 +65,7 @@ impl Default for ServerOptions<'_> {
             metrics_listen: None,
             tls: None,
             limits: Vec::new(),
+            iso8583: Vec::new(),
         }
     }
 }
@@ -94,7 +99,13 @@ impl Server {
                 )
             })
             .unwrap_or_default();
-        let limit_lines: String = options.limits.iter().map(|l| format!("{l}\n")).collect();
+        let mut limit_lines: String = options.limits.iter().map(|l| format!("{l}\n")).collect();
+        if !options.iso8583.is_empty() {
+            limit_lines.push_str("[iso8583]\n");
+            for line in &options.iso8583 {
+                limit_lines.push_str(&format!("{line}\n"));
+            }
+        }
         std::fs::write(
             &config,
             format!(
@@ -126,8 +137,14 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            // The gateway's address, then the ISO 8583 listener's if on.
+            for line in lines.by_ref().take(2) {
+                match line {
+                    Ok(line) => {
+                        let _ = tx.send(line);
+                    }
+                    Err(_) => break,
+                }
             }
             // Keep draining so the engine never blocks on a full pipe.
             for _ in lines {}
@@ -145,9 +162,19 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("address");
+        let iso_addr = (!options.iso8583.is_empty()).then(|| {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the ISO 8583 listener's line");
+            line.strip_prefix("kessai iso8583 listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .parse()
+                .expect("address")
+        });
         Server {
             child,
             addr,
+            iso_addr,
             dir: dir.to_path_buf(),
         }
     }

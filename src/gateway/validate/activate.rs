@@ -34,5 +34,6 @@ pub(super) fn validate(
         store_id: body.store_id,
         pos_ref: body.pos_ref,
         cards,
+        face_value_minor: None,
     })
 }

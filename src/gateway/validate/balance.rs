@@ -20,6 +20,7 @@ pub(super) fn validate(
                 key: context.hasher.key(&pin),
                 last4: pin.last4(),
             },
+            hq: None,
         }),
         Err(error) => pin_failure(
             principal,

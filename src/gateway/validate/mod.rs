@@ -95,7 +95,7 @@ fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
 
 /// Operator requests, whose replies can fill a frame (a remittance's lists
 /// an allocation per store of its HQ).
-const OPERATOR_KINDS: [u8; 15] = [
+const OPERATOR_KINDS: [u8; 16] = [
     crate::protocol::KIND_ISSUE,
     crate::protocol::KIND_REPORT,
     crate::protocol::KIND_AUDIT,
@@ -111,6 +111,7 @@ const OPERATOR_KINDS: [u8; 15] = [
     crate::protocol::KIND_PAYOUT_SHOW,
     crate::protocol::KIND_STATEMENT,
     crate::protocol::KIND_STORE_STATEMENT,
+    crate::protocol::KIND_PRINCIPAL_CERT,
 ];
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -150,6 +151,7 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::PrincipalAdd(body) => principal::add(body),
         Request::PrincipalRevoke(body) => Action::Route(Command::PrincipalRevoke { id: body.id }),
         Request::PrincipalRotate(body) => Action::Route(Command::PrincipalRotate(body)),
+        Request::PrincipalCert(body) => Action::Route(Command::PrincipalCert(body)),
         Request::Issue(body) => issue::validate(&body, context.limits),
         Request::Activate(body) => activate::validate(&body, principal, context),
         Request::Pay(body) => pay::validate(&body, principal, context),
@@ -186,6 +188,7 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalList(_)
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_)
+        | Request::PrincipalCert(_)
         | Request::Remit(_)
         | Request::PayoutCreate(_)
         | Request::PayoutConfirm(_)

@@ -21,6 +21,7 @@ pub(super) fn validate(
             store_id: body.store_id,
             pos_ref: body.pos_ref,
             key: context.hasher.key(&pin),
+            face_value_minor: None,
         }),
         Err(error) => pin_failure(
             principal,
