@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Principals, Server, ServerOptions, hq_of, runtime};
+use common::{Principals, Server, ServerOptions, certificate, hq_of, runtime};
 use kessai::iso8583::codec::{self, Message};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,15 +21,24 @@ const STORE: u32 = 7;
 const FACE: u64 = 5000;
 
 fn plain_iso(dir: &Path) -> Server {
+    plain_iso_with(dir, ServerOptions::default(), &[])
+}
+
+/// An engine of two shards with the plain-TCP listener acting as
+/// [`STORE`]'s HQ, `iso_lines` more in its `[iso8583]` table, and
+/// `options` otherwise.
+fn plain_iso_with(dir: &Path, options: ServerOptions<'_>, iso_lines: &[&str]) -> Server {
+    let mut iso8583 = vec![
+        "listen = \"127.0.0.1:0\"".to_string(),
+        format!("plain_tcp_store_hq = {}", hq_of(STORE)),
+    ];
+    iso8583.extend(iso_lines.iter().map(|line| line.to_string()));
     Server::start_with(
         dir,
         ServerOptions {
             shards: 2,
-            iso8583: vec![
-                "listen = \"127.0.0.1:0\"".into(),
-                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
-            ],
-            ..ServerOptions::default()
+            iso8583,
+            ..options
         },
     )
 }
@@ -447,17 +456,6 @@ fn reversals_racing_their_activations_never_leave_a_card_sold() {
     assert_eq!(audit_and_store_owed(&rt, &principals), 0);
 }
 
-/// A self-signed certificate; returns the certificate and key PEM paths.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    let certified = rcgen::generate_simple_self_signed(names).expect("certificate");
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}.key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    (cert, key)
-}
-
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A TLS connection to the listener trusting `ca`, showing `client` (a
@@ -664,18 +662,13 @@ fn luhn_pin(payload: &str) -> String {
 fn one_faulty_terminal_is_locked_out_alone_until_the_hq_ceiling() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start_with(
+    let server = plain_iso_with(
         dir.path(),
         ServerOptions {
-            shards: 2,
             limits: vec!["pin_failures_max = 10".into()],
-            iso8583: vec![
-                "listen = \"127.0.0.1:0\"".into(),
-                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
-                "pin_failures_per_terminal_max = 3".into(),
-            ],
             ..ServerOptions::default()
         },
+        &["pin_failures_per_terminal_max = 3"],
     );
     let (principals, pins) = setup(&rt, &server, 2);
     let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
@@ -717,17 +710,13 @@ fn responses_are_counted_by_mti_and_response_code() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_addr = common::free_local_addr();
-    let server = Server::start_with(
+    let server = plain_iso_with(
         dir.path(),
         ServerOptions {
-            shards: 2,
             metrics_listen: Some(metrics_addr),
-            iso8583: vec![
-                "listen = \"127.0.0.1:0\"".into(),
-                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
-            ],
             ..ServerOptions::default()
         },
+        &[],
     );
     let (_principals, pins) = setup(&rt, &server, 1);
     let mut iso = Iso::connect(server.iso_addr.expect("iso listener"));
@@ -765,17 +754,13 @@ fn responses_are_counted_by_mti_and_response_code() {
 fn a_pipelining_switch_is_held_to_the_in_flight_limit() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start_with(
+    let server = plain_iso_with(
         dir.path(),
         ServerOptions {
-            shards: 2,
             limits: vec!["max_inflight_per_connection = 2".into()],
-            iso8583: vec![
-                "listen = \"127.0.0.1:0\"".into(),
-                format!("plain_tcp_store_hq = {}", hq_of(STORE)),
-            ],
             ..ServerOptions::default()
         },
+        &[],
     );
     const CARDS: usize = 60;
     let (principals, pins) = setup(&rt, &server, CARDS as u32);

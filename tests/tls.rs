@@ -4,23 +4,11 @@
 
 mod common;
 
-use common::{Principals, Server, ServerOptions, runtime};
+use common::{Principals, Server, ServerOptions, certificate, runtime};
 use kessai::auth::Key;
 use kessai::client::{Client, Connect, TlsClient};
 use kessai::protocol::Role;
-use std::path::{Path, PathBuf};
-
-/// A self-signed certificate for 127.0.0.1 and localhost; returns the
-/// certificate and key PEM paths.
-fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    let certified = rcgen::generate_simple_self_signed(names).expect("certificate");
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}.key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
-    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
-    (cert, key)
-}
+use std::path::Path;
 
 fn over_tls(ca: &Path, key: Option<Key>) -> Connect {
     Connect {

@@ -20,6 +20,24 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+/// The listener's next connection. A failed accept (typically out of file
+/// descriptors) is logged and retried after a pause: the listener keeps
+/// serving. `what` names the listener in the log.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    what: &str,
+) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(error) => {
+                tracing::warn!(%error, listener = what, "accept failed");
+                actix_rt::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 pub async fn accept_loop(
     listener: TcpListener,
     context: Arc<GatewayContext>,
@@ -31,15 +49,7 @@ pub async fn accept_loop(
     let slots = &context.slots;
     let mut next_worker = 0usize;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Typically out of file descriptors: back off, keep serving.
-                tracing::warn!(%error, "accept failed");
-                actix_rt::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = next_connection(&listener, "binary").await;
         let accepted = Instant::now();
         let slot = match slots.admit(peer.ip()) {
             Ok(slot) => slot,

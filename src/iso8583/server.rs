@@ -39,15 +39,7 @@ pub async fn accept_loop(
     assert!(!workers.is_empty());
     let mut next_worker = 0usize;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Typically out of file descriptors: back off, keep serving.
-                tracing::warn!(%error, "ISO 8583 accept failed");
-                actix_rt::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = crate::gateway::server::next_connection(&listener, "ISO 8583").await;
         let accepted = Instant::now();
         let slot = match context.gateway.slots.admit(peer.ip()) {
             Ok(slot) => slot,

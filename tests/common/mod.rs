@@ -550,3 +550,15 @@ pub fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
         })
         .collect()
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost; returns the
+/// certificate and key PEM paths.
+pub fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let certified = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    (cert, key)
+}
