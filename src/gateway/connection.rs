@@ -87,26 +87,37 @@ pub struct Gate {
 }
 
 /// A connection's in-flight budgets, shared by its reader and writer.
-struct Budget {
-    requests: Semaphore,
-    bytes: Semaphore,
+/// A connection's own budgets, shared by its reader and writer (the
+/// binary port's and the ISO 8583 listener's alike).
+pub(crate) struct Budget {
+    pub(crate) requests: Semaphore,
+    pub(crate) bytes: Semaphore,
 }
 
 impl Budget {
-    /// Gives back what an answered request had reserved (its engine-wide
-    /// share goes back as the tag drops).
-    fn release(&self, tag: Tag) {
-        self.requests.add_permits(1);
-        self.bytes.add_permits(tag.bytes as usize);
+    pub(crate) fn new(limits: &Limits) -> Budget {
+        Budget {
+            requests: Semaphore::new(limits.max_inflight_per_connection),
+            bytes: Semaphore::new(limits.max_inflight_bytes_per_connection),
+        }
     }
 
-    fn close(&self) {
+    /// Gives back what an answered request had reserved: one request and
+    /// its `bytes`. (A routed request's engine-wide share goes back as its
+    /// tag drops.)
+    pub(crate) fn release(&self, bytes: u32) {
+        self.requests.add_permits(1);
+        self.bytes.add_permits(bytes as usize);
+    }
+
+    /// Wakes a reader waiting for room: the connection is over.
+    pub(crate) fn close(&self) {
         self.requests.close();
         self.bytes.close();
     }
 
     /// True when every request has been answered.
-    fn idle(&self, limits: &Limits) -> bool {
+    pub(crate) fn idle(&self, limits: &Limits) -> bool {
         self.requests.available_permits() == limits.max_inflight_per_connection
     }
 }
@@ -144,10 +155,7 @@ async fn serve<R, W>(
 {
     let limits = &context.gate.limits;
     let (tx, rx) = mpsc::unbounded_channel();
-    let budget = Arc::new(Budget {
-        requests: Semaphore::new(limits.max_inflight_per_connection),
-        bytes: Semaphore::new(limits.max_inflight_bytes_per_connection),
-    });
+    let budget = Arc::new(Budget::new(limits));
     let writing = actix_rt::spawn(write_loop(writer, rx, budget.clone(), limits.clone()));
     read_loop(reader, tx, budget, &context, &mut slot, accepted).await;
     // The reader's sender is gone; the writer ends once every in-flight
@@ -754,7 +762,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         encoder.out.clear();
         for tag in encoder.answered.drain(..) {
-            budget.release(tag);
+            budget.release(tag.bytes);
         }
         if encoder.out.capacity() > 4 * WRITE_BUFFER_BYTES {
             // A burst is over: give its buffers back.

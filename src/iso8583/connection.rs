@@ -36,7 +36,7 @@ use super::request::{self, Network, Request, Sale};
 use super::terminals::{TerminalId, Terminals, terminal_id};
 use crate::auth::Principal;
 use crate::config::{Limits, OPERATION_BYTES};
-use crate::gateway::connection::GatewayContext;
+use crate::gateway::connection::{Budget, GatewayContext};
 use crate::gateway::slots::Slot;
 use crate::ids::CardRef;
 use crate::pin::PinKey;
@@ -47,7 +47,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 /// Free space the reader keeps in its buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -71,19 +71,6 @@ impl IsoContext {
     /// every budget holds).
     fn weight(&self, message_bytes: usize) -> usize {
         message_bytes + codec::LENGTH_BYTES + self.max_message_bytes + OPERATION_BYTES
-    }
-}
-
-/// A connection's own budgets, shared by its reader and writer.
-struct Budget {
-    requests: Semaphore,
-    bytes: Semaphore,
-}
-
-impl Budget {
-    fn release(&self, bytes: u32) {
-        self.requests.add_permits(1);
-        self.bytes.add_permits(bytes as usize);
     }
 }
 
@@ -123,10 +110,7 @@ where
 {
     let limits = context.limits();
     let (reader_stream, writer) = tokio::io::split(stream);
-    let budget = Arc::new(Budget {
-        requests: Semaphore::new(limits.max_inflight_per_connection),
-        bytes: Semaphore::new(limits.max_inflight_bytes_per_connection),
-    });
+    let budget = Arc::new(Budget::new(limits));
     let pending: PendingMap = Arc::new(Mutex::new(HashMap::new()));
     let (router_tx, router_rx) = mpsc::unbounded_channel();
     let (local_tx, local_rx) = mpsc::unbounded_channel();
@@ -224,7 +208,7 @@ impl Reader<'_> {
             };
             let read = tokio::time::timeout_at(deadline.into(), stream.read(&mut chunk)).await;
             match read {
-                Err(_elapsed) if started.is_none() && !self.idle(&limits) => continue,
+                Err(_elapsed) if started.is_none() && !self.budget.idle(&limits) => continue,
                 Err(_elapsed) => {
                     tracing::info!("ISO 8583 connection timed out");
                     return self.close_after_outstanding(&limits).await;
@@ -233,11 +217,6 @@ impl Reader<'_> {
                 Ok(Ok(count)) => buffer.extend_from_slice(&chunk[..count]),
             }
         }
-    }
-
-    /// True when every admitted message has been answered.
-    fn idle(&self, limits: &Limits) -> bool {
-        self.budget.requests.available_permits() == limits.max_inflight_per_connection
     }
 
     /// Waits (at most twice the 2PC prepare timeout, the longest a request
@@ -618,9 +597,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             break;
         }
     }
-    // Wake a reader waiting for room: the connection is over.
-    budget.requests.close();
-    budget.bytes.close();
+    budget.close();
 }
 
 /// The (tag, response) pairs of a router reply. Batches and fatal errors

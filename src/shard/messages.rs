@@ -1,6 +1,7 @@
 //! The messages a shard takes, one per operation, each with its own reply
 //! type. Every message holds a mailbox slot (see [`super::Shards`]) that is
-//! given back when the shard has handled it.
+//! given back when the shard takes client work up, or has handled any other
+//! message.
 
 use crate::auth::Principal;
 use crate::ids::{CardRef, PaymentId, RefundId, RemittanceId, StoreId};
