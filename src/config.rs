@@ -155,6 +155,37 @@ pub struct Config {
     pub limits: Limits,
     pub fees: Fees,
     pub iso8583: Iso8583,
+    pub log: Log,
+}
+
+/// Smallest and largest log segment (`log.segment_bytes`): a record
+/// larger than a segment still fits (the segment grows), so the floor
+/// only keeps files from being absurdly many.
+pub const LOG_SEGMENT_BYTES_MIN: u64 = 1 << 20;
+pub const LOG_SEGMENT_BYTES_MAX: u64 = 1 << 30;
+/// Longest time between checkpoints: it bounds the log's tail, so the
+/// replay at a restart.
+pub const LOG_CHECKPOINT_INTERVAL_MS_MAX: u64 = 10 * 60 * 1000;
+
+/// The command log under `<data_dir>/log` (`docs/DESIGN.md`, Durability).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Bytes preallocated per segment file.
+    pub segment_bytes: u64,
+    /// How often RocksDB is flushed and the log behind it trimmed. The log
+    /// holds at most about this long of history (plus one segment), and a
+    /// restart replays at most that much.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log {
+            segment_bytes: 64 << 20,
+            checkpoint_interval_ms: 10_000,
+        }
+    }
 }
 
 /// The ISO 8583 listener for store HQ switches (`docs/ISO8583.md`): off
@@ -352,6 +383,7 @@ impl Default for Config {
             limits: Limits::default(),
             fees: Fees::default(),
             iso8583: Iso8583::default(),
+            log: Log::default(),
         }
     }
 }
@@ -453,6 +485,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.validate_fees()?;
         self.validate_iso8583()?;
+        self.validate_log()?;
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
         let checks: [(bool, String); 35] = [
@@ -639,7 +672,21 @@ impl Config {
         Ok(())
     }
 
-    /// Threads to spread shards and connections over.
+    fn validate_log(&self) -> Result<(), String> {
+        let log = &self.log;
+        if !(LOG_SEGMENT_BYTES_MIN..=LOG_SEGMENT_BYTES_MAX).contains(&log.segment_bytes) {
+            return Err(format!(
+                "log.segment_bytes must be {LOG_SEGMENT_BYTES_MIN}..={LOG_SEGMENT_BYTES_MAX}"
+            ));
+        }
+        if !(1..=LOG_CHECKPOINT_INTERVAL_MS_MAX).contains(&log.checkpoint_interval_ms) {
+            return Err(format!(
+                "log.checkpoint_interval_ms must be 1..={LOG_CHECKPOINT_INTERVAL_MS_MAX}"
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_iso8583(&self) -> Result<(), String> {
         let iso = &self.iso8583;
         if !(ISO_MESSAGE_BYTES_MIN..=ISO_MESSAGE_BYTES_MAX).contains(&iso.max_message_bytes) {
@@ -720,6 +767,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_settings_have_floors_and_ceilings() {
+        let with = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate()
+        };
+        for bytes in [LOG_SEGMENT_BYTES_MIN - 1, LOG_SEGMENT_BYTES_MAX + 1] {
+            assert!(with(&|c| c.log.segment_bytes = bytes).is_err());
+        }
+        for ms in [0, LOG_CHECKPOINT_INTERVAL_MS_MAX + 1] {
+            assert!(with(&|c| c.log.checkpoint_interval_ms = ms).is_err());
+        }
+        assert_eq!(
+            with(&|c| {
+                c.log.segment_bytes = LOG_SEGMENT_BYTES_MIN;
+                c.log.checkpoint_interval_ms = LOG_CHECKPOINT_INTERVAL_MS_MAX;
+            }),
+            Ok(())
+        );
+    }
 
     #[test]
     fn the_iso8583_limits_have_ceilings_and_fit_the_budgets() {

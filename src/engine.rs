@@ -7,6 +7,8 @@
 //! writer thread that spends its life in `fsync`.
 
 use crate::auth::{Certs, Guard, Key, Registry};
+use crate::command_log::replay::{self, Checkpoints};
+use crate::command_log::{CommandLog, FileLog};
 use crate::config::Config;
 use crate::gateway::connection::{Gate, GatewayContext};
 use crate::gateway::{self, server};
@@ -35,7 +37,12 @@ pub(crate) struct Running {
     pub operator_key: Option<PathBuf>,
     storage: Arc<Storage>,
     workers: Vec<Arbiter>,
+    /// Dropped with the engine: the checkpoint thread then stops.
+    _checkpoints: crossbeam_channel::Sender<()>,
 }
+
+/// The command log's directory, under the data dir.
+pub const LOG_DIR: &str = "log";
 
 /// File in the data dir holding the first operator's key, written once.
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
@@ -51,6 +58,7 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     let secret = load_or_create_secret(config)?;
     let hasher = PinHasher::new(&secret);
     let storage = Arc::new(Storage::open(&config.data_dir).map_err(|e| e.to_string())?);
+    let log = open_log(config, &storage)?;
     let (machines, loaded) =
         load::load(storage.as_ref(), &hasher, config.shards).map_err(|e| e.to_string())?;
     tracing::info!(
@@ -78,8 +86,17 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         );
     }
 
+    let checkpoints = Arc::new(Checkpoints::new(config.shards));
+    let checkpoint_thread = start_checkpoints(
+        storage.clone(),
+        log.clone(),
+        checkpoints.clone(),
+        Duration::from_millis(config.log.checkpoint_interval_ms),
+    );
     let services = Services {
         storage: storage.clone(),
+        log,
+        checkpoints,
         claims: Arc::new(Claims::new()),
         guard: Arc::new(
             Guard::load(&config.limits, storage.as_ref(), crate::clock::now_ms())
@@ -170,7 +187,52 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         operator_key,
         storage,
         workers,
+        _checkpoints: checkpoint_thread,
     })
+}
+
+/// Opens the command log, checks it belongs with the database, and brings
+/// the database up to its end (then the log starts empty).
+fn open_log(config: &Config, storage: &Storage) -> Result<Arc<dyn CommandLog>, String> {
+    let dir = config.data_dir.join(LOG_DIR);
+    let (log, scan) = FileLog::open(&dir, config.log.segment_bytes).map_err(|e| e.to_string())?;
+    replay::check_not_behind(storage, log.next_position()).map_err(|e| e.to_string())?;
+    let replayed = replay::recover(storage, &log).map_err(|e| e.to_string())?;
+    tracing::info!(
+        segments = scan.segments,
+        records = scan.records,
+        bytes = scan.bytes,
+        torn_tails = scan.torn_tails,
+        replayed = ?replayed,
+        head = %hex::encode(scan.head),
+        "command log recovered"
+    );
+    Ok(Arc::new(log))
+}
+
+/// Takes a checkpoint every `every` until the returned sender drops.
+fn start_checkpoints(
+    storage: Arc<Storage>,
+    log: Arc<dyn CommandLog>,
+    checkpoints: Arc<Checkpoints>,
+    every: Duration,
+) -> crossbeam_channel::Sender<()> {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    std::thread::Builder::new()
+        .name("kessai-checkpoint".into())
+        .spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(every)
+            {
+                if let Err(error) = checkpoints.take(storage.as_ref(), log.as_ref()) {
+                    // Nothing is lost: the log keeps every record until a
+                    // checkpoint covers it.
+                    tracing::error!(%error, "checkpoint failed; the log keeps growing until one succeeds");
+                }
+            }
+        })
+        .expect("spawn the checkpoint thread");
+    stop
 }
 
 /// Starts the ISO 8583 listener if `[iso8583] listen` is set: mutual TLS,

@@ -22,6 +22,8 @@
 //! * [`auth`]: principals, roles, the handshake, the PIN-guessing guard.
 //! * [`ledger`]: books, reports, the conservation audit; [`settlement`]:
 //!   which payments and refunds a merchant's payout closes, and its sums.
+//! * [`command_log`]: the durable order of every shard's changes (the
+//!   write-ahead log, hash-chained), checkpoints into RocksDB, recovery.
 //! * [`storage`]: RocksDB behind [`storage::Store`], and the record layouts.
 //! * [`reply`]: what shards hand back to connections (protocol only).
 //! * [`card`], [`pin`], [`ids`], [`clock`]: the leaves: one card's rules,
@@ -35,6 +37,7 @@ pub mod card;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod command_log;
 pub mod config;
 mod encoding;
 pub mod engine;

@@ -62,8 +62,16 @@ pub const CONNECTIONS_OPEN: &str = "kessai_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "kessai_connections_refused_total";
 /// Operations per group commit, `shard` = shard number.
 pub const GROUP_COMMIT_OPS: &str = "kessai_group_commit_ops";
-/// Duration of one group commit's synced write, `shard` = shard number.
+/// Duration of one group commit's durable write (the command log append,
+/// then the unsynced RocksDB write), `shard` = shard number.
 pub const GROUP_COMMIT_SYNC_US: &str = "kessai_group_commit_sync_us";
+/// Duration of one command log write and `fdatasync` (every shard's
+/// records of one group commit).
+pub const LOG_SYNC_US: &str = "kessai_log_sync_us";
+/// Bytes written per command log sync.
+pub const LOG_SYNC_BYTES: &str = "kessai_log_sync_bytes";
+/// Duration of one checkpoint (RocksDB flush, then log trim).
+pub const LOG_CHECKPOINT_US: &str = "kessai_log_checkpoint_us";
 /// Two-phase payments decided, `decision` = `commit` or `abort`.
 pub const TWOPC_DECISIONS_TOTAL: &str = "kessai_twopc_decisions_total";
 /// Handshakes finished, `outcome` = `ok` or `failed`.
@@ -103,6 +111,17 @@ fn describe() {
         GROUP_COMMIT_SYNC_US,
         Unit::Microseconds,
         "synced write time per group commit"
+    );
+    describe_histogram!(
+        LOG_SYNC_US,
+        Unit::Microseconds,
+        "command log write and fdatasync time, all shards' records at once"
+    );
+    describe_histogram!(LOG_SYNC_BYTES, Unit::Bytes, "bytes per command log sync");
+    describe_histogram!(
+        LOG_CHECKPOINT_US,
+        Unit::Microseconds,
+        "checkpoint time: RocksDB flush and log trim"
     );
     describe_counter!(TWOPC_DECISIONS_TOTAL, "two-phase payments decided");
     describe_counter!(AUTH_TOTAL, "handshakes by outcome");

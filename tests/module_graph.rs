@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["twopc"],
     &["shard"],
     &["state_machine"],
-    &["idempotency", "ledger", "auth", "settlement"],
+    &["idempotency", "ledger", "auth", "settlement", "command_log"],
     &["storage", "telemetry", "reply"],
     &["protocol"],
     &["config", "ids", "card", "encoding", "clock"],

@@ -336,6 +336,9 @@ fn no_pin_and_no_secret_is_kept_in_the_data_dir_or_the_log() {
         dir.path(),
         ServerOptions {
             shards: 2,
+            // The command log's segments are searched too, every byte of
+            // their preallocated size: keep them small.
+            log: vec!["segment_bytes = 1048576".into()],
             ..ServerOptions::default()
         },
     );

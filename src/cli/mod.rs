@@ -14,6 +14,7 @@ mod authorize;
 mod balance;
 mod capture;
 mod issue;
+mod log;
 mod output;
 mod pay;
 mod payout;
@@ -100,6 +101,9 @@ enum Command {
     /// Manage who may talk to the engine (operator key).
     #[command(subcommand)]
     Principal(principal::PrincipalCommand),
+    /// Check a stopped engine's command log (offline: no engine needed).
+    #[command(subcommand)]
+    Log(log::LogCommand),
 }
 
 /// What every client subcommand takes.
@@ -137,7 +141,12 @@ impl ClientArgs {
 
 /// Runs the parsed command; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
-    let overrides = match &cli.command {
+    // Offline: reads a data dir, needs neither a config nor an engine.
+    let command = match cli.command {
+        Command::Log(command) => return output::print(command.json(), log::run(command)),
+        command => command,
+    };
+    let overrides = match &command {
         Command::Serve(args) => args.overrides(),
         _ => Default::default(),
     };
@@ -148,8 +157,9 @@ pub fn run(cli: Cli) -> i32 {
             return 1;
         }
     };
-    let client_args = match &cli.command {
+    let client_args = match &command {
         Command::Serve(_) => return serve::run(config),
+        Command::Log(_) => unreachable!("answered above"),
         Command::Issue(args) => &args.client,
         Command::Activate(args) => &args.client,
         Command::ReverseActivation(args) => &args.client,
@@ -171,7 +181,7 @@ pub fn run(cli: Cli) -> i32 {
     let addr = client_args.addr.unwrap_or(config.listen);
     let outcome = client_args
         .connect_options()
-        .and_then(|options| call(addr, &options, cli.command, &config));
+        .and_then(|options| call(addr, &options, command, &config));
     output::print(json, outcome)
 }
 
@@ -200,7 +210,7 @@ fn call(
 
 async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<Output, Failure> {
     match command {
-        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Serve(_) | Command::Log(_) => unreachable!("not a client command"),
         Command::Issue(args) => issue::run(client, args, config).await,
         Command::Activate(args) => activate::run(client, args).await,
         Command::ReverseActivation(args) => reverse_activation::run(client, args).await,

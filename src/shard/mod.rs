@@ -22,6 +22,9 @@ pub use handle::{ShardGone, Shards};
 #[derive(Clone)]
 pub struct Services {
     pub storage: Arc<Storage>,
+    /// Where the writers make batches durable first (see [`writer`]).
+    pub log: Arc<dyn CommandLog>,
+    pub checkpoints: Arc<Checkpoints>,
     /// Payments being processed, engine-wide.
     pub claims: Arc<Claims>,
     /// PIN failures per principal.
@@ -39,6 +42,8 @@ pub use messages::{Activation, ClientOp, NewCard};
 
 use crate::auth::Guard;
 use crate::card::DeclineReason;
+use crate::command_log::CommandLog;
+use crate::command_log::replay::Checkpoints;
 use crate::idempotency::{self, Claims};
 use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ActivationResult, Response, ReverseActivationResponse};
@@ -209,16 +214,20 @@ impl Actor for Shard {
         let (tx, rx) = crossbeam_channel::bounded::<Pending>(1);
         self.writer = Some(tx);
         let me = ctx.address().downgrade();
-        let (id, storage, claims, stats) = (
+        let (id, claims, stats) = (
             self.machine.id(),
-            self.services.storage.clone(),
             self.services.claims.clone(),
             self.stats.clone(),
         );
+        let durability = writer::Durability {
+            storage: self.services.storage.clone(),
+            log: self.services.log.clone(),
+            checkpoints: self.services.checkpoints.clone(),
+        };
         std::thread::Builder::new()
             .name(format!("kessai-writer-{id}"))
             .spawn(move || {
-                writer::run(id, storage, claims, stats, rx, |pending| {
+                writer::run(id, durability, claims, stats, rx, |pending| {
                     if let Some(shard) = me.upgrade() {
                         shard.do_send(Durable(pending));
                     }

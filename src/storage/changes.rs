@@ -261,6 +261,61 @@ impl Changes {
     pub(crate) fn delete_book(&mut self, kind: BookKind, account_id: u32, shard: ShardId) {
         self.delete(Cf::Books, &records::book_key(kind, account_id, shard));
     }
+
+    /// The checkpoint covers `partition`'s log records up to `position`:
+    /// written with the effects of that record, so the two are never
+    /// apart.
+    pub(crate) fn put_log_applied(&mut self, partition: u32, position: u64) {
+        self.put(
+            Cf::Meta,
+            &log_applied_key(partition),
+            &position.to_le_bytes(),
+        );
+    }
+
+    /// The arena: a command log record's payload.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// A write-set read back from a log record, every change checked to be
+    /// whole and to name a known column family (damage is an error, never
+    /// a panic).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Changes, String> {
+        let mut at = 0;
+        let mut count = 0;
+        while at < bytes.len() {
+            let header = bytes
+                .get(at..at + CHANGE_HEADER_BYTES)
+                .ok_or_else(|| format!("a change header cut at byte {at}"))?;
+            if usize::from(header[0]) >= Cf::ALL.len() {
+                return Err(format!("unknown column family {} at byte {at}", header[0]));
+            }
+            let key_len = usize::from(header[1]);
+            let value_len = u32::from_le_bytes(header[2..6].try_into().expect("4 bytes"));
+            let value_len = if value_len == DELETE_MARK {
+                0
+            } else {
+                value_len as usize
+            };
+            at += CHANGE_HEADER_BYTES + key_len + value_len;
+            if at > bytes.len() {
+                return Err(format!("change {count} runs past the record"));
+            }
+            count += 1;
+        }
+        Ok(Changes {
+            bytes: bytes.to_vec(),
+            count,
+        })
+    }
+}
+
+/// Where [`Changes::put_log_applied`] keeps a partition's position.
+pub(crate) fn log_applied_key(partition: u32) -> Vec<u8> {
+    let mut key = b"log-applied/".to_vec();
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
 }
 
 #[cfg(test)]
@@ -283,8 +338,35 @@ mod tests {
                 (Cf::Cards, b"c".to_vec(), Some(Vec::new())),
             ]
         );
+        let copy = Changes::from_bytes(changes.as_bytes()).expect("whole");
+        assert_eq!(copy.len(), 3);
+        assert_eq!(copy.as_bytes(), changes.as_bytes());
         changes.clear();
         assert!(changes.is_empty());
         assert_eq!(changes.byte_len(), 0);
+    }
+
+    #[test]
+    fn damaged_write_sets_are_errors_never_panics() {
+        let mut changes = Changes::new();
+        changes.put(Cf::Meta, b"a", b"1");
+        changes.delete(Cf::Holds, b"b");
+        let bytes = changes.as_bytes().to_vec();
+        for cut in 1..bytes.len() {
+            let whole_changes = cut == 8; // just after the first change
+            assert_eq!(
+                Changes::from_bytes(&bytes[..cut]).is_ok(),
+                whole_changes,
+                "cut {cut}"
+            );
+        }
+        let mut unknown = bytes.clone();
+        unknown[0] = Cf::ALL.len() as u8;
+        assert!(Changes::from_bytes(&unknown).is_err());
+        proptest::proptest!(|(noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64))| {
+            if let Ok(changes) = Changes::from_bytes(&noise) {
+                changes.for_each(|_, _, _| {});
+            }
+        });
     }
 }

@@ -17,6 +17,7 @@ mod changes;
 pub mod records;
 
 pub use changes::Changes;
+pub(crate) use changes::log_applied_key;
 
 use crate::ids::{OperationId, PaymentId, RefundId, RemittanceId};
 use records::{OperationRecord, PaymentRecord, PaymentRefunds, RefundRecord, RemittanceRecord};
@@ -149,6 +150,15 @@ pub trait Store {
     /// Writes a write-set atomically and durably before returning.
     fn commit(&self, changes: &Changes) -> Result<(), StorageError>;
 
+    /// Writes a write-set atomically whose durability the command log
+    /// already holds (`src/command_log/`): no write-ahead log, no sync. A crash may lose it; recovery replays it from the log.
+    fn apply(&self, changes: &Changes) -> Result<(), StorageError>;
+
+    /// Makes everything written so far durable on its own, every column
+    /// family at one point of the write order: a checkpoint, behind which
+    /// the log may be trimmed.
+    fn checkpoint(&self) -> Result<(), StorageError>;
+
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Visits every record of `cf` in key order; stops at the first error.
@@ -233,6 +243,8 @@ fn get_decoded<S: Store + ?Sized, T>(
 pub struct Storage {
     db: DB,
     synced: WriteOptions,
+    /// For writes the command log holds: RocksDB's own WAL off.
+    logged: WriteOptions,
     /// Taken by [`Storage::watch_close`].
     close_watch: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     /// Declared last, so dropped last: after the database has closed.
@@ -249,9 +261,17 @@ impl Storage {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.increase_parallelism(2);
-        // Reusing WAL files saves a metadata update per sync.
-        options.set_recycle_log_file_num(4);
+        // RocksDB's own WAL now carries only the rare control writes
+        // (principals, certificates, start-up); recycling its files (which
+        // saved a metadata update per sync) cannot go with unlogged
+        // writes, which RocksDB then refuses.
         options.set_keep_log_file_num(4);
+        // Shards write without RocksDB's WAL (the command log is theirs),
+        // so a crash loses whatever memtables held. Flushing every column
+        // family at one sequence number keeps what survives a consistent
+        // cut of the write order: each partition's changes up to its
+        // recorded log position, and nothing after it.
+        options.set_atomic_flush(true);
 
         let mut point_lookups = BlockBasedOptions::default();
         point_lookups.set_bloom_filter(10.0, false);
@@ -263,15 +283,45 @@ impl Storage {
             ColumnFamilyDescriptor::new(cf.name(), cf_options)
         });
         let db = DB::open_cf_descriptors(&options, dir.join("rocksdb"), families)?;
+        Ok(Storage::with(db))
+    }
+
+    /// Opens the database in `dir` for reading only (a stopped engine's,
+    /// for `kessai log verify`): nothing on disk changes.
+    pub fn open_read_only(dir: &Path) -> Result<Storage, StorageError> {
+        let mut options = Options::default();
+        options.set_atomic_flush(true);
+        let names = Cf::ALL.map(Cf::name);
+        let db = DB::open_cf_for_read_only(&options, dir.join("rocksdb"), names, false)?;
+        Ok(Storage::with(db))
+    }
+
+    fn with(db: DB) -> Storage {
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
+        let mut logged = WriteOptions::default();
+        logged.disable_wal(true);
         let (closed, close_watch) = std::sync::mpsc::channel();
-        Ok(Storage {
+        Storage {
             db,
             synced,
+            logged,
             close_watch: Mutex::new(Some(close_watch)),
             _closed: closed,
-        })
+        }
+    }
+
+    fn write(&self, changes: &Changes, options: &WriteOptions) -> Result<(), StorageError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::with_capacity_bytes(changes.byte_len() + 64);
+        changes.for_each(|cf, key, value| match value {
+            Some(value) => batch.put_cf(self.cf(cf), key, value),
+            None => batch.delete_cf(self.cf(cf), key),
+        });
+        self.db.write_opt(batch, options)?;
+        Ok(())
     }
 
     /// A receiver whose channel disconnects once this storage is dropped
@@ -293,15 +343,18 @@ impl Storage {
 
 impl Store for Storage {
     fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let mut batch = WriteBatch::with_capacity_bytes(changes.byte_len() + 64);
-        changes.for_each(|cf, key, value| match value {
-            Some(value) => batch.put_cf(self.cf(cf), key, value),
-            None => batch.delete_cf(self.cf(cf), key),
-        });
-        self.db.write_opt(batch, &self.synced)?;
+        self.write(changes, &self.synced)
+    }
+
+    fn apply(&self, changes: &Changes) -> Result<(), StorageError> {
+        self.write(changes, &self.logged)
+    }
+
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        let families: Vec<&rocksdb::ColumnFamily> = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect();
+        let mut wait = rocksdb::FlushOptions::default();
+        wait.set_wait(true);
+        self.db.flush_cfs_opt(&families, &wait)?;
         Ok(())
     }
 
@@ -379,6 +432,15 @@ impl MemStore {
 }
 
 impl Store for MemStore {
+    /// Kept as durable as a commit: the simulator has no command log yet.
+    fn apply(&self, changes: &Changes) -> Result<(), StorageError> {
+        self.commit(changes)
+    }
+
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
         let mut records = self.lock();
         changes.for_each(|cf, key, value| {

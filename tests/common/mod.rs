@@ -54,6 +54,8 @@ pub struct ServerOptions<'a> {
     pub limits: Vec<String>,
     /// Lines of an `[iso8583]` table (none: the listener is off).
     pub iso8583: Vec<String>,
+    /// Lines of a `[log]` table (the command log's settings).
+    pub log: Vec<String>,
 }
 
 impl Default for ServerOptions<'_> {
@@ -66,6 +68,7 @@ impl Default for ServerOptions<'_> {
             tls: None,
             limits: Vec::new(),
             iso8583: Vec::new(),
+            log: Vec::new(),
         }
     }
 }
@@ -100,10 +103,12 @@ impl Server {
             })
             .unwrap_or_default();
         let mut limit_lines: String = options.limits.iter().map(|l| format!("{l}\n")).collect();
-        if !options.iso8583.is_empty() {
-            limit_lines.push_str("[iso8583]\n");
-            for line in &options.iso8583 {
-                limit_lines.push_str(&format!("{line}\n"));
+        for (table, lines) in [("iso8583", &options.iso8583), ("log", &options.log)] {
+            if !lines.is_empty() {
+                limit_lines.push_str(&format!("[{table}]\n"));
+                for line in lines {
+                    limit_lines.push_str(&format!("{line}\n"));
+                }
             }
         }
         std::fs::write(
