@@ -8,15 +8,11 @@
 //! `busy`); the engine's own messages (two-phase commit, audits) wait for a
 //! slot, so a decided commit is never dropped.
 //!
-//! Every operation has its own message and its own reply type; an answer
-//! arrives once the change behind it is durable.
+//! Every operation is a [`ShardOp`], asked with [`Shards::ask`]; the typed
+//! calls below only build the operation and pick its answer's kind. An
+//! answer arrives once the change behind it is durable.
 
-use super::messages::{
-    Abort, Activate, Activation, ApplyCredits, AuditBegin, AuditEnd, AuditSlice, ClientOp,
-    ClientWork, Commit, CountFailures, Insert, KeepAuthorized, MailboxSlot, NewCard, Prepare,
-    ReadStoreShares, RecordAuthorization, RecordDecision, RecordPayout, RecordRefund,
-    RecordRemittance, ReportPage, Seal, Stats,
-};
+use super::messages::{Activation, Ask, ClientOp, ClientWork, NewCard, ShardAnswer, ShardOp};
 use super::{Services, Shard};
 use crate::ids::{PaymentId, RefundId, RemittanceId, ShardId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
@@ -35,6 +31,21 @@ use tokio::sync::{Semaphore, oneshot};
 /// The shard is gone: only during shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardGone;
+
+/// Picks one kind of [`ShardAnswer`].
+macro_rules! pick {
+    ($kind:ident) => {
+        |answer| match answer {
+            ShardAnswer::$kind(value) => Some(value),
+            _ => None,
+        }
+    };
+}
+
+/// Picks [`ShardAnswer::Done`].
+fn done(answer: ShardAnswer) -> Option<()> {
+    matches!(answer, ShardAnswer::Done).then_some(())
+}
 
 /// Every shard actor, with its bounded mailbox.
 pub struct Shards {
@@ -82,56 +93,49 @@ impl Shards {
         (0..self.count()).map(ShardId::from_index)
     }
 
-    /// Waits for a slot in `shard`'s mailbox, then queues the message.
-    async fn queue<M>(
-        &self,
-        shard: ShardId,
-        make: impl FnOnce(MailboxSlot) -> M,
-    ) -> Result<(), ShardGone>
-    where
-        M: Message<Result = ()> + Send + 'static,
-        Shard: Handler<M>,
-    {
+    /// Waits for a slot in `shard`'s mailbox, then queues `op`; its
+    /// answer is to be awaited separately, so a caller can ask several
+    /// shards at once.
+    pub async fn ask(&self, shard: ShardId, op: ShardOp) -> Result<Asked, ShardGone> {
         let slot = self.mailboxes[shard.index()]
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ShardGone)?;
+        let (done, answer) = oneshot::channel();
         // The slot, not actix's own capacity (which `do_send` ignores),
         // bounds the mailbox; a stopped actor drops the message, and its
         // reply sender with it.
-        self.actors[shard.index()].do_send(make(slot));
-        Ok(())
+        self.actors[shard.index()].do_send(Ask {
+            op,
+            done,
+            _slot: slot,
+        });
+        Ok(Asked(answer))
     }
 
-    /// Queues a message carrying a reply sender; the answer is to be
-    /// awaited separately, so a caller can ask several shards at once.
-    async fn ask<M, T>(
+    /// Asks `shard`, and picks the answer's kind.
+    async fn ask_for<T>(
         &self,
         shard: ShardId,
-        make: impl FnOnce(oneshot::Sender<T>, MailboxSlot) -> M,
-    ) -> Result<Answer<T>, ShardGone>
-    where
-        M: Message<Result = ()> + Send + 'static,
-        Shard: Handler<M>,
-    {
-        let (done, answer) = oneshot::channel();
-        self.queue(shard, |slot| make(done, slot)).await?;
-        Ok(Answer(answer))
+        op: ShardOp,
+        pick: fn(ShardAnswer) -> Option<T>,
+    ) -> Result<Answer<T>, ShardGone> {
+        Ok(Answer {
+            asked: self.ask(shard, op).await?,
+            pick,
+        })
     }
 
     /// Asks every shard the same question; answers in shard order.
-    async fn ask_each<M, T>(
+    async fn ask_each<T>(
         &self,
-        make: impl Fn(oneshot::Sender<T>, MailboxSlot) -> M,
-    ) -> Result<Vec<T>, ShardGone>
-    where
-        M: Message<Result = ()> + Send + 'static,
-        Shard: Handler<M>,
-    {
+        op: impl Fn() -> ShardOp,
+        pick: fn(ShardAnswer) -> Option<T>,
+    ) -> Result<Vec<T>, ShardGone> {
         let mut answers = Vec::with_capacity(self.count());
         for shard in self.all() {
-            answers.push(self.ask(shard, &make).await?);
+            answers.push(self.ask_for(shard, op(), pick).await?);
         }
         let mut out = Vec::with_capacity(answers.len());
         for answer in answers {
@@ -163,7 +167,7 @@ impl Shards {
         shard: ShardId,
         cards: Vec<Activation>,
     ) -> Result<Answer<Vec<ActivationResult>>, ShardGone> {
-        self.ask(shard, |done, _slot| Activate { cards, done, _slot })
+        self.ask_for(shard, ShardOp::Activate(cards), pick!(Activated))
             .await
     }
 
@@ -172,7 +176,7 @@ impl Shards {
         shard: ShardId,
         cards: Vec<NewCard>,
     ) -> Result<Answer<Vec<bool>>, ShardGone> {
-        self.ask(shard, |done, _slot| Insert { cards, done, _slot })
+        self.ask_for(shard, ShardOp::Insert(cards), pick!(Inserted))
             .await
     }
 
@@ -181,12 +185,8 @@ impl Shards {
         shard: ShardId,
         request: PrepareRequest,
     ) -> Result<Answer<Vote>, ShardGone> {
-        self.ask(shard, |done, _slot| Prepare {
-            request,
-            done,
-            _slot,
-        })
-        .await
+        self.ask_for(shard, ShardOp::Prepare(request), pick!(Voted))
+            .await
     }
 
     pub async fn commit(
@@ -195,13 +195,8 @@ impl Shards {
         payment: PaymentId,
         takes: Vec<Take>,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| Commit {
-            payment,
-            takes,
-            done,
-            _slot,
-        })
-        .await
+        self.ask_for(shard, ShardOp::Commit { payment, takes }, done)
+            .await
     }
 
     /// Releases `payment`'s holds on `shard`; `declined` when it was
@@ -213,29 +208,20 @@ impl Shards {
         keys: Vec<PinKey>,
         declined: bool,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| Abort {
+        let op = ShardOp::Abort {
             payment,
             keys,
             declined,
-            done,
-            _slot,
-        })
-        .await
+        };
+        self.ask_for(shard, op, done).await
     }
 
     /// Counts `count` PIN failures of `principal` found outside any shard,
     /// durably, on the shard chosen by the principal.
     pub async fn count_failures(&self, principal: u32, count: u32) -> Result<(), ShardGone> {
         let shard = ShardId::from_index(principal as usize % self.count());
-        let answer = self
-            .ask(shard, |done, _slot| CountFailures {
-                principal,
-                count,
-                done,
-                _slot,
-            })
-            .await?;
-        answer.get().await
+        let op = ShardOp::CountFailures { principal, count };
+        self.ask_for(shard, op, done).await?.get().await
     }
 
     pub async fn record_decision(
@@ -244,13 +230,8 @@ impl Shards {
         payment: PaymentId,
         record: PaymentRecord,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| RecordDecision {
-            payment,
-            record,
-            done,
-            _slot,
-        })
-        .await
+        let op = ShardOp::RecordDecision { payment, record };
+        self.ask_for(shard, op, done).await
     }
 
     pub async fn keep_authorized(
@@ -260,14 +241,12 @@ impl Shards {
         keeps: Vec<Take>,
         record: HoldRecord,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| KeepAuthorized {
+        let op = ShardOp::KeepAuthorized {
             authorization,
             keeps,
             record,
-            done,
-            _slot,
-        })
-        .await
+        };
+        self.ask_for(shard, op, done).await
     }
 
     pub async fn record_authorization(
@@ -275,12 +254,8 @@ impl Shards {
         shard: ShardId,
         step: AuthorizationStep,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| RecordAuthorization {
-            step,
-            done,
-            _slot,
-        })
-        .await
+        self.ask_for(shard, ShardOp::RecordAuthorization(step), done)
+            .await
     }
 
     pub async fn record_refund(
@@ -292,16 +267,14 @@ impl Shards {
         refunded: PaymentRefunds,
         credits: Vec<Credit>,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| RecordRefund {
+        let op = ShardOp::RecordRefund {
             refund,
             record,
             payment,
             refunded,
             credits,
-            done,
-            _slot,
-        })
-        .await
+        };
+        self.ask_for(shard, op, done).await
     }
 
     pub async fn apply_credits(
@@ -310,24 +283,15 @@ impl Shards {
         refund: RefundId,
         credits: Vec<Credit>,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| ApplyCredits {
-            refund,
-            credits,
-            done,
-            _slot,
-        })
-        .await
+        let op = ShardOp::ApplyCredits { refund, credits };
+        self.ask_for(shard, op, done).await
     }
 
     /// Every shard's shares of `stores`' books, summed: each store's
     /// books, in the order asked.
     pub async fn store_shares(&self, stores: &[StoreId]) -> Result<Vec<StoreShares>, ShardGone> {
         let per_shard = self
-            .ask_each(|done, _slot| ReadStoreShares {
-                stores: stores.to_vec(),
-                done,
-                _slot,
-            })
+            .ask_each(|| ShardOp::ReadStoreShares(stores.to_vec()), pick!(Shares))
             .await?;
         let mut sums = vec![StoreShares::default(); stores.len()];
         for shares in per_shard {
@@ -347,16 +311,14 @@ impl Shards {
         request: Option<PaymentId>,
         book: bool,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| RecordPayout {
+        let op = ShardOp::RecordPayout {
             merchant_id,
             seq,
             record,
             request,
             book,
-            done,
-            _slot,
-        })
-        .await
+        };
+        self.ask_for(shard, op, done).await
     }
 
     pub async fn record_remittance(
@@ -365,26 +327,17 @@ impl Shards {
         remittance: RemittanceId,
         record: RemittanceRecord,
     ) -> Result<Answer<()>, ShardGone> {
-        self.ask(shard, |done, _slot| RecordRemittance {
-            remittance,
-            record,
-            done,
-            _slot,
-        })
-        .await
+        let op = ShardOp::RecordRemittance { remittance, record };
+        self.ask_for(shard, op, done).await
     }
 
     /// Seals the period up to `cut_off_ms` on every shard: once this
     /// returns, every payment and refund stamped at or before it is
     /// durable, and none will be stamped so from now on.
     pub async fn seal(&self, cut_off_ms: u64) -> Result<(), ShardGone> {
-        self.ask_each(|done, _slot| Seal {
-            cut_off_ms,
-            done,
-            _slot,
-        })
-        .await
-        .map(drop)
+        self.ask_each(|| ShardOp::Seal { cut_off_ms }, done)
+            .await
+            .map(drop)
     }
 
     /// Every shard's part of a report page, asked of all shards at once.
@@ -394,21 +347,13 @@ impl Shards {
         only: Option<ReportAccount>,
         limit: usize,
     ) -> Result<Vec<ShardPage>, ShardGone> {
-        self.ask_each(|done, _slot| ReportPage {
-            after,
-            only,
-            limit,
-            done,
-            _slot,
-        })
-        .await
+        let op = || ShardOp::ReportPage { after, only, limit };
+        self.ask_each(op, pick!(Page)).await
     }
 
     /// Starts an audit walk on every shard.
     pub async fn audit_begin(&self) -> Result<(), ShardGone> {
-        self.ask_each(|done, _slot| AuditBegin { done, _slot })
-            .await
-            .map(drop)
+        self.ask_each(|| ShardOp::AuditBegin, done).await.map(drop)
     }
 
     /// One audit slice of `cards` cards on `shard`; true once it is done.
@@ -417,30 +362,43 @@ impl Shards {
         shard: ShardId,
         cards: usize,
     ) -> Result<Answer<bool>, ShardGone> {
-        self.ask(shard, |done, _slot| AuditSlice { cards, done, _slot })
+        self.ask_for(shard, ShardOp::AuditSlice { cards }, pick!(AuditSliced))
             .await
     }
 
     /// Ends the audit walk on every shard.
     pub async fn audit_end(&self) -> Result<Vec<ShardAudit>, ShardGone> {
-        let audits = self
-            .ask_each(|done, _slot| AuditEnd { done, _slot })
-            .await?;
+        let audits = self.ask_each(|| ShardOp::AuditEnd, pick!(Audit)).await?;
         Ok(audits.into_iter().map(|audit| *audit).collect())
     }
 
     /// Every shard's group-commit figures, in shard order.
     pub async fn stats(&self) -> Result<Vec<ShardStats>, ShardGone> {
-        self.ask_each(|done, _slot| Stats { done, _slot }).await
+        self.ask_each(|| ShardOp::Stats, pick!(Stats)).await
     }
 }
 
-/// A shard's answer to come: it arrives once the change behind it is
-/// durable.
-pub struct Answer<T>(oneshot::Receiver<T>);
+/// A shard's answer to come, of any kind: it arrives once the change
+/// behind it is durable.
+pub struct Asked(oneshot::Receiver<ShardAnswer>);
+
+impl Asked {
+    pub async fn get(self) -> Result<ShardAnswer, ShardGone> {
+        self.0.await.map_err(|_| ShardGone)
+    }
+}
+
+/// A shard's answer to come, of a known kind.
+pub struct Answer<T> {
+    asked: Asked,
+    pick: fn(ShardAnswer) -> Option<T>,
+}
 
 impl<T> Answer<T> {
     pub async fn get(self) -> Result<T, ShardGone> {
-        self.0.await.map_err(|_| ShardGone)
+        let answer = self.asked.get().await?;
+        // Kept in production: a shard that answers an operation with
+        // another kind of answer is a bug, and nothing after it is safe.
+        Ok((self.pick)(answer).expect("a shard answers each operation in its own kind"))
     }
 }

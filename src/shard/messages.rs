@@ -1,5 +1,7 @@
-//! The messages a shard takes, one per operation, each with its own reply
-//! type. Every message holds a mailbox slot (see [`super::Shards`]) that is
+//! What a shard takes: client work answered straight to a connection
+//! ([`ClientWork`]), and every other operation as data ([`ShardOp`]),
+//! answered with a [`ShardAnswer`] once the change behind it is durable.
+//! Every message holds a mailbox slot (see [`super::Shards`]) that is
 //! given back when the shard takes client work up, or has handled any other
 //! message.
 
@@ -19,14 +21,6 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 /// A place in a shard's bounded mailbox, held by a queued message.
 pub type MailboxSlot = OwnedSemaphorePermit;
-
-macro_rules! shard_message {
-    ($name:ident) => {
-        impl Message for $name {
-            type Result = ();
-        }
-    };
-}
 
 /// A client request served by one shard, its answer a wire response.
 #[derive(Debug)]
@@ -72,7 +66,10 @@ pub struct ClientWork {
     pub ops: Vec<(Tag, ClientOp)>,
     pub _slot: MailboxSlot,
 }
-shard_message!(ClientWork);
+
+impl Message for ClientWork {
+    type Result = ();
+}
 
 /// One card sold at a store.
 #[derive(Debug, Clone, Copy)]
@@ -87,13 +84,6 @@ pub struct Activation {
     pub face_value_minor: Option<u64>,
 }
 
-pub struct Activate {
-    pub cards: Vec<Activation>,
-    pub done: oneshot::Sender<Vec<ActivationResult>>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(Activate);
-
 /// A new (issued, worthless) card.
 #[derive(Debug, Clone, Copy)]
 pub struct NewCard {
@@ -101,172 +91,119 @@ pub struct NewCard {
     pub face_value_minor: u64,
 }
 
-/// Answers, per card, whether it was inserted (false: the key exists).
-pub struct Insert {
-    pub cards: Vec<NewCard>,
-    pub done: oneshot::Sender<Vec<bool>>,
-    pub _slot: MailboxSlot,
+/// Every operation the rest of the engine asks of a shard, as data. Each
+/// names its answer ([`ShardAnswer`]) in its comment.
+#[derive(Debug)]
+pub enum ShardOp {
+    /// Cards sold at stores: `Activated`, one result per card.
+    Activate(Vec<Activation>),
+    /// New cards: `Inserted`, per card whether it was new (false: the key
+    /// exists).
+    Insert(Vec<NewCard>),
+    /// Phase one of a payment across shards: `Voted`.
+    Prepare(PrepareRequest),
+    /// Phase two, commit: take from the held cards. `Done`.
+    Commit {
+        payment: PaymentId,
+        takes: Vec<Take>,
+    },
+    /// Phase two, abort: release the holds. `declined` when the payment
+    /// was declined for want of funds over all its cards (the shard notes
+    /// it on them). `Done`.
+    Abort {
+        payment: PaymentId,
+        keys: Vec<PinKey>,
+        declined: bool,
+    },
+    /// A two-phase payment's decision, on its home shard. `Done`.
+    RecordDecision {
+        payment: PaymentId,
+        record: PaymentRecord,
+    },
+    /// An authorization's holds, trimmed to what it keeps. `Done`.
+    KeepAuthorized {
+        authorization: PaymentId,
+        keeps: Vec<Take>,
+        record: HoldRecord,
+    },
+    /// An authorization's step, on its home shard. `Done`.
+    RecordAuthorization(AuthorizationStep),
+    /// A refund's decision, on its home shard. `Done`.
+    RecordRefund {
+        refund: RefundId,
+        record: RefundRecord,
+        payment: PaymentId,
+        refunded: PaymentRefunds,
+        credits: Vec<Credit>,
+    },
+    /// A refund's credits to this shard's cards. `Done`.
+    ApplyCredits {
+        refund: RefundId,
+        credits: Vec<Credit>,
+    },
+    /// This shard's shares of some stores' books: `Shares`.
+    ReadStoreShares(Vec<StoreId>),
+    /// A payout (created, or confirmed), on its merchant's home shard.
+    /// `Done`.
+    RecordPayout {
+        merchant_id: u32,
+        seq: u64,
+        record: PayoutRecord,
+        /// The request that created it (`None`: a confirmation).
+        request: Option<PaymentId>,
+        /// Book what it paid and its fee (once, when created).
+        book: bool,
+    },
+    /// A remittance, on its home shard. `Done`.
+    RecordRemittance {
+        remittance: RemittanceId,
+        record: RemittanceRecord,
+    },
+    /// PIN failures of `principal` found outside any shard (an
+    /// activation's malformed PINs), durable before the answer. `Done`.
+    CountFailures { principal: u32, count: u32 },
+    /// Seals the period up to `cut_off_ms` (see
+    /// [`crate::state_machine::ShardMachine::stamp`]); `Done` once every
+    /// record stamped at or before it is durable.
+    Seal { cut_off_ms: u64 },
+    /// This shard's part of a report page: `Page`.
+    ReportPage {
+        after: Option<ReportAccount>,
+        only: Option<ReportAccount>,
+        limit: usize,
+    },
+    /// Starts an audit walk over the shard's cards: `Done`, at once.
+    AuditBegin,
+    /// Checks the next `cards` cards: `AuditSliced`, at once, true once
+    /// every card is checked.
+    AuditSlice { cards: usize },
+    /// Ends the audit walk: `Audit`, the shard's sums, books and findings.
+    AuditEnd,
+    /// Group-commit figures: `Stats`, at once.
+    Stats,
 }
-shard_message!(Insert);
 
-pub struct Prepare {
-    pub request: PrepareRequest,
-    pub done: oneshot::Sender<Vote>,
-    pub _slot: MailboxSlot,
+/// A shard's answer to a [`ShardOp`].
+#[derive(Debug)]
+pub enum ShardAnswer {
+    Done,
+    Activated(Vec<ActivationResult>),
+    Inserted(Vec<bool>),
+    Voted(Vote),
+    Shares(Vec<StoreShares>),
+    Page(ShardPage),
+    AuditSliced(bool),
+    Audit(Box<ShardAudit>),
+    Stats(ShardStats),
 }
-shard_message!(Prepare);
 
-pub struct Commit {
-    pub payment: PaymentId,
-    pub takes: Vec<Take>,
-    pub done: oneshot::Sender<()>,
+/// An operation with where its answer goes.
+pub struct Ask {
+    pub op: ShardOp,
+    pub done: oneshot::Sender<ShardAnswer>,
     pub _slot: MailboxSlot,
 }
-shard_message!(Commit);
 
-pub struct Abort {
-    pub payment: PaymentId,
-    pub keys: Vec<PinKey>,
-    /// The payment was declined for want of funds over all its cards:
-    /// the decline is noted on them (see `Card::note_decline`).
-    pub declined: bool,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
+impl Message for Ask {
+    type Result = ();
 }
-shard_message!(Abort);
-
-pub struct RecordDecision {
-    pub payment: PaymentId,
-    pub record: PaymentRecord,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(RecordDecision);
-
-/// An authorization's holds, trimmed to what it keeps.
-pub struct KeepAuthorized {
-    pub authorization: PaymentId,
-    pub keeps: Vec<Take>,
-    pub record: HoldRecord,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(KeepAuthorized);
-
-/// An authorization's step, written by its home shard.
-pub struct RecordAuthorization {
-    pub step: AuthorizationStep,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(RecordAuthorization);
-
-/// A refund's decision, written by its home shard.
-pub struct RecordRefund {
-    pub refund: RefundId,
-    pub record: RefundRecord,
-    pub payment: PaymentId,
-    pub refunded: PaymentRefunds,
-    pub credits: Vec<Credit>,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(RecordRefund);
-
-/// A refund's credits to this shard's cards.
-pub struct ApplyCredits {
-    pub refund: RefundId,
-    pub credits: Vec<Credit>,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(ApplyCredits);
-
-/// This shard's shares of some stores' books.
-pub struct ReadStoreShares {
-    pub stores: Vec<StoreId>,
-    pub done: oneshot::Sender<Vec<StoreShares>>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(ReadStoreShares);
-
-/// A payout (created, or confirmed), written by its merchant's home shard.
-pub struct RecordPayout {
-    pub merchant_id: u32,
-    pub seq: u64,
-    pub record: PayoutRecord,
-    /// The request that created it (`None`: a confirmation).
-    pub request: Option<PaymentId>,
-    /// Book what it paid and its fee (once, when created).
-    pub book: bool,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(RecordPayout);
-
-/// A remittance, written by its home shard.
-pub struct RecordRemittance {
-    pub remittance: RemittanceId,
-    pub record: RemittanceRecord,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(RecordRemittance);
-
-/// PIN failures of `principal` found outside any shard (an activation's
-/// malformed PINs), counted here and durable before the answer.
-pub struct CountFailures {
-    pub principal: u32,
-    pub count: u32,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(CountFailures);
-
-/// Seals the period up to `cut_off_ms` (see
-/// [`crate::state_machine::ShardMachine::stamp`]); answered once every
-/// record stamped at or before it is durable.
-pub struct Seal {
-    pub cut_off_ms: u64,
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(Seal);
-
-/// This shard's part of a report page.
-pub struct ReportPage {
-    pub after: Option<ReportAccount>,
-    pub only: Option<ReportAccount>,
-    pub limit: usize,
-    pub done: oneshot::Sender<ShardPage>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(ReportPage);
-
-/// Starts an audit walk over the shard's cards.
-pub struct AuditBegin {
-    pub done: oneshot::Sender<()>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(AuditBegin);
-
-/// Checks the next `cards` cards; answers true once every card is checked.
-pub struct AuditSlice {
-    pub cards: usize,
-    pub done: oneshot::Sender<bool>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(AuditSlice);
-
-/// Ends the audit walk: the shard's sums, books and findings.
-pub struct AuditEnd {
-    pub done: oneshot::Sender<Box<ShardAudit>>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(AuditEnd);
-
-pub struct Stats {
-    pub done: oneshot::Sender<ShardStats>,
-    pub _slot: MailboxSlot,
-}
-shard_message!(Stats);

@@ -17,14 +17,13 @@
 //! thread after the sync. A failed write aborts the process: memory is
 //! ahead of the disk, and only a restart, which replays the log, is safe.
 
+use super::messages::ShardAnswer;
 use crate::command_log::replay::Checkpoints;
 use crate::command_log::{CommandLog, Fence, Partition};
 use crate::idempotency::Claims;
 use crate::ids::{PaymentId, ShardId};
-use crate::ledger::{ShardAudit, ShardPage, StoreShares};
-use crate::protocol::{ActivationResult, Response, ShardStats};
+use crate::protocol::{Response, ShardStats};
 use crate::reply::{self, Reply, ReplyTx, Tag};
-use crate::state_machine::Vote;
 use crate::storage::{Changes, Storage, Store};
 use crate::telemetry;
 use hdrhistogram::Histogram;
@@ -32,21 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// An answer waiting for its batch to be durable, typed by what was asked.
+/// An answer waiting for its batch to be durable.
 pub enum Delivery {
     /// Wire responses for a connection, by request tag.
     Client(ReplyTx, Vec<(Tag, Response)>),
-    Activated(
-        oneshot::Sender<Vec<ActivationResult>>,
-        Vec<ActivationResult>,
-    ),
-    Inserted(oneshot::Sender<Vec<bool>>, Vec<bool>),
-    Voted(oneshot::Sender<Vote>, Vote),
-    /// A commit, an abort or a decision is applied.
-    Done(oneshot::Sender<()>),
-    Page(oneshot::Sender<ShardPage>, ShardPage),
-    Shares(oneshot::Sender<Vec<StoreShares>>, Vec<StoreShares>),
-    Audit(oneshot::Sender<Box<ShardAudit>>, Box<ShardAudit>),
+    /// The answer to a [`super::messages::ShardOp`].
+    Answer(oneshot::Sender<ShardAnswer>, ShardAnswer),
 }
 
 impl Delivery {
@@ -55,13 +45,7 @@ impl Delivery {
     fn deliver(self) {
         match self {
             Delivery::Client(tx, replies) => reply::send(&tx, Reply::Many(replies)),
-            Delivery::Activated(tx, results) => drop(tx.send(results)),
-            Delivery::Inserted(tx, inserted) => drop(tx.send(inserted)),
-            Delivery::Voted(tx, vote) => drop(tx.send(vote)),
-            Delivery::Done(tx) => drop(tx.send(())),
-            Delivery::Page(tx, page) => drop(tx.send(page)),
-            Delivery::Shares(tx, shares) => drop(tx.send(shares)),
-            Delivery::Audit(tx, audit) => drop(tx.send(audit)),
+            Delivery::Answer(tx, answer) => drop(tx.send(answer)),
         }
     }
 }
