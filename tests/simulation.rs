@@ -23,7 +23,11 @@
 //! it: one sender to one shard); group commits at random moments; prepare
 //! timeouts; and crashes at any step, after which the shards are rebuilt
 //! from the durable records alone, by `kessai::load::load`, with a shard
-//! count drawn anew.
+//! count drawn anew. Durable means what the engine means: each group
+//! commit goes through the real command log code (`append_then_apply`
+//! over a `MemLog`), the store keeps only what checkpoints (taken at
+//! random moments) and synced start-up writes made durable, and a crash
+//! recovers through the real replay (`kessai::command_log::replay`).
 //!
 //! Checked after every step: the engine's own audit (conservation, card
 //! invariants, store books, no hold without a payment in flight); now and
@@ -39,6 +43,8 @@
 //! `KESSAI_SIM_SEEDS=N` runs N seeds (default 10 000); `KESSAI_SIM_SEED=S`
 //! runs seed S alone. A failure prints its seed.
 
+use kessai::command_log::replay;
+use kessai::command_log::{Fence, MemLog, Partition};
 use kessai::idempotency::{self, Claims};
 use kessai::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId};
 use kessai::ledger;
@@ -314,6 +320,8 @@ struct World {
     seed: u64,
     rng: Rng,
     store: MemStore,
+    /// The command log every group commit goes through first.
+    log: MemLog,
     hasher: PinHasher,
     nodes: Vec<Node>,
     claims: Claims,
@@ -375,6 +383,7 @@ impl World {
             seed,
             rng,
             store,
+            log: MemLog::new(),
             hasher,
             nodes: Vec::new(),
             claims: Claims::new(),
@@ -1344,13 +1353,23 @@ impl World {
         node.acks.push(ack);
     }
 
-    /// The shard's writer: one atomic write, then claims, then answers.
+    /// The shard's writer: the log append, then the store, then claims,
+    /// then answers.
     fn sync(&mut self, shard: usize) {
         let node = &mut self.nodes[shard];
         node.machine.end_batch(&mut node.pending);
-        self.store
-            .commit(&node.pending)
-            .expect("memory store writes");
+        if !node.pending.is_empty() {
+            let partition = Partition(shard as u32);
+            let mut fence = Fence::resume(&self.log, partition, 1);
+            replay::append_then_apply(
+                &self.log,
+                &self.store,
+                partition,
+                &mut fence,
+                &mut node.pending,
+            )
+            .expect("the memory log and store write");
+        }
         node.pending.clear();
         for payment in node.claims.drain(..) {
             self.claims.release(payment);
@@ -1685,10 +1704,21 @@ impl World {
         }
     }
 
-    /// Power lost: everything not synced is gone. The shards come back from
+    /// A checkpoint: the store holds every applied write on its own, and
+    /// the log behind it goes.
+    fn checkpoint(&mut self) {
+        replay::checkpoint_all(&self.store, &self.log).expect("memory checkpoint");
+    }
+
+    /// Power lost: everything not in the log (or a checkpoint) is gone.
+    /// The store is replayed from the log, and the shards come back from
     /// the durable records, through the real loader, with a new count.
     fn crash(&mut self) {
         self.crashes += 1;
+        self.store.crash();
+        if let Err(error) = replay::recover(&self.store, &self.log) {
+            self.fail(format!("replay failed: {error}"));
+        }
         self.walking = None;
         self.network.clear();
         self.acks.clear();
@@ -2023,10 +2053,11 @@ impl World {
             0..=21 => self.client_action(),
             22..=56 => self.deliver_message(),
             57..=77 => self.deliver_ack(),
-            78..=96 => {
+            78..=95 => {
                 let shard = self.rng.below(self.nodes.len());
                 self.sync(shard);
             }
+            96 => self.checkpoint(),
             97 => {
                 self.time_out();
                 self.send_close(None);

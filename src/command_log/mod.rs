@@ -67,6 +67,21 @@ pub struct Fence {
     pub expected_last: Option<Position>,
 }
 
+impl Fence {
+    /// The fence of a writer that takes `partition` over at `epoch`, after
+    /// whatever the log holds.
+    pub fn resume(log: &dyn CommandLog, partition: Partition, epoch: u64) -> Fence {
+        Fence {
+            epoch,
+            expected_last: log
+                .partitions()
+                .into_iter()
+                .find(|state| state.partition == partition)
+                .and_then(|state| state.last),
+        }
+    }
+}
+
 /// A log failure, typed by what the caller does next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {

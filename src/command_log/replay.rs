@@ -3,7 +3,8 @@
 //!
 //! * Each shard's writer appends its batch's changes to the log, then
 //!   applies them to RocksDB together with `log-applied/<partition>` = the
-//!   record's position (one atomic write), then tells [`Checkpoints`].
+//!   record's position (one atomic write): [`append_then_apply`]; then
+//!   tells [`Checkpoints`].
 //! * [`Checkpoints::take`] flushes RocksDB (every column family at one
 //!   point: atomic flush), then trims each partition up to what it had
 //!   applied before the flush began.
@@ -15,7 +16,7 @@
 //! checkpoint interval of records, however many payments came before.
 
 use super::file::{self, Scan};
-use super::{CommandLog, LogError, Partition, Position};
+use super::{CommandLog, Fence, LogError, Partition, Position};
 use crate::storage::{Cf, Changes, StorageError, Store, log_applied_key};
 use crate::telemetry;
 use std::collections::BTreeMap;
@@ -23,7 +24,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Recovery failed: the engine does not start.
+/// Where the log and the store meet, one of them failed: at start-up the
+/// engine does not start; in a writer it stops.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error(transparent)]
@@ -38,6 +40,36 @@ pub struct Replayed {
     pub partitions: usize,
     pub records: u64,
     pub changes: u64,
+}
+
+/// Makes `changes` durable: appends them to `partition` under `fence`
+/// (which moves to the new record), then applies them to `store` with the
+/// record's position, in one atomic write that needs no sync of its own.
+pub fn append_then_apply(
+    log: &dyn CommandLog,
+    store: &dyn Store,
+    partition: Partition,
+    fence: &mut Fence,
+    changes: &mut Changes,
+) -> Result<Position, RecoveryError> {
+    let position = log.append(partition, *fence, changes.as_bytes())?;
+    fence.expected_last = Some(position);
+    changes.put_log_applied(partition.0, position.0);
+    store.apply(changes)?;
+    Ok(position)
+}
+
+/// Takes a checkpoint of `store` and trims every partition of `log` up to
+/// its end: for a caller that knows nothing is being appended meanwhile
+/// (start-up, the simulator).
+pub fn checkpoint_all(store: &dyn Store, log: &dyn CommandLog) -> Result<(), RecoveryError> {
+    store.checkpoint()?;
+    for state in log.partitions() {
+        if let Some(last) = state.last {
+            log.trim(state.partition, last)?;
+        }
+    }
+    Ok(())
 }
 
 /// The position up to which the checkpoint holds `partition`'s records.
@@ -126,12 +158,7 @@ fn replay_tail(store: &dyn Store, log: &dyn CommandLog) -> Result<Replayed, Reco
 /// Brings `store` up to the end of `log`, checkpoints, and trims the log.
 pub fn recover(store: &dyn Store, log: &dyn CommandLog) -> Result<Replayed, RecoveryError> {
     let replayed = replay_tail(store, log)?;
-    store.checkpoint()?;
-    for state in log.partitions() {
-        if let Some(last) = state.last {
-            log.trim(state.partition, last)?;
-        }
-    }
+    checkpoint_all(store, log)?;
     Ok(replayed)
 }
 
@@ -224,20 +251,13 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command_log::{Fence, MemLog};
+    use crate::command_log::MemLog;
     use crate::storage::MemStore;
 
     fn append(log: &MemLog, partition: u32, meta: &[u8]) -> Position {
         let mut changes = Changes::new();
         changes.put(Cf::Meta, b"k", meta);
-        let state = log
-            .partitions()
-            .into_iter()
-            .find(|s| s.partition == Partition(partition));
-        let fence = Fence {
-            epoch: 1,
-            expected_last: state.and_then(|s| s.last),
-        };
+        let fence = Fence::resume(log, Partition(partition), 1);
         log.append(Partition(partition), fence, changes.as_bytes())
             .expect("append")
     }

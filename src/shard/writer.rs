@@ -18,13 +18,13 @@
 //! ahead of the disk, and only a restart, which replays the log, is safe.
 
 use super::messages::ShardAnswer;
-use crate::command_log::replay::Checkpoints;
+use crate::command_log::replay::{self, Checkpoints};
 use crate::command_log::{CommandLog, Fence, Partition};
 use crate::idempotency::Claims;
 use crate::ids::{PaymentId, ShardId};
 use crate::protocol::{Response, ShardStats};
 use crate::reply::{self, Reply, ReplyTx, Tag};
-use crate::storage::{Changes, Storage, Store};
+use crate::storage::{Changes, Storage};
 use crate::telemetry;
 use hdrhistogram::Histogram;
 use std::sync::{Arc, Mutex};
@@ -129,17 +129,14 @@ impl Durability {
             return;
         }
         let partition = Partition(u32::from(shard.0));
-        let result = self
-            .log
-            .append(partition, *fence, changes.as_bytes())
-            .map_err(|e| e.to_string())
-            .and_then(|position| {
-                fence.expected_last = Some(position);
-                changes.put_log_applied(partition.0, position.0);
-                self.storage.apply(changes).map_err(|e| e.to_string())?;
-                self.checkpoints.applied(partition, position);
-                Ok(())
-            });
+        let result = replay::append_then_apply(
+            self.log.as_ref(),
+            self.storage.as_ref(),
+            partition,
+            fence,
+            changes,
+        )
+        .map(|position| self.checkpoints.applied(partition, position));
         if let Err(error) = result {
             tracing::error!(%shard, %error, "durable write failed; stopping so a restart replays the log");
             eprintln!("kessai: shard {shard}: durable write failed: {error}");
@@ -159,15 +156,7 @@ pub fn run(
     done: impl Fn(Pending),
 ) {
     let partition = Partition(u32::from(shard.0));
-    let mut fence = Fence {
-        epoch: LOCAL_EPOCH,
-        expected_last: durability
-            .log
-            .partitions()
-            .into_iter()
-            .find(|state| state.partition == partition)
-            .and_then(|state| state.last),
-    };
+    let mut fence = Fence::resume(durability.log.as_ref(), partition, LOCAL_EPOCH);
     let shard_label = shard.to_string();
     let ops_histogram =
         metrics::histogram!(telemetry::GROUP_COMMIT_OPS, "shard" => shard_label.clone());

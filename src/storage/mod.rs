@@ -398,15 +398,26 @@ impl Store for Storage {
     }
 }
 
-/// The same records in memory: what a synced write left behind, and
-/// nothing else. For the simulation test and unit tests.
+/// The same records in memory, with RocksDB's durability modelled: a
+/// `commit` is durable at once (RocksDB's synced WAL), an `apply` only in
+/// memory until the next `checkpoint` (RocksDB without its WAL, until a
+/// flush), and [`MemStore::crash`] loses what was applied since. For the
+/// simulation test and unit tests.
 #[derive(Default)]
 pub struct MemStore {
-    records: Mutex<Records>,
+    layers: Mutex<Layers>,
 }
 
 /// Every record by column family and key.
 type Records = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
+
+#[derive(Default)]
+struct Layers {
+    /// What reads see.
+    live: Records,
+    /// What survives a crash.
+    durable: Records,
+}
 
 impl MemStore {
     pub fn new() -> MemStore {
@@ -415,45 +426,58 @@ impl MemStore {
 
     /// Records held, over every column family.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().live.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
-        // A panic elsewhere cannot leave the map half-written: every
-        // mutation below is one insert or remove.
-        self.records
+    /// Power lost: what was applied since the last checkpoint is gone.
+    pub fn crash(&self) {
+        let mut layers = self.lock();
+        layers.live = layers.durable.clone();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Layers> {
+        // A panic elsewhere cannot leave the maps half-written: every
+        // mutation below is one insert or remove, or one whole copy.
+        self.layers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-impl Store for MemStore {
-    /// Kept as durable as a commit: the simulator has no command log yet.
-    fn apply(&self, changes: &Changes) -> Result<(), StorageError> {
-        self.commit(changes)
-    }
+fn write_into(records: &mut Records, changes: &Changes) {
+    changes.for_each(|cf, key, value| {
+        match value {
+            Some(value) => records.insert((cf, key.to_vec()), value.to_vec()),
+            None => records.remove(&(cf, key.to_vec())),
+        };
+    });
+}
 
-    fn checkpoint(&self) -> Result<(), StorageError> {
+impl Store for MemStore {
+    fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
+        let mut layers = self.lock();
+        write_into(&mut layers.live, changes);
+        write_into(&mut layers.durable, changes);
         Ok(())
     }
 
-    fn commit(&self, changes: &Changes) -> Result<(), StorageError> {
-        let mut records = self.lock();
-        changes.for_each(|cf, key, value| {
-            match value {
-                Some(value) => records.insert((cf, key.to_vec()), value.to_vec()),
-                None => records.remove(&(cf, key.to_vec())),
-            };
-        });
+    fn apply(&self, changes: &Changes) -> Result<(), StorageError> {
+        write_into(&mut self.lock().live, changes);
+        Ok(())
+    }
+
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        let mut layers = self.lock();
+        layers.durable = layers.live.clone();
         Ok(())
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.lock().get(&(cf, key.to_vec())).cloned())
+        Ok(self.lock().live.get(&(cf, key.to_vec())).cloned())
     }
 
     fn scan_from(
@@ -462,9 +486,9 @@ impl Store for MemStore {
         start: &[u8],
         visit: &mut VisitWhile<'_>,
     ) -> Result<(), StorageError> {
-        let records = self.lock();
+        let layers = self.lock();
         let from = (cf, start.to_vec());
-        for ((_, key), value) in records.range(from..).take_while(|((c, _), _)| *c == cf) {
+        for ((_, key), value) in layers.live.range(from..).take_while(|((c, _), _)| *c == cf) {
             if !visit(key, value).map_err(StorageError::Corrupt)? {
                 break;
             }
@@ -473,9 +497,9 @@ impl Store for MemStore {
     }
 
     fn scan(&self, cf: Cf, visit: &mut Visit<'_>) -> Result<(), StorageError> {
-        let records = self.lock();
+        let layers = self.lock();
         let from = (cf, Vec::new());
-        for ((_, key), value) in records.range(from..).take_while(|((c, _), _)| *c == cf) {
+        for ((_, key), value) in layers.live.range(from..).take_while(|((c, _), _)| *c == cf) {
             visit(key, value).map_err(StorageError::Corrupt)?;
         }
         Ok(())
@@ -552,5 +576,31 @@ mod tests {
     #[test]
     fn the_memory_store_keeps_the_same_contract() {
         round_trip(&MemStore::new());
+    }
+
+    #[test]
+    fn the_memory_store_loses_unlogged_writes_since_the_checkpoint_in_a_crash() {
+        let store = MemStore::new();
+        let write = |key: &[u8], durable: bool| {
+            let mut changes = Changes::new();
+            changes.put(Cf::Meta, key, b"v");
+            if durable {
+                store.commit(&changes).expect("commit");
+            } else {
+                store.apply(&changes).expect("apply");
+            }
+        };
+        write(b"checkpointed", false);
+        store.checkpoint().expect("checkpoint");
+        write(b"committed", true);
+        write(b"applied", false);
+        assert_eq!(store.len(), 3);
+        store.crash();
+        let kept = |name: &str| store.get_meta(name).expect("get").is_some();
+        assert!(kept("checkpointed") && kept("committed"));
+        assert!(
+            !kept("applied"),
+            "an unlogged write lives until a checkpoint"
+        );
     }
 }
