@@ -160,6 +160,7 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
             guard: services.guard,
             hasher,
             limits: config.limits.clone(),
+            storage: Some(storage.clone()),
         },
     });
     let iso_addr = start_iso8583(config, &context, certs, handles.clone()).await?;

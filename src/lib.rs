@@ -18,7 +18,8 @@
 //! * [`shard`]: the shard actors and their writer threads (group commit),
 //!   reached through [`shard::Shards`].
 //! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
-//! * [`idempotency`]: claims and replays of payments by request id.
+//! * [`idempotency`]: claims and replays of payments by request id;
+//!   [`order`]: the merchant's order ids, mapped to request ids.
 //! * [`auth`]: principals, roles, the handshake, the PIN-guessing guard.
 //! * [`ledger`]: books, reports, the conservation audit; [`settlement`]:
 //!   which payments and refunds a merchant's payout closes, and its sums.
@@ -44,6 +45,7 @@ pub mod ids;
 pub mod iso8583;
 pub mod ledger;
 pub mod load;
+pub mod order;
 pub mod pin;
 pub mod protocol;
 mod reply;

@@ -14,6 +14,7 @@ mod authorization;
 mod cards;
 mod error;
 pub mod frame;
+mod order;
 mod pay;
 mod payout;
 mod refund;
@@ -41,6 +42,7 @@ pub use cards::{
     IssueRequest, IssueResponse,
 };
 pub use error::{DecodeError, ErrorCode, ErrorResponse};
+pub use order::{OrderInfo, OrderLookupRequest, OrderLookupResponse, OrderPayRequest, OrderStatus};
 pub use pay::{
     BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayRequest,
     PayResponse, PayResult, PayStatus,
@@ -94,6 +96,9 @@ pub const KIND_PAYOUT_SHOW: u8 = 25;
 pub const KIND_STATEMENT: u8 = 26;
 pub const KIND_STORE_STATEMENT: u8 = 27;
 pub const KIND_PRINCIPAL_CERT: u8 = 28;
+pub const KIND_ORDER_PAY: u8 = 29;
+pub const KIND_ORDER_AUTHORIZE: u8 = 30;
+pub const KIND_ORDER_LOOKUP: u8 = 31;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -188,6 +193,9 @@ wire_messages! {
             Statement(StatementRequest) = KIND_STATEMENT,
             StoreStatement(StoreStatementRequest) = KIND_STORE_STATEMENT,
             PrincipalCert(PrincipalCertRequest) = KIND_PRINCIPAL_CERT,
+            OrderPay(OrderPayRequest) = KIND_ORDER_PAY,
+            OrderAuthorize(OrderPayRequest) = KIND_ORDER_AUTHORIZE,
+            OrderLookup(OrderLookupRequest) = KIND_ORDER_LOOKUP,
         }
     }
 }
@@ -227,6 +235,9 @@ wire_messages! {
             Statement(StatementResponse) = KIND_STATEMENT,
             StoreStatement(StoreStatementResponse) = KIND_STORE_STATEMENT,
             PrincipalCertRegistered(PrincipalCertInfo) = KIND_PRINCIPAL_CERT,
+            OrderPaid(PayResponse) = KIND_ORDER_PAY,
+            OrderAuthorized(AuthorizeResponse) = KIND_ORDER_AUTHORIZE,
+            Order(OrderLookupResponse) = KIND_ORDER_LOOKUP,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -235,6 +246,16 @@ wire_messages! {
 impl Response {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         Response::Error(ErrorResponse::new(code, message))
+    }
+
+    /// The answer to a request that named its payment by order id: the
+    /// engine's payment or authorization answer, under the order kind.
+    pub fn for_order(self) -> Response {
+        match self {
+            Response::Paid(paid) => Response::OrderPaid(paid),
+            Response::Authorized(authorized) => Response::OrderAuthorized(authorized),
+            other => other,
+        }
     }
 }
 
@@ -422,7 +443,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_PRINCIPAL_CERT {
+            for kind in 0..=KIND_ORDER_LOOKUP {
                 let _ = Request::decode(kind, &bytes);
             }
         }

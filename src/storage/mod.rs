@@ -14,6 +14,7 @@
 //! crash" means the same thing there as here.
 
 mod changes;
+mod orders;
 pub mod records;
 
 pub use changes::Changes;
@@ -48,10 +49,12 @@ pub enum Cf {
     PayoutRequests = 14,
     StoreJournal = 15,
     PinFailures = 16,
+    /// The merchant's order id of a payment named by one (`orders.rs`).
+    OrderIds = 17,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
@@ -69,6 +72,7 @@ impl Cf {
         Cf::PayoutRequests,
         Cf::StoreJournal,
         Cf::PinFailures,
+        Cf::OrderIds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +94,7 @@ impl Cf {
             Cf::PayoutRequests => "payout_requests",
             Cf::StoreJournal => "store_journal",
             Cf::PinFailures => "pin_failures",
+            Cf::OrderIds => "order_ids",
         }
     }
 

@@ -17,6 +17,7 @@ mod activate;
 mod authorization;
 mod balance;
 mod issue;
+mod order;
 mod pay;
 mod pay_batch;
 mod payout;
@@ -27,7 +28,7 @@ mod reverse_activation;
 mod statement;
 
 use crate::auth::{Guard, Principal};
-use crate::config::{Limits, OPERATION_BYTES};
+use crate::config::{CARDS_PER_PAYMENT_MAX, Limits, OPERATION_BYTES};
 use crate::pin::PinHasher;
 use crate::protocol::{ErrorCode, Request, Response, Role};
 use crate::router::Command;
@@ -49,6 +50,8 @@ pub(super) struct Context<'a> {
     pub guard: &'a Guard,
     /// The engine's clock (ms since the Unix epoch).
     pub now_ms: u64,
+    /// Order ids and lookups by them (`None` in tests that need neither).
+    pub storage: Option<&'a crate::storage::Storage>,
 }
 
 /// A request's weight in the in-flight byte budgets (its connection's, its
@@ -77,7 +80,12 @@ fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
     const SMALL_BYTES: usize = 64;
     let bound = match kind {
         // A part per card (at most 23 bytes) for each PIN (at least 11).
-        KIND_PAY | crate::protocol::KIND_AUTHORIZE => SMALL_BYTES + 2 * frame_bytes,
+        KIND_PAY
+        | crate::protocol::KIND_AUTHORIZE
+        | crate::protocol::KIND_ORDER_PAY
+        | crate::protocol::KIND_ORDER_AUTHORIZE => SMALL_BYTES + 2 * frame_bytes,
+        // The order id and a few numbers per card.
+        crate::protocol::KIND_ORDER_LOOKUP => 4 * SMALL_BYTES + 16 * CARDS_PER_PAYMENT_MAX,
         // A result per PIN (at most 11 bytes) for each PIN (at least 11).
         KIND_ACTIVATE => SMALL_BYTES + frame_bytes,
         // A part per card of the payment (at most 13 bytes each).
@@ -136,6 +144,8 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Pay(_)
             | Request::PayBatch(_)
             | Request::Authorize(_)
+            | Request::OrderPay(_)
+            | Request::OrderAuthorize(_)
             | Request::Balance(_)
             | Request::Activate(_)
             | Request::ReverseActivation(_)
@@ -162,6 +172,9 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Authorize(body) => authorization::authorize(&body, principal, context),
         Request::Capture(body) => authorization::capture(&body, principal, context),
         Request::Void(body) => authorization::void(&body, principal),
+        Request::OrderPay(body) => order::pay(&body, principal, context, false),
+        Request::OrderAuthorize(body) => order::pay(&body, principal, context, true),
+        Request::OrderLookup(body) => order::lookup(&body, principal, context),
         Request::Remit(body) => remit::validate(body, principal),
         Request::PayoutCreate(body) => payout::create(body, principal),
         Request::PayoutConfirm(body) => payout::confirm(body, principal),
@@ -203,7 +216,10 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::Refund(_)
         | Request::Authorize(_)
         | Request::Capture(_)
-        | Request::Void(_) => Some(Role::Merchant),
+        | Request::Void(_)
+        | Request::OrderPay(_)
+        | Request::OrderAuthorize(_)
+        | Request::OrderLookup(_) => Some(Role::Merchant),
     }
 }
 
@@ -229,6 +245,21 @@ fn amount_refused(amount_minor: u64, limits: &Limits) -> Option<Action> {
         reject(
             ErrorCode::InvalidAmount,
             format!("amount must be 1..={}", limits.max_amount_minor),
+        )
+    })
+}
+
+/// The refusal of a request id a client may not choose for a new
+/// operation: ids from 2^63 on are derived from order ids and
+/// idempotency keys (`crate::order`), so the two never meet.
+fn request_id_refused(request_id: u64) -> Option<Action> {
+    (!crate::order::is_client_request_id(request_id)).then(|| {
+        reject(
+            ErrorCode::InvalidArgument,
+            format!(
+                "a request id is 0..={}; larger ones name order ids",
+                crate::order::CLIENT_REQUEST_ID_MAX
+            ),
         )
     })
 }
@@ -292,6 +323,7 @@ pub(super) mod tests {
             hasher: &hasher,
             guard: &guard,
             now_ms: crate::clock::now_ms(),
+            storage: None,
         })
     }
 

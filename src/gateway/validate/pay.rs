@@ -43,6 +43,25 @@ pub(super) fn checked(
     principal: &Principal,
     context: &Context<'_>,
 ) -> Result<Checked, Box<Action>> {
+    if let Some(refusal) = super::request_id_refused(request_id) {
+        return Err(Box::new(refusal));
+    }
+    let id = PaymentId {
+        merchant_id: principal.id,
+        request_id,
+    };
+    checked_as(id, amount_minor, pins, principal, context)
+}
+
+/// [`checked`] for a payment whose id is already known good (derived
+/// from an order id).
+pub(super) fn checked_as(
+    id: PaymentId,
+    amount_minor: u64,
+    pins: &[String],
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Result<Checked, Box<Action>> {
     let limits = context.limits;
     let count = pins.len();
     if count == 0 || count > limits.max_cards_per_payment {
@@ -65,10 +84,7 @@ pub(super) fn checked(
         }
     };
     Ok(Checked {
-        id: PaymentId {
-            merchant_id: principal.id,
-            request_id,
-        },
+        id,
         amount_minor,
         cards,
     })
