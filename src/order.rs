@@ -300,4 +300,26 @@ mod tests {
         assert!(is_client_request_id(CLIENT_REQUEST_ID_MAX));
         assert!(!is_client_request_id(CLIENT_REQUEST_ID_MAX + 1));
     }
+
+    /// A collision cannot be found by search (2^63), so it is made: the
+    /// payment id of one order id is recorded under another's text.
+    #[test]
+    fn a_colliding_order_id_is_refused_and_never_looked_up_as_the_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let ours = order("ORD-1");
+        let payment = payment_id(5, &ours);
+        storage.note_order_id(payment, "ORD-OTHER").expect("noted");
+        let refused = record(&storage, payment, &ours).expect_err("collides");
+        assert_eq!(refused.error_code(), Some(ErrorCode::InvalidArgument));
+        assert!(refused.message.contains("collides"));
+        assert_eq!(lookup(&storage, 5, &ours), Ok(None));
+        let fresh = order("ORD-2");
+        record(&storage, payment_id(5, &fresh), &fresh).expect("recorded");
+        record(&storage, payment_id(5, &fresh), &fresh).expect("again: the same");
+        assert_eq!(
+            storage.order_id_of(payment_id(5, &fresh)),
+            Ok(Some("ORD-2".into()))
+        );
+    }
 }
