@@ -908,6 +908,41 @@ impl Client {
         }
     }
 
+    /// Registers an HTTP bearer token for principal `id` by its hash.
+    pub async fn token_add(
+        &self,
+        id: u32,
+        hash: [u8; 32],
+    ) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+        let request = Request::TokenAdd(crate::protocol::TokenAddRequest { id, hash });
+        match self.call_ok(&request).await? {
+            Response::TokenAdded(tokens) => Ok(tokens),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Principal `id`'s HTTP bearer tokens, by id.
+    pub async fn token_list(&self, id: u32) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+        let request = Request::TokenList(crate::protocol::TokenListRequest { id });
+        match self.call_ok(&request).await? {
+            Response::Tokens(tokens) => Ok(tokens),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes principal `id`'s HTTP bearer token `token` (its id).
+    pub async fn token_revoke(
+        &self,
+        id: u32,
+        token: [u8; 8],
+    ) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+        let request = Request::TokenRevoke(crate::protocol::TokenRevokeRequest { id, token });
+        match self.call_ok(&request).await? {
+            Response::TokenRevoked(tokens) => Ok(tokens),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn principal_revoke(&self, id: u32) -> Result<PrincipalInfo, ClientError> {
         let request = Request::PrincipalRevoke(PrincipalRevokeRequest { id });
         match self.call_ok(&request).await? {

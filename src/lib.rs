@@ -11,6 +11,8 @@
 //! * [`gateway`]: TCP connections; validation; admission control.
 //! * [`iso8583`]: the ISO 8583 listener for store HQ switches, beside the
 //!   gateway and sharing its limits.
+//! * [`http`]: the HTTP/JSON API for merchant gateways, beside the gateway
+//!   and sharing its limits.
 //! * [`router`]: fans one connection's commands out to the shards.
 //! * [`twopc`]: two-phase commit for payments spanning shards: the pure
 //!   decision, its coordinator, recovery, crash points; refunds, which
@@ -40,6 +42,7 @@ pub mod config;
 mod encoding;
 pub mod engine;
 mod gateway;
+pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod iso8583;

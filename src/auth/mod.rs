@@ -7,6 +7,7 @@
 //! * [`guard`]: the PIN-guessing lockout, per principal.
 //! * [`certs`]: the client certificates store HQs connect with over ISO
 //!   8583 (mutual TLS), by fingerprint.
+//! * [`tokens`]: the bearer tokens of the HTTP API, by hash.
 //!
 //! | role | may send |
 //! |---|---|
@@ -20,8 +21,10 @@ pub mod certs;
 pub mod guard;
 pub mod keys;
 pub mod registry;
+pub mod tokens;
 
 pub use certs::Certs;
 pub use guard::{Admission, Guard, LockedOut};
 pub use keys::Key;
 pub use registry::{Principal, Registry, RegistryError};
+pub use tokens::Tokens;

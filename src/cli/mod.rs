@@ -26,6 +26,7 @@ mod reverse_activation;
 mod serve;
 mod statement;
 mod stats;
+mod token;
 mod void;
 
 use crate::auth::Key;

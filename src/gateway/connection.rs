@@ -87,6 +87,8 @@ pub struct Gate {
     /// Where order ids are kept and payments looked up by them (`None`
     /// only in tests that route nothing).
     pub storage: Option<Arc<crate::storage::Storage>>,
+    /// The HTTP API's bearer tokens (`None` only in such tests).
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
 }
 
 /// A connection's in-flight budgets, shared by its reader and writer.
@@ -250,6 +252,7 @@ fn cut_frames(
         guard: &gate.guard,
         now_ms: crate::clock::now_ms(),
         storage: gate.storage.as_deref(),
+        tokens: gate.tokens.as_deref().map(|tokens| (tokens, &*gate.registry)),
     };
     // Stop while one more frame of any weight still fits the budget, so the
     // whole cut can always be admitted.
@@ -808,6 +811,7 @@ mod tests {
             hasher: PinHasher::new(b"proptest"),
             limits,
             storage: None,
+            tokens: None,
         }
     }
 

@@ -22,6 +22,7 @@ mod remit;
 mod reversal;
 mod statement;
 mod store_statement;
+mod token;
 
 pub use admin::{
     AuditResponse, MerchantLine, ReportAccount, ReportRequest, ReportResponse, ShardStats,
@@ -60,6 +61,7 @@ pub use reversal::{ReversalStatus, ReverseActivationRequest, ReverseActivationRe
 pub use statement::{
     StatementKind, StatementLine, StatementRef, StatementRequest, StatementResponse,
 };
+pub use token::{PrincipalTokens, TokenAddRequest, TokenListRequest, TokenRevokeRequest};
 pub use store_statement::{
     StoreEntryKind, StoreStatementLine, StoreStatementRef, StoreStatementRequest,
     StoreStatementResponse,
@@ -99,6 +101,9 @@ pub const KIND_PRINCIPAL_CERT: u8 = 28;
 pub const KIND_ORDER_PAY: u8 = 29;
 pub const KIND_ORDER_AUTHORIZE: u8 = 30;
 pub const KIND_ORDER_LOOKUP: u8 = 31;
+pub const KIND_TOKEN_ADD: u8 = 32;
+pub const KIND_TOKEN_LIST: u8 = 33;
+pub const KIND_TOKEN_REVOKE: u8 = 34;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -196,6 +201,9 @@ wire_messages! {
             OrderPay(OrderPayRequest) = KIND_ORDER_PAY,
             OrderAuthorize(OrderPayRequest) = KIND_ORDER_AUTHORIZE,
             OrderLookup(OrderLookupRequest) = KIND_ORDER_LOOKUP,
+            TokenAdd(TokenAddRequest) = KIND_TOKEN_ADD,
+            TokenList(TokenListRequest) = KIND_TOKEN_LIST,
+            TokenRevoke(TokenRevokeRequest) = KIND_TOKEN_REVOKE,
         }
     }
 }
@@ -238,6 +246,9 @@ wire_messages! {
             OrderPaid(PayResponse) = KIND_ORDER_PAY,
             OrderAuthorized(AuthorizeResponse) = KIND_ORDER_AUTHORIZE,
             Order(OrderLookupResponse) = KIND_ORDER_LOOKUP,
+            TokenAdded(PrincipalTokens) = KIND_TOKEN_ADD,
+            Tokens(PrincipalTokens) = KIND_TOKEN_LIST,
+            TokenRevoked(PrincipalTokens) = KIND_TOKEN_REVOKE,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -443,7 +454,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_ORDER_LOOKUP {
+            for kind in 0..=KIND_TOKEN_REVOKE {
                 let _ = Request::decode(kind, &bytes);
             }
         }

@@ -26,6 +26,7 @@ mod refund;
 mod remit;
 mod reverse_activation;
 mod statement;
+mod token;
 
 use crate::auth::{Guard, Principal};
 use crate::config::{CARDS_PER_PAYMENT_MAX, Limits, OPERATION_BYTES};
@@ -34,7 +35,7 @@ use crate::protocol::{ErrorCode, Request, Response, Role};
 use crate::router::Command;
 
 /// What the reader does with one request.
-pub(super) enum Action {
+pub(crate) enum Action {
     /// Route to the shards.
     Route(Command),
     /// Answer at once, without the shards.
@@ -44,7 +45,7 @@ pub(super) enum Action {
 }
 
 /// What validation needs besides the request.
-pub(super) struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub limits: &'a Limits,
     pub hasher: &'a PinHasher,
     pub guard: &'a Guard,
@@ -52,6 +53,8 @@ pub(super) struct Context<'a> {
     pub now_ms: u64,
     /// Order ids and lookups by them (`None` in tests that need neither).
     pub storage: Option<&'a crate::storage::Storage>,
+    /// The HTTP API's bearer tokens, and the principals they act as.
+    pub tokens: Option<(&'a crate::auth::Tokens, &'a crate::auth::Registry)>,
 }
 
 /// A request's weight in the in-flight byte budgets (its connection's, its
@@ -103,7 +106,7 @@ fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
 
 /// Operator requests, whose replies can fill a frame (a remittance's lists
 /// an allocation per store of its HQ).
-const OPERATOR_KINDS: [u8; 16] = [
+const OPERATOR_KINDS: [u8; 19] = [
     crate::protocol::KIND_ISSUE,
     crate::protocol::KIND_REPORT,
     crate::protocol::KIND_AUDIT,
@@ -120,6 +123,9 @@ const OPERATOR_KINDS: [u8; 16] = [
     crate::protocol::KIND_STATEMENT,
     crate::protocol::KIND_STORE_STATEMENT,
     crate::protocol::KIND_PRINCIPAL_CERT,
+    crate::protocol::KIND_TOKEN_ADD,
+    crate::protocol::KIND_TOKEN_LIST,
+    crate::protocol::KIND_TOKEN_REVOKE,
 ];
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -129,7 +135,7 @@ fn reject(code: ErrorCode, message: String) -> Action {
 
 /// Validates `request` from `principal` (handshake messages are the
 /// session's, never seen here).
-pub(super) fn validate(request: Request, principal: &Principal, context: &Context<'_>) -> Action {
+pub(crate) fn validate(request: Request, principal: &Principal, context: &Context<'_>) -> Action {
     let Some(role) = required_role(&request) else {
         return Action::Reply(Response::Pong);
     };
@@ -175,6 +181,9 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::OrderPay(body) => order::pay(&body, principal, context, false),
         Request::OrderAuthorize(body) => order::pay(&body, principal, context, true),
         Request::OrderLookup(body) => order::lookup(&body, principal, context),
+        Request::TokenAdd(body) => token::add(body, context),
+        Request::TokenList(body) => token::list(body, context),
+        Request::TokenRevoke(body) => token::revoke(body, context),
         Request::Remit(body) => remit::validate(body, principal),
         Request::PayoutCreate(body) => payout::create(body, principal),
         Request::PayoutConfirm(body) => payout::confirm(body, principal),
@@ -202,6 +211,9 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_)
         | Request::PrincipalCert(_)
+        | Request::TokenAdd(_)
+        | Request::TokenList(_)
+        | Request::TokenRevoke(_)
         | Request::Remit(_)
         | Request::PayoutCreate(_)
         | Request::PayoutConfirm(_)
@@ -240,7 +252,7 @@ fn report(mut body: crate::protocol::ReportRequest, limits: &Limits) -> Action {
 
 /// The refusal of an amount of 0 or above the payment limit (payments,
 /// authorizations, captures, refunds).
-fn amount_refused(amount_minor: u64, limits: &Limits) -> Option<Action> {
+pub(crate) fn amount_refused(amount_minor: u64, limits: &Limits) -> Option<Action> {
     (amount_minor == 0 || amount_minor > limits.max_amount_minor).then(|| {
         reject(
             ErrorCode::InvalidAmount,
@@ -324,6 +336,7 @@ pub(super) mod tests {
             guard: &guard,
             now_ms: crate::clock::now_ms(),
             storage: None,
+            tokens: None,
         })
     }
 
