@@ -122,7 +122,7 @@ impl Failure {
 /// request (the engine's replay check), which HTTP answers as a reused
 /// idempotency key. The engine's wording is pinned by a test below.
 fn is_reuse(message: &str) -> bool {
-    message.contains("already used for a different") || message.contains("names an authorization")
+    message.contains("already used for a") || message.contains("names an authorization")
 }
 
 /// A decline: 402 with the decline reason as its type and the declined
@@ -159,6 +159,7 @@ mod tests {
             "this request id was already used for a different capture or void",
             "this request id was already used for a different refund",
             "this request id names an authorization: capture it, do not pay it",
+            "this request id was already used for a payment",
         ] {
             let error = ErrorResponse::new(ErrorCode::InvalidArgument, message);
             assert_eq!(Failure::of_engine(&error, 1).name, "idempotency-key-reused");

@@ -1,0 +1,158 @@
+"""Fixtures: a real kessai engine process with its HTTP API on an ephemeral
+127.0.0.1 port (plain HTTP, allowed on loopback), started here and stopped
+by its PID.
+
+The engine binary is $KESSAI_BIN, or target/debug/kessai under
+$CARGO_TARGET_DIR (default: the repository's target/). Nothing is mocked:
+principals, tokens and cards are made with the `kessai` CLI over the binary
+protocol, and every HTTP request goes through httpx.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import httpx
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SECRET_HEX = "6b6573736169207465737420736563726574206b6579203230323621"
+MERCHANT = 5
+OTHER_MERCHANT = 6
+HQ = 42
+STORE = 42
+FACE = 1000
+# Small enough for the tests of the lockout and of slow bodies.
+PIN_FAILURES_MAX = 3
+FRAME_TIMEOUT_MS = 1500
+MAX_BODY_BYTES = 4096
+
+
+def kessai_bin():
+    if os.environ.get("KESSAI_BIN"):
+        return os.environ["KESSAI_BIN"]
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return str(pathlib.Path(target) / "debug" / "kessai")
+
+
+class Engine:
+    """One engine process, the CLI to drive it, and HTTP clients."""
+
+    def __init__(self, directory):
+        self.dir = pathlib.Path(directory)
+        config = self.dir / "kessai.toml"
+        config.write_text(
+            'listen = "127.0.0.1:0"\n'
+            f'data_dir = "{self.dir / "data"}"\n'
+            "shards = 2\nworker_threads = 2\n"
+            f'pin_secret_hex = "{SECRET_HEX}"\n'
+            "[limits]\n"
+            f"pin_failures_max = {PIN_FAILURES_MAX}\n"
+            f"frame_timeout_ms = {FRAME_TIMEOUT_MS}\n"
+            "[http]\n"
+            'listen = "127.0.0.1:0"\n'
+            f"max_body_bytes = {MAX_BODY_BYTES}\n"
+        )
+        self.log_path = self.dir / "engine.log"
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ, KESSAI_LOG="debug")
+        self.process = subprocess.Popen(
+            [kessai_bin(), "serve", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+        )
+        lines = [self.process.stdout.readline().decode().strip() for _ in range(2)]
+        assert lines[0].startswith("kessai listening on "), lines
+        assert lines[1].startswith("kessai http listening on "), lines
+        self.addr = lines[0].rsplit(" ", 1)[1]
+        self.http_addr = lines[1].rsplit(" ", 1)[1]
+        self.base = f"http://{self.http_addr}"
+        self.operator_key = self.dir / "data" / "operator.key"
+        self.clients = []
+
+    def cli_as(self, key, *args, ok=True):
+        command = [kessai_bin(), *args, "--json", "--addr", self.addr, "--key", str(key)]
+        done = subprocess.run(command, capture_output=True, timeout=60)
+        if ok:
+            assert done.returncode == 0, done
+        return json.loads(done.stdout) if done.stdout.strip() else {}
+
+    def cli(self, *args, ok=True):
+        return self.cli_as(self.operator_key, *args, ok=ok)
+
+    def add(self, role, principal, stores=None):
+        key = self.dir / f"{principal}.key"
+        if not key.exists():
+            extra = ["--stores", str(stores)] if stores else []
+            self.cli("principal", "add", "--role", role, "--id", str(principal),
+                     *extra, "--out", str(key))
+        return key
+
+    def token(self, principal):
+        """A new bearer token for `principal` (issued by the operator)."""
+        out = self.dir / f"{principal}-{len(list(self.dir.glob('*.token')))}.token"
+        issued = self.cli("principal", "token", "issue", "--id", str(principal),
+                          "--out", str(out))
+        return out.read_text().strip(), issued["token_id"]
+
+    def cards(self, count, face=FACE):
+        """Active cards: issued by the operator, sold at STORE."""
+        out = self.dir / f"pins-{len(list(self.dir.glob('pins-*')))}.txt"
+        self.cli("issue", "--count", str(count), "--face-value", str(face), "--out", str(out))
+        pins = [line.strip() for line in out.read_text().split() if line.strip()]
+        self.cli_as(self.add("store-hq", HQ, STORE), "activate", "--store", str(STORE),
+                    "--pos-ref", str(len(list(self.dir.glob('pins-*')))), *pins)
+        return pins
+
+    def client(self, token=None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.Client(base_url=self.base, headers=headers, timeout=30)
+        self.clients.append(client)
+        return client
+
+    def audit(self):
+        audit = self.cli("audit")
+        assert audit["ok"], audit
+        return audit
+
+    def log_text(self):
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        for client in self.clients:
+            client.close()
+        # By PID, the process this fixture started.
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process.stdout.close()
+        self.log.close()
+
+
+@pytest.fixture
+def engine():
+    directory = tempfile.mkdtemp(prefix="kessai-http-")
+    running = Engine(directory)
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def merchant(engine):
+    """An HTTP client acting as merchant MERCHANT."""
+    engine.add("merchant", MERCHANT)
+    token, _ = engine.token(MERCHANT)
+    return engine.client(token)
