@@ -922,7 +922,10 @@ impl Client {
     }
 
     /// Principal `id`'s HTTP bearer tokens, by id.
-    pub async fn token_list(&self, id: u32) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+    pub async fn token_list(
+        &self,
+        id: u32,
+    ) -> Result<crate::protocol::PrincipalTokens, ClientError> {
         let request = Request::TokenList(crate::protocol::TokenListRequest { id });
         match self.call_ok(&request).await? {
             Response::Tokens(tokens) => Ok(tokens),

@@ -903,9 +903,16 @@ mod tests {
             c.http.max_body_bytes = HTTP_BODY_BYTES_MAX;
             c.limits.max_inflight_bytes_per_principal = http_weight_max(HTTP_BODY_BYTES_MAX) - 1;
         });
-        assert!(too_big.expect_err("refused").contains("http.max_body_bytes"));
+        assert!(
+            too_big
+                .expect_err("refused")
+                .contains("http.max_body_bytes")
+        );
         let anywhere = "0.0.0.0:0".parse().ok();
-        assert_eq!(with(&|c| c.http.listen = "127.0.0.1:0".parse().ok()), Ok(()));
+        assert_eq!(
+            with(&|c| c.http.listen = "127.0.0.1:0".parse().ok()),
+            Ok(())
+        );
         assert!(with(&|c| c.http.listen = anywhere).is_err(), "no TLS");
         assert_eq!(
             with(&|c| {

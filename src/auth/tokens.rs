@@ -216,7 +216,9 @@ mod tests {
         let (second, second_hash) = generate();
         assert!(well_formed(&first) && first.len() == TOKEN_CHARS);
         tokens.add(&registry, 5, first_hash).expect("first");
-        tokens.add(&registry, 5, first_hash).expect("again: harmless");
+        tokens
+            .add(&registry, 5, first_hash)
+            .expect("again: harmless");
         assert!(tokens.add(&registry, 6, first_hash).is_err(), "another's");
         tokens.add(&registry, 5, second_hash).expect("a second");
         assert!(
@@ -229,7 +231,12 @@ mod tests {
         );
         assert_eq!(tokens.principal_of(&first), Some(5));
         assert_eq!(tokens.principal_of(&second), Some(5));
-        for bad in ["", "kst1_", &first[..first.len() - 1], &first.to_uppercase()] {
+        for bad in [
+            "",
+            "kst1_",
+            &first[..first.len() - 1],
+            &first.to_uppercase(),
+        ] {
             assert_eq!(tokens.principal_of(bad), None, "{bad}");
         }
         tokens.revoke(5, id_of(&first_hash)).expect("revoked");

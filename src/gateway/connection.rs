@@ -252,7 +252,10 @@ fn cut_frames(
         guard: &gate.guard,
         now_ms: crate::clock::now_ms(),
         storage: gate.storage.as_deref(),
-        tokens: gate.tokens.as_deref().map(|tokens| (tokens, &*gate.registry)),
+        tokens: gate
+            .tokens
+            .as_deref()
+            .map(|tokens| (tokens, &*gate.registry)),
     };
     // Stop while one more frame of any weight still fits the budget, so the
     // whole cut can always be admitted.

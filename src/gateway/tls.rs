@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 pub fn acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String> {
-    Ok(TlsAcceptor::from(Arc::new(server_config(cert_path, key_path)?)))
+    Ok(TlsAcceptor::from(Arc::new(server_config(
+        cert_path, key_path,
+    )?)))
 }
 
 /// The engine's TLS configuration from its certificate chain and key

@@ -31,7 +31,12 @@ use utoipa::ToSchema;
 pub struct PaymentRequest {
     /// The merchant's own id for it: 1-50 of `A-Z a-z 0-9 . _ : -`. The
     /// idempotency key: resending the same request replays the answer.
-    #[schema(min_length = 1, max_length = 50, pattern = "^[A-Za-z0-9._:-]{1,50}$", example = "ORD-2026-000123")]
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[A-Za-z0-9._:-]{1,50}$",
+        example = "ORD-2026-000123"
+    )]
     pub order_id: String,
     /// The cards, taken from in this order (1 to the engine's
     /// `max_cards_per_payment`).
@@ -422,7 +427,10 @@ pub async fn not_found() -> HttpResponse {
     Failure::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint").response()
 }
 
-fn merchant(context: &HttpContext, request: &HttpRequest) -> Result<std::sync::Arc<Principal>, Failure> {
+fn merchant(
+    context: &HttpContext,
+    request: &HttpRequest,
+) -> Result<std::sync::Arc<Principal>, Failure> {
     let principal = exchange::authenticate(context, request)?;
     exchange::require(&principal, Role::Merchant)?;
     Ok(principal)
@@ -467,7 +475,10 @@ fn check_amount(context: &HttpContext, amount: u64) -> Result<(), Failure> {
     match amount_refused(amount, &context.gateway.gate.limits) {
         None => Ok(()),
         Some(Action::Reply(Response::Error(error))) => Err(Failure::of_engine(&error, 0)),
-        Some(_) => Err(Failure::invalid("invalid-amount", "an amount is out of bounds")),
+        Some(_) => Err(Failure::invalid(
+            "invalid-amount",
+            "an amount is out of bounds",
+        )),
     }
 }
 
@@ -506,11 +517,17 @@ async fn route(
     principal: &Principal,
     command: Command,
 ) -> Result<Response, Failure> {
-    if let Err(locked) = context.gateway.gate.guard.check(principal.id, crate::clock::now_ms()) {
+    if let Err(locked) = context
+        .gateway
+        .gate
+        .guard
+        .check(principal.id, crate::clock::now_ms())
+    {
         let failure = Failure::of_engine(&locked.refusal(), locked.remaining.as_secs() + 1);
         return Err(failure);
     }
-    let mut admitted: Admitted = exchange::admit(context, request, principal, context.weight).await?;
+    let mut admitted: Admitted =
+        exchange::admit(context, request, principal, context.weight).await?;
     Ok(exchange::ask(context, &mut admitted, command).await)
 }
 
@@ -519,7 +536,11 @@ fn failure_of(context: &HttpContext, response: Response) -> Failure {
         Response::Error(error) => Failure::of_engine(&error, exchange::lockout_s(context)),
         other => {
             tracing::error!(kind = other.kind(), "HTTP: an unexpected answer");
-            Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an unexpected answer")
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an unexpected answer",
+            )
         }
     }
 }
@@ -539,7 +560,12 @@ fn paid_answer(order_id: &str, currency: &str, paid: &PayResponse) -> HttpRespon
     let payment = Payment {
         order_id: order_id.to_string(),
         kind: "payment".to_string(),
-        status: if paid.is_approved() { "approved" } else { "declined" }.to_string(),
+        status: if paid.is_approved() {
+            "approved"
+        } else {
+            "declined"
+        }
+        .to_string(),
         reason: paid.reason.map(|reason| reason.name().to_string()),
         amount: paid.amount_minor,
         currency: currency.to_string(),
@@ -565,7 +591,12 @@ fn held_answer(order_id: &str, currency: &str, held: &AuthorizeResponse) -> Http
     let payment = Payment {
         order_id: order_id.to_string(),
         kind: "authorization".to_string(),
-        status: if held.reason.is_none() { "authorized" } else { "declined" }.to_string(),
+        status: if held.reason.is_none() {
+            "authorized"
+        } else {
+            "declined"
+        }
+        .to_string(),
         reason: held.reason.map(|reason| reason.name().to_string()),
         amount: held.amount_minor,
         currency: currency.to_string(),
@@ -590,7 +621,12 @@ fn held_answer(order_id: &str, currency: &str, held: &AuthorizeResponse) -> Http
 fn captured_answer(order_id: &str, currency: &str, captured: &CaptureResponse) -> HttpResponse {
     let answer = Capture {
         order_id: order_id.to_string(),
-        status: if captured.reason.is_none() { "captured" } else { "declined" }.to_string(),
+        status: if captured.reason.is_none() {
+            "captured"
+        } else {
+            "declined"
+        }
+        .to_string(),
         reason: captured.reason.map(|reason| reason.name().to_string()),
         amount: captured.amount_minor,
         released: captured.released_minor,
@@ -613,7 +649,12 @@ fn captured_answer(order_id: &str, currency: &str, captured: &CaptureResponse) -
 fn voided_answer(order_id: &str, currency: &str, voided: &VoidResponse) -> HttpResponse {
     let answer = Capture {
         order_id: order_id.to_string(),
-        status: if voided.reason.is_none() { "voided" } else { "declined" }.to_string(),
+        status: if voided.reason.is_none() {
+            "voided"
+        } else {
+            "declined"
+        }
+        .to_string(),
         reason: voided.reason.map(|reason| reason.name().to_string()),
         amount: 0,
         released: voided.released_minor,
@@ -629,7 +670,12 @@ fn voided_answer(order_id: &str, currency: &str, voided: &VoidResponse) -> HttpR
 fn refunded_answer(order_id: &str, currency: &str, refunded: &RefundResponse) -> HttpResponse {
     let answer = Refund {
         order_id: order_id.to_string(),
-        status: if refunded.reason.is_none() { "refunded" } else { "declined" }.to_string(),
+        status: if refunded.reason.is_none() {
+            "refunded"
+        } else {
+            "declined"
+        }
+        .to_string(),
         reason: refunded.reason.map(|reason| reason.name().to_string()),
         amount: refunded.amount_minor,
         refunded_total: refunded.payment_refunded_minor,
@@ -657,7 +703,12 @@ fn payment_of_info(info: &OrderInfo, currency: &str) -> Payment {
     };
     Payment {
         order_id: info.order_id.clone(),
-        kind: if info.authorization { "authorization" } else { "payment" }.to_string(),
+        kind: if info.authorization {
+            "authorization"
+        } else {
+            "payment"
+        }
+        .to_string(),
         status: status.to_string(),
         reason: info.reason.map(|reason| reason.name().to_string()),
         amount: info.amount_minor,

@@ -29,7 +29,10 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The principal a request's bearer token acts as, if it may act at all.
-pub fn authenticate(context: &HttpContext, request: &HttpRequest) -> Result<Arc<Principal>, Failure> {
+pub fn authenticate(
+    context: &HttpContext,
+    request: &HttpRequest,
+) -> Result<Arc<Principal>, Failure> {
     let header = request
         .headers()
         .get("Authorization")
@@ -64,7 +67,10 @@ pub fn require(principal: &Principal, role: Role) -> Result<(), Failure> {
 /// `frame_timeout_ms` of the first read, parsed as `T`. Malformed JSON is
 /// 400; JSON of the wrong shape or types (a float or a string where an
 /// integer belongs, an unknown field) is 422.
-pub async fn body<T: DeserializeOwned>(context: &HttpContext, mut payload: Payload) -> Result<T, Failure> {
+pub async fn body<T: DeserializeOwned>(
+    context: &HttpContext,
+    mut payload: Payload,
+) -> Result<T, Failure> {
     let limit = context.max_body_bytes;
     let deadline = tokio::time::Instant::now() + context.body_timeout;
     let mut bytes: Vec<u8> = Vec::new();
@@ -110,7 +116,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
             Category::Syntax | Category::Eof | Category::Io => Failure::new(
                 StatusCode::BAD_REQUEST,
                 "malformed-json",
-                format!("the body is not JSON (line {}, column {})", error.line(), error.column()),
+                format!(
+                    "the body is not JSON (line {}, column {})",
+                    error.line(),
+                    error.column()
+                ),
             ),
             Category::Data => Failure::invalid("invalid-body", shape_error(&error)),
         }
@@ -159,7 +169,8 @@ pub async fn admit(
     let share = slot.share().cloned();
     let principal_share = match share {
         Some(share) => {
-            let waited = tokio::time::timeout(context.body_timeout, share.acquire_many_owned(permits));
+            let waited =
+                tokio::time::timeout(context.body_timeout, share.acquire_many_owned(permits));
             match waited.await {
                 Ok(Ok(permit)) => Some(permit),
                 Ok(Err(_)) | Err(_) => {

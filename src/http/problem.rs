@@ -127,11 +127,7 @@ fn is_reuse(message: &str) -> bool {
 
 /// A decline: 402 with the decline reason as its type and the declined
 /// operation in `payment`.
-pub fn declined(
-    reason: DeclineReason,
-    payment: serde_json::Value,
-    replayed: bool,
-) -> HttpResponse {
+pub fn declined(reason: DeclineReason, payment: serde_json::Value, replayed: bool) -> HttpResponse {
     let problem = Problem {
         kind: format!("urn:kessai:decline:{}", reason.name()),
         title: format!("declined: {}", reason.name().replace('_', " ")),

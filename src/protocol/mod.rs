@@ -61,11 +61,11 @@ pub use reversal::{ReversalStatus, ReverseActivationRequest, ReverseActivationRe
 pub use statement::{
     StatementKind, StatementLine, StatementRef, StatementRequest, StatementResponse,
 };
-pub use token::{PrincipalTokens, TokenAddRequest, TokenListRequest, TokenRevokeRequest};
 pub use store_statement::{
     StoreEntryKind, StoreStatementLine, StoreStatementRef, StoreStatementRequest,
     StoreStatementResponse,
 };
+pub use token::{PrincipalTokens, TokenAddRequest, TokenListRequest, TokenRevokeRequest};
 
 use serde::Deserialize;
 
