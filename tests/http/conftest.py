@@ -13,6 +13,7 @@ import os
 import pathlib
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 
@@ -42,11 +43,17 @@ def kessai_bin():
 class Engine:
     """One engine process, the CLI to drive it, and HTTP clients."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, tls=None):
         self.dir = pathlib.Path(directory)
         config = self.dir / "kessai.toml"
+        tls_lines = ""
+        if tls:
+            cert, key = tls
+            tls_lines = f'tls_cert = "{cert}"\ntls_key = "{key}"\n'
+        self.tls_ca = tls[0] if tls else None
         config.write_text(
             'listen = "127.0.0.1:0"\n'
+            f"{tls_lines}"
             f'data_dir = "{self.dir / "data"}"\n'
             "shards = 2\nworker_threads = 2\n"
             f'pin_secret_hex = "{SECRET_HEX}"\n'
@@ -71,12 +78,15 @@ class Engine:
         assert lines[1].startswith("kessai http listening on "), lines
         self.addr = lines[0].rsplit(" ", 1)[1]
         self.http_addr = lines[1].rsplit(" ", 1)[1]
-        self.base = f"http://{self.http_addr}"
+        scheme = "https" if tls else "http"
+        self.base = f"{scheme}://{self.http_addr}"
         self.operator_key = self.dir / "data" / "operator.key"
         self.clients = []
 
     def cli_as(self, key, *args, ok=True):
         command = [kessai_bin(), *args, "--json", "--addr", self.addr, "--key", str(key)]
+        if self.tls_ca:
+            command += ["--tls-ca", str(self.tls_ca)]
         done = subprocess.run(command, capture_output=True, timeout=60)
         if ok:
             assert done.returncode == 0, done
@@ -111,7 +121,8 @@ class Engine:
 
     def client(self, token=None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        client = httpx.Client(base_url=self.base, headers=headers, timeout=30)
+        verify = ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else True
+        client = httpx.Client(base_url=self.base, headers=headers, timeout=30, verify=verify)
         self.clients.append(client)
         return client
 

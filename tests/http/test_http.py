@@ -5,13 +5,21 @@ document checked by openapi-spec-validator."""
 
 import concurrent.futures
 import json
+import pathlib
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 
 import httpx
+import pytest
 from openapi_spec_validator import validate
 
-from conftest import FACE, FRAME_TIMEOUT_MS, HQ, MAX_BODY_BYTES, MERCHANT, OTHER_MERCHANT, PIN_FAILURES_MAX, STORE
+from conftest import (
+    FACE, FRAME_TIMEOUT_MS, HQ, MAX_BODY_BYTES, MERCHANT, OTHER_MERCHANT, PIN_FAILURES_MAX, STORE,
+    Engine,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -315,3 +323,61 @@ def test_pins_never_reach_the_log(engine, merchant):
     log = engine.log_text()
     for pin in pins + [bad_check_digit(pins[1])]:
         assert pin not in log
+
+
+def make_certificate(directory, name):
+    cert = directory / f"{name}.pem"
+    key = directory / f"{name}.key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:FALSE"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the certificate")
+def test_https_with_the_engines_certificate():
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="kessai-http-tls-"))
+    engine = Engine(directory, tls=make_certificate(directory, "engine"))
+    try:
+        engine.add("merchant", MERCHANT)
+        merchant = engine.client(engine.token(MERCHANT)[0])
+        pins = engine.cards(1)
+        created = pay(merchant, "tls-1", pins, 100)
+        assert created.status_code == 201, created.text
+        assert merchant.get("/v1/payments/tls-1").json()["taken"] == 100
+        # Plain HTTP to the HTTPS port gets no answer.
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://{engine.http_addr}/v1/healthz", timeout=5)
+    finally:
+        engine.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_too_many_headers_are_refused(engine, merchant):
+    headers = {f"X-Filler-{number}": "x" for number in range(100)}
+    response = merchant.get("/v1/payments/x", headers=headers)
+    assert response.status_code == 431
+    assert merchant.get("/v1/healthz").status_code == 200
+
+
+def test_docs_http_md_names_every_path_and_problem_type(engine):
+    """docs/HTTP.md is checked against the served OpenAPI document and
+    against the problem names the code can answer with."""
+    import re
+    root = pathlib.Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "HTTP.md").read_text()
+    spec = engine.client().get("/v1/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method in methods:
+            assert f"`{method.upper()} {path}`" in doc, (method, path)
+    assert "`GET /v1/openapi.json`" in doc
+    source = "".join(p.read_text() for p in (root / "src" / "http").glob("*.rs"))
+    names = set(re.findall(r'(?:Failure::invalid\(|StatusCode::[A-Z_]+,\s*)"([a-z-]+)"', source))
+    names |= {"busy", "unauthorized"}
+    assert len(names) > 15, names
+    for name in names:
+        assert f"`urn:kessai:problem:{name}`" in doc, name
