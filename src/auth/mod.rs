@@ -20,6 +20,7 @@
 pub mod certs;
 pub mod guard;
 pub mod keys;
+mod owners;
 pub mod registry;
 pub mod tokens;
 

@@ -12,16 +12,14 @@
 //! has no gap. A revoked principal's tokens are refused with it (checked
 //! on every request, as its key is on every frame).
 //!
-//! Kept in memory (every HTTP request looks here) and durably in the
-//! `meta` column family, one record per token (`http.token.` then the 32
-//! bytes of its hash; the value is the principal's id, big-endian),
-//! written and synced before the operator is answered.
+//! Kept as an [`Owners`] table under `http.token.` in the `meta` column
+//! family.
 
+use super::owners::Owners;
 use super::registry::{Registry, RegistryError};
-use crate::storage::{Cf, Changes, StorageError, Store};
+use crate::storage::{StorageError, Store};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// A token's SHA-256.
 pub type TokenHash = [u8; 32];
@@ -69,9 +67,7 @@ pub fn well_formed(text: &str) -> bool {
 }
 
 pub struct Tokens {
-    by_hash: RwLock<HashMap<TokenHash, u32>>,
-    store: Arc<dyn Store + Send + Sync>,
-    per_principal_max: usize,
+    owners: Owners,
 }
 
 impl Tokens {
@@ -80,25 +76,14 @@ impl Tokens {
         store: Arc<dyn Store + Send + Sync>,
         per_principal_max: usize,
     ) -> Result<Tokens, StorageError> {
-        let mut by_hash = HashMap::new();
-        store.scan(Cf::Meta, &mut |key, value| {
-            let Some(rest) = key.strip_prefix(KEY_PREFIX) else {
-                return Ok(());
-            };
-            let hash: TokenHash = rest
-                .try_into()
-                .map_err(|_| format!("a token key of {} bytes", key.len()))?;
-            let id: [u8; 4] = value
-                .try_into()
-                .map_err(|_| format!("a token's principal of {} bytes", value.len()))?;
-            by_hash.insert(hash, u32::from_be_bytes(id));
-            Ok(())
-        })?;
-        Ok(Tokens {
-            by_hash: RwLock::new(by_hash),
+        let owners = Owners::load(
             store,
+            KEY_PREFIX,
             per_principal_max,
-        })
+            "token",
+            "http.max_tokens_per_principal",
+        )?;
+        Ok(Tokens { owners })
     }
 
     /// The principal a token acts as, if it is one of ours.
@@ -106,17 +91,12 @@ impl Tokens {
         if !well_formed(token) {
             return None;
         }
-        self.read().get(&hash(token)).copied()
+        self.owners.principal_of(&hash(token))
     }
 
     /// The ids of `principal`'s tokens, in byte order.
     pub fn of(&self, principal: u32) -> Vec<TokenId> {
-        let mut ids: Vec<TokenId> = self
-            .read()
-            .iter()
-            .filter(|(_, owner)| **owner == principal)
-            .map(|(hash, _)| id_of(hash))
-            .collect();
+        let mut ids: Vec<TokenId> = self.owners.of(principal).iter().map(id_of).collect();
         ids.sort_unstable();
         ids
     }
@@ -138,61 +118,19 @@ impl Tokens {
                 "principal {principal} is revoked"
             )));
         }
-        let mut table = self.by_hash.write().expect("never poisoned");
-        match table.get(&hash) {
-            Some(&held_by) if held_by == principal => return Ok(()),
-            Some(_) => {
-                return Err(RegistryError::Invalid(
-                    "this token belongs to another principal".to_string(),
-                ));
-            }
-            None => {}
-        }
-        let held = table.values().filter(|owner| **owner == principal).count();
-        if held >= self.per_principal_max {
-            return Err(RegistryError::Invalid(format!(
-                "principal {principal} holds {held} tokens, the most \
-                 http.max_tokens_per_principal allows; revoke one first"
-            )));
-        }
-        let mut changes = Changes::new();
-        changes.put(Cf::Meta, &record_key(&hash), &principal.to_be_bytes());
-        self.store
-            .commit(&changes)
-            .map_err(RegistryError::Storage)?;
-        table.insert(hash, principal);
-        Ok(())
+        self.owners.add(principal, hash)
     }
 
     /// Revokes `principal`'s token `id`, durably.
     pub fn revoke(&self, principal: u32, id: TokenId) -> Result<(), RegistryError> {
-        let mut table = self.by_hash.write().expect("never poisoned");
-        let Some(hash) = table
-            .iter()
-            .find(|(hash, owner)| **owner == principal && id_of(hash) == id)
-            .map(|(hash, _)| *hash)
-        else {
-            return Err(RegistryError::Invalid(format!(
-                "principal {principal} has no token {}",
-                hex::encode(id)
-            )));
-        };
-        let mut changes = Changes::new();
-        changes.delete(Cf::Meta, &record_key(&hash));
-        self.store
-            .commit(&changes)
-            .map_err(RegistryError::Storage)?;
-        table.remove(&hash);
-        Ok(())
+        if self.owners.remove(principal, |hash| id_of(hash) == id)? {
+            return Ok(());
+        }
+        Err(RegistryError::Invalid(format!(
+            "principal {principal} has no token {}",
+            hex::encode(id)
+        )))
     }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TokenHash, u32>> {
-        self.by_hash.read().expect("never poisoned")
-    }
-}
-
-fn record_key(hash: &TokenHash) -> Vec<u8> {
-    [KEY_PREFIX, hash].concat()
 }
 
 #[cfg(test)]

@@ -106,18 +106,8 @@ fn render(listed: &PrincipalTokens) -> Output {
 /// Writes the token, readable by its owner only; never overwrites.
 fn write_new(path: &Path, token: &str) -> Result<(), Failure> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .and_then(|mut file| {
-            file.write_all(format!("{token}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-        })
+    let mut file = super::output::create_private_file(path)?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
         .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
 }

@@ -12,6 +12,7 @@ use super::HttpContext;
 use super::exchange::{self, Admitted};
 use super::problem::{self, Failure};
 use crate::auth::Principal;
+use crate::card::DeclineReason;
 use crate::gateway::validate::{self, Action, amount_refused};
 use crate::order::{self, OrderId};
 use crate::protocol::{
@@ -152,6 +153,72 @@ pub struct Health {
     pub status: String,
 }
 
+/// What every authenticated endpoint may answer besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "documentation only: the OpenAPI document's shared responses"
+)]
+pub enum Refusals {
+    #[response(
+        status = 401,
+        description = "No valid bearer token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(problem::Problem),
+    #[response(
+        status = 403,
+        description = "The token's principal has another role",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(problem::Problem),
+    #[response(
+        status = 429,
+        description = "Locked out after PIN failures: retry after `Retry-After`",
+        content_type = "application/problem+json"
+    )]
+    LockedOut(problem::Problem),
+    #[response(
+        status = 500,
+        description = "The engine failed; the request may be retried",
+        content_type = "application/problem+json"
+    )]
+    Internal(problem::Problem),
+    #[response(
+        status = 503,
+        description = "Busy, nothing done: retry after `Retry-After`",
+        content_type = "application/problem+json"
+    )]
+    Busy(problem::Problem),
+}
+
+/// What every endpoint with a JSON body may answer besides its own.
+#[derive(utoipa::IntoResponses)]
+#[allow(
+    dead_code,
+    reason = "documentation only: the OpenAPI document's shared responses"
+)]
+pub enum BodyRefusals {
+    #[response(
+        status = 400,
+        description = "Not JSON",
+        content_type = "application/problem+json"
+    )]
+    MalformedJson(problem::Problem),
+    #[response(
+        status = 408,
+        description = "The body did not arrive in time",
+        content_type = "application/problem+json"
+    )]
+    BodyTimeout(problem::Problem),
+    #[response(
+        status = 413,
+        description = "The body is too large",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(problem::Problem),
+}
+
 type Answer = Result<HttpResponse, Failure>;
 
 /// Turns a handler's outcome into its response.
@@ -167,14 +234,9 @@ pub fn finish(answer: Answer) -> HttpResponse {
     responses(
         (status = 201, description = "Approved (or authorized); replays carry `Idempotent-Replayed: true`", body = Payment),
         (status = 402, description = "Declined: `type` names the reason, `payment` holds the payment", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Not JSON", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a merchant", body = problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The same order id is in flight", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request, or the order id reused for a different payment", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Locked out after PIN failures", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Busy: retry after `Retry-After`", body = problem::Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     )
 )]
 pub async fn create_payment(
@@ -216,10 +278,9 @@ async fn create(context: &HttpContext, request: &HttpRequest, payload: Payload) 
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The payment as it is now", body = Payment),
-        (status = 401, description = "No valid bearer token", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a merchant", body = problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Nothing decided under this order id", body = problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not an order id", body = problem::Problem, content_type = "application/problem+json"),
+        Refusals,
     )
 )]
 pub async fn get_payment(
@@ -260,6 +321,7 @@ fn lookup(context: &HttpContext, request: &HttpRequest, order_id: &str) -> Answe
         (status = 400, description = "No or a bad Idempotency-Key, or not JSON", body = problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The same key is in flight", body = problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid, or the key reused for a different request", body = problem::Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     )
 )]
 pub async fn capture(
@@ -285,6 +347,7 @@ pub async fn capture(
         (status = 400, description = "No or a bad Idempotency-Key", body = problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The same key is in flight", body = problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key reused for a different request", body = problem::Problem, content_type = "application/problem+json"),
+        Refusals,
     )
 )]
 pub async fn void(
@@ -342,6 +405,7 @@ async fn close(
         (status = 400, description = "No or a bad Idempotency-Key, or not JSON", body = problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The same key is in flight", body = problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid, or the key reused for a different request", body = problem::Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     )
 )]
 pub async fn refund(
@@ -384,7 +448,7 @@ async fn give_back(
         (status = 200, description = "The card", body = Balance),
         (status = 404, description = "No sold card has this PIN", body = problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a PIN", body = problem::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Locked out after PIN failures", body = problem::Problem, content_type = "application/problem+json"),
+        Refusals, BodyRefusals,
     )
 )]
 pub async fn balance(
@@ -556,143 +620,133 @@ fn with_replay(mut builder: HttpResponseBuilder, replayed: bool) -> HttpResponse
     builder
 }
 
+/// An operation's answer: `success` with `body`, or, declined, a 402
+/// problem carrying it; either marked when it is a replay.
+fn answer<T: Serialize>(
+    success: HttpResponseBuilder,
+    body: &T,
+    reason: Option<DeclineReason>,
+    replayed: bool,
+) -> HttpResponse {
+    match reason {
+        None => with_replay(success, replayed).json(body),
+        Some(reason) => problem::declined(reason, to_value(body), replayed),
+    }
+}
+
+/// `done` unless declined.
+fn status_of(reason: Option<DeclineReason>, done: &str) -> String {
+    reason.map_or(done, |_| "declined").to_string()
+}
+
+fn reason_of(reason: Option<DeclineReason>) -> Option<String> {
+    reason.map(|reason| reason.name().to_string())
+}
+
+/// Each card's part, from (last four digits, amount) pairs.
+fn cards(parts: impl Iterator<Item = (u16, u64)>) -> Vec<CardPart> {
+    parts
+        .map(|(pin_last4, amount)| CardPart {
+            pin_last4: last4(pin_last4),
+            amount: Some(amount),
+        })
+        .collect()
+}
+
 fn paid_answer(order_id: &str, currency: &str, paid: &PayResponse) -> HttpResponse {
     let payment = Payment {
         order_id: order_id.to_string(),
         kind: "payment".to_string(),
-        status: if paid.is_approved() {
-            "approved"
-        } else {
-            "declined"
-        }
-        .to_string(),
-        reason: paid.reason.map(|reason| reason.name().to_string()),
+        status: status_of(paid.reason, "approved"),
+        reason: reason_of(paid.reason),
         amount: paid.amount_minor,
         currency: currency.to_string(),
         taken: paid.parts.iter().map(|part| part.taken_minor).sum(),
         refunded: 0,
-        cards: paid
-            .parts
-            .iter()
-            .map(|part| CardPart {
-                pin_last4: last4(part.pin_last4),
-                amount: Some(part.taken_minor),
-            })
-            .collect(),
+        cards: cards(paid.parts.iter().map(|p| (p.pin_last4, p.taken_minor))),
         expires_at_ms: None,
     };
-    match paid.reason {
-        None => with_replay(HttpResponse::Created(), paid.replayed).json(payment),
-        Some(reason) => problem::declined(reason, to_value(&payment), paid.replayed),
-    }
+    answer(
+        HttpResponse::Created(),
+        &payment,
+        paid.reason,
+        paid.replayed,
+    )
 }
 
 fn held_answer(order_id: &str, currency: &str, held: &AuthorizeResponse) -> HttpResponse {
     let payment = Payment {
         order_id: order_id.to_string(),
         kind: "authorization".to_string(),
-        status: if held.reason.is_none() {
-            "authorized"
-        } else {
-            "declined"
-        }
-        .to_string(),
-        reason: held.reason.map(|reason| reason.name().to_string()),
+        status: status_of(held.reason, "authorized"),
+        reason: reason_of(held.reason),
         amount: held.amount_minor,
         currency: currency.to_string(),
         taken: 0,
         refunded: 0,
-        cards: held
-            .parts
-            .iter()
-            .map(|part| CardPart {
-                pin_last4: last4(part.pin_last4),
-                amount: Some(part.held_minor),
-            })
-            .collect(),
+        cards: cards(held.parts.iter().map(|p| (p.pin_last4, p.held_minor))),
         expires_at_ms: (held.expires_at_ms > 0).then_some(held.expires_at_ms),
     };
-    match held.reason {
-        None => with_replay(HttpResponse::Created(), held.replayed).json(payment),
-        Some(reason) => problem::declined(reason, to_value(&payment), held.replayed),
-    }
+    answer(
+        HttpResponse::Created(),
+        &payment,
+        held.reason,
+        held.replayed,
+    )
 }
 
 fn captured_answer(order_id: &str, currency: &str, captured: &CaptureResponse) -> HttpResponse {
-    let answer = Capture {
+    let body = Capture {
         order_id: order_id.to_string(),
-        status: if captured.reason.is_none() {
-            "captured"
-        } else {
-            "declined"
-        }
-        .to_string(),
-        reason: captured.reason.map(|reason| reason.name().to_string()),
+        status: status_of(captured.reason, "captured"),
+        reason: reason_of(captured.reason),
         amount: captured.amount_minor,
         released: captured.released_minor,
         currency: currency.to_string(),
-        cards: captured
-            .parts
-            .iter()
-            .map(|part| CardPart {
-                pin_last4: last4(part.pin_last4),
-                amount: Some(part.taken_minor),
-            })
-            .collect(),
+        cards: cards(captured.parts.iter().map(|p| (p.pin_last4, p.taken_minor))),
     };
-    match captured.reason {
-        None => with_replay(HttpResponse::Ok(), captured.replayed).json(answer),
-        Some(reason) => problem::declined(reason, to_value(&answer), captured.replayed),
-    }
+    answer(
+        HttpResponse::Ok(),
+        &body,
+        captured.reason,
+        captured.replayed,
+    )
 }
 
 fn voided_answer(order_id: &str, currency: &str, voided: &VoidResponse) -> HttpResponse {
-    let answer = Capture {
+    let body = Capture {
         order_id: order_id.to_string(),
-        status: if voided.reason.is_none() {
-            "voided"
-        } else {
-            "declined"
-        }
-        .to_string(),
-        reason: voided.reason.map(|reason| reason.name().to_string()),
+        status: status_of(voided.reason, "voided"),
+        reason: reason_of(voided.reason),
         amount: 0,
         released: voided.released_minor,
         currency: currency.to_string(),
         cards: Vec::new(),
     };
-    match voided.reason {
-        None => with_replay(HttpResponse::Ok(), voided.replayed).json(answer),
-        Some(reason) => problem::declined(reason, to_value(&answer), voided.replayed),
-    }
+    answer(HttpResponse::Ok(), &body, voided.reason, voided.replayed)
 }
 
 fn refunded_answer(order_id: &str, currency: &str, refunded: &RefundResponse) -> HttpResponse {
-    let answer = Refund {
+    let body = Refund {
         order_id: order_id.to_string(),
-        status: if refunded.reason.is_none() {
-            "refunded"
-        } else {
-            "declined"
-        }
-        .to_string(),
-        reason: refunded.reason.map(|reason| reason.name().to_string()),
+        status: status_of(refunded.reason, "refunded"),
+        reason: reason_of(refunded.reason),
         amount: refunded.amount_minor,
         refunded_total: refunded.payment_refunded_minor,
         currency: currency.to_string(),
-        cards: refunded
-            .parts
-            .iter()
-            .map(|part| CardPart {
-                pin_last4: last4(part.pin_last4),
-                amount: Some(part.refunded_minor),
-            })
-            .collect(),
+        cards: cards(
+            refunded
+                .parts
+                .iter()
+                .map(|p| (p.pin_last4, p.refunded_minor)),
+        ),
     };
-    match refunded.reason {
-        None => with_replay(HttpResponse::Created(), refunded.replayed).json(answer),
-        Some(reason) => problem::declined(reason, to_value(&answer), refunded.replayed),
-    }
+    answer(
+        HttpResponse::Created(),
+        &body,
+        refunded.reason,
+        refunded.replayed,
+    )
 }
 
 fn payment_of_info(info: &OrderInfo, currency: &str) -> Payment {
@@ -710,7 +764,7 @@ fn payment_of_info(info: &OrderInfo, currency: &str) -> Payment {
         }
         .to_string(),
         status: status.to_string(),
-        reason: info.reason.map(|reason| reason.name().to_string()),
+        reason: reason_of(info.reason),
         amount: info.amount_minor,
         currency: currency.to_string(),
         taken: info.taken_minor,

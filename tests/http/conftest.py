@@ -12,7 +12,7 @@ import json
 import os
 import pathlib
 import shutil
-import signal
+import sys
 import ssl
 import subprocess
 import tempfile
@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SECRET_HEX = "6b6573736169207465737420736563726574206b6579203230323621"
+sys.path.insert(0, str(ROOT / "tests"))
+from kessai_process import SECRET_HEX, kessai_bin, make_certificate, stop  # noqa: E402,F401
 MERCHANT = 5
 OTHER_MERCHANT = 6
 HQ = 42
@@ -31,13 +32,6 @@ FACE = 1000
 PIN_FAILURES_MAX = 3
 FRAME_TIMEOUT_MS = 1500
 MAX_BODY_BYTES = 4096
-
-
-def kessai_bin():
-    if os.environ.get("KESSAI_BIN"):
-        return os.environ["KESSAI_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return str(pathlib.Path(target) / "debug" / "kessai")
 
 
 class Engine:
@@ -138,15 +132,7 @@ class Engine:
     def stop(self):
         for client in self.clients:
             client.close()
-        # By PID, the process this fixture started.
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process.stdout.close()
+        stop(self.process)
         self.log.close()
 
 

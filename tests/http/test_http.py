@@ -8,7 +8,6 @@ import json
 import pathlib
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 
@@ -18,7 +17,7 @@ from openapi_spec_validator import validate
 
 from conftest import (
     FACE, FRAME_TIMEOUT_MS, HQ, MAX_BODY_BYTES, MERCHANT, OTHER_MERCHANT, PIN_FAILURES_MAX, STORE,
-    Engine,
+    Engine, make_certificate,
 )
 
 PROBLEM = "application/problem+json"
@@ -323,19 +322,6 @@ def test_pins_never_reach_the_log(engine, merchant):
     log = engine.log_text()
     for pin in pins + [bad_check_digit(pins[1])]:
         assert pin not in log
-
-
-def make_certificate(directory, name):
-    cert = directory / f"{name}.pem"
-    key = directory / f"{name}.key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-addext", "basicConstraints=critical,CA:FALSE"],
-        check=True, capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the certificate")
