@@ -15,6 +15,7 @@
 //! kessai-load --spawn --cards 200000 --connections 1 --pipeline 1 \
 //!     --flood 48 --flood-pipeline 1024 --duration-s 10 --runs 3  # fairness
 //! kessai-load --spawn --iso --cards 20000 --connections 8 --pipeline 64  # ISO 8583
+//! kessai-load --spawn --http --connections 8 --pipeline 8  # HTTP vs binary, 64 in flight
 //! ```
 //!
 //! Two ways to load the engine:
@@ -44,6 +45,7 @@
 mod auditor;
 mod closed_loop;
 mod flood;
+mod http;
 mod iso;
 mod mix;
 mod open_loop;
@@ -181,6 +183,12 @@ struct Args {
     /// --shards).
     #[arg(long, requires = "spawn")]
     iso: bool,
+    /// Measure payments per second and latency over the HTTP API beside the
+    /// binary protocol, --connections x --pipeline payments in flight each
+    /// way (HTTP: that many keep-alive connections, one request each), for
+    /// --duration-s each (needs --spawn; the first of --shards).
+    #[arg(long, requires = "spawn", conflicts_with = "iso")]
+    http: bool,
 }
 
 impl Args {
@@ -235,6 +243,18 @@ fn main() {
             pipeline: args.pipeline,
         };
         std::process::exit(if iso::run(&runtime, &load) { 0 } else { 1 });
+    }
+    if args.http {
+        let load = http::HttpLoad {
+            shards: args.shards[0],
+            cards: args.cards,
+            face_value_minor: args.face_value,
+            amount_minor: args.amount,
+            connections: args.connections,
+            pipeline: args.pipeline,
+            duration: Duration::from_secs(args.duration_s),
+        };
+        std::process::exit(if http::run(&runtime, &load) { 0 } else { 1 });
     }
 
     let mut engines = Vec::with_capacity(args.shards.len());

@@ -267,7 +267,7 @@ async fn create(context: &HttpContext, request: &HttpRequest, payload: Payload) 
     match response {
         Response::Paid(paid) => Ok(paid_answer(&order_id, currency, &paid)),
         Response::Authorized(held) => Ok(held_answer(&order_id, currency, &held)),
-        other => Err(failure_of(context, other)),
+        other => Err(failure_of(context, &principal, other)),
     }
 }
 
@@ -386,7 +386,7 @@ async fn close(
     match response {
         Response::Captured(captured) => Ok(captured_answer(order_id, currency, &captured)),
         Response::Voided(voided) => Ok(voided_answer(order_id, currency, &voided)),
-        other => Err(failure_of(context, other)),
+        other => Err(failure_of(context, &principal, other)),
     }
 }
 
@@ -435,7 +435,7 @@ async fn give_back(
     };
     match route(context, request, &principal, command).await? {
         Response::Refunded(refunded) => Ok(refunded_answer(order_id, &context.currency, &refunded)),
-        other => Err(failure_of(context, other)),
+        other => Err(failure_of(context, &principal, other)),
     }
 }
 
@@ -473,7 +473,7 @@ async fn card_balance(context: &HttpContext, request: &HttpRequest, payload: Pay
             available: balance.available_minor,
             currency: context.currency.clone(),
         })),
-        other => Err(failure_of(context, other)),
+        other => Err(failure_of(context, &principal, other)),
     }
 }
 
@@ -574,30 +574,36 @@ async fn engine(
     }
 }
 
-/// Admits and routes a validated command; its answer.
+/// Admits and routes a validated command; its answer. (The lockout was
+/// checked by validation for the requests that carry PINs, as on the
+/// binary port; captures, voids and refunds carry none.)
 async fn route(
     context: &HttpContext,
     request: &HttpRequest,
     principal: &Principal,
     command: Command,
 ) -> Result<Response, Failure> {
-    if let Err(locked) = context
-        .gateway
-        .gate
-        .guard
-        .check(principal.id, crate::clock::now_ms())
-    {
-        let failure = Failure::of_engine(&locked.refusal(), locked.remaining.as_secs() + 1);
-        return Err(failure);
-    }
     let mut admitted: Admitted =
         exchange::admit(context, request, principal, context.weight).await?;
     Ok(exchange::ask(context, &mut admitted, command).await)
 }
 
-fn failure_of(context: &HttpContext, response: Response) -> Failure {
+/// The failure an engine's answer other than the expected one means. A
+/// lockout's `Retry-After` is what is left of the principal's lock.
+fn failure_of(context: &HttpContext, principal: &Principal, response: Response) -> Failure {
     match response {
-        Response::Error(error) => Failure::of_engine(&error, exchange::lockout_s(context)),
+        Response::Error(error) => {
+            let remaining_s = match context
+                .gateway
+                .gate
+                .guard
+                .check(principal.id, crate::clock::now_ms())
+            {
+                Err(locked) => locked.remaining.as_secs() + 1,
+                Ok(()) => exchange::lockout_s(context),
+            };
+            Failure::of_engine(&error, remaining_s)
+        }
         other => {
             tracing::error!(kind = other.kind(), "HTTP: an unexpected answer");
             Failure::new(
