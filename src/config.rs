@@ -184,7 +184,8 @@ pub struct Http {
     /// Bearer tokens one principal may hold at once (more than one, so a
     /// rotation has no gap).
     pub max_tokens_per_principal: usize,
-    /// Worker threads of the HTTP server (besides the engine's).
+    /// Worker threads of the HTTP server, besides the engine's (0: as many
+    /// as the engine's `worker_threads`, one per core by default).
     pub workers: usize,
     /// The currency every amount is in (ISO 4217); requests naming another
     /// are refused.
@@ -198,7 +199,7 @@ impl Default for Http {
             insecure_plain_http: false,
             max_body_bytes: 16 * 1024,
             max_tokens_per_principal: 8,
-            workers: 1,
+            workers: 0,
             currency: "JPY".to_string(),
         }
     }
@@ -759,8 +760,8 @@ impl Config {
                 "http.max_tokens_per_principal must be 1..={HTTP_TOKENS_PER_PRINCIPAL_MAX}"
             ));
         }
-        if !(1..=HTTP_WORKERS_MAX).contains(&http.workers) {
-            return Err(format!("http.workers must be 1..={HTTP_WORKERS_MAX}"));
+        if http.workers > HTTP_WORKERS_MAX {
+            return Err(format!("http.workers must be 0..={HTTP_WORKERS_MAX}"));
         }
         let currency = http.currency.as_bytes();
         if currency.len() != 3 || !currency.iter().all(u8::is_ascii_uppercase) {
@@ -809,6 +810,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Threads of the HTTP server.
+    pub fn http_worker_count(&self) -> usize {
+        match self.http.workers {
+            0 => self.worker_count().min(HTTP_WORKERS_MAX),
+            workers => workers,
+        }
     }
 
     pub fn worker_count(&self) -> usize {
@@ -893,13 +902,20 @@ mod tests {
         for tokens in [0, HTTP_TOKENS_PER_PRINCIPAL_MAX + 1] {
             assert!(with(&|c| c.http.max_tokens_per_principal = tokens).is_err());
         }
-        for workers in [0, HTTP_WORKERS_MAX + 1] {
-            assert!(with(&|c| c.http.workers = workers).is_err());
-        }
+        assert!(with(&|c| c.http.workers = HTTP_WORKERS_MAX + 1).is_err());
+        assert_eq!(with(&|c| c.http.workers = 0), Ok(()), "as the engine's");
         for currency in ["yen", "JP", "JPYY", ""] {
             assert!(with(&|c| c.http.currency = currency.to_string()).is_err());
         }
+        // A share too small for the largest body (with budgets and frames
+        // cut down so that the share itself is legal).
         let small_share = |c: &mut Config| {
+            let limits = &mut c.limits;
+            limits.max_frame_bytes = 64 * 1024;
+            limits.max_payments_per_batch = 64;
+            limits.max_activations_per_request = 1000;
+            limits.max_issue_per_request = 1000;
+            limits.max_inflight_bytes_per_connection = 256 * 1024;
             c.http.max_body_bytes = HTTP_BODY_BYTES_MAX;
             c.limits.max_inflight_bytes_per_principal = http_weight_max(HTTP_BODY_BYTES_MAX) - 1;
         };

@@ -21,9 +21,10 @@ use crate::protocol::{
 };
 use crate::router::Command;
 use actix_web::http::StatusCode;
-use actix_web::web::{Data, Path, Payload};
+use actix_web::web::{self, Data, Path, Payload};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// A payment, or an authorization (`capture: false`).
@@ -247,7 +248,7 @@ pub async fn create_payment(
     finish(create(&context, &request, payload).await)
 }
 
-async fn create(context: &HttpContext, request: &HttpRequest, payload: Payload) -> Answer {
+async fn create(context: &Data<HttpContext>, request: &HttpRequest, payload: Payload) -> Answer {
     let principal = merchant(context, request)?;
     let body: PaymentRequest = exchange::body(context, payload).await?;
     check_currency(context, &body.currency)?;
@@ -459,7 +460,11 @@ pub async fn balance(
     finish(card_balance(&context, &request, payload).await)
 }
 
-async fn card_balance(context: &HttpContext, request: &HttpRequest, payload: Payload) -> Answer {
+async fn card_balance(
+    context: &Data<HttpContext>,
+    request: &HttpRequest,
+    payload: Payload,
+) -> Answer {
     let principal = exchange::authenticate(context, request)?;
     // The binary port's role table decides (merchants today).
     exchange::require(&principal, Role::Merchant)?;
@@ -548,22 +553,23 @@ fn check_amount(context: &HttpContext, amount: u64) -> Result<(), Failure> {
 
 /// Validates a binary request as the gateway would, then routes it.
 async fn engine(
-    context: &HttpContext,
+    context: &Data<HttpContext>,
     request: &HttpRequest,
-    principal: &Principal,
+    principal: &Arc<Principal>,
     wire: Request,
 ) -> Result<Response, Failure> {
-    let gate = &context.gateway.gate;
-    let storage = &context.gateway.router.storage;
-    let checks = validate::Context {
-        limits: &gate.limits,
-        hasher: &gate.hasher,
-        guard: &gate.guard,
-        now_ms: crate::clock::now_ms(),
-        storage: Some(storage),
-        tokens: None,
+    let action = if matches!(wire, Request::OrderPay(_) | Request::OrderAuthorize(_)) {
+        // Keeping the order id is a RocksDB write, which may wait behind a
+        // shard's group commit (its fsync): off the HTTP worker's thread,
+        // which serves other connections meanwhile.
+        let (context, principal) = (context.clone(), principal.clone());
+        web::block(move || validated(&context, &principal, wire))
+            .await
+            .map_err(|_| Failure::busy("no thread free to validate the request"))?
+    } else {
+        validated(context, principal, wire)
     };
-    match validate::validate(wire, principal, &checks) {
+    match action {
         Action::Route(command) => route(context, request, principal, command).await,
         Action::Reply(response) => Ok(response),
         Action::Batch(_) => Err(Failure::new(
@@ -572,6 +578,20 @@ async fn engine(
             "a batch from a single request",
         )),
     }
+}
+
+/// What the gateway's validation makes of `wire` from `principal`.
+fn validated(context: &HttpContext, principal: &Principal, wire: Request) -> Action {
+    let gate = &context.gateway.gate;
+    let checks = validate::Context {
+        limits: &gate.limits,
+        hasher: &gate.hasher,
+        guard: &gate.guard,
+        now_ms: crate::clock::now_ms(),
+        storage: Some(&context.gateway.router.storage),
+        tokens: None,
+    };
+    validate::validate(wire, principal, &checks)
 }
 
 /// Admits and routes a validated command; its answer. (The lockout was

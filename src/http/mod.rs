@@ -99,11 +99,11 @@ pub(crate) fn start(
             )
             .default_service(web::to(api::not_found))
     })
-    .workers(http.workers)
+    .workers(config.http_worker_count())
     // The engine handles SIGINT and SIGTERM itself.
     .disable_signals()
     // Per worker: together at most the gateway's serving pool.
-    .max_connections(limits.max_connections.div_ceil(http.workers))
+    .max_connections(limits.max_connections.div_ceil(config.http_worker_count()))
     .keep_alive(Duration::from_millis(limits.idle_timeout_ms))
     .client_request_timeout(Duration::from_millis(limits.frame_timeout_ms))
     .client_disconnect_timeout(Duration::from_millis(limits.write_timeout_ms))
