@@ -20,8 +20,6 @@ use crate::fail;
 use hdrhistogram::Histogram;
 use kessai::auth::{Key, tokens};
 use kessai::client::Client;
-use kessai::config::Config;
-use kessai::engine::EngineHandle;
 use kessai::protocol::Role;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,28 +73,17 @@ impl Phase {
 /// Runs both phases on a fresh engine; false if a payment was not
 /// approved or the audit failed.
 pub fn run(runtime: &tokio::runtime::Runtime, load: &HttpLoad) -> bool {
-    let dir = std::env::temp_dir().join(format!("kessai-load-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("literal"),
-        data_dir: dir.join("data"),
-        shards: load.shards,
-        ..Config::default()
-    };
-    config.http.listen = Some("127.0.0.1:0".parse().expect("literal"));
-    let in_flight = load.connections * load.pipeline;
-    let limits = &mut config.limits;
     // Every HTTP request in flight holds a serving slot (as a connection).
-    let needed = in_flight + load.connections + 4;
-    limits.max_connections_per_peer = limits.max_connections_per_peer.max(needed);
-    limits.max_connections_per_principal = limits.max_connections_per_principal.max(needed);
-    limits.max_connections = limits.max_connections.max(needed);
-    let engine =
-        EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
+    let needed = load.connections * load.pipeline + load.connections + 4;
+    let spawned = crate::setup::spawn("http", load.shards, needed, |config| {
+        config.http.listen = Some("127.0.0.1:0".parse().expect("literal"));
+        let limits = &mut config.limits;
+        limits.max_connections_per_principal = limits.max_connections_per_principal.max(needed);
+    });
+    let engine = &spawned.engine;
     let http_addr = engine.http_addr.expect("the HTTP API is configured");
     let ok = runtime.block_on(drive(engine.addr, http_addr, &engine.operator_key, load));
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    spawned.stop();
     ok
 }
 

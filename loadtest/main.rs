@@ -63,8 +63,6 @@ use flood::{FloodLoad, Flooder};
 use hdrhistogram::Histogram;
 use kessai::auth::Key;
 use kessai::client::{Client, ClientError};
-use kessai::config::Config;
-use kessai::engine::EngineHandle;
 use kessai::protocol::ErrorCode;
 use mix::Mix;
 use open_loop::Schedule;
@@ -306,23 +304,11 @@ fn spawned(
     shards: usize,
     progress: Progress,
 ) -> EngineReport {
-    let dir = std::env::temp_dir().join(format!("kessai-load-{}-{shards}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("literal"),
-        data_dir: dir.join("data"),
-        shards,
-        ..Config::default()
-    };
-    // Every harness connection comes from 127.0.0.1: the measured load's,
-    // the flood's, the operator's and the store HQ's. Past the engine's
-    // limit per peer the extra ones would be refused.
+    // The measured load's connections, the flood's, the operator's and
+    // the store HQ's.
     let needed = args.connections + args.flood.unwrap_or(0) + 2;
-    let limits = &mut config.limits;
-    limits.max_connections_per_peer = limits.max_connections_per_peer.max(needed);
-    limits.max_connections = limits.max_connections.max(needed);
-    let engine =
-        EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
+    let spawned = setup::spawn(&format!("{shards}"), shards, needed, |_| {});
+    let engine = &spawned.engine;
     let report = runtime.block_on(drive(
         args,
         mix,
@@ -331,11 +317,7 @@ fn spawned(
         Some(shards),
         progress,
     ));
-    // Returns once the engine's database has closed.
-    drop(engine);
-    if let Err(error) = std::fs::remove_dir_all(&dir) {
-        eprintln!("kessai-load: could not remove {}: {error}", dir.display());
-    }
+    spawned.stop();
     report
 }
 
