@@ -103,7 +103,7 @@ fn pay_one(machine: &mut ShardMachine, changes: &mut Changes, index: u64) {
         request_id: index,
     };
     let paid = machine
-        .pay(payment, 1, &[card], None, 0, changes)
+        .pay(payment, 1, &[card], None, None, 0, changes)
         .expect("a new payment is decided");
     assert!(paid.is_approved());
 }

@@ -13,8 +13,6 @@
 use crate::fail;
 use kessai::auth::Key;
 use kessai::client::Client;
-use kessai::config::Config;
-use kessai::engine::EngineHandle;
 use kessai::iso8583::codec::{self, Message};
 use kessai::protocol::{ActivationResult, Role};
 use std::net::SocketAddr;
@@ -40,26 +38,14 @@ pub struct IsoLoad {
 /// Runs both phases on a fresh engine; false if anything was not approved
 /// or the audit failed.
 pub fn run(runtime: &tokio::runtime::Runtime, load: &IsoLoad) -> bool {
-    let dir = std::env::temp_dir().join(format!("kessai-load-iso-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("literal"),
-        data_dir: dir.join("data"),
-        shards: load.shards,
-        ..Config::default()
-    };
-    config.iso8583.listen = Some("127.0.0.1:0".parse().expect("literal"));
-    config.iso8583.plain_tcp_store_hq = Some(HQ);
-    let needed = 2 * load.connections + 2;
-    let limits = &mut config.limits;
-    limits.max_connections_per_peer = limits.max_connections_per_peer.max(needed);
-    limits.max_connections = limits.max_connections.max(needed);
-    let engine =
-        EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
+    let spawned = crate::setup::spawn("iso", load.shards, 2 * load.connections + 2, |config| {
+        config.iso8583.listen = Some("127.0.0.1:0".parse().expect("literal"));
+        config.iso8583.plain_tcp_store_hq = Some(HQ);
+    });
+    let engine = &spawned.engine;
     let iso_addr = engine.iso_addr.expect("the listener is configured");
     let ok = runtime.block_on(drive(engine.addr, iso_addr, &engine.operator_key, load));
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
+    spawned.stop();
     ok
 }
 

@@ -15,6 +15,7 @@
 //! kessai-load --spawn --cards 200000 --connections 1 --pipeline 1 \
 //!     --flood 48 --flood-pipeline 1024 --duration-s 10 --runs 3  # fairness
 //! kessai-load --spawn --iso --cards 20000 --connections 8 --pipeline 64  # ISO 8583
+//! kessai-load --spawn --http --connections 8 --pipeline 8  # HTTP vs binary, 64 in flight
 //! ```
 //!
 //! Two ways to load the engine:
@@ -44,6 +45,7 @@
 mod auditor;
 mod closed_loop;
 mod flood;
+mod http;
 mod iso;
 mod mix;
 mod open_loop;
@@ -61,8 +63,6 @@ use flood::{FloodLoad, Flooder};
 use hdrhistogram::Histogram;
 use kessai::auth::Key;
 use kessai::client::{Client, ClientError};
-use kessai::config::Config;
-use kessai::engine::EngineHandle;
 use kessai::protocol::ErrorCode;
 use mix::Mix;
 use open_loop::Schedule;
@@ -181,6 +181,12 @@ struct Args {
     /// --shards).
     #[arg(long, requires = "spawn")]
     iso: bool,
+    /// Measure payments per second and latency over the HTTP API beside the
+    /// binary protocol, --connections x --pipeline payments in flight each
+    /// way (HTTP: that many keep-alive connections, one request each), for
+    /// --duration-s each (needs --spawn; the first of --shards).
+    #[arg(long, requires = "spawn", conflicts_with = "iso")]
+    http: bool,
 }
 
 impl Args {
@@ -236,6 +242,18 @@ fn main() {
         };
         std::process::exit(if iso::run(&runtime, &load) { 0 } else { 1 });
     }
+    if args.http {
+        let load = http::HttpLoad {
+            shards: args.shards[0],
+            cards: args.cards,
+            face_value_minor: args.face_value,
+            amount_minor: args.amount,
+            connections: args.connections,
+            pipeline: args.pipeline,
+            duration: Duration::from_secs(args.duration_s),
+        };
+        std::process::exit(if http::run(&runtime, &load) { 0 } else { 1 });
+    }
 
     let mut engines = Vec::with_capacity(args.shards.len());
     if !args.spawn {
@@ -286,23 +304,11 @@ fn spawned(
     shards: usize,
     progress: Progress,
 ) -> EngineReport {
-    let dir = std::env::temp_dir().join(format!("kessai-load-{}-{shards}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut config = Config {
-        listen: "127.0.0.1:0".parse().expect("literal"),
-        data_dir: dir.join("data"),
-        shards,
-        ..Config::default()
-    };
-    // Every harness connection comes from 127.0.0.1: the measured load's,
-    // the flood's, the operator's and the store HQ's. Past the engine's
-    // limit per peer the extra ones would be refused.
+    // The measured load's connections, the flood's, the operator's and
+    // the store HQ's.
     let needed = args.connections + args.flood.unwrap_or(0) + 2;
-    let limits = &mut config.limits;
-    limits.max_connections_per_peer = limits.max_connections_per_peer.max(needed);
-    limits.max_connections = limits.max_connections.max(needed);
-    let engine =
-        EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
+    let spawned = setup::spawn(&format!("{shards}"), shards, needed, |_| {});
+    let engine = &spawned.engine;
     let report = runtime.block_on(drive(
         args,
         mix,
@@ -311,11 +317,7 @@ fn spawned(
         Some(shards),
         progress,
     ));
-    // Returns once the engine's database has closed.
-    drop(engine);
-    if let Err(error) = std::fs::remove_dir_all(&dir) {
-        eprintln!("kessai-load: could not remove {}: {error}", dir.display());
-    }
+    spawned.stop();
     report
 }
 

@@ -5,10 +5,59 @@ use crate::fail;
 use crate::progress::Progress;
 use kessai::auth::Key;
 use kessai::client::Client;
+use kessai::config::Config;
+use kessai::engine::EngineHandle;
 use kessai::protocol::Role;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// An engine the harness started, in process, on a fresh temp data dir,
+/// which goes when the engine does.
+pub struct Spawned {
+    pub engine: EngineHandle,
+    dir: PathBuf,
+}
+
+impl Spawned {
+    /// Stops the engine (returning once its database has closed), then
+    /// removes its data dir.
+    pub fn stop(self) {
+        let Spawned { engine, dir } = self;
+        drop(engine);
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            eprintln!("kessai-load: could not remove {}: {error}", dir.display());
+        }
+    }
+}
+
+/// Starts an engine of `shards` shards listening on loopback, data under a
+/// temp dir named after `name`, admitting `connections` connections from
+/// this host (every harness connection comes from 127.0.0.1: past the
+/// engine's limit per peer the extra ones would be refused); `configure`
+/// sets the rest.
+pub fn spawn(
+    name: &str,
+    shards: usize,
+    connections: usize,
+    configure: impl FnOnce(&mut Config),
+) -> Spawned {
+    let dir = std::env::temp_dir().join(format!("kessai-load-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        data_dir: dir.join("data"),
+        shards,
+        ..Config::default()
+    };
+    let limits = &mut config.limits;
+    limits.max_connections_per_peer = limits.max_connections_per_peer.max(connections);
+    limits.max_connections = limits.max_connections.max(connections);
+    configure(&mut config);
+    let engine =
+        EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
+    Spawned { engine, dir }
+}
 
 /// The principals a run acts as.
 pub struct Actors {

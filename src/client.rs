@@ -12,16 +12,16 @@ use crate::protocol::frame::FrameBuffer;
 use crate::protocol::{
     ActivateRequest, ActivateResponse, AuditResponse, AuthHello, AuthProof, AuthWelcome,
     AuthorizeRequest, AuthorizeResponse, BalanceRequest, BalanceResponse, CaptureRequest,
-    CaptureResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse, PayBatchRequest,
-    PayRequest, PayResponse, PayResult, PayoutConfirmRequest, PayoutConfirmResponse,
-    PayoutCreateRequest, PayoutCreateResponse, PayoutItemRef, PayoutListRequest,
-    PayoutListResponse, PayoutShowRequest, PayoutShowResponse, PrincipalAddRequest, PrincipalInfo,
-    PrincipalListRef, PrincipalListRequest, PrincipalListResponse, PrincipalRevokeRequest,
-    PrincipalRotateRequest, RefundRequest, RefundResponse, RemitRequest, RemitResponse,
-    ReportAccount, ReportRequest, ReportResponse, Request, Response, ReverseActivationRequest,
-    ReverseActivationResponse, Role, StatementRef, StatementRequest, StatementResponse,
-    StatsResponse, StoreStatementRef, StoreStatementRequest, StoreStatementResponse, VoidRequest,
-    VoidResponse,
+    CaptureResponse, ErrorCode, ErrorResponse, IssueRequest, IssueResponse, OrderInfo,
+    OrderLookupRequest, OrderPayRequest, PayBatchRequest, PayRequest, PayResponse, PayResult,
+    PayoutConfirmRequest, PayoutConfirmResponse, PayoutCreateRequest, PayoutCreateResponse,
+    PayoutItemRef, PayoutListRequest, PayoutListResponse, PayoutShowRequest, PayoutShowResponse,
+    PrincipalAddRequest, PrincipalInfo, PrincipalListRef, PrincipalListRequest,
+    PrincipalListResponse, PrincipalRevokeRequest, PrincipalRotateRequest, RefundRequest,
+    RefundResponse, RemitRequest, RemitResponse, ReportAccount, ReportRequest, ReportResponse,
+    Request, Response, ReverseActivationRequest, ReverseActivationResponse, Role, StatementRef,
+    StatementRequest, StatementResponse, StatsResponse, StoreStatementRef, StoreStatementRequest,
+    StoreStatementResponse, VoidRequest, VoidResponse,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -518,6 +518,47 @@ impl Client {
         }
     }
 
+    /// Pays `amount_minor` under the merchant's own `order_id` (see
+    /// [`crate::order`]): a retry with the same order id and content
+    /// replays the first answer.
+    pub async fn pay_order(
+        &self,
+        order_id: &str,
+        amount_minor: u64,
+        pins: &[String],
+    ) -> Result<PayResponse, ClientError> {
+        let request = Request::OrderPay(order_request(order_id, amount_minor, pins));
+        match self.call_ok(&request).await? {
+            Response::OrderPaid(paid) => Ok(paid),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Authorizes `amount_minor` under the merchant's own `order_id`.
+    pub async fn authorize_order(
+        &self,
+        order_id: &str,
+        amount_minor: u64,
+        pins: &[String],
+    ) -> Result<AuthorizeResponse, ClientError> {
+        let request = Request::OrderAuthorize(order_request(order_id, amount_minor, pins));
+        match self.call_ok(&request).await? {
+            Response::OrderAuthorized(authorized) => Ok(authorized),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The merchant's payment or authorization under `order_id`, if any.
+    pub async fn order(&self, order_id: &str) -> Result<Option<OrderInfo>, ClientError> {
+        let request = Request::OrderLookup(OrderLookupRequest {
+            order_id: order_id.to_owned(),
+        });
+        match self.call_ok(&request).await? {
+            Response::Order(found) => Ok(found.order),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Captures `amount_minor` (at most what was authorized) of the
     /// authenticated merchant's authorization `authorization_request_id`
     /// and releases the rest. `request_id` names the capture (the namespace
@@ -867,6 +908,44 @@ impl Client {
         }
     }
 
+    /// Registers an HTTP bearer token for principal `id` by its hash.
+    pub async fn token_add(
+        &self,
+        id: u32,
+        hash: [u8; 32],
+    ) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+        let request = Request::TokenAdd(crate::protocol::TokenAddRequest { id, hash });
+        match self.call_ok(&request).await? {
+            Response::TokenAdded(tokens) => Ok(tokens),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Principal `id`'s HTTP bearer tokens, by id.
+    pub async fn token_list(
+        &self,
+        id: u32,
+    ) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+        let request = Request::TokenList(crate::protocol::TokenListRequest { id });
+        match self.call_ok(&request).await? {
+            Response::Tokens(tokens) => Ok(tokens),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Revokes principal `id`'s HTTP bearer token `token` (its id).
+    pub async fn token_revoke(
+        &self,
+        id: u32,
+        token: [u8; 8],
+    ) -> Result<crate::protocol::PrincipalTokens, ClientError> {
+        let request = Request::TokenRevoke(crate::protocol::TokenRevokeRequest { id, token });
+        match self.call_ok(&request).await? {
+            Response::TokenRevoked(tokens) => Ok(tokens),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn principal_revoke(&self, id: u32) -> Result<PrincipalInfo, ClientError> {
         let request = Request::PrincipalRevoke(PrincipalRevokeRequest { id });
         match self.call_ok(&request).await? {
@@ -966,4 +1045,12 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, waiters: Waiters) {
     // Dropping the waiters fails every outstanding call with `Closed`.
     waiters.closed.store(true, Ordering::SeqCst);
     waiters.calls.lock().expect("waiter map lock").clear();
+}
+
+fn order_request(order_id: &str, amount_minor: u64, pins: &[String]) -> OrderPayRequest {
+    OrderPayRequest {
+        order_id: order_id.to_owned(),
+        amount_minor,
+        pins: pins.to_vec(),
+    }
 }

@@ -156,6 +156,7 @@ pub struct Config {
     pub fees: Fees,
     pub iso8583: Iso8583,
     pub log: Log,
+    pub http: Http,
 }
 
 /// Smallest and largest log segment (`log.segment_bytes`): a record
@@ -184,6 +185,53 @@ impl Default for Log {
         Log {
             segment_bytes: 64 << 20,
             checkpoint_interval_ms: 10_000,
+        }
+    }
+}
+
+/// Hard ceilings of the HTTP API's own limits.
+pub const HTTP_BODY_BYTES_MIN: usize = 1024;
+pub const HTTP_BODY_BYTES_MAX: usize = 1 << 20;
+pub const HTTP_TOKENS_PER_PRINCIPAL_MAX: usize = 64;
+pub const HTTP_WORKERS_MAX: usize = 64;
+
+/// The HTTP/JSON API (`docs/HTTP.md`): off unless `listen` is set. Its
+/// requests share the gateway's `[limits]` (serving slots, the principal's
+/// and the engine's in-flight budgets, the PIN-failure lockout) and its
+/// deadlines: `frame_timeout_ms` for a request's head and for its body,
+/// `idle_timeout_ms` for a keep-alive connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Where it listens. HTTPS with the engine's `tls_cert`/`tls_key`;
+    /// without them, plain HTTP only on a loopback address (or anywhere
+    /// with `insecure_plain_http`).
+    pub listen: Option<SocketAddr>,
+    /// Plain HTTP beyond loopback: bearer tokens and PINs in clear on the
+    /// network. For tests in a closed network only; logged loudly at start.
+    pub insecure_plain_http: bool,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Bearer tokens one principal may hold at once (more than one, so a
+    /// rotation has no gap).
+    pub max_tokens_per_principal: usize,
+    /// Worker threads of the HTTP server, besides the engine's (0: as many
+    /// as the engine's `worker_threads`, one per core by default).
+    pub workers: usize,
+    /// The currency every amount is in (ISO 4217); requests naming another
+    /// are refused.
+    pub currency: String,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            listen: None,
+            insecure_plain_http: false,
+            max_body_bytes: 16 * 1024,
+            max_tokens_per_principal: 8,
+            workers: 0,
+            currency: "JPY".to_string(),
         }
     }
 }
@@ -384,8 +432,19 @@ impl Default for Config {
             fees: Fees::default(),
             iso8583: Iso8583::default(),
             log: Log::default(),
+            http: Http::default(),
         }
     }
+}
+
+/// The most an HTTP reply body takes (a payment with its cards, or a
+/// problem document).
+pub const HTTP_REPLY_BYTES_MAX: usize = 4096;
+
+/// What one HTTP request holds of the in-flight byte budgets at most: its
+/// body, its reply, and an operation's overhead.
+pub const fn http_weight_max(max_body_bytes: usize) -> usize {
+    max_body_bytes + HTTP_REPLY_BYTES_MAX + OPERATION_BYTES
 }
 
 /// What one ISO 8583 message holds of the in-flight byte budgets at most:
@@ -486,6 +545,7 @@ impl Config {
         self.validate_fees()?;
         self.validate_iso8583()?;
         self.validate_log()?;
+        self.validate_http()?;
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
         let checks: [(bool, String); 35] = [
@@ -735,6 +795,51 @@ impl Config {
         }
     }
 
+    fn validate_http(&self) -> Result<(), String> {
+        let http = &self.http;
+        if !(HTTP_BODY_BYTES_MIN..=HTTP_BODY_BYTES_MAX).contains(&http.max_body_bytes) {
+            return Err(format!(
+                "http.max_body_bytes must be {HTTP_BODY_BYTES_MIN}..={HTTP_BODY_BYTES_MAX}"
+            ));
+        }
+        if !(1..=HTTP_TOKENS_PER_PRINCIPAL_MAX).contains(&http.max_tokens_per_principal) {
+            return Err(format!(
+                "http.max_tokens_per_principal must be 1..={HTTP_TOKENS_PER_PRINCIPAL_MAX}"
+            ));
+        }
+        if http.workers > HTTP_WORKERS_MAX {
+            return Err(format!("http.workers must be 0..={HTTP_WORKERS_MAX}"));
+        }
+        let currency = http.currency.as_bytes();
+        if currency.len() != 3 || !currency.iter().all(u8::is_ascii_uppercase) {
+            return Err("http.currency is three capital letters (ISO 4217)".to_string());
+        }
+        // With the API on, a request's body and reply must fit a
+        // principal's share, or admitting it would wait forever.
+        let weight = http_weight_max(http.max_body_bytes);
+        if http.listen.is_some() && weight > self.limits.max_inflight_bytes_per_principal {
+            return Err(format!(
+                "http.max_body_bytes {} weighs {weight} bytes in flight, more than \
+                 limits.max_inflight_bytes_per_principal",
+                http.max_body_bytes
+            ));
+        }
+        match http.listen {
+            Some(listen)
+                if !listen.ip().is_loopback()
+                    && !http.insecure_plain_http
+                    && (self.tls_cert.is_none() || self.tls_key.is_none()) =>
+            {
+                Err(
+                    "http.listen beyond loopback needs TLS (tls_cert and tls_key), or \
+                     insecure_plain_http for tests"
+                        .to_string(),
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn validate_fees(&self) -> Result<(), String> {
         if self.fees.default_bps > FEE_BPS_MAX {
             return Err(format!("fees.default_bps must be 0..={FEE_BPS_MAX}"));
@@ -752,6 +857,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Threads of the HTTP server.
+    pub fn http_worker_count(&self) -> usize {
+        match self.http.workers {
+            0 => self.worker_count().min(HTTP_WORKERS_MAX),
+            workers => workers,
+        }
     }
 
     pub fn worker_count(&self) -> usize {
@@ -842,6 +955,61 @@ mod tests {
                 c.iso8583.plain_tcp_store_hq = Some(7);
             })
             .is_err()
+        );
+    }
+
+    #[test]
+    fn the_http_limits_have_ceilings_and_plain_http_stays_on_loopback() {
+        let with = |change: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            change(&mut config);
+            config.validate()
+        };
+        for bytes in [HTTP_BODY_BYTES_MIN - 1, HTTP_BODY_BYTES_MAX + 1] {
+            assert!(with(&|c| c.http.max_body_bytes = bytes).is_err());
+        }
+        for tokens in [0, HTTP_TOKENS_PER_PRINCIPAL_MAX + 1] {
+            assert!(with(&|c| c.http.max_tokens_per_principal = tokens).is_err());
+        }
+        assert!(with(&|c| c.http.workers = HTTP_WORKERS_MAX + 1).is_err());
+        assert_eq!(with(&|c| c.http.workers = 0), Ok(()), "as the engine's");
+        for currency in ["yen", "JP", "JPYY", ""] {
+            assert!(with(&|c| c.http.currency = currency.to_string()).is_err());
+        }
+        // A share too small for the largest body (with budgets and frames
+        // cut down so that the share itself is legal).
+        let small_share = |c: &mut Config| {
+            let limits = &mut c.limits;
+            limits.max_frame_bytes = 64 * 1024;
+            limits.max_payments_per_batch = 64;
+            limits.max_activations_per_request = 1000;
+            limits.max_issue_per_request = 1000;
+            limits.max_inflight_bytes_per_connection = 256 * 1024;
+            c.http.max_body_bytes = HTTP_BODY_BYTES_MAX;
+            c.limits.max_inflight_bytes_per_principal = http_weight_max(HTTP_BODY_BYTES_MAX) - 1;
+        };
+        assert_eq!(with(&|c| small_share(c)), Ok(()), "the API is off");
+        let too_big = with(&|c| {
+            small_share(c);
+            c.http.listen = "127.0.0.1:0".parse().ok();
+        });
+        assert!(
+            too_big
+                .expect_err("refused")
+                .contains("http.max_body_bytes")
+        );
+        let anywhere = "0.0.0.0:0".parse().ok();
+        assert_eq!(
+            with(&|c| c.http.listen = "127.0.0.1:0".parse().ok()),
+            Ok(())
+        );
+        assert!(with(&|c| c.http.listen = anywhere).is_err(), "no TLS");
+        assert_eq!(
+            with(&|c| {
+                c.http.listen = anywhere;
+                c.http.insecure_plain_http = true;
+            }),
+            Ok(())
         );
     }
 

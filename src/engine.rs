@@ -6,7 +6,7 @@
 //! the two-phase coordinators and gathers it starts. Each shard has its own
 //! writer thread that spends its life in `fsync`.
 
-use crate::auth::{Certs, Guard, Key, Registry};
+use crate::auth::{Certs, Guard, Key, Registry, Tokens};
 use crate::command_log::replay::{self, Checkpoints};
 use crate::command_log::{CommandLog, FileLog};
 use crate::config::Config;
@@ -33,6 +33,8 @@ pub(crate) struct Running {
     pub addr: SocketAddr,
     /// Where the ISO 8583 listener listens, when it is on.
     pub iso_addr: Option<SocketAddr>,
+    /// Where the HTTP API listens, when it is on.
+    pub http_addr: Option<SocketAddr>,
     /// Where the first operator's key was written, if the file is there.
     pub operator_key: Option<PathBuf>,
     storage: Arc<Storage>,
@@ -71,6 +73,10 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     let registry = Arc::new(Registry::load(storage.clone()).map_err(|e| e.to_string())?);
     let certs = Arc::new(
         Certs::load(storage.clone(), config.iso8583.max_certs_per_principal)
+            .map_err(|e| e.to_string())?,
+    );
+    let tokens = Arc::new(
+        Tokens::load(storage.clone(), config.http.max_tokens_per_principal)
             .map_err(|e| e.to_string())?,
     );
     let operator_key = bootstrap_operator(&registry, &config.data_dir)?;
@@ -177,13 +183,17 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
             guard: services.guard,
             hasher,
             limits: config.limits.clone(),
+            storage: Some(storage.clone()),
+            tokens: Some(tokens.clone()),
         },
     });
     let iso_addr = start_iso8583(config, &context, certs, handles.clone()).await?;
+    let http_addr = crate::http::start(config, &context, tokens)?;
     actix_rt::spawn(server::accept_loop(listener, context, tls, handles));
     Ok(Running {
         addr,
         iso_addr,
+        http_addr,
         operator_key,
         storage,
         workers,
@@ -356,6 +366,9 @@ pub fn serve(config: Config) -> Result<(), String> {
         if let Some(iso_addr) = running.iso_addr {
             println!("kessai iso8583 listening on {iso_addr}");
         }
+        if let Some(http_addr) = running.http_addr {
+            println!("kessai http listening on {http_addr}");
+        }
         if let Some(path) = &running.operator_key {
             println!("operator key: {}", path.display());
         }
@@ -393,6 +406,8 @@ pub struct EngineHandle {
     pub addr: SocketAddr,
     /// The ISO 8583 listener's address, when the config turns it on.
     pub iso_addr: Option<SocketAddr>,
+    /// The HTTP API's address, when the config turns it on.
+    pub http_addr: Option<SocketAddr>,
     /// The first operator's key file (see [`OPERATOR_KEY_FILE`]).
     pub operator_key: PathBuf,
     system: actix_rt::System,
@@ -413,7 +428,8 @@ impl EngineHandle {
                     Ok(running) => {
                         let closed = running.storage.watch_close();
                         let current = actix_rt::System::current();
-                        let _ = tx.send(Ok((running.addr, running.iso_addr, current, closed)));
+                        let addrs = (running.addr, running.iso_addr, running.http_addr);
+                        let _ = tx.send(Ok((addrs, current, closed)));
                         let _ = system.run();
                         for worker in &running.workers {
                             worker.stop();
@@ -426,12 +442,13 @@ impl EngineHandle {
                 }
             })
             .map_err(|e| format!("spawn engine thread: {e}"))?;
-        let (addr, iso_addr, system, storage_closed) = rx
+        let ((addr, iso_addr, http_addr), system, storage_closed) = rx
             .recv()
             .map_err(|_| "engine thread died during start".to_string())??;
         Ok(EngineHandle {
             addr,
             iso_addr,
+            http_addr,
             operator_key,
             system,
             thread: Some(thread),

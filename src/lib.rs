@@ -11,6 +11,8 @@
 //! * [`gateway`]: TCP connections; validation; admission control.
 //! * [`iso8583`]: the ISO 8583 listener for store HQ switches, beside the
 //!   gateway and sharing its limits.
+//! * [`http`]: the HTTP/JSON API for merchant gateways, beside the gateway
+//!   and sharing its limits.
 //! * [`router`]: fans one connection's commands out to the shards.
 //! * [`twopc`]: two-phase commit for payments spanning shards: the pure
 //!   decision, its coordinator, recovery, crash points; refunds, which
@@ -18,7 +20,8 @@
 //! * [`shard`]: the shard actors and their writer threads (group commit),
 //!   reached through [`shard::Shards`].
 //! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
-//! * [`idempotency`]: claims and replays of payments by request id.
+//! * [`idempotency`]: claims and replays of payments by request id;
+//!   [`order`]: the merchant's order ids, mapped to request ids.
 //! * [`auth`]: principals, roles, the handshake, the PIN-guessing guard.
 //! * [`ledger`]: books, reports, the conservation audit; [`settlement`]:
 //!   which payments and refunds a merchant's payout closes, and its sums.
@@ -42,11 +45,13 @@ pub mod config;
 mod encoding;
 pub mod engine;
 mod gateway;
+pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod iso8583;
 pub mod ledger;
 pub mod load;
+pub mod order;
 pub mod pin;
 pub mod protocol;
 mod reply;

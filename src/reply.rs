@@ -25,6 +25,9 @@ pub struct Tag {
     /// the batch's reply. Such a tag reserves nothing; the batch's own tag
     /// holds the budgets.
     pub item: Option<Item>,
+    /// Set when the request named its payment by the merchant's order id:
+    /// the answer goes back under the order kind ([`Response::for_order`]).
+    pub order: bool,
 }
 
 /// Where a payment sits in a batch frame.

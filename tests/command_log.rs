@@ -1,7 +1,8 @@
 //! The command log (issue #20): acknowledged payments live in the log
 //! until a checkpoint holds them; a `kill -9` before any checkpoint loses
-//! nothing; `kessai log verify` checks a stopped engine's chain offline and
-//! its head hash carries over restarts.
+//! nothing; `kessai log verify` checks a stopped engine's chain offline,
+//! replays it over the checkpoint into the same audit totals the live
+//! engine gave, and its head hash carries over restarts.
 
 mod common;
 
@@ -85,12 +86,31 @@ fn a_kill_before_any_checkpoint_replays_the_log_under_another_shard_count() {
     // log and in RocksDB's unsynced memtables, which the kill loses.
     let (server, principals, pins, before) = serve_and_pay(dir.path(), 4, 600_000, 8, 40);
     assert_eq!(before, vec![1500; 8]);
+    // (The connections made under serve_and_pay's runtime ended with it.)
+    let (principals, online) = runtime().block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let online = principals.operator.audit().await.expect("audit");
+        (principals, online)
+    });
+    assert!(online.ok, "{online:?}");
     server.kill9();
 
     let data = dir.path().join("data");
     let (status, found) = verify(&data);
     assert_eq!(status, 0, "{found}");
     assert_eq!(found["ok"], true);
+    // The offline replay over the checkpoint reaches what the engine held.
+    let totals = &found["audit"]["totals"];
+    assert_eq!(found["audit"]["ok"], true, "{found}");
+    assert_eq!(totals["activated_minor"], online.totals.activated_minor);
+    assert_eq!(totals["activated_minor"], 8 * 2000);
+    assert_eq!(totals["balance_minor"], online.totals.balance_minor);
+    assert_eq!(totals["balance_minor"], 8 * 1500);
+    assert_eq!(
+        totals["merchant_owed_minor"],
+        online.totals.merchant_owed_minor
+    );
+    assert_eq!(totals["store_owed_minor"], online.totals.store_owed_minor);
     let tail = found["tail_records"].as_u64().expect("tail_records");
     assert!(tail > 0, "the payments are only in the log: {found}");
     assert!(found["records"].as_u64().expect("records") >= tail);
@@ -163,4 +183,51 @@ fn a_damaged_log_is_refused_at_start_and_by_verify() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("log ends before"), "{stderr}");
+}
+
+/// A merchant's order id is written with its payment's record, so through
+/// the log: a kill before any checkpoint keeps it for a single-shard
+/// payment, a two-phase one and an authorization.
+#[test]
+fn order_ids_survive_a_kill_before_any_checkpoint() {
+    use kessai::order::{OrderId, payment_id};
+    use kessai::storage::{Storage, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path(), 4, 600_000);
+    let (principals, pins) = runtime().block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 8, 2000, 1).await;
+        let merchant = principals.merchant(100).await;
+        let one = merchant.pay_order("ORD-ONE", 300, &pins[..1]).await;
+        assert!(one.expect("paid").is_approved());
+        // Seven cards over four shards: a two-phase payment.
+        let many = merchant.pay_order("ORD-MANY", 2500, &pins[1..]).await;
+        assert!(many.expect("paid").is_approved());
+        let held = merchant.authorize_order("ORD-HELD", 100, &pins[7..]).await;
+        assert!(held.expect("authorized").is_authorized());
+        (principals, pins)
+    });
+    server.kill9();
+
+    let server = start(dir.path(), 3, 600_000);
+    runtime().block_on(async {
+        let principals = principals.reconnect(&server).await;
+        let merchant = principals.merchant(100).await;
+        for order in ["ORD-ONE", "ORD-MANY", "ORD-HELD"] {
+            let found = merchant.order(order).await.expect("lookup");
+            assert_eq!(found.expect(order).order_id, order);
+        }
+        let again = merchant.pay_order("ORD-MANY", 2500, &pins[1..]).await;
+        assert!(again.expect("replayed").replayed, "not paid twice");
+    });
+    drop(server);
+    let storage = Storage::open_read_only(&dir.path().join("data")).expect("open");
+    for order in ["ORD-ONE", "ORD-MANY", "ORD-HELD"] {
+        let payment = payment_id(100, &OrderId::parse(order).expect("order id"));
+        assert_eq!(
+            storage.order_id_of(payment).expect("read"),
+            Some(order.to_string()),
+            "the order id's own record survived the kill"
+        );
+    }
 }

@@ -964,3 +964,37 @@ fn the_principal_list_examples_are_what_the_encoder_writes() {
         "| {KIND_PRINCIPAL_LIST}   | PrincipalList | `PrincipalListRequest`"
     )));
 }
+
+#[test]
+fn the_order_pay_example_is_what_the_encoder_writes() {
+    let request = Request::OrderPay(kessai::protocol::OrderPayRequest {
+        order_id: "ORD-1".into(),
+        amount_minor: 500,
+        pins: vec!["79927398713".into()],
+    });
+    let mut out = Vec::new();
+    request
+        .encode(&mut out, 1, MAX_FRAME_BYTES)
+        .expect("encode");
+    assert_eq!(
+        hex(&out),
+        "00 00 00 1E 1D 00 00 00 00 00 00 00 01 05 4F 52 44 2D 31 F4 03 01 0B \
+         37 39 39 32 37 33 39 38 37 31 33"
+    );
+    assert_eq!(
+        out,
+        documented_block("### 5.25.1 Worked example: an OrderPay request")
+    );
+    // The answer is a Pay answer's body under the order kind.
+    let mut paid = Vec::new();
+    Response::Paid(approved_reply())
+        .for_order()
+        .encode(&mut paid, 1, MAX_FRAME_BYTES)
+        .expect("encode");
+    assert_eq!(paid[4], kessai::protocol::KIND_ORDER_PAY);
+    let mut plain = Vec::new();
+    Response::Paid(approved_reply())
+        .encode(&mut plain, 1, MAX_FRAME_BYTES)
+        .expect("encode");
+    assert_eq!((&paid[..4], &paid[5..]), (&plain[..4], &plain[5..]));
+}

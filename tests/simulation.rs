@@ -49,6 +49,7 @@ use kessai::idempotency::{self, Claims};
 use kessai::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId};
 use kessai::ledger;
 use kessai::load;
+use kessai::order::{self, OrderId};
 use kessai::pin::{PinHasher, PinKey};
 use kessai::protocol::{
     ActivationResult, AuthorizeResponse, ErrorCode, ErrorResponse, PayResponse, RefundResponse,
@@ -121,6 +122,8 @@ struct PayIntent {
     payment: PaymentId,
     amount_minor: u64,
     cards: Vec<usize>,
+    /// The merchant's order id naming it, for every third payment.
+    order_id: Option<OrderId>,
     /// The first decided answer a client received, if any.
     answered: Option<PayResponse>,
 }
@@ -183,6 +186,7 @@ enum Msg {
         payment: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
     },
     Activate {
         card: usize,
@@ -244,6 +248,7 @@ enum Msg {
     Record {
         coord: usize,
         record: PaymentRecord,
+        order_id: Option<OrderId>,
     },
 }
 
@@ -1073,9 +1078,18 @@ impl World {
 
     fn new_payment(&mut self) {
         let cards = self.random_cards();
-        let payment = PaymentId {
-            merchant_id: 1 + self.rng.below(MERCHANTS as usize) as u32,
-            request_id: self.next_request_id,
+        let merchant_id = 1 + self.rng.below(MERCHANTS as usize) as u32;
+        // Every third payment is named by an order id, as the gateway
+        // derives it; its record must then carry the order id, durably.
+        let order_id = self.next_request_id.is_multiple_of(3).then(|| {
+            OrderId::parse(&format!("ORD-{}", self.next_request_id)).expect("an order id")
+        });
+        let payment = match &order_id {
+            Some(order_id) => order::payment_id(merchant_id, order_id),
+            None => PaymentId {
+                merchant_id,
+                request_id: self.next_request_id,
+            },
         };
         self.next_request_id += 1;
         let amount_minor = 1 + self.rng.below(2500) as u64;
@@ -1083,6 +1097,7 @@ impl World {
             payment,
             amount_minor,
             cards,
+            order_id,
             answered: None,
         });
         self.send_payment(self.intents.len() - 1);
@@ -1095,6 +1110,7 @@ impl World {
             payment,
             amount_minor,
             ref cards,
+            ref order_id,
             ..
         } = self.intents[intent];
         let refs: Vec<CardRef> = cards.iter().map(|&c| self.card_ref(c)).collect();
@@ -1105,6 +1121,7 @@ impl World {
                 payment,
                 amount_minor,
                 cards: refs,
+                order_id: order_id.clone(),
             };
             self.send(first, None, msg);
             return;
@@ -1202,6 +1219,7 @@ impl World {
                 payment,
                 amount_minor,
                 cards,
+                order_id,
             } => {
                 let answer = idempotency::claim(&self.claims, payment).and_then(|()| {
                     node.claims.push(payment);
@@ -1210,6 +1228,7 @@ impl World {
                         payment,
                         amount_minor,
                         &cards,
+                        order_id.as_ref().map(OrderId::as_str),
                         prior.as_ref(),
                         self.now_ms,
                         &mut node.pending,
@@ -1343,10 +1362,15 @@ impl World {
                 node.machine.abort(payment, &keys, &mut node.pending);
                 Ack::Done { coord }
             }
-            Msg::Record { coord, record } => {
+            Msg::Record {
+                coord,
+                record,
+                order_id,
+            } => {
                 let payment = self.coords[coord].two_phase.payment;
+                let order_id = order_id.as_ref();
                 node.machine
-                    .record_decision(payment, &record, &mut node.pending);
+                    .record_decision(payment, &record, order_id, &mut node.pending);
                 Ack::Recorded { coord }
             }
         };
@@ -1455,8 +1479,14 @@ impl World {
         let record = c.two_phase.record(&decision, self.now_ms);
         let home = c.two_phase.payment.home_shard(self.nodes.len());
         c.phase = Phase::Recording(decision);
+        let order_id = self.intents[c.intent].order_id.clone();
         let channel = Some(Self::coord_channel(coord, home));
-        self.send(home, channel, Msg::Record { coord, record });
+        let msg = Msg::Record {
+            coord,
+            record,
+            order_id,
+        };
+        self.send(home, channel, msg);
     }
 
     /// An authorization's decision: opened (with what each card keeps) or
@@ -1483,6 +1513,7 @@ impl World {
             record,
             index,
             operation: None,
+            order_id: None,
         };
         let home = id.home_shard(self.nodes.len());
         let msg = Msg::RecordAuthorization {
@@ -1963,6 +1994,40 @@ impl World {
                 other => self.fail(format!(
                     "refund {index} was answered {told:?} but disk holds {other:?}"
                 )),
+            }
+        }
+        // A payment named by an order id has it on disk exactly when its
+        // record is there: written in one write-set, lost or kept together.
+        // Except a presumed abort, which recovery writes for a payment whose
+        // coordinator died before deciding: recovery does not know the
+        // order id (the payment is still found under it: its id derives
+        // from it).
+        for (index, intent) in self.intents.iter().enumerate() {
+            let Some(order_id) = &intent.order_id else {
+                continue;
+            };
+            let recorded = self.store.get_payment(intent.payment).expect("read");
+            let kept = self.store.order_id_of(intent.payment).expect("read");
+            let presumed_abort = |record: &PaymentRecord| {
+                record.at_ms == 0
+                    && matches!(
+                        record.outcome,
+                        RecordedOutcome::Declined {
+                            reason: kessai::card::DeclineReason::Aborted,
+                            ..
+                        }
+                    )
+            };
+            let consistent = match (&recorded, &kept) {
+                (None, None) => true,
+                (Some(_), Some(kept)) => kept == order_id.as_str(),
+                (Some(record), None) => presumed_abort(record),
+                (None, Some(_)) => false,
+            };
+            if !consistent {
+                self.fail(format!(
+                    "payment {index} ({order_id}): order id on disk {kept:?}, record {recorded:?}"
+                ));
             }
         }
         // Every acknowledged outcome is on disk, as it was told.

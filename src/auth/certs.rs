@@ -16,12 +16,12 @@
 //! before the operator is answered. A fingerprint belongs to one HQ for
 //! good; a revoked HQ's certificates are refused with it.
 
+use super::owners::Owners;
 use super::registry::{Registry, RegistryError};
 use crate::protocol::Role;
-use crate::storage::{Cf, Changes, StorageError, Store};
+use crate::storage::{StorageError, Store};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// Bytes of a certificate fingerprint (SHA-256).
 pub const FINGERPRINT_BYTES: usize = 32;
@@ -36,9 +36,7 @@ pub fn fingerprint(der: &[u8]) -> Fingerprint {
 }
 
 pub struct Certs {
-    by_fingerprint: RwLock<HashMap<Fingerprint, u32>>,
-    store: Arc<dyn Store + Send + Sync>,
-    per_principal_max: usize,
+    owners: Owners,
 }
 
 impl Certs {
@@ -47,42 +45,24 @@ impl Certs {
         store: Arc<dyn Store + Send + Sync>,
         per_principal_max: usize,
     ) -> Result<Certs, StorageError> {
-        let mut by_fingerprint = HashMap::new();
-        store.scan(Cf::Meta, &mut |key, value| {
-            let Some(rest) = key.strip_prefix(KEY_PREFIX) else {
-                return Ok(());
-            };
-            let fingerprint: Fingerprint = rest
-                .try_into()
-                .map_err(|_| format!("a certificate key of {} bytes", key.len()))?;
-            let id: [u8; 4] = value
-                .try_into()
-                .map_err(|_| format!("a certificate's principal of {} bytes", value.len()))?;
-            by_fingerprint.insert(fingerprint, u32::from_be_bytes(id));
-            Ok(())
-        })?;
-        Ok(Certs {
-            by_fingerprint: RwLock::new(by_fingerprint),
+        let owners = Owners::load(
             store,
+            KEY_PREFIX,
             per_principal_max,
-        })
+            "certificate",
+            "iso8583.max_certs_per_principal",
+        )?;
+        Ok(Certs { owners })
     }
 
     /// The principal a certificate with this fingerprint acts as.
     pub fn principal_of(&self, fingerprint: &Fingerprint) -> Option<u32> {
-        self.read().get(fingerprint).copied()
+        self.owners.principal_of(fingerprint)
     }
 
     /// Every fingerprint registered for `id`, in byte order.
     pub fn of(&self, id: u32) -> Vec<Fingerprint> {
-        let mut fingerprints: Vec<Fingerprint> = self
-            .read()
-            .iter()
-            .filter(|(_, owner)| **owner == id)
-            .map(|(fingerprint, _)| *fingerprint)
-            .collect();
-        fingerprints.sort_unstable();
-        fingerprints
+        self.owners.of(id)
     }
 
     /// Registers `fingerprint` for store HQ `id`, durably. Registering it
@@ -99,38 +79,8 @@ impl Certs {
                 "principal {id} is not a store HQ in service: only store HQs connect over ISO 8583"
             )));
         }
-        let mut table = self.by_fingerprint.write().expect("never poisoned");
-        match table.get(&fingerprint) {
-            Some(&owner) if owner == id => return Ok(()),
-            Some(&owner) => {
-                return Err(RegistryError::Invalid(format!(
-                    "this certificate is registered for principal {owner}"
-                )));
-            }
-            None => {}
-        }
-        let held = table.values().filter(|owner| **owner == id).count();
-        if held >= self.per_principal_max {
-            return Err(RegistryError::Invalid(format!(
-                "principal {id} has {held} certificates, the most iso8583.max_certs_per_principal allows"
-            )));
-        }
-        let mut changes = Changes::new();
-        changes.put(Cf::Meta, &record_key(&fingerprint), &id.to_be_bytes());
-        self.store
-            .commit(&changes)
-            .map_err(RegistryError::Storage)?;
-        table.insert(fingerprint, id);
-        Ok(())
+        self.owners.add(id, fingerprint)
     }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Fingerprint, u32>> {
-        self.by_fingerprint.read().expect("never poisoned")
-    }
-}
-
-fn record_key(fingerprint: &Fingerprint) -> Vec<u8> {
-    [KEY_PREFIX, fingerprint].concat()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! * [`guard`]: the PIN-guessing lockout, per principal.
 //! * [`certs`]: the client certificates store HQs connect with over ISO
 //!   8583 (mutual TLS), by fingerprint.
+//! * [`tokens`]: the bearer tokens of the HTTP API, by hash.
 //!
 //! | role | may send |
 //! |---|---|
@@ -19,9 +20,12 @@
 pub mod certs;
 pub mod guard;
 pub mod keys;
+mod owners;
 pub mod registry;
+pub mod tokens;
 
 pub use certs::Certs;
 pub use guard::{Admission, Guard, LockedOut};
 pub use keys::Key;
 pub use registry::{Principal, Registry, RegistryError};
+pub use tokens::Tokens;

@@ -17,8 +17,16 @@ pub struct AuthorizeArgs {
     /// The merchant's id for this authorization, in its payment namespace:
     /// once captured it is the payment's request id (refund it with
     /// `--payment-request-id`). Retrying with the same id never holds twice.
+    #[arg(
+        long,
+        required_unless_present = "order_id",
+        conflicts_with = "order_id"
+    )]
+    request_id: Option<u64>,
+    /// The merchant's own order id instead of a request id (1-50 of
+    /// `A-Z a-z 0-9 . _ : -`); retrying with it never holds twice either.
     #[arg(long)]
-    request_id: u64,
+    order_id: Option<String>,
     /// The cards, held on in this order.
     #[arg(required = true)]
     pins: Vec<String>,
@@ -28,9 +36,19 @@ pub struct AuthorizeArgs {
 
 pub async fn run(client: &Client, args: AuthorizeArgs) -> Result<Output, Failure> {
     check_pins(&args.pins)?;
-    let authorized = client
-        .authorize(args.request_id, args.amount, &args.pins)
-        .await?;
+    let authorized = match (&args.order_id, args.request_id) {
+        (Some(order_id), _) => {
+            client
+                .authorize_order(order_id, args.amount, &args.pins)
+                .await?
+        }
+        (None, Some(request_id)) => {
+            client
+                .authorize(request_id, args.amount, &args.pins)
+                .await?
+        }
+        (None, None) => unreachable!("clap requires one of them"),
+    };
     Ok(render(&authorized))
 }
 

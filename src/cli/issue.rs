@@ -60,14 +60,5 @@ pub async fn run(client: &Client, args: IssueArgs, config: &Config) -> Result<Ou
 /// Refuses to overwrite: a PIN file is the only copy of those PINs, and
 /// clear PINs are money, readable by their owner only.
 fn create_pin_file(path: &Path) -> Result<std::fs::File, Failure> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .map_err(|e| Failure(format!("cannot create {}: {e}", path.display())))
+    super::output::create_private_file(path)
 }

@@ -15,6 +15,7 @@ mod balance;
 mod capture;
 mod issue;
 mod log;
+mod order;
 mod output;
 mod pay;
 mod payout;
@@ -26,6 +27,7 @@ mod reverse_activation;
 mod serve;
 mod statement;
 mod stats;
+mod token;
 mod void;
 
 use crate::auth::Key;
@@ -92,6 +94,8 @@ enum Command {
     Statement(statement::StatementArgs),
     /// Show a card's balance.
     Balance(balance::BalanceArgs),
+    /// Show the merchant's payment or authorization under its order id.
+    Order(order::OrderArgs),
     /// Show what each store owes and each merchant is owed.
     Report(report::ReportArgs),
     /// Prove that no money was created or lost; exits 1 on any finding.
@@ -172,6 +176,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Payout(command) => command.client(),
         Command::Statement(args) => &args.client,
         Command::Balance(args) => &args.client,
+        Command::Order(args) => &args.client,
         Command::Report(args) => &args.client,
         Command::Audit(args) => &args.client,
         Command::Stats(args) => &args.client,
@@ -223,6 +228,7 @@ async fn dispatch(client: &Client, command: Command, config: &Config) -> Result<
         Command::Payout(command) => payout::run(client, command).await,
         Command::Statement(args) => statement::run(client, args).await,
         Command::Balance(args) => balance::run(client, args).await,
+        Command::Order(args) => order::run(client, args).await,
         Command::Report(args) => report::run(client, args).await,
         Command::Audit(_) => audit::run(client).await,
         Command::Stats(_) => stats::run(client).await,

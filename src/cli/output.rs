@@ -125,3 +125,18 @@ pub fn totals_text(totals: &Totals) -> String {
         totals.fees_minor
     )
 }
+
+/// A new file readable by its owner only, for a secret (PINs, a token);
+/// an existing file is never overwritten: it may be the only copy.
+pub fn create_private_file(path: &std::path::Path) -> Result<std::fs::File, Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", path.display())))
+}

@@ -15,8 +15,16 @@ pub struct PayArgs {
     amount: u64,
     /// The merchant's id for this payment; retrying with the same id
     /// never pays twice.
+    #[arg(
+        long,
+        required_unless_present = "order_id",
+        conflicts_with = "order_id"
+    )]
+    request_id: Option<u64>,
+    /// The merchant's own order id instead of a request id (1-50 of
+    /// `A-Z a-z 0-9 . _ : -`); retrying with it never pays twice either.
     #[arg(long)]
-    request_id: u64,
+    order_id: Option<String>,
     /// The cards, taken from in this order.
     #[arg(required = true)]
     pins: Vec<String>,
@@ -26,7 +34,11 @@ pub struct PayArgs {
 
 pub async fn run(client: &Client, args: PayArgs) -> Result<Output, Failure> {
     check_pins(&args.pins)?;
-    let paid = client.pay(args.request_id, args.amount, &args.pins).await?;
+    let paid = match (&args.order_id, args.request_id) {
+        (Some(order_id), _) => client.pay_order(order_id, args.amount, &args.pins).await?,
+        (None, Some(request_id)) => client.pay(request_id, args.amount, &args.pins).await?,
+        (None, None) => unreachable!("clap requires one of them"),
+    };
     Ok(render(&paid))
 }
 

@@ -26,6 +26,9 @@ pub enum PrincipalCommand {
     /// Register a store HQ's client certificate for the ISO 8583 listener
     /// (mutual TLS), by its SHA-256 fingerprint.
     Cert(CertArgs),
+    /// Bearer tokens of the HTTP API: issue, list, revoke.
+    #[command(subcommand)]
+    Token(super::token::TokenCommand),
 }
 
 impl PrincipalCommand {
@@ -36,6 +39,7 @@ impl PrincipalCommand {
             PrincipalCommand::Revoke(args) => &args.client,
             PrincipalCommand::Rotate(args) => &args.client,
             PrincipalCommand::Cert(args) => &args.client,
+            PrincipalCommand::Token(command) => command.client(),
         }
     }
 }
@@ -126,6 +130,7 @@ pub async fn run(client: &Client, command: PrincipalCommand) -> Result<Output, F
         }
         PrincipalCommand::Rotate(args) => rotate(client, args).await,
         PrincipalCommand::Cert(args) => cert(client, args).await,
+        PrincipalCommand::Token(command) => super::token::run(client, command).await,
     }
 }
 
@@ -182,7 +187,7 @@ async fn rotate(client: &Client, args: RotateArgs) -> Result<Output, Failure> {
 }
 
 /// A key file is never overwritten: it may be the only copy of a secret.
-fn refuse_existing(path: &std::path::Path) -> Result<(), Failure> {
+pub(super) fn refuse_existing(path: &std::path::Path) -> Result<(), Failure> {
     if path.exists() {
         return Err(Failure(format!(
             "{} exists; a key file is never overwritten",

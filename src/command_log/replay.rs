@@ -170,10 +170,12 @@ pub struct Verified {
     pub tail: Replayed,
 }
 
-/// Checks a stopped engine's log in `dir` against its checkpoint `store`,
-/// writing nothing: every record whole and in the hash chain, the
-/// checkpoint not ahead of the log, and every record after the checkpoint
-/// a whole write-set of known column families.
+/// Checks a stopped engine's log in `dir` against its checkpoint `store`
+/// and replays it there: every record whole and in the hash chain, the
+/// checkpoint not ahead of the log, and every record after the checkpoint a
+/// whole write-set of known column families, applied to `store` in log
+/// order exactly as a start would. Give it a [`crate::storage::Overlay`]
+/// over the read-only checkpoint to write nothing.
 pub fn verify(dir: &Path, store: &dyn Store) -> Result<Verified, RecoveryError> {
     let mut from: BTreeMap<Partition, Option<Position>> = BTreeMap::new();
     let mut tail = Replayed::default();
@@ -192,11 +194,16 @@ pub fn verify(dir: &Path, store: &dyn Store) -> Result<Verified, RecoveryError> 
             }
         };
         if Some(entry.position) > start {
-            let changes = Changes::from_bytes(&entry.payload).map_err(|e| {
+            let mut changes = Changes::from_bytes(&entry.payload).map_err(|e| {
                 LogError::Corrupt(format!("{} at {}: {e}", entry.partition, entry.position))
             })?;
             tail.records += 1;
             tail.changes += changes.len() as u64;
+            changes.put_log_applied(entry.partition.0, entry.position.0);
+            store.apply(&changes).map_err(|e| {
+                failed = Some(e);
+                LogError::Io("stopped by a storage failure".into())
+            })?;
         }
         Ok(())
     });

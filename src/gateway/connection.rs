@@ -84,6 +84,11 @@ pub struct Gate {
     pub guard: Arc<Guard>,
     pub hasher: PinHasher,
     pub limits: Limits,
+    /// Where order ids are kept and payments looked up by them (`None`
+    /// only in tests that route nothing).
+    pub storage: Option<Arc<crate::storage::Storage>>,
+    /// The HTTP API's bearer tokens (`None` only in such tests).
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
 }
 
 /// A connection's in-flight budgets, shared by its reader and writer.
@@ -204,6 +209,7 @@ impl Batch {
                         engine: None,
                         principal: None,
                         item: Some(item),
+                        order: false,
                     };
                     commands.push((tag, command));
                     results.push(None);
@@ -245,6 +251,11 @@ fn cut_frames(
         hasher: &gate.hasher,
         guard: &gate.guard,
         now_ms: crate::clock::now_ms(),
+        storage: gate.storage.as_deref(),
+        tokens: gate
+            .tokens
+            .as_deref()
+            .map(|tokens| (tokens, &*gate.registry)),
     };
     // Stop while one more frame of any weight still fits the budget, so the
     // whole cut can always be admitted.
@@ -274,6 +285,10 @@ fn cut_frames(
             engine: None,
             principal: None,
             item: None,
+            order: matches!(
+                frame.kind,
+                crate::protocol::KIND_ORDER_PAY | crate::protocol::KIND_ORDER_AUTHORIZE
+            ),
         };
         let step = match decoded {
             Ok(Request::AuthHello(hello)) => session.hello(hello),
@@ -682,6 +697,11 @@ impl Encoder {
 
     fn one(&mut self, tag: Tag, response: Response) {
         let Some(Item { batch, index }) = tag.item else {
+            let response = if tag.order {
+                response.for_order()
+            } else {
+                response
+            };
             self.tally.count(&response);
             encode_reply(
                 &mut self.out,
@@ -793,6 +813,8 @@ mod tests {
             guard: Arc::new(Guard::new(&limits)),
             hasher: PinHasher::new(b"proptest"),
             limits,
+            storage: None,
+            tokens: None,
         }
     }
 

@@ -17,4 +17,4 @@ pub(crate) mod server;
 mod session;
 pub(crate) mod slots;
 pub(crate) mod tls;
-mod validate;
+pub(crate) mod validate;

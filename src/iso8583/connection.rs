@@ -443,6 +443,7 @@ impl Reader<'_> {
             engine,
             principal: principal_share,
             item: None,
+            order: false,
         };
         self.context
             .gateway

@@ -14,6 +14,7 @@ mod authorization;
 mod cards;
 mod error;
 pub mod frame;
+mod order;
 mod pay;
 mod payout;
 mod refund;
@@ -21,6 +22,7 @@ mod remit;
 mod reversal;
 mod statement;
 mod store_statement;
+mod token;
 
 pub use admin::{
     AuditResponse, MerchantLine, ReportAccount, ReportRequest, ReportResponse, ShardStats,
@@ -41,6 +43,7 @@ pub use cards::{
     IssueRequest, IssueResponse,
 };
 pub use error::{DecodeError, ErrorCode, ErrorResponse};
+pub use order::{OrderInfo, OrderLookupRequest, OrderLookupResponse, OrderPayRequest, OrderStatus};
 pub use pay::{
     BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayRequest,
     PayResponse, PayResult, PayStatus,
@@ -62,6 +65,7 @@ pub use store_statement::{
     StoreEntryKind, StoreStatementLine, StoreStatementRef, StoreStatementRequest,
     StoreStatementResponse,
 };
+pub use token::{PrincipalTokens, TokenAddRequest, TokenListRequest, TokenRevokeRequest};
 
 use serde::Deserialize;
 
@@ -94,6 +98,12 @@ pub const KIND_PAYOUT_SHOW: u8 = 25;
 pub const KIND_STATEMENT: u8 = 26;
 pub const KIND_STORE_STATEMENT: u8 = 27;
 pub const KIND_PRINCIPAL_CERT: u8 = 28;
+pub const KIND_ORDER_PAY: u8 = 29;
+pub const KIND_ORDER_AUTHORIZE: u8 = 30;
+pub const KIND_ORDER_LOOKUP: u8 = 31;
+pub const KIND_TOKEN_ADD: u8 = 32;
+pub const KIND_TOKEN_LIST: u8 = 33;
+pub const KIND_TOKEN_REVOKE: u8 = 34;
 pub const KIND_ERROR: u8 = 0xFF;
 
 /// Defines a message enum with its kind byte per variant, and its framing:
@@ -188,6 +198,12 @@ wire_messages! {
             Statement(StatementRequest) = KIND_STATEMENT,
             StoreStatement(StoreStatementRequest) = KIND_STORE_STATEMENT,
             PrincipalCert(PrincipalCertRequest) = KIND_PRINCIPAL_CERT,
+            OrderPay(OrderPayRequest) = KIND_ORDER_PAY,
+            OrderAuthorize(OrderPayRequest) = KIND_ORDER_AUTHORIZE,
+            OrderLookup(OrderLookupRequest) = KIND_ORDER_LOOKUP,
+            TokenAdd(TokenAddRequest) = KIND_TOKEN_ADD,
+            TokenList(TokenListRequest) = KIND_TOKEN_LIST,
+            TokenRevoke(TokenRevokeRequest) = KIND_TOKEN_REVOKE,
         }
     }
 }
@@ -227,6 +243,12 @@ wire_messages! {
             Statement(StatementResponse) = KIND_STATEMENT,
             StoreStatement(StoreStatementResponse) = KIND_STORE_STATEMENT,
             PrincipalCertRegistered(PrincipalCertInfo) = KIND_PRINCIPAL_CERT,
+            OrderPaid(PayResponse) = KIND_ORDER_PAY,
+            OrderAuthorized(AuthorizeResponse) = KIND_ORDER_AUTHORIZE,
+            Order(OrderLookupResponse) = KIND_ORDER_LOOKUP,
+            TokenAdded(PrincipalTokens) = KIND_TOKEN_ADD,
+            Tokens(PrincipalTokens) = KIND_TOKEN_LIST,
+            TokenRevoked(PrincipalTokens) = KIND_TOKEN_REVOKE,
             Error(ErrorResponse) = KIND_ERROR,
         }
     }
@@ -235,6 +257,16 @@ wire_messages! {
 impl Response {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
         Response::Error(ErrorResponse::new(code, message))
+    }
+
+    /// The answer to a request that named its payment by order id: the
+    /// engine's payment or authorization answer, under the order kind.
+    pub fn for_order(self) -> Response {
+        match self {
+            Response::Paid(paid) => Response::OrderPaid(paid),
+            Response::Authorized(authorized) => Response::OrderAuthorized(authorized),
+            other => other,
+        }
     }
 }
 
@@ -422,7 +454,7 @@ mod tests {
                     (seed >> 56) as u8
                 })
                 .collect();
-            for kind in 0..=KIND_PRINCIPAL_CERT {
+            for kind in 0..=KIND_TOKEN_REVOKE {
                 let _ = Request::decode(kind, &bytes);
             }
         }

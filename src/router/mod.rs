@@ -36,6 +36,7 @@ pub use remit::Remittances;
 
 use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
+use crate::order::OrderId;
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
     ErrorCode, PrincipalAddRequest, PrincipalCertRequest, PrincipalListRequest,
@@ -54,6 +55,8 @@ pub enum Command {
         payment: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        /// The merchant's order id naming the payment (`crate::order`).
+        order_id: Option<OrderId>,
     },
     Balance {
         /// The merchant or store HQ asking (its PIN failures are counted).
@@ -99,6 +102,7 @@ pub enum Command {
         authorization: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
     },
     /// A capture of `amount_minor`, or (`None`) a void.
     Capture {
@@ -168,6 +172,7 @@ impl Router {
                     payment,
                     amount_minor,
                     cards,
+                    order_id,
                 } => match self.single_shard(&cards) {
                     Some(shard) => per_shard[shard.index()].push((
                         tag,
@@ -175,12 +180,16 @@ impl Router {
                             payment,
                             amount_minor,
                             cards,
+                            order_id,
                         },
                     )),
                     None => {
                         let router = self.clone();
                         answer_beside(reply, tag, async move {
-                            Ok(router.coordinator.pay(payment, amount_minor, cards).await)
+                            let coordinator = &router.coordinator;
+                            Ok(coordinator
+                                .pay(payment, amount_minor, cards, order_id)
+                                .await)
                         });
                     }
                 },
@@ -259,12 +268,13 @@ impl Router {
                     authorization,
                     amount_minor,
                     cards,
+                    order_id,
                 } => {
                     let router = self.clone();
                     answer_beside(reply, tag, async move {
                         let coordinator = &router.coordinator;
                         Ok(coordinator
-                            .authorize(authorization, amount_minor, cards)
+                            .authorize(authorization, amount_minor, cards, order_id)
                             .await)
                     });
                 }

@@ -76,8 +76,14 @@ impl Shard {
                 }
                 durable(1, ShardAnswer::Done)
             }
-            ShardOp::RecordDecision { payment, record } => {
-                self.machine.record_decision(payment, &record, changes);
+            ShardOp::RecordDecision {
+                payment,
+                record,
+                order_id,
+            } => {
+                let order_id = order_id.as_ref();
+                self.machine
+                    .record_decision(payment, &record, order_id, changes);
                 durable(1, ShardAnswer::Done)
             }
             ShardOp::KeepAuthorized {

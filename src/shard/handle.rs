@@ -16,6 +16,7 @@ use super::messages::{Activation, Ask, ClientOp, ClientWork, NewCard, ShardAnswe
 use super::{Services, Shard};
 use crate::ids::{PaymentId, RefundId, RemittanceId, ShardId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
+use crate::order::OrderId;
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
@@ -229,8 +230,13 @@ impl Shards {
         shard: ShardId,
         payment: PaymentId,
         record: PaymentRecord,
+        order_id: Option<OrderId>,
     ) -> Result<Answer<()>, ShardGone> {
-        let op = ShardOp::RecordDecision { payment, record };
+        let op = ShardOp::RecordDecision {
+            payment,
+            record,
+            order_id,
+        };
         self.ask_for(shard, op, done).await
     }
 

@@ -8,6 +8,7 @@
 use crate::auth::Principal;
 use crate::ids::{CardRef, PaymentId, RefundId, RemittanceId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
+use crate::order::OrderId;
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, Response, ShardStats};
 use crate::reply::{ReplyTx, Tag};
@@ -31,6 +32,7 @@ pub enum ClientOp {
         payment: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
     },
     Balance {
         /// The merchant or store HQ asking (its PIN failures are counted).
@@ -119,6 +121,7 @@ pub enum ShardOp {
     RecordDecision {
         payment: PaymentId,
         record: PaymentRecord,
+        order_id: Option<OrderId>,
     },
     /// An authorization's holds, trimmed to what it keeps. `Done`.
     KeepAuthorized {

@@ -51,6 +51,7 @@ use crate::command_log::CommandLog;
 use crate::command_log::replay::Checkpoints;
 use crate::idempotency::{self, Claims};
 use crate::ids::{CardRef, PaymentId};
+use crate::order::OrderId;
 use crate::protocol::{Response, ReverseActivationResponse};
 use crate::state_machine::ShardMachine;
 use crate::storage::Storage;
@@ -124,6 +125,7 @@ impl Shard {
         payment: PaymentId,
         amount_minor: u64,
         cards: &[CardRef],
+        order_id: Option<&str>,
         now_ms: u64,
     ) -> Response {
         if let Err(busy) = idempotency::claim(&self.services.claims, payment) {
@@ -138,6 +140,7 @@ impl Shard {
                 payment,
                 amount_minor,
                 cards,
+                order_id,
                 prior.as_ref(),
                 now_ms,
                 changes,
@@ -286,8 +289,10 @@ impl Handler<ClientWork> for Shard {
                     payment,
                     amount_minor,
                     cards,
+                    order_id,
                 } => self.guarded(payment.merchant_id, now_ms, |shard| {
-                    let response = shard.pay(payment, amount_minor, &cards, now_ms);
+                    let order_id = order_id.as_ref().map(OrderId::as_str);
+                    let response = shard.pay(payment, amount_minor, &cards, order_id, now_ms);
                     let failed = shard.pay_failed(&response, &cards);
                     (response, failed)
                 }),

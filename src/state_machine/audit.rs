@@ -150,7 +150,7 @@ mod tests {
                     key: PinKey([byte; 16]),
                     last4: 0,
                 };
-                let paid = machine.pay(payment, 10, &[card], None, 0, &mut out);
+                let paid = machine.pay(payment, 10, &[card], None, None, 0, &mut out);
                 assert!(paid.expect("decided").is_approved());
             }
         }

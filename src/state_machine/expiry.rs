@@ -83,7 +83,7 @@ mod tests {
             request_id: 1,
         };
         let paid = machine
-            .pay(payment, 100, &[card], None, late, &mut out)
+            .pay(payment, 100, &[card], None, None, late, &mut out)
             .expect("decided");
         assert_eq!(paid.reason, Some(DeclineReason::Expired));
         let shown = machine.balance(&card.key, late).expect("sold");

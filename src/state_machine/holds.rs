@@ -10,6 +10,7 @@
 use super::ShardMachine;
 use crate::card::DeclineReason;
 use crate::ids::{CardRef, OperationId, PaymentId, Position};
+use crate::order::OrderId;
 use crate::pin::PinKey;
 use crate::storage::Changes;
 use crate::storage::records::{BookKind, HoldRecord, OperationRecord, PaymentRecord};
@@ -54,6 +55,8 @@ pub struct AuthorizationStep {
     pub index: IndexChange,
     /// The capture or void that closed it.
     pub operation: Option<(OperationId, OperationRecord)>,
+    /// The merchant's order id naming it, written with its first record.
+    pub order_id: Option<OrderId>,
 }
 
 /// What a step does to the index of open authorizations' deadlines.
@@ -202,6 +205,9 @@ impl ShardMachine {
         let mut record = step.record.clone();
         record.at_ms = self.stamp(record.at_ms);
         out.put_payment(step.authorization, &record);
+        if let Some(order_id) = &step.order_id {
+            out.put_order_id(step.authorization, order_id.as_str());
+        }
         match step.index {
             IndexChange::Open(expires_at_ms) => {
                 out.put_authorization_index(expires_at_ms, step.authorization)
@@ -223,11 +229,15 @@ impl ShardMachine {
         &mut self,
         payment: PaymentId,
         record: &PaymentRecord,
+        order_id: Option<&OrderId>,
         out: &mut Changes,
     ) {
         let mut record = record.clone();
         record.at_ms = self.stamp(record.at_ms);
         out.put_payment(payment, &record);
+        if let Some(order_id) = order_id {
+            out.put_order_id(payment, order_id.as_str());
+        }
     }
 
     /// Recovery: puts back a hold found on disk (loaded cards carry none),

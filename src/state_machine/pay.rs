@@ -17,12 +17,15 @@ impl ShardMachine {
     /// recorded outcome, prefetched by the driver (which holds the
     /// payment's claim, so nobody else is deciding it meanwhile): a retry
     /// gets that outcome back. Otherwise the payment is decided, applied
-    /// and recorded in this one call.
+    /// and recorded in this one call, with the merchant's `order_id` if the
+    /// payment is named by one.
+    #[allow(clippy::too_many_arguments)]
     pub fn pay(
         &mut self,
         payment: PaymentId,
         amount_minor: u64,
         cards: &[CardRef],
+        order_id: Option<&str>,
         prior: Option<&PaymentRecord>,
         now_ms: u64,
         out: &mut Changes,
@@ -34,6 +37,9 @@ impl ShardMachine {
         if is_recorded(&response) {
             let record = idempotency::record_of(&response, cards, self.stamp(now_ms));
             out.put_payment(payment, &record);
+            if let Some(order_id) = order_id {
+                out.put_order_id(payment, order_id);
+            }
         }
         Ok(response)
     }
@@ -181,7 +187,7 @@ mod tests {
         let mut machine = machine_with(&[(1, active(500)), (2, active(1000))]);
         let mut out = Changes::new();
         let paid = machine
-            .pay(PAYMENT, 800, &[card(1), card(2)], None, 0, &mut out)
+            .pay(PAYMENT, 800, &[card(1), card(2)], None, None, 0, &mut out)
             .expect("decided");
         assert!(paid.is_approved());
         let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
@@ -202,13 +208,13 @@ mod tests {
         let mut machine = machine_with(&[(1, active(500)), (2, Card::issued(1000))]);
         let mut out = Changes::new();
         let declined = machine
-            .pay(PAYMENT, 100, &[card(1), card(2)], None, 0, &mut out)
+            .pay(PAYMENT, 100, &[card(1), card(2)], None, None, 0, &mut out)
             .expect("decided");
         assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
         assert_eq!(declined.position, Some(Position::from_index(1)));
         assert!(out.is_empty(), "an invalid card leaves no record");
         let short = machine
-            .pay(PAYMENT, 501, &[card(1)], None, 0, &mut out)
+            .pay(PAYMENT, 501, &[card(1)], None, None, 0, &mut out)
             .expect("decided");
         assert_eq!(out.len(), 1, "a shortfall is recorded");
         assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
@@ -231,7 +237,7 @@ mod tests {
         assert!(machine.note_decline([&key]), "a repeat counts");
         // A change to the balance makes the next decline free again.
         machine
-            .pay(PAYMENT, 100, &[card(1)], None, 0, &mut out)
+            .pay(PAYMENT, 100, &[card(1)], None, None, 0, &mut out)
             .expect("decided");
         assert!(!machine.note_decline([&key]));
         // A shortfall over two cards repeats only when both were declined.
@@ -255,18 +261,34 @@ mod tests {
         let mut machine = machine_with(&[(1, active(500))]);
         let mut out = Changes::new();
         let first = machine
-            .pay(PAYMENT, 200, &[card(1)], None, 0, &mut out)
+            .pay(PAYMENT, 200, &[card(1)], None, None, 0, &mut out)
             .expect("decided");
         let record = idempotency::record_of(&first, &[card(1)], 0);
         let mut replay_out = Changes::new();
         let again = machine
-            .pay(PAYMENT, 200, &[card(1)], Some(&record), 0, &mut replay_out)
+            .pay(
+                PAYMENT,
+                200,
+                &[card(1)],
+                None,
+                Some(&record),
+                0,
+                &mut replay_out,
+            )
             .expect("replayed");
         assert!(again.replayed);
         assert_eq!(again.parts, first.parts);
         assert!(replay_out.is_empty(), "a replay writes nothing");
         let other = machine
-            .pay(PAYMENT, 201, &[card(1)], Some(&record), 0, &mut replay_out)
+            .pay(
+                PAYMENT,
+                201,
+                &[card(1)],
+                None,
+                Some(&record),
+                0,
+                &mut replay_out,
+            )
             .expect_err("a different payment under the same id");
         assert_eq!(other.error_code(), Some(ErrorCode::InvalidArgument));
         let card = machine.balance(&PinKey([1; 16]), 0).expect("card");

@@ -116,6 +116,15 @@ impl Changes {
         });
     }
 
+    /// The merchant's order id naming `payment` (`src/order.rs`), written
+    /// beside the payment's record.
+    pub(crate) fn put_order_id(&mut self, payment: PaymentId, order_id: &str) {
+        self.put_with(Cf::OrderIds, &payment.to_bytes(), |out| {
+            out.push(super::orders::ORDER_ID_FORMAT);
+            out.extend_from_slice(order_id.as_bytes());
+        });
+    }
+
     pub(crate) fn put_hold(&mut self, payment: PaymentId, card: &PinKey, hold: &HoldRecord) {
         self.put_with(Cf::Holds, &records::hold_key(payment, card), |out| {
             hold.encode_into(out)

@@ -3,21 +3,29 @@
 //!
 //! Shards never talk to RocksDB on their actor thread for writes. Their
 //! state machines describe each change in a [`Changes`] write-set (a flat
-//! byte arena: no allocation per change once warm), and a writer thread
-//! turns the set into one `WriteBatch` and writes it with `sync = true`: one
-//! fsync of the WAL for everything the shard had ready (group commit).
-//! `WriteBatch` itself is not `Send`, which is a second reason for the
-//! plain-bytes write-set.
+//! byte arena: no allocation per change once warm). A writer thread appends
+//! the set's bytes to the command log (`src/command_log/`, one fsync for
+//! every shard's ready sets), then hands it to RocksDB as one `WriteBatch`
+//! without RocksDB's own write-ahead log ([`Store::apply`]); checkpoints
+//! flush RocksDB, and the log behind them is trimmed. Control writes
+//! (principals, tokens, lockouts, start-up) still use RocksDB's log, synced
+//! ([`Store::commit`]). `WriteBatch` itself is not `Send`, which is a second
+//! reason for the plain-bytes write-set.
 //!
 //! [`MemStore`] keeps the same records in a map. The simulation test runs
 //! the real state machines and the real loader over it, so "what survives a
-//! crash" means the same thing there as here.
+//! crash" means the same thing there as here. [`Overlay`] reads through to
+//! another store and keeps its writes in memory: an offline replay and
+//! audit that writes nothing.
 
 mod changes;
+mod orders;
+mod overlay;
 pub mod records;
 
 pub use changes::Changes;
 pub(crate) use changes::log_applied_key;
+pub use overlay::Overlay;
 
 use crate::ids::{OperationId, PaymentId, RefundId, RemittanceId};
 use records::{OperationRecord, PaymentRecord, PaymentRefunds, RefundRecord, RemittanceRecord};
@@ -49,10 +57,12 @@ pub enum Cf {
     PayoutRequests = 14,
     StoreJournal = 15,
     PinFailures = 16,
+    /// The merchant's order id of a payment named by one (`orders.rs`).
+    OrderIds = 17,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 18] = [
         Cf::Cards,
         Cf::Payments,
         Cf::Holds,
@@ -70,6 +80,7 @@ impl Cf {
         Cf::PayoutRequests,
         Cf::StoreJournal,
         Cf::PinFailures,
+        Cf::OrderIds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +102,7 @@ impl Cf {
             Cf::PayoutRequests => "payout_requests",
             Cf::StoreJournal => "store_journal",
             Cf::PinFailures => "pin_failures",
+            Cf::OrderIds => "order_ids",
         }
     }
 
@@ -177,6 +189,14 @@ pub trait Store {
     fn get_payment(&self, payment: PaymentId) -> Result<Option<PaymentRecord>, StorageError> {
         match self.get(Cf::Payments, &payment.to_bytes())? {
             Some(bytes) => Ok(Some(PaymentRecord::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The merchant's order id recorded with `payment`, if one was.
+    fn order_id_of(&self, payment: PaymentId) -> Result<Option<String>, StorageError> {
+        match self.get(Cf::OrderIds, &payment.to_bytes())? {
+            Some(bytes) => orders::decode_order_id(&bytes).map(Some),
             None => Ok(None),
         }
     }

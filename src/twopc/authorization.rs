@@ -28,6 +28,7 @@ use crate::card::DeclineReason;
 use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency::{self, ClaimGuard};
 use crate::ids::{CardRef, OperationId, PaymentId};
+use crate::order::OrderId;
 use crate::protocol::{
     AuthorizationStatus, AuthorizeResponse, CapturePart, CaptureResponse, CaptureStatus, ErrorCode,
     ErrorResponse, HeldPart, PayResponse, Response, VoidResponse, VoidStatus,
@@ -313,6 +314,8 @@ impl Closed {
                 };
                 (operation, record)
             }),
+            // Written when it opened.
+            order_id: None,
         }
     }
 }
@@ -358,8 +361,10 @@ impl Coordinator {
         authorization: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
     ) -> Response {
-        match self.run_authorize(authorization, amount_minor, cards).await {
+        let run = self.run_authorize(authorization, amount_minor, cards, order_id);
+        match run.await {
             Ok(Ok(authorized)) => Response::Authorized(authorized),
             Ok(Err(error)) => Response::Error(error),
             Err(ShardGone) => Response::error(ErrorCode::Internal, "engine is shutting down"),
@@ -371,6 +376,7 @@ impl Coordinator {
         authorization: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
     ) -> Answer<AuthorizeResponse> {
         if let Err(locked) = self
             .guard
@@ -410,6 +416,7 @@ impl Coordinator {
                     record: declined(&two_phase, &decision, now_ms),
                     index: IndexChange::None,
                     operation: None,
+                    order_id,
                 };
                 self.shards
                     .record_authorization(home, step)
@@ -437,6 +444,7 @@ impl Coordinator {
             record,
             index: IndexChange::Open(expires_at_ms),
             operation: None,
+            order_id,
         };
         self.shards
             .record_authorization(home, step)

@@ -26,6 +26,7 @@ use crate::auth::Guard;
 use crate::card::DeclineReason;
 use crate::idempotency::{self, ClaimGuard, Claims};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId};
+use crate::order::OrderId;
 use crate::protocol::{ErrorCode, PayResponse, Response};
 use crate::shard::{ShardGone, Shards};
 use crate::state_machine::is_recorded;
@@ -79,6 +80,7 @@ impl Coordinator {
         payment: PaymentId,
         amount_minor: u64,
         cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
     ) -> Response {
         // The shards count this payment's PIN failures as they prepare; a
         // merchant already locked out is refused before anything starts.
@@ -105,13 +107,17 @@ impl Coordinator {
             two_phase.participants().len() > 1,
             "single-shard payments commit locally"
         );
-        match self.run(two_phase).await {
+        match self.run(two_phase, order_id).await {
             Ok(paid) => Response::Paid(paid),
             Err(ShardGone) => Response::error(ErrorCode::Internal, "engine is shutting down"),
         }
     }
 
-    async fn run(&self, mut two_phase: TwoPhase) -> Result<PayResponse, ShardGone> {
+    async fn run(
+        &self,
+        mut two_phase: TwoPhase,
+        order_id: Option<OrderId>,
+    ) -> Result<PayResponse, ShardGone> {
         let decision = self.prepare_and_decide(&mut two_phase).await?;
         crashpoint::reached(CrashPoint::AfterPrepare);
 
@@ -122,7 +128,7 @@ impl Coordinator {
             let home = two_phase.payment.home_shard(self.shards.count());
             let record = two_phase.record(&decision, crate::clock::now_ms());
             self.shards
-                .record_decision(home, two_phase.payment, record)
+                .record_decision(home, two_phase.payment, record, order_id)
                 .await?
                 .get()
                 .await?;

@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import shutil
-import signal
+import sys
 import socket
 import subprocess
 import tempfile
@@ -22,19 +22,13 @@ import iso8583
 from iso8583.specs import default as SPEC
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SECRET_HEX = "6b6573736169207465737420736563726574206b6579203230323621"
+sys.path.insert(0, str(ROOT / "tests"))
+from kessai_process import SECRET_HEX, kessai_bin, make_certificate, stop  # noqa: E402,F401
 STORE = 7
 HQ = 1_000_000 + STORE
 OTHER_STORE = 8
 OTHER_HQ = 1_000_000 + OTHER_STORE
 FACE = 5000
-
-
-def kessai_bin():
-    if os.environ.get("KESSAI_BIN"):
-        return os.environ["KESSAI_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return str(pathlib.Path(target) / "debug" / "kessai")
 
 
 class Engine:
@@ -109,15 +103,7 @@ class Engine:
         return audit
 
     def stop(self):
-        # By PID, the process this fixture started.
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process.stdout.close()
+        stop(self.process)
         self.log.close()
 
 

@@ -15,7 +15,7 @@ import pytest
 import iso8583
 from iso8583.specs import default as SPEC
 
-from conftest import FACE, HQ, OTHER_HQ, OTHER_STORE, STORE, Engine, Iso
+from conftest import FACE, HQ, OTHER_HQ, OTHER_STORE, STORE, Engine, Iso, make_certificate
 
 
 def typo(pin):
@@ -194,19 +194,6 @@ def test_malformed_messages(engine, iso):
     assert after.activate(pins[0])["39"] == "00"
     after.close()
     engine.audit()
-
-
-def make_certificate(directory, name):
-    cert = directory / f"{name}.pem"
-    key = directory / f"{name}.key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-addext", "basicConstraints=critical,CA:FALSE"],
-        check=True, capture_output=True,
-    )
-    return cert, key
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the certificates")

@@ -4,7 +4,7 @@
 //! by the merchant's request id, under the authenticated merchant.
 
 use super::pay::checked;
-use super::{Action, Context, amount_refused};
+use super::{Action, Context, amount_refused, request_id_refused};
 use crate::auth::Principal;
 use crate::ids::{OperationId, PaymentId};
 use crate::protocol::{AuthorizeRequest, CaptureRequest, VoidRequest};
@@ -26,6 +26,7 @@ pub(super) fn authorize(
             authorization: payment.id,
             amount_minor: payment.amount_minor,
             cards: payment.cards,
+            order_id: None,
         }),
         Err(refusal) => *refusal,
     }
@@ -39,6 +40,9 @@ pub(super) fn capture(
     if let Some(refusal) = amount_refused(body.amount_minor, context.limits) {
         return refusal;
     }
+    if let Some(refusal) = request_id_refused(body.request_id) {
+        return refusal;
+    }
     Action::Route(Command::Capture {
         operation: operation(principal, body.request_id),
         authorization: authorization(principal, body.authorization_request_id),
@@ -47,6 +51,9 @@ pub(super) fn capture(
 }
 
 pub(super) fn void(body: &VoidRequest, principal: &Principal) -> Action {
+    if let Some(refusal) = request_id_refused(body.request_id) {
+        return refusal;
+    }
     Action::Route(Command::Capture {
         operation: operation(principal, body.request_id),
         authorization: authorization(principal, body.authorization_request_id),

@@ -17,6 +17,7 @@ mod activate;
 mod authorization;
 mod balance;
 mod issue;
+mod order;
 mod pay;
 mod pay_batch;
 mod payout;
@@ -25,15 +26,16 @@ mod refund;
 mod remit;
 mod reverse_activation;
 mod statement;
+mod token;
 
 use crate::auth::{Guard, Principal};
-use crate::config::{Limits, OPERATION_BYTES};
+use crate::config::{CARDS_PER_PAYMENT_MAX, Limits, OPERATION_BYTES};
 use crate::pin::PinHasher;
 use crate::protocol::{ErrorCode, Request, Response, Role};
 use crate::router::Command;
 
 /// What the reader does with one request.
-pub(super) enum Action {
+pub(crate) enum Action {
     /// Route to the shards.
     Route(Command),
     /// Answer at once, without the shards.
@@ -43,12 +45,16 @@ pub(super) enum Action {
 }
 
 /// What validation needs besides the request.
-pub(super) struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub limits: &'a Limits,
     pub hasher: &'a PinHasher,
     pub guard: &'a Guard,
     /// The engine's clock (ms since the Unix epoch).
     pub now_ms: u64,
+    /// Order ids and lookups by them (`None` in tests that need neither).
+    pub storage: Option<&'a crate::storage::Storage>,
+    /// The HTTP API's bearer tokens, and the principals they act as.
+    pub tokens: Option<(&'a crate::auth::Tokens, &'a crate::auth::Registry)>,
 }
 
 /// A request's weight in the in-flight byte budgets (its connection's, its
@@ -77,7 +83,12 @@ fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
     const SMALL_BYTES: usize = 64;
     let bound = match kind {
         // A part per card (at most 23 bytes) for each PIN (at least 11).
-        KIND_PAY | crate::protocol::KIND_AUTHORIZE => SMALL_BYTES + 2 * frame_bytes,
+        KIND_PAY
+        | crate::protocol::KIND_AUTHORIZE
+        | crate::protocol::KIND_ORDER_PAY
+        | crate::protocol::KIND_ORDER_AUTHORIZE => SMALL_BYTES + 2 * frame_bytes,
+        // The order id and a few numbers per card.
+        crate::protocol::KIND_ORDER_LOOKUP => 4 * SMALL_BYTES + 16 * CARDS_PER_PAYMENT_MAX,
         // A result per PIN (at most 11 bytes) for each PIN (at least 11).
         KIND_ACTIVATE => SMALL_BYTES + frame_bytes,
         // A part per card of the payment (at most 13 bytes each).
@@ -95,7 +106,7 @@ fn reply_bound(kind: u8, frame_bytes: usize, limits: &Limits) -> usize {
 
 /// Operator requests, whose replies can fill a frame (a remittance's lists
 /// an allocation per store of its HQ).
-const OPERATOR_KINDS: [u8; 16] = [
+const OPERATOR_KINDS: [u8; 19] = [
     crate::protocol::KIND_ISSUE,
     crate::protocol::KIND_REPORT,
     crate::protocol::KIND_AUDIT,
@@ -112,6 +123,9 @@ const OPERATOR_KINDS: [u8; 16] = [
     crate::protocol::KIND_STATEMENT,
     crate::protocol::KIND_STORE_STATEMENT,
     crate::protocol::KIND_PRINCIPAL_CERT,
+    crate::protocol::KIND_TOKEN_ADD,
+    crate::protocol::KIND_TOKEN_LIST,
+    crate::protocol::KIND_TOKEN_REVOKE,
 ];
 
 /// A request refused by validation: nothing is routed or recorded.
@@ -121,7 +135,7 @@ fn reject(code: ErrorCode, message: String) -> Action {
 
 /// Validates `request` from `principal` (handshake messages are the
 /// session's, never seen here).
-pub(super) fn validate(request: Request, principal: &Principal, context: &Context<'_>) -> Action {
+pub(crate) fn validate(request: Request, principal: &Principal, context: &Context<'_>) -> Action {
     let Some(role) = required_role(&request) else {
         return Action::Reply(Response::Pong);
     };
@@ -136,6 +150,8 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Pay(_)
             | Request::PayBatch(_)
             | Request::Authorize(_)
+            | Request::OrderPay(_)
+            | Request::OrderAuthorize(_)
             | Request::Balance(_)
             | Request::Activate(_)
             | Request::ReverseActivation(_)
@@ -162,6 +178,12 @@ pub(super) fn validate(request: Request, principal: &Principal, context: &Contex
         Request::Authorize(body) => authorization::authorize(&body, principal, context),
         Request::Capture(body) => authorization::capture(&body, principal, context),
         Request::Void(body) => authorization::void(&body, principal),
+        Request::OrderPay(body) => order::pay(&body, principal, context, false),
+        Request::OrderAuthorize(body) => order::pay(&body, principal, context, true),
+        Request::OrderLookup(body) => order::lookup(&body, principal, context),
+        Request::TokenAdd(body) => token::add(body, context),
+        Request::TokenList(body) => token::list(body, context),
+        Request::TokenRevoke(body) => token::revoke(body, context),
         Request::Remit(body) => remit::validate(body, principal),
         Request::PayoutCreate(body) => payout::create(body, principal),
         Request::PayoutConfirm(body) => payout::confirm(body, principal),
@@ -189,6 +211,9 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::PrincipalRevoke(_)
         | Request::PrincipalRotate(_)
         | Request::PrincipalCert(_)
+        | Request::TokenAdd(_)
+        | Request::TokenList(_)
+        | Request::TokenRevoke(_)
         | Request::Remit(_)
         | Request::PayoutCreate(_)
         | Request::PayoutConfirm(_)
@@ -203,7 +228,10 @@ fn required_role(request: &Request) -> Option<Role> {
         | Request::Refund(_)
         | Request::Authorize(_)
         | Request::Capture(_)
-        | Request::Void(_) => Some(Role::Merchant),
+        | Request::Void(_)
+        | Request::OrderPay(_)
+        | Request::OrderAuthorize(_)
+        | Request::OrderLookup(_) => Some(Role::Merchant),
     }
 }
 
@@ -224,11 +252,26 @@ fn report(mut body: crate::protocol::ReportRequest, limits: &Limits) -> Action {
 
 /// The refusal of an amount of 0 or above the payment limit (payments,
 /// authorizations, captures, refunds).
-fn amount_refused(amount_minor: u64, limits: &Limits) -> Option<Action> {
+pub(crate) fn amount_refused(amount_minor: u64, limits: &Limits) -> Option<Action> {
     (amount_minor == 0 || amount_minor > limits.max_amount_minor).then(|| {
         reject(
             ErrorCode::InvalidAmount,
             format!("amount must be 1..={}", limits.max_amount_minor),
+        )
+    })
+}
+
+/// The refusal of a request id a client may not choose for a new
+/// operation: ids from 2^63 on are derived from order ids and
+/// idempotency keys (`crate::order`), so the two never meet.
+fn request_id_refused(request_id: u64) -> Option<Action> {
+    (!crate::order::is_client_request_id(request_id)).then(|| {
+        reject(
+            ErrorCode::InvalidArgument,
+            format!(
+                "a request id is 0..={}; larger ones name order ids",
+                crate::order::CLIENT_REQUEST_ID_MAX
+            ),
         )
     })
 }
@@ -292,6 +335,8 @@ pub(super) mod tests {
             hasher: &hasher,
             guard: &guard,
             now_ms: crate::clock::now_ms(),
+            storage: None,
+            tokens: None,
         })
     }
 

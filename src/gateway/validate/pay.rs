@@ -21,6 +21,7 @@ pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Conte
             payment: payment.id,
             amount_minor: payment.amount_minor,
             cards: payment.cards,
+            order_id: None,
         }),
         Err(refusal) => *refusal,
     }
@@ -38,6 +39,25 @@ pub(super) struct Checked {
 /// none repeated, in request order; the refusal to send otherwise.
 pub(super) fn checked(
     request_id: u64,
+    amount_minor: u64,
+    pins: &[String],
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Result<Checked, Box<Action>> {
+    if let Some(refusal) = super::request_id_refused(request_id) {
+        return Err(Box::new(refusal));
+    }
+    let id = PaymentId {
+        merchant_id: principal.id,
+        request_id,
+    };
+    checked_as(id, amount_minor, pins, principal, context)
+}
+
+/// [`checked`] for a payment whose id is already known good (derived
+/// from an order id).
+pub(super) fn checked_as(
+    id: PaymentId,
     amount_minor: u64,
     pins: &[String],
     principal: &Principal,
@@ -65,10 +85,7 @@ pub(super) fn checked(
         }
     };
     Ok(Checked {
-        id: PaymentId {
-            merchant_id: principal.id,
-            request_id,
-        },
+        id,
         amount_minor,
         cards,
     })

@@ -2,7 +2,7 @@
 //! merchant's own by construction: it is named by the merchant's request
 //! id, under the authenticated merchant.
 
-use super::{Action, Context, amount_refused};
+use super::{Action, Context, amount_refused, request_id_refused};
 use crate::auth::Principal;
 use crate::ids::{PaymentId, RefundId};
 use crate::protocol::RefundRequest;
@@ -14,6 +14,9 @@ pub(super) fn validate(
     context: &Context<'_>,
 ) -> Action {
     if let Some(refusal) = amount_refused(body.amount_minor, context.limits) {
+        return refusal;
+    }
+    if let Some(refusal) = request_id_refused(body.request_id) {
         return refusal;
     }
     Action::Route(Command::Refund {
