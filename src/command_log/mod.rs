@@ -14,20 +14,27 @@
 //! which effects the checkpoint already holds beyond a position per
 //! partition, and no version skew in the card rules can replay differently.
 //!
-//! * [`CommandLog`]: the trait (append with a fence, read, trim) that a
-//!   replicated log (NATS JetStream, issue #21) implements too.
-//! * [`record`]: the versioned record format, a SHA-256 hash chain.
-//! * [`file`]: the local log: segment files, one group commit (one
-//!   `fdatasync`) for every shard of the node at once.
+//! * [`CommandLog`]: the trait (append with a fence, read, trim) that
+//!   every log implements.
+//! * [`record`]: the file log's versioned record format, a SHA-256 hash
+//!   chain.
+//! * [`file`]: the local log (the default): segment files, one group
+//!   commit (one `fdatasync`) for every shard of the node at once.
+//! * [`jetstream`]: the replicated log (issue #21, step 1): a NATS
+//!   JetStream stream, one subject per partition, fenced appends by the
+//!   server's expected-last-subject-sequence, dedup by message id
+//!   (docs/CLUSTER.md).
 //! * [`memory`]: the same contract in memory, for tests.
 //! * [`replay`]: recovery, checkpoints and offline verification.
 
 pub mod file;
+pub mod jetstream;
 pub mod memory;
 pub mod record;
 pub mod replay;
 
 pub use file::FileLog;
+pub use jetstream::JetStreamLog;
 pub use memory::MemLog;
 
 use std::fmt;
@@ -204,7 +211,7 @@ pub(crate) fn fence_and_advance(
 }
 
 /// Checks `fence` against a partition's state.
-fn check_fence(state: &PartitionState, fence: Fence) -> Result<(), LogError> {
+pub(crate) fn check_fence(state: &PartitionState, fence: Fence) -> Result<(), LogError> {
     if fence.epoch < state.epoch || fence.expected_last != state.last {
         return Err(LogError::Fenced {
             partition: state.partition,

@@ -1,0 +1,627 @@
+//! The command log on a NATS JetStream stream (issue #21, step 1): the
+//! same contract as [`super::FileLog`], replicated by the stream's own
+//! Raft group instead of one disk.
+//!
+//! * **Layout.** One stream (`[log.jetstream] stream`, "KESSAI" by
+//!   default), one subject per partition: `<stream>.p.<n>`. JetStream
+//!   numbers every subject's messages in one sequence, and that sequence is
+//!   the [`Position`]: so [`CommandLog::read_all`] reads in log order by
+//!   reading the stream in order.
+//! * **Fence.** An append carries `Nats-Expected-Last-Subject-Sequence`
+//!   (the fence's expected last position, 0 for none): the server refuses
+//!   it (error 10071) if anyone appended to the partition since, which is
+//!   [`LogError::Fenced`]. The epoch travels in a `Kessai-Epoch` header and
+//!   is checked here against the partition's last record by the rule every
+//!   log shares ([`super::check_fence`]).
+//! * **Dedup and ambiguity.** `Nats-Msg-Id` is
+//!   `p<partition>.<epoch>.<expected last>.<8 bytes of the payload's
+//!   SHA-256, hex>`: one id per (writer, place, content). An append whose
+//!   outcome is unknown (a timeout, a lost connection, an error the client
+//!   reports as `Other`, such as 10164) is resolved, never guessed: read
+//!   the partition's last record back; if it is ours (same id), its
+//!   sequence is the answer; if another record took the place, the writer
+//!   is fenced; if the place is still free, publish the same message again,
+//!   which the server's dedup window turns into a no-op if the first one
+//!   did land after all. After `ack_timeout_ms * AMBIGUITY_ROUNDS` without
+//!   an answer the append fails with [`LogError::Io`] and the engine stops
+//!   (a restart replays the stream).
+//! * **Durability.** An append returns on the stream's acknowledgement.
+//!   With the server's `sync_interval: always` (as `scripts/setup`'s
+//!   tests and docs/CLUSTER.md run it) that means fsynced on every replica
+//!   that acknowledged: a quorum of `replicas`.
+//! * **Trim.** Purges a subject up to a position but always keeps the
+//!   subject's last message, so a partition's last position and epoch
+//!   (what the next fence is built from) survive every checkpoint.
+//! * **Limits.** A record is one message: at most `max_record_bytes`
+//!   (refused with [`LogError::TooLarge`]; it must fit the server's
+//!   `max_payload`, checked at open). The shards cut their group commits
+//!   well below it (see `crate::shard`).
+//!
+//! The trait is synchronous and called from plain threads (the shards'
+//! writers, the checkpoint thread, start-up on a thread of its own), so
+//! the log owns a small tokio runtime and blocks on it. It must never be
+//! called from inside another runtime.
+
+use super::{
+    CommandLog, Entry, Fence, LogError, Partition, PartitionState, Position, VisitEntry,
+    check_fence,
+};
+use crate::config::LogJetStream;
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The header carrying the writer's epoch.
+pub const EPOCH_HEADER: &str = "Kessai-Epoch";
+/// Bytes a record's message takes besides its payload: the headers (ids,
+/// epoch, expected sequence) and the protocol line, with room.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 512;
+/// How many ack timeouts an ambiguous append may take to resolve: a
+/// stream leader's election took 4.5–8.7 s on these machines (issue #21).
+pub const AMBIGUITY_ROUNDS: u32 = 6;
+/// How long the server keeps message ids for dedup: longer than any
+/// append may take to resolve.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+pub struct JetStreamLog {
+    /// Taken by `Drop` (a runtime may not be dropped inside another).
+    runtime: Option<tokio::runtime::Runtime>,
+    stream: stream::Stream,
+    context: jetstream::Context,
+    name: String,
+    ack_timeout: Duration,
+    max_record_bytes: usize,
+    state: Mutex<State>,
+}
+
+/// What appends share.
+struct State {
+    partitions: BTreeMap<Partition, PartitionState>,
+    /// Per partition, the position a purge already covers (purged below).
+    purged_below: BTreeMap<Partition, u64>,
+}
+
+/// What opening found, for the start-up log line.
+#[derive(Debug, Clone, Default)]
+pub struct Opened {
+    pub messages: u64,
+    pub bytes: u64,
+    /// The position the next record takes (at least).
+    pub next: Position,
+    pub partitions: usize,
+}
+
+/// How one publish ended.
+enum Published {
+    Stored(u64),
+    WrongLast,
+    TooLarge(String),
+    Failed(String),
+    /// Unknown: it may have been stored.
+    Ambiguous(String),
+}
+
+impl JetStreamLog {
+    /// Connects, creates the stream if it is missing (or checks the one
+    /// there), and reads each partition's last record.
+    pub fn open(settings: &LogJetStream) -> Result<(JetStreamLog, Opened), LogError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kessai-jetstream")
+            .enable_all()
+            .build()
+            .map_err(|e| LogError::Io(format!("jetstream: cannot start a runtime: {e}")))?;
+        let ack_timeout = Duration::from_millis(settings.ack_timeout_ms);
+        let (context, stream, opened, partitions) =
+            runtime.block_on(connect(settings, ack_timeout))?;
+        Ok((
+            JetStreamLog {
+                runtime: Some(runtime),
+                stream,
+                context,
+                name: settings.stream.clone(),
+                ack_timeout,
+                max_record_bytes: settings.max_record_bytes,
+                state: Mutex::new(State {
+                    partitions,
+                    purged_below: BTreeMap::new(),
+                }),
+            },
+            opened,
+        ))
+    }
+
+    /// The largest record an append takes.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
+    fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .block_on(future)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Updates are single assignments: poison carries no news.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn subject(&self, partition: Partition) -> String {
+        subject_of(&self.name, partition)
+    }
+
+    /// Records a stored append (or a record read back) as the partition's
+    /// last, unless a later one is already known.
+    fn advance(&self, partition: Partition, position: Position, epoch: u64) {
+        let mut state = self.lock();
+        let known = state
+            .partitions
+            .entry(partition)
+            .or_insert(PartitionState::empty(partition));
+        if known.last < Some(position) {
+            known.last = Some(position);
+            known.epoch = epoch;
+        }
+    }
+
+    /// Publishes once and waits for the acknowledgement.
+    async fn publish(&self, subject: &str, headers: &HeaderMap, payload: &[u8]) -> Published {
+        let sent = self
+            .context
+            .publish_with_headers(
+                subject.to_string(),
+                headers.clone(),
+                payload.to_vec().into(),
+            )
+            .await;
+        let ack = match sent {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        };
+        match ack {
+            Ok(ack) => Published::Stored(ack.sequence),
+            Err(error) => match error.kind() {
+                PublishErrorKind::WrongLastSequence => Published::WrongLast,
+                PublishErrorKind::MaxPayloadExceeded => Published::TooLarge(error.to_string()),
+                PublishErrorKind::StreamNotFound => {
+                    Published::Failed(format!("jetstream: no stream takes {subject}: {error}"))
+                }
+                // Timeouts, a lost connection, and errors the client
+                // reports as Other (10164 among them): maybe stored.
+                _ => Published::Ambiguous(error.to_string()),
+            },
+        }
+    }
+
+    /// The partition's last record as the server has it now.
+    async fn last_record(&self, partition: Partition) -> Result<Option<Entry>, String> {
+        let subject = self.subject(partition);
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => decode(partition, &message)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Appends once the fence holds here; see the module's comment for how
+    /// an unknown outcome is resolved.
+    async fn append_async(
+        &self,
+        partition: Partition,
+        fence: Fence,
+        payload: &[u8],
+    ) -> Result<Position, LogError> {
+        let subject = self.subject(partition);
+        let id = message_id(partition, fence, payload);
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, id.as_str());
+        headers.insert(
+            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            fence.expected_last.map_or(0, |p| p.0).to_string(),
+        );
+        headers.insert(EPOCH_HEADER, fence.epoch.to_string());
+        let deadline = Instant::now() + self.ack_timeout * AMBIGUITY_ROUNDS;
+        let mut why = String::new();
+        loop {
+            if Instant::now() > deadline {
+                return Err(LogError::Io(format!(
+                    "jetstream: the append to {subject} stayed unresolved for {:?}: {why}",
+                    self.ack_timeout * AMBIGUITY_ROUNDS
+                )));
+            }
+            match self.publish(&subject, &headers, payload).await {
+                Published::Stored(sequence) => return Ok(Position(sequence)),
+                Published::TooLarge(error) => return Err(LogError::TooLarge(error)),
+                Published::Failed(error) => return Err(LogError::Io(error)),
+                Published::WrongLast => {
+                    // Someone appended since the fence was taken, or our
+                    // own earlier try landed and the place moved on
+                    // (dedup answers that one first, so this is another
+                    // writer's record).
+                    return Err(self.fenced(partition).await);
+                }
+                Published::Ambiguous(error) => {
+                    why = error;
+                    match self.last_record(partition).await {
+                        Ok(Some(last))
+                            if message_id(partition, fence, &last.payload) == id
+                                && last.epoch == fence.epoch
+                                && Some(last.position) > fence.expected_last =>
+                        {
+                            return Ok(last.position);
+                        }
+                        Ok(last) if last.as_ref().map(|l| l.position) != fence.expected_last => {
+                            // Another record took the place: ours may
+                            // still be behind it (then a retry dedups to
+                            // it), or never landed: publish again to learn.
+                            tracing::warn!(%partition, %why, "ambiguous append: the partition moved; retrying to resolve");
+                        }
+                        Ok(_) => {
+                            tracing::warn!(%partition, %why, "ambiguous append: not stored yet; publishing it again");
+                        }
+                        Err(error) => {
+                            why = format!("{why}; reading back: {error}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The error for a refused append, with the partition's state as read
+    /// back (falling back on what is known here).
+    async fn fenced(&self, partition: Partition) -> LogError {
+        if let Ok(Some(last)) = self.last_record(partition).await {
+            self.advance(partition, last.position, last.epoch);
+        }
+        let state = self
+            .lock()
+            .partitions
+            .get(&partition)
+            .copied()
+            .unwrap_or(PartitionState::empty(partition));
+        LogError::Fenced {
+            partition,
+            epoch: state.epoch,
+            last: state.last,
+        }
+    }
+
+    /// Visits, in stream order, the records on `filter` from `start` on
+    /// that `keep` keeps, up to the end of the stream as it was when the
+    /// read began.
+    async fn visit_from(
+        &self,
+        filter: String,
+        start: u64,
+        keep: &dyn Fn(&Entry) -> bool,
+        visit: &mut VisitEntry<'_>,
+    ) -> Result<(), LogError> {
+        let io = |what: &str, e: &dyn std::fmt::Display| {
+            LogError::Io(format!("jetstream: {what} {filter}: {e}"))
+        };
+        let consumer = self
+            .stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| io("cannot read", &e))?;
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(());
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| io("cannot read", &e))?;
+        while let Some(message) = tokio::time::timeout(self.ack_timeout, messages.next())
+            .await
+            .map_err(|e| io("reading", &e))?
+        {
+            let message = message.map_err(|e| io("reading", &e))?;
+            let info = message.info().map_err(|e| io("reading", &e))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            let partition = partition_of(&self.name, message.subject.as_str())?;
+            let headers = message.headers.as_ref().ok_or_else(|| {
+                LogError::Corrupt(format!("jetstream: {partition} at {sequence}: no headers"))
+            })?;
+            let entry = decode_parts(partition, sequence, headers, &message.payload)?;
+            if keep(&entry) {
+                visit(&entry)?;
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JetStreamLog {
+    fn drop(&mut self) {
+        // The last handle may go on a thread inside another runtime (an
+        // actor's arbiter), where a blocking shutdown would panic.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl CommandLog for JetStreamLog {
+    fn append(
+        &self,
+        partition: Partition,
+        fence: Fence,
+        payload: &[u8],
+    ) -> Result<Position, LogError> {
+        if payload.len() > self.max_record_bytes {
+            return Err(LogError::TooLarge(format!(
+                "a record of {} bytes, above log.jetstream.max_record_bytes {}",
+                payload.len(),
+                self.max_record_bytes
+            )));
+        }
+        {
+            let state = self.lock();
+            let known = state
+                .partitions
+                .get(&partition)
+                .copied()
+                .unwrap_or(PartitionState::empty(partition));
+            check_fence(&known, fence)?;
+        }
+        let position = self.block_on(self.append_async(partition, fence, payload))?;
+        self.advance(partition, position, fence.epoch);
+        Ok(position)
+    }
+
+    fn read(
+        &self,
+        partition: Partition,
+        after: Option<Position>,
+        visit: &mut VisitEntry<'_>,
+    ) -> Result<(), LogError> {
+        let start = after.map_or(1, |p| p.0 + 1);
+        self.block_on(self.visit_from(self.subject(partition), start, &|_| true, visit))
+    }
+
+    fn read_all(
+        &self,
+        after: &dyn Fn(Partition) -> Option<Position>,
+        visit: &mut VisitEntry<'_>,
+    ) -> Result<(), LogError> {
+        let known: Vec<Partition> = self.lock().partitions.keys().copied().collect();
+        let Some(start) = known.iter().map(|p| after(*p).map_or(1, |a| a.0 + 1)).min() else {
+            return Ok(());
+        };
+        let keep = |e: &Entry| Some(e.position) > after(e.partition);
+        self.block_on(self.visit_from(format!("{}.p.>", self.name), start, &keep, visit))
+    }
+
+    fn trim(&self, partition: Partition, upto: Position) -> Result<(), LogError> {
+        // Purge below `upto + 1`, but never the partition's last record.
+        let below = {
+            let state = self.lock();
+            let Some(last) = state.partitions.get(&partition).and_then(|s| s.last) else {
+                return Ok(());
+            };
+            let below = (upto.0 + 1).min(last.0);
+            if state.purged_below.get(&partition).copied().unwrap_or(0) >= below {
+                return Ok(());
+            }
+            below
+        };
+        let subject = self.subject(partition);
+        self.block_on(async {
+            self.stream
+                .purge()
+                .filter(subject.clone())
+                .sequence(below)
+                .await
+        })
+        .map_err(|e| LogError::Io(format!("jetstream: cannot purge {subject}: {e}")))?;
+        let mut state = self.lock();
+        let purged = state.purged_below.entry(partition).or_insert(0);
+        *purged = (*purged).max(below);
+        Ok(())
+    }
+
+    fn partitions(&self) -> Vec<PartitionState> {
+        self.lock().partitions.values().copied().collect()
+    }
+}
+
+/// Connects and opens (or creates) the stream; reads every partition's
+/// last record.
+async fn connect(
+    settings: &LogJetStream,
+    ack_timeout: Duration,
+) -> Result<
+    (
+        jetstream::Context,
+        stream::Stream,
+        Opened,
+        BTreeMap<Partition, PartitionState>,
+    ),
+    LogError,
+> {
+    let url = &settings.url;
+    let io = |what: &str, e: &dyn std::fmt::Display| {
+        LogError::Io(format!("jetstream {url}: {what}: {e}"))
+    };
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .request_timeout(Some(ack_timeout))
+        // Reconnect for ever: an append waits (up to its ambiguity
+        // budget) rather than failing on a server restart.
+        .max_reconnects(None)
+        .connect(url.as_str())
+        .await
+        .map_err(|e| io("cannot connect", &e))?;
+    let max_payload = client.server_info().max_payload;
+    if settings.max_record_bytes + MESSAGE_OVERHEAD_BYTES > max_payload {
+        return Err(LogError::TooLarge(format!(
+            "log.jetstream.max_record_bytes {} (+{MESSAGE_OVERHEAD_BYTES} of headers) is above \
+             the server's max_payload {max_payload}: lower it, or raise max_payload",
+            settings.max_record_bytes
+        )));
+    }
+    let context = jetstream::ContextBuilder::new()
+        .timeout(ack_timeout)
+        .ack_timeout(ack_timeout)
+        .max_ack_inflight(settings.max_inflight_appends)
+        .backpressure_on_inflight(true)
+        .build(client);
+    let subjects = format!("{}.p.>", settings.stream);
+    let mut stream = context
+        .get_or_create_stream(stream::Config {
+            name: settings.stream.clone(),
+            subjects: vec![subjects.clone()],
+            storage: stream::StorageType::File,
+            num_replicas: settings.replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| io("cannot open the stream", &e))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| io("cannot read the stream's info", &e))?
+        .clone();
+    if info.config.subjects != vec![subjects.clone()] {
+        return Err(LogError::Corrupt(format!(
+            "jetstream stream {} takes {:?}, not {subjects}: another application's stream?",
+            settings.stream, info.config.subjects
+        )));
+    }
+    if info.config.num_replicas != settings.replicas {
+        tracing::warn!(
+            stream = %settings.stream,
+            configured = settings.replicas,
+            actual = info.config.num_replicas,
+            "the stream keeps the replica count it was created with"
+        );
+    }
+    let mut partitions = BTreeMap::new();
+    let mut listed = stream
+        .info_builder()
+        .subjects(subjects.clone())
+        .fetch()
+        .await
+        .map_err(|e| io("cannot list the partitions", &e))?;
+    let mut names = Vec::new();
+    while let Some(subject) = listed.next().await {
+        let (subject, _count) = subject.map_err(|e| io("cannot list the partitions", &e))?;
+        names.push(subject);
+    }
+    for subject in names {
+        let partition = partition_of(&settings.stream, &subject)?;
+        let last = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .map_err(|e| io("cannot read a partition's last record", &e))?;
+        let entry = decode(partition, &last)?;
+        partitions.insert(
+            partition,
+            PartitionState {
+                partition,
+                last: Some(entry.position),
+                epoch: entry.epoch,
+            },
+        );
+    }
+    let opened = Opened {
+        messages: info.state.messages,
+        bytes: info.state.bytes,
+        next: Position(info.state.last_sequence + 1),
+        partitions: partitions.len(),
+    };
+    Ok((context, stream, opened, partitions))
+}
+
+/// `<stream>.p.<n>`.
+pub fn subject_of(stream: &str, partition: Partition) -> String {
+    format!("{stream}.p.{}", partition.0)
+}
+
+fn partition_of(stream: &str, subject: &str) -> Result<Partition, LogError> {
+    subject
+        .strip_prefix(stream)
+        .and_then(|rest| rest.strip_prefix(".p."))
+        .and_then(|n| n.parse::<u32>().ok())
+        .map(Partition)
+        .ok_or_else(|| LogError::Corrupt(format!("jetstream: a message on {subject}")))
+}
+
+/// The dedup id of `payload` appended to `partition` under `fence`.
+pub fn message_id(partition: Partition, fence: Fence, payload: &[u8]) -> String {
+    let hash = Sha256::digest(payload);
+    format!(
+        "p{}.{}.{}.{}",
+        partition.0,
+        fence.epoch,
+        fence.expected_last.map_or(0, |p| p.0),
+        hex::encode(&hash[..8])
+    )
+}
+
+fn decode(
+    partition: Partition,
+    message: &jetstream::message::StreamMessage,
+) -> Result<Entry, LogError> {
+    decode_parts(
+        partition,
+        message.sequence,
+        &message.headers,
+        &message.payload,
+    )
+}
+
+/// A record from its message: the epoch header must be there, and the
+/// payload must match the hash its id names.
+fn decode_parts(
+    partition: Partition,
+    sequence: u64,
+    headers: &HeaderMap,
+    payload: &[u8],
+) -> Result<Entry, LogError> {
+    let bad = |why: &str| LogError::Corrupt(format!("jetstream: {partition} at {sequence}: {why}"));
+    let epoch = headers
+        .get(EPOCH_HEADER)
+        .and_then(|v| v.as_str().parse::<u64>().ok())
+        .ok_or_else(|| bad("no epoch header"))?;
+    let id = headers
+        .get(NATS_MESSAGE_ID)
+        .map(|v| v.as_str().to_string())
+        .ok_or_else(|| bad("no message id"))?;
+    let hash = Sha256::digest(payload);
+    if !id.ends_with(&format!(".{}", hex::encode(&hash[..8]))) {
+        return Err(bad("the payload does not match its id's hash"));
+    }
+    Ok(Entry {
+        position: Position(sequence),
+        partition,
+        epoch,
+        payload: payload.to_vec(),
+    })
+}
