@@ -168,23 +168,90 @@ pub const LOG_SEGMENT_BYTES_MAX: u64 = 1 << 30;
 /// replay at a restart.
 pub const LOG_CHECKPOINT_INTERVAL_MS_MAX: u64 = 10 * 60 * 1000;
 
-/// The command log under `<data_dir>/log` (`docs/DESIGN.md`, Durability).
+/// Hard ceilings of the JetStream log (`[log.jetstream]`, docs/CLUSTER.md).
+/// Replicas: JetStream's own ceiling.
+pub const LOG_JETSTREAM_REPLICAS_MAX: usize = 5;
+pub const LOG_JETSTREAM_TIMEOUT_MS_MAX: u64 = 60_000;
+/// A record is one NATS message: the server's `max_payload` is 1 MiB by
+/// default and at most 64 MiB. The floor keeps a group commit's cut (half
+/// of it) above any one operation's changes.
+pub const LOG_RECORD_BYTES_MIN: usize = 64 << 10;
+pub const LOG_RECORD_BYTES_MAX: usize = 64 << 20;
+pub const LOG_JETSTREAM_INFLIGHT_MAX: usize = 1 << 16;
+pub const LOG_JETSTREAM_STREAM_NAME_MAX: usize = 64;
+
+/// The command log (`docs/DESIGN.md`, Durability): under `<data_dir>/log`
+/// by default, or on a NATS JetStream stream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    /// Bytes preallocated per segment file.
+    /// Where the log lives.
+    pub backend: LogBackend,
+    /// Bytes preallocated per segment file (the file log).
     pub segment_bytes: u64,
     /// How often RocksDB is flushed and the log behind it trimmed. The log
     /// holds at most about this long of history (plus one segment), and a
     /// restart replays at most that much.
     pub checkpoint_interval_ms: u64,
+    /// The JetStream log's settings (read when `backend = "jetstream"`).
+    pub jetstream: LogJetStream,
 }
 
 impl Default for Log {
     fn default() -> Log {
         Log {
+            backend: LogBackend::File,
             segment_bytes: 64 << 20,
             checkpoint_interval_ms: 10_000,
+            jetstream: LogJetStream::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    /// Segment files under `<data_dir>/log`, one fsync per group commit.
+    File,
+    /// A NATS JetStream stream, one subject per partition (issue #21).
+    Jetstream,
+}
+
+/// `[log.jetstream]`: the command log on a NATS JetStream stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogJetStream {
+    /// The NATS server (or servers, comma-separated).
+    pub url: String,
+    /// The stream's name; its subjects are `<stream>.p.<partition>`.
+    pub stream: String,
+    /// Copies of every record, when the stream is created (1..=5). An
+    /// existing stream keeps its own.
+    pub replicas: usize,
+    /// How long an append waits for the stream's acknowledgement before
+    /// its outcome counts as unknown (and is resolved by reading back).
+    pub ack_timeout_ms: u64,
+    /// How long the first connection may take.
+    pub connect_timeout_ms: u64,
+    /// The largest record: a shard's group commit is cut at half of it.
+    /// Must fit the server's `max_payload` (checked at start).
+    pub max_record_bytes: usize,
+    /// Appends waiting for their acknowledgement at once.
+    pub max_inflight_appends: usize,
+}
+
+impl Default for LogJetStream {
+    fn default() -> LogJetStream {
+        LogJetStream {
+            url: "nats://127.0.0.1:4222".to_string(),
+            stream: "KESSAI".to_string(),
+            replicas: 1,
+            ack_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            // 1 MiB (the server's default max_payload) less room for the
+            // headers.
+            max_record_bytes: (1 << 20) - (8 << 10),
+            max_inflight_appends: 1024,
         }
     }
 }
@@ -744,6 +811,60 @@ impl Config {
                 "log.checkpoint_interval_ms must be 1..={LOG_CHECKPOINT_INTERVAL_MS_MAX}"
             ));
         }
+        self.validate_jetstream()
+    }
+
+    fn validate_jetstream(&self) -> Result<(), String> {
+        let js = &self.log.jetstream;
+        let name_ok = !js.stream.is_empty()
+            && js.stream.len() <= LOG_JETSTREAM_STREAM_NAME_MAX
+            && js
+                .stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let checks = [
+            (
+                !js.url.trim().is_empty(),
+                "log.jetstream.url must name a NATS server".to_string(),
+            ),
+            (
+                name_ok,
+                format!(
+                    "log.jetstream.stream must be 1..={LOG_JETSTREAM_STREAM_NAME_MAX} of A-Z a-z 0-9 _ -"
+                ),
+            ),
+            (
+                (1..=LOG_JETSTREAM_REPLICAS_MAX).contains(&js.replicas),
+                format!("log.jetstream.replicas must be 1..={LOG_JETSTREAM_REPLICAS_MAX}"),
+            ),
+            (
+                (1..=LOG_JETSTREAM_TIMEOUT_MS_MAX).contains(&js.ack_timeout_ms),
+                format!("log.jetstream.ack_timeout_ms must be 1..={LOG_JETSTREAM_TIMEOUT_MS_MAX}"),
+            ),
+            (
+                (1..=LOG_JETSTREAM_TIMEOUT_MS_MAX).contains(&js.connect_timeout_ms),
+                format!(
+                    "log.jetstream.connect_timeout_ms must be 1..={LOG_JETSTREAM_TIMEOUT_MS_MAX}"
+                ),
+            ),
+            (
+                (LOG_RECORD_BYTES_MIN..=LOG_RECORD_BYTES_MAX).contains(&js.max_record_bytes),
+                format!(
+                    "log.jetstream.max_record_bytes must be {LOG_RECORD_BYTES_MIN}..={LOG_RECORD_BYTES_MAX}"
+                ),
+            ),
+            (
+                (1..=LOG_JETSTREAM_INFLIGHT_MAX).contains(&js.max_inflight_appends),
+                format!(
+                    "log.jetstream.max_inflight_appends must be 1..={LOG_JETSTREAM_INFLIGHT_MAX}"
+                ),
+            ),
+        ];
+        for (ok, message) in checks {
+            if !ok {
+                return Err(message);
+            }
+        }
         Ok(())
     }
 
@@ -901,6 +1022,46 @@ mod tests {
             }),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_jetstream_settings_have_floors_and_ceilings() {
+        let with = |change: &dyn Fn(&mut LogJetStream)| {
+            let mut config = Config::default();
+            config.log.backend = LogBackend::Jetstream;
+            change(&mut config.log.jetstream);
+            config.validate()
+        };
+        assert_eq!(with(&|_| {}), Ok(()));
+        for replicas in [0, LOG_JETSTREAM_REPLICAS_MAX + 1] {
+            assert!(with(&|j| j.replicas = replicas).is_err());
+        }
+        for ms in [0, LOG_JETSTREAM_TIMEOUT_MS_MAX + 1] {
+            assert!(with(&|j| j.ack_timeout_ms = ms).is_err());
+            assert!(with(&|j| j.connect_timeout_ms = ms).is_err());
+        }
+        for bytes in [LOG_RECORD_BYTES_MIN - 1, LOG_RECORD_BYTES_MAX + 1] {
+            assert!(with(&|j| j.max_record_bytes = bytes).is_err());
+        }
+        for inflight in [0, LOG_JETSTREAM_INFLIGHT_MAX + 1] {
+            assert!(with(&|j| j.max_inflight_appends = inflight).is_err());
+        }
+        for name in [
+            "",
+            "a.b",
+            "a b",
+            "a>",
+            &"x".repeat(LOG_JETSTREAM_STREAM_NAME_MAX + 1),
+        ] {
+            assert!(with(&|j| j.stream = name.to_string()).is_err(), "{name:?}");
+        }
+        assert!(with(&|j| j.url = " ".to_string()).is_err());
+        let parsed: Config =
+            toml::from_str("[log]\nbackend = \"jetstream\"\n[log.jetstream]\nreplicas = 3\n")
+                .expect("parses");
+        assert_eq!(parsed.log.backend, LogBackend::Jetstream);
+        assert_eq!(parsed.log.jetstream.replicas, 3);
+        assert!(toml::from_str::<Config>("[log]\nbackend = \"kafka\"\n").is_err());
     }
 
     #[test]

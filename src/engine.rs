@@ -8,8 +8,8 @@
 
 use crate::auth::{Certs, Guard, Key, Registry, Tokens};
 use crate::command_log::replay::{self, Checkpoints};
-use crate::command_log::{CommandLog, FileLog};
-use crate::config::Config;
+use crate::command_log::{CommandLog, FileLog, JetStreamLog, record};
+use crate::config::{Config, LogBackend};
 use crate::gateway::connection::{Gate, GatewayContext};
 use crate::gateway::{self, server};
 use crate::idempotency::Claims;
@@ -112,6 +112,7 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         card_validity_days: config.limits.card_validity_days,
         expiry_sweep: Duration::from_millis(config.limits.expiry_sweep_interval_ms),
         expiry_sweep_cards: config.limits.audit_slice_cards,
+        group_commit_bytes_max: group_commit_bytes_max(config),
     };
     let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
     let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
@@ -201,9 +202,73 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     })
 }
 
+/// Where a shard cuts a group commit gathered while its writer is busy:
+/// at half the largest record the log takes, so the one message that
+/// crosses the mark still fits.
+fn group_commit_bytes_max(config: &Config) -> usize {
+    match config.log.backend {
+        LogBackend::File => record::PAYLOAD_BYTES_MAX / 2,
+        LogBackend::Jetstream => config.log.jetstream.max_record_bytes / 2,
+    }
+}
+
+/// An upper estimate of the changes one message to a shard can carry:
+/// a whole batch frame of payments (each a card, a payment record, its
+/// claim, an order id) or a whole issue request (a card each).
+const PAYMENT_CHANGES_BYTES_EST: usize = 640;
+const CARD_CHANGES_BYTES_EST: usize = 128;
+
 /// Opens the command log, checks it belongs with the database, and brings
 /// the database up to its end (then the log starts empty).
-fn open_log(config: &Config, storage: &Storage) -> Result<Arc<dyn CommandLog>, String> {
+fn open_log(config: &Config, storage: &Arc<Storage>) -> Result<Arc<dyn CommandLog>, String> {
+    match config.log.backend {
+        LogBackend::File => open_file_log(config, storage),
+        LogBackend::Jetstream => {
+            // The JetStream log blocks on a runtime of its own, which may
+            // not be entered from this one (the actix system's): open and
+            // recover on a plain thread.
+            let (config, storage) = (config.clone(), storage.clone());
+            std::thread::Builder::new()
+                .name("kessai-log-open".into())
+                .spawn(move || open_jetstream_log(&config, &storage))
+                .map_err(|e| format!("spawn the log's opening thread: {e}"))?
+                .join()
+                .map_err(|_| "the log's opening thread panicked".to_string())?
+        }
+    }
+}
+
+fn open_jetstream_log(config: &Config, storage: &Storage) -> Result<Arc<dyn CommandLog>, String> {
+    let settings = &config.log.jetstream;
+    let limits = &config.limits;
+    let one_message = (limits.max_payments_per_batch * PAYMENT_CHANGES_BYTES_EST)
+        .max(limits.max_issue_per_request * CARD_CHANGES_BYTES_EST);
+    if one_message > settings.max_record_bytes / 2 {
+        tracing::warn!(
+            one_message,
+            max_record_bytes = settings.max_record_bytes,
+            "one request's changes may reach half of log.jetstream.max_record_bytes: a group \
+             commit of it alone could exceed it, and the engine would stop (TooLarge); lower \
+             limits.max_payments_per_batch / max_issue_per_request or raise max_record_bytes \
+             (and the server's max_payload)"
+        );
+    }
+    let (log, opened) = JetStreamLog::open(settings).map_err(|e| e.to_string())?;
+    replay::check_not_behind(storage, opened.next).map_err(|e| e.to_string())?;
+    let replayed = replay::recover(storage, &log).map_err(|e| e.to_string())?;
+    tracing::info!(
+        url = %settings.url,
+        stream = %settings.stream,
+        messages = opened.messages,
+        bytes = opened.bytes,
+        partitions = opened.partitions,
+        replayed = ?replayed,
+        "command log recovered from jetstream"
+    );
+    Ok(Arc::new(log))
+}
+
+fn open_file_log(config: &Config, storage: &Storage) -> Result<Arc<dyn CommandLog>, String> {
     let dir = config.data_dir.join(LOG_DIR);
     let (log, scan) = FileLog::open(&dir, config.log.segment_bytes).map_err(|e| e.to_string())?;
     replay::check_not_behind(storage, log.next_position()).map_err(|e| e.to_string())?;

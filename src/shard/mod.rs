@@ -42,6 +42,11 @@ pub struct Services {
     /// at each time.
     pub expiry_sweep: std::time::Duration,
     pub expiry_sweep_cards: usize,
+    /// A batch gathered while the writer is busy is cut (and queued) once
+    /// its changes reach this many bytes, so a record stays within what
+    /// the log takes (half of `log.jetstream.max_record_bytes`: one more
+    /// message's changes fit in the other half).
+    pub group_commit_bytes_max: usize,
 }
 pub use messages::{Activation, ClientOp, NewCard};
 
@@ -73,6 +78,9 @@ pub struct Shard {
     services: Services,
     /// The batch being gathered while the writer syncs the previous one.
     pending: Pending,
+    /// Batches cut while the writer was busy, shipped in order before
+    /// `pending`.
+    ready: std::collections::VecDeque<Pending>,
     /// Buffers returned by the writer, reused for the next batch.
     spare: Option<Pending>,
     writer: Option<crossbeam_channel::Sender<Pending>>,
@@ -86,6 +94,7 @@ impl Shard {
             machine,
             services,
             pending: Pending::default(),
+            ready: std::collections::VecDeque::new(),
             spare: None,
             writer: None,
             writer_busy: false,
@@ -93,15 +102,22 @@ impl Shard {
         }
     }
 
-    /// Hands the pending batch to the writer unless it is busy (then the
-    /// batch keeps growing until the writer returns).
+    /// Hands the oldest batch to the writer unless it is busy (then the
+    /// pending batch keeps growing until the writer returns, or until it
+    /// is large enough to be cut and queued).
     fn ship_if_idle(&mut self) {
-        if self.writer_busy || self.pending.is_empty() {
+        if self.writer_busy {
+            if self.pending.changes.byte_len() >= self.services.group_commit_bytes_max {
+                let batch = self.cut();
+                self.ready.push_back(batch);
+            }
             return;
         }
-        self.machine.end_batch(&mut self.pending.changes);
-        let next = self.spare.take().unwrap_or_default();
-        let batch = std::mem::replace(&mut self.pending, next);
+        let batch = match self.ready.pop_front() {
+            Some(batch) => batch,
+            None if self.pending.is_empty() => return,
+            None => self.cut(),
+        };
         let writer = self
             .writer
             .as_ref()
@@ -110,6 +126,14 @@ impl Shard {
             .send(batch)
             .expect("the writer thread lives as long as the shard");
         self.writer_busy = true;
+    }
+
+    /// Closes the pending batch (its books' rows join it) and starts the
+    /// next.
+    fn cut(&mut self) -> Pending {
+        self.machine.end_batch(&mut self.pending.changes);
+        let next = self.spare.take().unwrap_or_default();
+        std::mem::replace(&mut self.pending, next)
     }
 
     /// Queues a typed reply for when the current batch is durable.
