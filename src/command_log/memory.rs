@@ -11,6 +11,8 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct MemLog {
     inner: Mutex<Inner>,
+    /// The largest record it takes (none: any).
+    max_record_bytes: Option<usize>,
 }
 
 #[derive(Default)]
@@ -23,6 +25,15 @@ struct Inner {
 impl MemLog {
     pub fn new() -> MemLog {
         MemLog::default()
+    }
+
+    /// A log that refuses records above `max_record_bytes`, as a
+    /// replicated one does.
+    pub fn with_max_record_bytes(max_record_bytes: usize) -> MemLog {
+        MemLog {
+            max_record_bytes: Some(max_record_bytes),
+            ..MemLog::default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -58,6 +69,14 @@ impl CommandLog for MemLog {
         fence: Fence,
         payload: &[u8],
     ) -> Result<Position, LogError> {
+        if let Some(max) = self.max_record_bytes
+            && payload.len() > max
+        {
+            return Err(LogError::TooLarge(format!(
+                "a record of {} bytes, above {max}",
+                payload.len()
+            )));
+        }
         let mut inner = self.lock();
         let position = Position(inner.last_position + 1);
         fence_and_advance(&mut inner.partitions, partition, fence, position)?;

@@ -2,6 +2,8 @@
 //! its own RocksDB in a temp dir, and a client to talk to it over TCP.
 #![allow(dead_code)]
 
+pub mod nats;
+
 use kessai::auth::Key;
 use kessai::client::Client;
 use kessai::pin::{Pin, PinHasher};
