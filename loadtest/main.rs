@@ -16,6 +16,7 @@
 //!     --flood 48 --flood-pipeline 1024 --duration-s 10 --runs 3  # fairness
 //! kessai-load --spawn --iso --cards 20000 --connections 8 --pipeline 64  # ISO 8583
 //! kessai-load --spawn --http --connections 8 --pipeline 8  # HTTP vs binary, 64 in flight
+//! kessai-load --spawn --jetstream-url nats://127.0.0.1:4222  # the log on JetStream
 //! ```
 //!
 //! Two ways to load the engine:
@@ -187,6 +188,11 @@ struct Args {
     /// --duration-s each (needs --spawn; the first of --shards).
     #[arg(long, requires = "spawn", conflicts_with = "iso")]
     http: bool,
+    /// Run the spawned engine's command log on this NATS JetStream server
+    /// (`[log] backend = "jetstream"`, docs/CLUSTER.md), on a stream of its
+    /// own, deleted after the run (needs --spawn).
+    #[arg(long, requires = "spawn", value_name = "URL")]
+    jetstream_url: Option<String>,
 }
 
 impl Args {
@@ -307,7 +313,12 @@ fn spawned(
     // The measured load's connections, the flood's, the operator's and
     // the store HQ's.
     let needed = args.connections + args.flood.unwrap_or(0) + 2;
-    let spawned = setup::spawn(&format!("{shards}"), shards, needed, |_| {});
+    let name = format!("{shards}");
+    let spawned = setup::spawn(&name, shards, needed, |config| {
+        if let Some(url) = &args.jetstream_url {
+            setup::use_jetstream(config, url, &name);
+        }
+    });
     let engine = &spawned.engine;
     let report = runtime.block_on(drive(
         args,
@@ -668,6 +679,7 @@ fn config_report(args: &Args, mix: Mix) -> ConfigReport {
         audit_every_ms: args.audit_every_ms,
         gather: args.gather,
         flood: args.flood_load(),
+        jetstream_url: args.jetstream_url.clone(),
     }
 }
 

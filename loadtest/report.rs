@@ -58,6 +58,9 @@ pub struct ConfigReport {
     pub gather: Option<usize>,
     /// `--flood`: the second merchant's load.
     pub flood: Option<FloodLoad>,
+    /// `--jetstream-url`: the spawned engine's log on NATS JetStream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jetstream_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -5,7 +5,7 @@ use crate::fail;
 use crate::progress::Progress;
 use kessai::auth::Key;
 use kessai::client::Client;
-use kessai::config::Config;
+use kessai::config::{Config, LogBackend, LogJetStream};
 use kessai::engine::EngineHandle;
 use kessai::protocol::Role;
 use std::net::SocketAddr;
@@ -17,18 +17,59 @@ use std::sync::Arc;
 pub struct Spawned {
     pub engine: EngineHandle,
     dir: PathBuf,
+    /// The JetStream log's settings, when the engine runs on one: its
+    /// stream goes with the data dir.
+    jetstream: Option<LogJetStream>,
 }
 
 impl Spawned {
     /// Stops the engine (returning once its database has closed), then
-    /// removes its data dir.
+    /// removes its data dir (and its JetStream stream).
     pub fn stop(self) {
-        let Spawned { engine, dir } = self;
+        let Spawned {
+            engine,
+            dir,
+            jetstream,
+        } = self;
         drop(engine);
         if let Err(error) = std::fs::remove_dir_all(&dir) {
             eprintln!("kessai-load: could not remove {}: {error}", dir.display());
         }
+        if let Some(settings) = jetstream
+            && let Err(error) = delete_stream(&settings)
+        {
+            eprintln!(
+                "kessai-load: could not delete the stream {} at {}: {error}",
+                settings.stream, settings.url
+            );
+        }
     }
+}
+
+/// Runs a spawned engine's command log on the JetStream server at `url`
+/// (`--jetstream-url`), on a stream of its own: a fresh data dir must
+/// not replay another run's records.
+pub fn use_jetstream(config: &mut Config, url: &str, name: &str) {
+    config.log.backend = LogBackend::Jetstream;
+    config.log.jetstream.url = url.to_string();
+    config.log.jetstream.stream = format!("KESSAI_LOAD_{name}_{}", std::process::id());
+}
+
+fn delete_stream(settings: &LogJetStream) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = async_nats::connect(settings.url.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        async_nats::jetstream::new(client)
+            .delete_stream(&settings.stream)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Starts an engine of `shards` shards listening on loopback, data under a
@@ -54,9 +95,15 @@ pub fn spawn(
     limits.max_connections_per_peer = limits.max_connections_per_peer.max(connections);
     limits.max_connections = limits.max_connections.max(connections);
     configure(&mut config);
+    let jetstream =
+        (config.log.backend == LogBackend::Jetstream).then(|| config.log.jetstream.clone());
     let engine =
         EngineHandle::start(config).unwrap_or_else(|e| fail(format!("cannot start engine: {e}")));
-    Spawned { engine, dir }
+    Spawned {
+        engine,
+        dir,
+        jetstream,
+    }
 }
 
 /// The principals a run acts as.
