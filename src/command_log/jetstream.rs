@@ -101,7 +101,6 @@ enum Published {
     Stored(u64),
     WrongLast,
     TooLarge(String),
-    Failed(String),
     /// Unknown: it may have been stored.
     Ambiguous(String),
 }
@@ -192,8 +191,11 @@ impl JetStreamLog {
             Err(error) => match error.kind() {
                 PublishErrorKind::WrongLastSequence => Published::WrongLast,
                 PublishErrorKind::MaxPayloadExceeded => Published::TooLarge(error.to_string()),
+                // No responders: nothing stored it, but a server just
+                // back (or a stream between leaders) answers so for a
+                // moment; retried within the same budget as the rest.
                 PublishErrorKind::StreamNotFound => {
-                    Published::Failed(format!("jetstream: no stream takes {subject}: {error}"))
+                    Published::Ambiguous(format!("no stream takes {subject} (yet?): {error}"))
                 }
                 // Timeouts, a lost connection, and errors the client
                 // reports as Other (10164 among them): maybe stored.
@@ -245,7 +247,6 @@ impl JetStreamLog {
             match self.publish(&subject, &headers, payload).await {
                 Published::Stored(sequence) => return Ok(Position(sequence)),
                 Published::TooLarge(error) => return Err(LogError::TooLarge(error)),
-                Published::Failed(error) => return Err(LogError::Io(error)),
                 Published::WrongLast => {
                     // Someone appended since the fence was taken, or our
                     // own earlier try landed and the place moved on
@@ -271,6 +272,7 @@ impl JetStreamLog {
                         }
                         Ok(_) => {
                             tracing::warn!(%partition, %why, "ambiguous append: not stored yet; publishing it again");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         Err(error) => {
                             why = format!("{why}; reading back: {error}");
