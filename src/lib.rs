@@ -26,7 +26,8 @@
 //! * [`ledger`]: books, reports, the conservation audit; [`settlement`]:
 //!   which payments and refunds a merchant's payout closes, and its sums.
 //! * [`command_log`]: the durable order of every shard's changes (the
-//!   write-ahead log, hash-chained), checkpoints into RocksDB, recovery.
+//!   write-ahead log: local and hash-chained, or on a NATS JetStream
+//!   stream), checkpoints into RocksDB, recovery.
 //! * [`storage`]: RocksDB behind [`storage::Store`], and the record layouts.
 //! * [`reply`]: what shards hand back to connections (protocol only).
 //! * [`card`], [`pin`], [`ids`], [`clock`]: the leaves: one card's rules,

@@ -9,8 +9,10 @@
 //!
 //! Durable means in the command log ([`crate::command_log`]): the writer
 //! appends the batch's changes to its shard's partition (one `fdatasync`
-//! shared with every other shard's writer), then applies them to RocksDB
-//! without a sync, with the record's position beside them.
+//! shared with every other shard's writer, or a JetStream ack), then
+//! applies them to RocksDB without a sync, with the record's position
+//! beside them. Batches the shard cut while this thread was busy arrive
+//! one by one, in order.
 //!
 //! Nothing leaves before its batch is durable: replies (including reads,
 //! which may have observed batch k's not-yet-synced state) are sent by this
