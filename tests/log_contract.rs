@@ -258,8 +258,10 @@ fn jetstream_refuses_a_stale_writer_on_the_server() {
 }
 
 /// An append retried with the same fence and payload (as after an
-/// unknown outcome) is the same record: the server's dedup answers with
-/// the first one's position instead of appending twice.
+/// unknown outcome) is the same record: the retry is refused by the
+/// server's fence, and the read-back finds the first copy (same message
+/// id) in the place, whose position it answers, instead of appending
+/// twice or calling itself fenced.
 #[test]
 fn jetstream_dedups_a_retried_append() {
     if !nats::available() {
@@ -273,8 +275,8 @@ fn jetstream_dedups_a_retried_append() {
     let position = first
         .append(Partition(0), fence, b"payment")
         .expect("append");
-    // The second handle has not seen it: the same message again is a
-    // duplicate, answered with the same position.
+    // The second handle has not seen it: the same message again is the
+    // same record, answered with the same position.
     let again = stale
         .append(Partition(0), fence, b"payment")
         .expect("a duplicate, not a refusal");

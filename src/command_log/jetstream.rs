@@ -18,13 +18,16 @@
 //!   SHA-256, hex>`: one id per (writer, place, content). An append whose
 //!   outcome is unknown (a timeout, a lost connection, an error the client
 //!   reports as `Other`, such as 10164) is resolved, never guessed: read
-//!   the partition's last record back; if it is ours (same id), its
-//!   sequence is the answer; if another record took the place, the writer
-//!   is fenced; if the place is still free, publish the same message again,
-//!   which the server's dedup window turns into a no-op if the first one
-//!   did land after all. After `ack_timeout_ms * AMBIGUITY_ROUNDS` without
-//!   an answer the append fails with [`LogError::Io`] and the engine stops
-//!   (a restart replays the stream).
+//!   back the partition's first record after the fence's position; if it
+//!   is ours (same id), its position is the answer; if another record
+//!   took the place, the writer is fenced; if the place is still free,
+//!   publish the same message again (a copy still in flight then lands
+//!   first and the retry is refused, or dedup drops the retry: either
+//!   way the next read-back finds ours). A plain refusal (10071) is
+//!   checked the same way, since the server checks the expected sequence
+//!   before the message id. After `ack_timeout_ms * AMBIGUITY_ROUNDS`
+//!   without an answer the append fails with [`LogError::Io`] and the
+//!   engine stops (a restart replays the stream).
 //! * **Durability.** An append returns on the stream's acknowledgement.
 //!   With the server's `sync_interval: always` (as `scripts/setup`'s
 //!   tests and docs/CLUSTER.md run it) that means fsynced on every replica
@@ -218,6 +221,35 @@ impl JetStreamLog {
         }
     }
 
+    /// The record that took the place after the fence's position, if
+    /// any: its position, and whether it is the one with message `id`.
+    async fn placed_after(
+        &self,
+        partition: Partition,
+        fence: Fence,
+        id: &str,
+    ) -> Result<Option<(Position, bool)>, String> {
+        let subject = self.subject(partition);
+        let from = fence.expected_last.map_or(1, |p| p.0 + 1);
+        match self
+            .stream
+            .get_first_raw_message_by_subject(&subject, from)
+            .await
+        {
+            Ok(message) => {
+                let ours = message
+                    .headers
+                    .get(NATS_MESSAGE_ID)
+                    .is_some_and(|v| v.as_str() == id);
+                Ok(Some((Position(message.sequence), ours)))
+            }
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
     /// Appends once the fence holds here; see the module's comment for how
     /// an unknown outcome is resolved.
     async fn append_async(
@@ -235,50 +267,43 @@ impl JetStreamLog {
             fence.expected_last.map_or(0, |p| p.0).to_string(),
         );
         headers.insert(EPOCH_HEADER, fence.epoch.to_string());
-        let deadline = Instant::now() + self.ack_timeout * AMBIGUITY_ROUNDS;
+        let budget = self.ack_timeout * AMBIGUITY_ROUNDS;
+        let deadline = Instant::now() + budget;
         let mut why = String::new();
         loop {
             if Instant::now() > deadline {
                 return Err(LogError::Io(format!(
-                    "jetstream: the append to {subject} stayed unresolved for {:?}: {why}",
-                    self.ack_timeout * AMBIGUITY_ROUNDS
+                    "jetstream: the append to {subject} stayed unresolved for {budget:?}: {why}"
                 )));
             }
-            match self.publish(&subject, &headers, payload).await {
+            let refused = match self.publish(&subject, &headers, payload).await {
                 Published::Stored(sequence) => return Ok(Position(sequence)),
                 Published::TooLarge(error) => return Err(LogError::TooLarge(error)),
-                Published::WrongLast => {
-                    // Someone appended since the fence was taken, or our
-                    // own earlier try landed and the place moved on
-                    // (dedup answers that one first, so this is another
-                    // writer's record).
-                    return Err(self.fenced(partition).await);
-                }
+                Published::WrongLast => true,
                 Published::Ambiguous(error) => {
                     why = error;
-                    match self.last_record(partition).await {
-                        Ok(Some(last))
-                            if message_id(partition, fence, &last.payload) == id
-                                && last.epoch == fence.epoch
-                                && Some(last.position) > fence.expected_last =>
-                        {
-                            return Ok(last.position);
-                        }
-                        Ok(last) if last.as_ref().map(|l| l.position) != fence.expected_last => {
-                            // Another record took the place: ours may
-                            // still be behind it (then a retry dedups to
-                            // it), or never landed: publish again to learn.
-                            tracing::warn!(%partition, %why, "ambiguous append: the partition moved; retrying to resolve");
-                        }
-                        Ok(_) => {
-                            tracing::warn!(%partition, %why, "ambiguous append: not stored yet; publishing it again");
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        Err(error) => {
-                            why = format!("{why}; reading back: {error}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
+                    false
+                }
+            };
+            // The server checks the expected sequence before the message
+            // id, so a copy of ours stored by an earlier try is refused
+            // like another writer's record: look at who took the place.
+            match self.placed_after(partition, fence, &id).await {
+                Ok(Some((position, true))) => return Ok(position),
+                Ok(Some(_)) => return Err(self.fenced(partition).await),
+                Ok(None) if refused => {
+                    // Refused, yet nothing after the fence: the partition
+                    // moved on and was purged, or the fence is from
+                    // another stream. Either way, not ours to write.
+                    return Err(self.fenced(partition).await);
+                }
+                Ok(None) => {
+                    tracing::warn!(%partition, %why, "ambiguous append: not stored; publishing it again");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => {
+                    why = format!("{why}; reading back: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
