@@ -67,6 +67,8 @@ pub const MESSAGE_OVERHEAD_BYTES: usize = 512;
 /// How many ack timeouts an ambiguous append may take to resolve: a
 /// stream leader's election took 4.5–8.7 s on these machines (issue #21).
 pub const AMBIGUITY_ROUNDS: u32 = 6;
+/// The longest wait between two reconnect attempts.
+const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(250);
 /// How long the server keeps message ids for dedup: longer than any
 /// append may take to resolve.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -500,6 +502,11 @@ async fn connect(
         // Reconnect for ever: an append waits (up to its ambiguity
         // budget) rather than failing on a server restart.
         .max_reconnects(None)
+        // Appends wait on the reconnect: retry soon (the default backs
+        // off to 4 s, most of an append's budget).
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(1 << attempts.min(8)).min(RECONNECT_DELAY_MAX)
+        })
         .connect(url.as_str())
         .await
         .map_err(|e| io("cannot connect", &e))?;
