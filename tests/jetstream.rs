@@ -12,7 +12,7 @@ use kessai::client::Client;
 use kessai::protocol::PayResponse;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 const CARDS: usize = 24;
@@ -57,17 +57,20 @@ struct Load {
 
 /// Pays from `pins` with `WORKERS` concurrent workers of merchant 1 while
 /// `meanwhile` runs (on this thread); stops them after it.
+/// `meanwhile` gets the count of answers so far.
 fn load_while(
     rt: &tokio::runtime::Runtime,
     client: Arc<Client>,
     pins: &[String],
     first_request: u64,
-    meanwhile: impl FnOnce(),
+    meanwhile: impl FnOnce(&AtomicUsize),
 ) -> Load {
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..WORKERS)
         .map(|worker| {
             let (client, pins, stop) = (client.clone(), pins.to_vec(), stop.clone());
+            let answered = answered.clone();
             rt.spawn(async move {
                 let mut sent = Vec::new();
                 let mut acked = Vec::new();
@@ -79,7 +82,10 @@ fn load_while(
                         .pay(request_id, AMOUNT, &cards_of(request_id, &pins))
                         .await
                     {
-                        Ok(paid) => acked.push((request_id, paid)),
+                        Ok(paid) => {
+                            acked.push((request_id, paid));
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
                         Err(_) => break, // the engine died under us
                     }
                 }
@@ -87,7 +93,7 @@ fn load_while(
             })
         })
         .collect();
-    meanwhile();
+    meanwhile(&answered);
     stop.store(true, Ordering::Relaxed);
     let mut load = Load {
         sent: Vec::new(),
@@ -169,7 +175,7 @@ fn the_engine_on_jetstream_survives_kill_9_and_a_new_shard_count() {
         let client = Arc::new(principals.merchant(1).await);
         (principals, pins, client)
     });
-    let load = load_while(&rt, client, &pins, 0, || {
+    let load = load_while(&rt, client, &pins, 0, |_| {
         std::thread::sleep(Duration::from_millis(1500));
         // kill -9 while the workers are mid-flight.
         server.kill9();
@@ -208,13 +214,30 @@ fn a_kill_9_of_nats_server_under_load_loses_no_acknowledged_payment() {
         let client = Arc::new(principals.merchant(1).await);
         (principals, pins, client)
     });
-    let load = load_while(&rt, client, &pins, 0, || {
+    let (mut before_kill, mut during, mut after) = (0, 0, 0);
+    let load = load_while(&rt, client, &pins, 0, |answered| {
         std::thread::sleep(Duration::from_millis(1000));
         nats.kill9();
+        before_kill = answered.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(500));
         nats.restart();
+        during = answered.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(1500));
+        after = answered.load(Ordering::Relaxed);
     });
+    eprintln!(
+        "answers: {before_kill} before the kill, {} while nats-server was down, {} after",
+        during - before_kill,
+        after - during
+    );
+    assert!(
+        before_kill > 50,
+        "a real load before the kill: {before_kill}"
+    );
+    assert!(
+        during - before_kill <= WORKERS,
+        "nothing but answers already on their way while the log is down"
+    );
     assert!(load.acked.len() > 50, "a real load: {}", load.acked.len());
     assert!(load.acked.iter().all(|(_, paid)| paid.is_approved()));
 
@@ -222,21 +245,25 @@ fn a_kill_9_of_nats_server_under_load_loses_no_acknowledged_payment() {
     // stopped instead, a restart replays the stream. Either way nothing
     // acknowledged may be missing.
     let survived = server.wait_exit(Duration::from_millis(200)).is_none();
+    if survived {
+        assert!(after > during, "the engine serves again after the restart");
+    }
     let server = if survived {
         server
     } else {
         eprintln!("the engine stopped during the nats-server restart; starting it again");
         start(dir.path(), &nats, 4)
     };
-    rt.block_on(async {
+    let principals = rt.block_on(async {
         let principals = principals.reconnect(&server).await;
         check_everything(&principals, &pins, &load).await;
+        principals
     });
     // And once more from the stream alone.
     server.kill9();
     let server = start(dir.path(), &nats, 2);
     rt.block_on(async {
-        let principals = Principals::new(server.addr, &server.operator_key_path()).await;
+        let principals = principals.reconnect(&server).await;
         check_everything(&principals, &pins, &load).await;
     });
     let log = std::fs::read_to_string(dir.path().join("engine.log")).unwrap_or_default();

@@ -82,14 +82,10 @@ impl Nats {
         let store = self.dir.join("nats");
         std::fs::create_dir_all(&store).expect("store dir");
         let config = self.dir.join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-                store.display()
-            ),
-        )
-        .expect("write nats.conf");
+        // The store goes on the command line (-sd); the file says only
+        // what has no flag: fsync before every ack.
+        std::fs::write(&config, "jetstream {\n  sync_interval: always\n}\n")
+            .expect("write nats.conf");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
