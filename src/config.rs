@@ -172,11 +172,12 @@ pub const LOG_CHECKPOINT_INTERVAL_MS_MAX: u64 = 10 * 60 * 1000;
 /// Replicas: JetStream's own ceiling.
 pub const LOG_JETSTREAM_REPLICAS_MAX: usize = 5;
 pub const LOG_JETSTREAM_TIMEOUT_MS_MAX: u64 = 60_000;
-/// A record is one NATS message: the server's `max_payload` is 1 MiB by
-/// default and at most 64 MiB. The floor keeps a group commit's cut (half
-/// of it) above any one operation's changes.
+/// A record larger than one NATS message (the server's `max_payload`, 1 MiB
+/// by default) goes in several; a reader holds one whole record in memory.
+/// The ceiling is the file log's; the floor keeps a group commit's cut
+/// (half of it) above most single requests' changes.
 pub const LOG_RECORD_BYTES_MIN: usize = 64 << 10;
-pub const LOG_RECORD_BYTES_MAX: usize = 64 << 20;
+pub const LOG_RECORD_BYTES_MAX: usize = 1 << 30;
 pub const LOG_JETSTREAM_INFLIGHT_MAX: usize = 1 << 16;
 pub const LOG_JETSTREAM_STREAM_NAME_MAX: usize = 64;
 
@@ -234,7 +235,7 @@ pub struct LogJetStream {
     /// How long the first connection may take.
     pub connect_timeout_ms: u64,
     /// The largest record: a shard's group commit is cut at half of it.
-    /// Must fit the server's `max_payload` (checked at start).
+    /// A record above the server's `max_payload` goes as several messages.
     pub max_record_bytes: usize,
     /// Appends waiting for their acknowledgement at once.
     pub max_inflight_appends: usize,
@@ -248,9 +249,9 @@ impl Default for LogJetStream {
             replicas: 1,
             ack_timeout_ms: 5_000,
             connect_timeout_ms: 5_000,
-            // 1 MiB (the server's default max_payload) less room for the
-            // headers.
-            max_record_bytes: (1 << 20) - (8 << 10),
+            // Group commits cut at 32 MiB: far above any one request's
+            // changes, and a second or so of appends at worst.
+            max_record_bytes: 64 << 20,
             max_inflight_appends: 1024,
         }
     }

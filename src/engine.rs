@@ -249,8 +249,7 @@ fn open_jetstream_log(config: &Config, storage: &Storage) -> Result<Arc<dyn Comm
             max_record_bytes = settings.max_record_bytes,
             "one request's changes may reach half of log.jetstream.max_record_bytes: a group \
              commit of it alone could exceed it, and the engine would stop (TooLarge); lower \
-             limits.max_payments_per_batch / max_issue_per_request or raise max_record_bytes \
-             (and the server's max_payload)"
+             limits.max_payments_per_batch / max_issue_per_request or raise max_record_bytes"
         );
     }
     let (log, opened) = JetStreamLog::open(settings).map_err(|e| e.to_string())?;

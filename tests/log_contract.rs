@@ -7,6 +7,7 @@
 mod common;
 
 use common::nats::{self, Nats};
+use common::runtime;
 use kessai::command_log::{
     CommandLog, Fence, FileLog, JetStreamLog, LogError, MemLog, Partition, Position,
 };
@@ -140,6 +141,37 @@ fn too_large(log: &dyn CommandLog, max_record_bytes: usize) {
     assert_eq!(read(log, 5, None).len(), 1);
 }
 
+/// A record far larger than one NATS message (1 MiB by default): it goes
+/// as several, interleaved in the stream with another partition's, and
+/// reads back whole, at one position, in log order.
+fn large_records(log: &dyn CommandLog) {
+    let large: Vec<u8> = (0..(3 << 20) + 12345u32).map(|i| (i % 251) as u8).collect();
+    let before = append(log, 6, 1, b"small");
+    let position = append(log, 6, 1, &large);
+    let other = append(log, 7, 1, b"other");
+    let after = append(log, 6, 1, b"after");
+    assert!(before < position && position < other && other < after);
+    let seen = read(log, 6, None);
+    let payloads: Vec<&[u8]> = seen.iter().map(|e| e.3.as_slice()).collect();
+    assert_eq!(payloads, vec![&b"small"[..], &large[..], &b"after"[..]]);
+    assert_eq!(seen[1].1, position.0);
+    let all = read_all(log, &|_| None);
+    let order: Vec<u64> = all.iter().map(|e| e.1).collect();
+    assert_eq!(order, vec![before.0, position.0, other.0, after.0]);
+    assert_eq!(read(log, 6, Some(before))[0].3, large);
+    // Trimmed up to the large one, and then everything: what follows
+    // stays, the fence survives.
+    log.trim(Partition(6), position).expect("trim");
+    assert_eq!(read(log, 6, Some(position)).len(), 1);
+    log.trim(Partition(6), after).expect("trim");
+    assert_eq!(last_of(log, 6), Some((after, 1)));
+    let last = append(log, 6, 1, &large);
+    log.trim(Partition(6), last)
+        .expect("trim all but the large last");
+    assert_eq!(last_of(log, 6), Some((last, 1)));
+    assert!(append(log, 6, 1, b"next") > last);
+}
+
 const SMALL_RECORD_BYTES: usize = 64 << 10;
 
 #[test]
@@ -147,6 +179,7 @@ fn the_memory_log_keeps_the_contract() {
     appends_and_reads(&MemLog::new());
     fences(&MemLog::new());
     trims(&MemLog::new());
+    large_records(&MemLog::new());
     too_large(
         &MemLog::with_max_record_bytes(SMALL_RECORD_BYTES),
         SMALL_RECORD_BYTES,
@@ -160,7 +193,7 @@ fn open_file(dir: &Path) -> FileLog {
 #[test]
 fn the_file_log_keeps_the_contract() {
     // (Its limit, 1 GiB, is too large to try here: record.rs's own.)
-    for case in [appends_and_reads, fences, trims] {
+    for case in [appends_and_reads, fences, trims, large_records] {
         let dir = tempfile::tempdir().expect("tempdir");
         case(&open_file(dir.path()));
     }
@@ -198,6 +231,7 @@ fn the_jetstream_log_keeps_the_contract() {
     appends_and_reads(&open_jetstream(&nats, "READS"));
     fences(&open_jetstream(&nats, "FENCES"));
     trims(&open_jetstream(&nats, "TRIMS"));
+    large_records(&open_jetstream(&nats, "LARGE_RECORDS"));
     let small = JetStreamLog::open(&LogJetStream {
         max_record_bytes: SMALL_RECORD_BYTES,
         ..settings(&nats, "LARGE")
@@ -208,7 +242,7 @@ fn the_jetstream_log_keeps_the_contract() {
 
     // Reopened: every partition's last position and epoch, read from the
     // stream, even where a trim took everything else.
-    for stream in ["READS", "FENCES", "TRIMS"] {
+    for stream in ["READS", "FENCES", "TRIMS", "LARGE_RECORDS"] {
         let before = open_jetstream(&nats, stream).partitions();
         assert!(!before.is_empty());
         let log = open_jetstream(&nats, stream);
@@ -282,4 +316,49 @@ fn jetstream_dedups_a_retried_append() {
         .expect("a duplicate, not a refusal");
     assert_eq!(again, position);
     assert_eq!(read(&first, 0, None).len(), 1);
+}
+
+/// A record of several messages that a crash cut short (its first part
+/// only, never acknowledged) is skipped by readers, and the next writer's
+/// fence starts after it.
+#[test]
+fn jetstream_skips_a_record_a_crash_cut_short() {
+    use async_nats::HeaderMap;
+    use kessai::command_log::jetstream::{EPOCH_HEADER, PART_HEADER, message_id, subject_of};
+    if !nats::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let first = append(&open_jetstream(&nats, "TORN"), 0, 1, b"whole");
+    // What a writer that died after its first part left behind.
+    runtime().block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let fence = Fence {
+            epoch: 1,
+            expected_last: Some(first),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", message_id(Partition(0), fence, b"part one"));
+        headers.insert(EPOCH_HEADER, "1");
+        headers.insert(PART_HEADER, "1/3");
+        async_nats::jetstream::new(client)
+            .publish_with_headers(
+                subject_of("TORN", Partition(0)),
+                headers,
+                b"part one".as_ref().into(),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    });
+    let log = open_jetstream(&nats, "TORN");
+    let (torn, _) = last_of(&log, 0).expect("partition 0");
+    assert!(torn > first, "the fence starts after the torn part");
+    let next = append(&log, 0, 1, b"next");
+    let payloads: Vec<Vec<u8>> = read(&log, 0, None).into_iter().map(|e| e.3).collect();
+    assert_eq!(payloads, vec![b"whole".to_vec(), b"next".to_vec()]);
+    assert_eq!(read_all(&log, &|_| Some(first)).len(), 1);
+    assert!(next > torn);
 }

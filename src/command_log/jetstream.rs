@@ -35,10 +35,15 @@
 //! * **Trim.** Purges a subject up to a position but always keeps the
 //!   subject's last message, so a partition's last position and epoch
 //!   (what the next fence is built from) survive every checkpoint.
-//! * **Limits.** A record is one message: at most `max_record_bytes`
-//!   (refused with [`LogError::TooLarge`]; it must fit the server's
-//!   `max_payload`, checked at open). The shards cut their group commits
-//!   well below it (see `crate::shard`).
+//! * **Large records.** A record larger than one message (the server's
+//!   `max_payload` less [`MESSAGE_OVERHEAD_BYTES`]) goes as consecutive
+//!   parts on its subject, each fenced on the one before and marked
+//!   `Kessai-Part: i/n`; its position is its last part's. Readers put the
+//!   parts back together and drop a group that lacks parts (the tail of an
+//!   append a crash interrupted, never acknowledged, or the head of one a
+//!   trim cut, already in the checkpoint). A record above
+//!   `max_record_bytes` is refused with [`LogError::TooLarge`]; the shards
+//!   cut their group commits at half of it (see `crate::shard`).
 //!
 //! The trait is synchronous and called from plain threads (the shards'
 //! writers, the checkpoint thread, start-up on a thread of its own), so
@@ -61,6 +66,10 @@ use std::time::{Duration, Instant};
 
 /// The header carrying the writer's epoch.
 pub const EPOCH_HEADER: &str = "Kessai-Epoch";
+/// The header marking a part of a record of several messages: `i/n`.
+pub const PART_HEADER: &str = "Kessai-Part";
+/// The smallest message the server must take for the log to use it.
+pub const MESSAGE_BYTES_MIN: usize = 4096;
 /// Bytes a record's message takes besides its payload: the headers (ids,
 /// epoch, expected sequence) and the protocol line, with room.
 pub const MESSAGE_OVERHEAD_BYTES: usize = 512;
@@ -81,6 +90,8 @@ pub struct JetStreamLog {
     name: String,
     ack_timeout: Duration,
     max_record_bytes: usize,
+    /// The largest payload of one message: a larger record goes in parts.
+    message_bytes: usize,
     state: Mutex<State>,
 }
 
@@ -121,7 +132,7 @@ impl JetStreamLog {
             .build()
             .map_err(|e| LogError::Io(format!("jetstream: cannot start a runtime: {e}")))?;
         let ack_timeout = Duration::from_millis(settings.ack_timeout_ms);
-        let (context, stream, opened, partitions) =
+        let (context, stream, opened, partitions, message_bytes) =
             runtime.block_on(connect(settings, ack_timeout))?;
         Ok((
             JetStreamLog {
@@ -131,6 +142,7 @@ impl JetStreamLog {
                 name: settings.stream.clone(),
                 ack_timeout,
                 max_record_bytes: settings.max_record_bytes,
+                message_bytes,
                 state: Mutex::new(State {
                     partitions,
                     purged_below: BTreeMap::new(),
@@ -259,6 +271,7 @@ impl JetStreamLog {
         partition: Partition,
         fence: Fence,
         payload: &[u8],
+        part: Option<(usize, usize)>,
     ) -> Result<Position, LogError> {
         let subject = self.subject(partition);
         let id = message_id(partition, fence, payload);
@@ -269,6 +282,9 @@ impl JetStreamLog {
             fence.expected_last.map_or(0, |p| p.0).to_string(),
         );
         headers.insert(EPOCH_HEADER, fence.epoch.to_string());
+        if let Some((index, count)) = part {
+            headers.insert(PART_HEADER, format!("{index}/{count}"));
+        }
         let budget = self.ack_timeout * AMBIGUITY_ROUNDS;
         let deadline = Instant::now() + budget;
         let mut why = String::new();
@@ -361,6 +377,7 @@ impl JetStreamLog {
             .messages()
             .await
             .map_err(|e| io("cannot read", &e))?;
+        let mut groups: BTreeMap<Partition, Group> = BTreeMap::new();
         while let Some(message) = tokio::time::timeout(self.ack_timeout, messages.next())
             .await
             .map_err(|e| io("reading", &e))?
@@ -372,8 +389,10 @@ impl JetStreamLog {
             let headers = message.headers.as_ref().ok_or_else(|| {
                 LogError::Corrupt(format!("jetstream: {partition} at {sequence}: no headers"))
             })?;
-            let entry = decode_parts(partition, sequence, headers, &message.payload)?;
-            if keep(&entry) {
+            let (entry, part) = decode_parts(partition, sequence, headers, &message.payload)?;
+            if let Some(entry) = reassemble(&mut groups, entry, part)
+                && keep(&entry)
+            {
                 visit(&entry)?;
             }
             if pending == 0 {
@@ -417,7 +436,23 @@ impl CommandLog for JetStreamLog {
                 .unwrap_or(PartitionState::empty(partition));
             check_fence(&known, fence)?;
         }
-        let position = self.block_on(self.append_async(partition, fence, payload))?;
+        let parts: Vec<&[u8]> = if payload.is_empty() {
+            vec![payload]
+        } else {
+            payload.chunks(self.message_bytes).collect()
+        };
+        let count = parts.len();
+        let position = self.block_on(async {
+            let mut part_fence = fence;
+            for (index, part) in parts.into_iter().enumerate() {
+                let marked = (count > 1).then_some((index + 1, count));
+                let position = self
+                    .append_async(partition, part_fence, part, marked)
+                    .await?;
+                part_fence.expected_last = Some(position);
+            }
+            Ok::<_, LogError>(part_fence.expected_last.expect("one part at least"))
+        })?;
         self.advance(partition, position, fence.epoch);
         Ok(position)
     }
@@ -489,6 +524,7 @@ async fn connect(
         stream::Stream,
         Opened,
         BTreeMap<Partition, PartitionState>,
+        usize,
     ),
     LogError,
 > {
@@ -511,11 +547,11 @@ async fn connect(
         .await
         .map_err(|e| io("cannot connect", &e))?;
     let max_payload = client.server_info().max_payload;
-    if settings.max_record_bytes + MESSAGE_OVERHEAD_BYTES > max_payload {
+    let message_bytes = max_payload.saturating_sub(MESSAGE_OVERHEAD_BYTES);
+    if message_bytes < MESSAGE_BYTES_MIN {
         return Err(LogError::TooLarge(format!(
-            "log.jetstream.max_record_bytes {} (+{MESSAGE_OVERHEAD_BYTES} of headers) is above \
-             the server's max_payload {max_payload}: lower it, or raise max_payload",
-            settings.max_record_bytes
+            "the server's max_payload {max_payload} leaves less than {MESSAGE_BYTES_MIN} bytes \
+             a message after {MESSAGE_OVERHEAD_BYTES} of headers"
         )));
     }
     let context = jetstream::ContextBuilder::new()
@@ -590,7 +626,7 @@ async fn connect(
         next: Position(info.state.last_sequence + 1),
         partitions: partitions.len(),
     };
-    Ok((context, stream, opened, partitions))
+    Ok((context, stream, opened, partitions, message_bytes))
 }
 
 /// `<stream>.p.<n>`.
@@ -629,6 +665,49 @@ fn decode(
         &message.headers,
         &message.payload,
     )
+    .map(|(e, _)| e)
+}
+
+/// A record of several messages being put back together.
+struct Group {
+    next: usize,
+    count: usize,
+    bytes: Vec<u8>,
+}
+
+/// Takes one message of a partition, in order: a whole record comes out
+/// at once; a part joins its group, and the group comes out with its last
+/// part (at that part's position). A part out of turn ends its group,
+/// which lacked parts: a crash cut it short (never acknowledged) or a trim
+/// took its head (already in the checkpoint).
+fn reassemble(
+    groups: &mut BTreeMap<Partition, Group>,
+    entry: Entry,
+    part: Option<(usize, usize)>,
+) -> Option<Entry> {
+    let Some((index, count)) = part else {
+        groups.remove(&entry.partition);
+        return Some(entry);
+    };
+    let mut group = match groups.remove(&entry.partition) {
+        Some(group) if group.next == index && group.count == count => group,
+        _ if index == 1 => Group {
+            next: 1,
+            count,
+            bytes: Vec::new(),
+        },
+        _ => return None,
+    };
+    group.bytes.extend_from_slice(&entry.payload);
+    if index == count {
+        return Some(Entry {
+            payload: group.bytes,
+            ..entry
+        });
+    }
+    group.next += 1;
+    groups.insert(entry.partition, group);
+    None
 }
 
 /// A record from its message: the epoch header must be there, and the
@@ -638,7 +717,7 @@ fn decode_parts(
     sequence: u64,
     headers: &HeaderMap,
     payload: &[u8],
-) -> Result<Entry, LogError> {
+) -> Result<(Entry, Option<(usize, usize)>), LogError> {
     let bad = |why: &str| LogError::Corrupt(format!("jetstream: {partition} at {sequence}: {why}"));
     let epoch = headers
         .get(EPOCH_HEADER)
@@ -652,10 +731,21 @@ fn decode_parts(
     if !id.ends_with(&format!(".{}", hex::encode(&hash[..8]))) {
         return Err(bad("the payload does not match its id's hash"));
     }
-    Ok(Entry {
+    let part = match headers.get(PART_HEADER) {
+        None => None,
+        Some(value) => {
+            let parsed = value.as_str().split_once('/').and_then(|(i, n)| {
+                let (i, n) = (i.parse::<usize>().ok()?, n.parse::<usize>().ok()?);
+                (1..=n).contains(&i).then_some((i, n))
+            });
+            Some(parsed.ok_or_else(|| bad("a bad part header"))?)
+        }
+    };
+    let entry = Entry {
         position: Position(sequence),
         partition,
         epoch,
         payload: payload.to_vec(),
-    })
+    };
+    Ok((entry, part))
 }

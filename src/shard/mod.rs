@@ -44,8 +44,8 @@ pub struct Services {
     pub expiry_sweep_cards: usize,
     /// A batch gathered while the writer is busy is cut (and queued) once
     /// its changes reach this many bytes, so a record stays within what
-    /// the log takes (half of `log.jetstream.max_record_bytes`: one more
-    /// message's changes fit in the other half).
+    /// the log takes (half of its largest record: one more message's
+    /// changes fit in the other half).
     pub group_commit_bytes_max: usize,
 }
 pub use messages::{Activation, ClientOp, NewCard};
