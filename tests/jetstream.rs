@@ -272,3 +272,64 @@ fn a_kill_9_of_nats_server_under_load_loses_no_acknowledged_payment() {
         "the engine should ride out a short nats-server restart; its log:\n{log}"
     );
 }
+
+/// A stream that lost records the database holds (deleted and created
+/// again, say) is refused at start, as a file log that ends too early is:
+/// replaying it would skip records.
+#[test]
+fn a_stream_behind_the_database_is_refused_at_start() {
+    if !nats::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(dir.path());
+    let rt = runtime();
+    let server = start(dir.path(), &nats, 2);
+    rt.block_on(async {
+        let principals = server.principals().await;
+        let pins = active_cards(&principals, 4, FACE, 1).await;
+        let paid = principals
+            .merchant(1)
+            .await
+            .pay(1, AMOUNT, &pins[..1])
+            .await
+            .expect("pay");
+        assert!(paid.is_approved());
+    });
+    // A checkpoint (every 300 ms) writes the positions into the database.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server);
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        async_nats::jetstream::new(client)
+            .delete_stream("KESSAI_TEST")
+            .await
+            .expect("delete the stream");
+    });
+    let log = dir.path().join("refused.log");
+    let mut engine = std::process::Command::new(common::kessai_bin())
+        .args(["serve", "--config"])
+        .arg(dir.path().join("kessai.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("run kessai serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = engine.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = engine.kill();
+            let _ = engine.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the engine started on a stream behind its database: {stderr}"
+    );
+    assert!(stderr.contains("log ends before"), "{stderr}");
+}

@@ -359,6 +359,18 @@ impl JetStreamLog {
         let io = |what: &str, e: &dyn std::fmt::Display| {
             LogError::Io(format!("jetstream: {what} {filter}: {e}"))
         };
+        // Where the stream ends now: a read never waits for appends made
+        // after it began.
+        let end = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| io("cannot read the stream's end for", &e))?
+            .state
+            .last_sequence;
+        if start > end {
+            return Ok(());
+        }
         let consumer = self
             .stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
@@ -395,7 +407,7 @@ impl JetStreamLog {
             {
                 visit(&entry)?;
             }
-            if pending == 0 {
+            if pending == 0 || sequence >= end {
                 break;
             }
         }
@@ -748,4 +760,107 @@ fn decode_parts(
         payload: payload.to_vec(),
     };
     Ok((entry, part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(position: u64, partition: u32, payload: &[u8]) -> Entry {
+        Entry {
+            position: Position(position),
+            partition: Partition(partition),
+            epoch: 1,
+            payload: payload.to_vec(),
+        }
+    }
+
+    /// Feeds messages in stream order; answers the records that come out
+    /// as (position, payload).
+    fn feed(messages: &[(u64, u32, &[u8], Option<(usize, usize)>)]) -> Vec<(u64, Vec<u8>)> {
+        let mut groups = BTreeMap::new();
+        messages
+            .iter()
+            .filter_map(|(position, partition, payload, part)| {
+                reassemble(&mut groups, message(*position, *partition, payload), *part)
+            })
+            .map(|e| (e.position.0, e.payload))
+            .collect()
+    }
+
+    #[test]
+    fn parts_come_out_as_one_record_at_the_last_parts_position() {
+        let out = feed(&[
+            (1, 0, b"whole", None),
+            (2, 0, b"ab", Some((1, 3))),
+            (3, 1, b"other", None),
+            (4, 0, b"cd", Some((2, 3))),
+            (5, 0, b"e", Some((3, 3))),
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                (1, b"whole".to_vec()),
+                (3, b"other".to_vec()),
+                (5, b"abcde".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_that_lacks_parts_is_dropped() {
+        // Cut short by a crash, then the next writer's records.
+        let torn = feed(&[
+            (1, 0, b"ab", Some((1, 3))),
+            (2, 0, b"cd", Some((2, 3))),
+            (3, 0, b"next", None),
+            (4, 0, b"x", Some((1, 2))),
+            (5, 0, b"y", Some((1, 2))),
+            (6, 0, b"z", Some((2, 2))),
+        ]);
+        assert_eq!(torn, vec![(3, b"next".to_vec()), (6, b"yz".to_vec())]);
+        // Its head trimmed away: the kept last part alone.
+        assert_eq!(feed(&[(9, 0, b"e", Some((3, 3)))]), vec![]);
+    }
+
+    #[test]
+    fn a_record_decodes_only_with_its_epoch_and_the_hash_its_id_names() {
+        let fence = Fence {
+            epoch: 3,
+            expected_last: Some(Position(7)),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, message_id(Partition(2), fence, b"payload"));
+        headers.insert(EPOCH_HEADER, "3");
+        headers.insert(PART_HEADER, "2/4");
+        let (entry, part) = decode_parts(Partition(2), 9, &headers, b"payload").expect("decodes");
+        assert_eq!(
+            (entry.epoch, entry.position, part),
+            (3, Position(9), Some((2, 4)))
+        );
+        assert!(matches!(
+            decode_parts(Partition(2), 9, &headers, b"changed"),
+            Err(LogError::Corrupt(_))
+        ));
+        headers.insert(PART_HEADER, "5/4");
+        assert!(decode_parts(Partition(2), 9, &headers, b"payload").is_err());
+        let mut no_epoch = HeaderMap::new();
+        no_epoch.insert(NATS_MESSAGE_ID, message_id(Partition(2), fence, b"payload"));
+        assert!(decode_parts(Partition(2), 9, &no_epoch, b"payload").is_err());
+        assert_eq!(
+            message_id(Partition(2), fence, b"payload"),
+            format!("p2.3.7.{}", hex::encode(&Sha256::digest(b"payload")[..8]))
+        );
+    }
+
+    #[test]
+    fn subjects_name_their_partition() {
+        assert_eq!(subject_of("KESSAI", Partition(12)), "KESSAI.p.12");
+        assert_eq!(
+            partition_of("KESSAI", "KESSAI.p.12").expect("ok"),
+            Partition(12)
+        );
+        assert!(partition_of("KESSAI", "KESSAI.q.12").is_err());
+        assert!(partition_of("KESSAI", "OTHER.p.12").is_err());
+    }
 }
