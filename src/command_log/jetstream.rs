@@ -775,9 +775,12 @@ mod tests {
         }
     }
 
+    /// A message: position, partition, payload, part.
+    type Message<'a> = (u64, u32, &'a [u8], Option<(usize, usize)>);
+
     /// Feeds messages in stream order; answers the records that come out
     /// as (position, payload).
-    fn feed(messages: &[(u64, u32, &[u8], Option<(usize, usize)>)]) -> Vec<(u64, Vec<u8>)> {
+    fn feed(messages: &[Message<'_>]) -> Vec<(u64, Vec<u8>)> {
         let mut groups = BTreeMap::new();
         messages
             .iter()
