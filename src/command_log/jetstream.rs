@@ -43,7 +43,7 @@
 //!   append a crash interrupted, never acknowledged, or the head of one a
 //!   trim cut, already in the checkpoint). A record above
 //!   `max_record_bytes` is refused with [`LogError::TooLarge`]; the shards
-//!   cut their group commits at half of it (see `crate::shard`).
+//!   cut their group commits at half of it (the shard module's batch cut).
 //!
 //! The trait is synchronous and called from plain threads (the shards'
 //! writers, the checkpoint thread, start-up on a thread of its own), so
