@@ -190,8 +190,9 @@ struct Args {
     http: bool,
     /// Run the spawned engine's command log on this NATS JetStream server
     /// (`[log] backend = "jetstream"`, docs/CLUSTER.md), on a stream of its
-    /// own, deleted after the run (needs --spawn).
-    #[arg(long, requires = "spawn", value_name = "URL")]
+    /// own, deleted after the run (needs --spawn; not with --iso or
+    /// --http, whose engines keep the file log).
+    #[arg(long, requires = "spawn", conflicts_with_all = ["iso", "http"], value_name = "URL")]
     jetstream_url: Option<String>,
 }
 
