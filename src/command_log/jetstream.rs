@@ -132,23 +132,22 @@ impl JetStreamLog {
             .build()
             .map_err(|e| LogError::Io(format!("jetstream: cannot start a runtime: {e}")))?;
         let ack_timeout = Duration::from_millis(settings.ack_timeout_ms);
-        let (context, stream, opened, partitions, message_bytes) =
-            runtime.block_on(connect(settings, ack_timeout))?;
+        let connected = runtime.block_on(connect(settings, ack_timeout))?;
         Ok((
             JetStreamLog {
                 runtime: Some(runtime),
-                stream,
-                context,
+                stream: connected.stream,
+                context: connected.context,
                 name: settings.stream.clone(),
                 ack_timeout,
                 max_record_bytes: settings.max_record_bytes,
-                message_bytes,
+                message_bytes: connected.message_bytes,
                 state: Mutex::new(State {
-                    partitions,
+                    partitions: connected.partitions,
                     purged_below: BTreeMap::new(),
                 }),
             },
-            opened,
+            connected.opened,
         ))
     }
 
@@ -525,25 +524,47 @@ impl CommandLog for JetStreamLog {
     }
 }
 
-/// Connects and opens (or creates) the stream; reads every partition's
-/// last record.
-async fn connect(
+/// What opening connects to and finds.
+struct Connected {
+    context: jetstream::Context,
+    stream: stream::Stream,
+    opened: Opened,
+    partitions: BTreeMap<Partition, PartitionState>,
+    /// The largest payload of one message.
+    message_bytes: usize,
+}
+
+fn io_error(url: &str, what: &str, error: &dyn std::fmt::Display) -> LogError {
+    LogError::Io(format!("jetstream {url}: {what}: {error}"))
+}
+
+/// Connects, opens (or creates) the stream, reads every partition's last
+/// record.
+async fn connect(settings: &LogJetStream, ack_timeout: Duration) -> Result<Connected, LogError> {
+    let (context, message_bytes) = connect_client(settings, ack_timeout).await?;
+    let (stream, info) = open_stream(&context, settings).await?;
+    let partitions = last_records(&stream, settings).await?;
+    let opened = Opened {
+        messages: info.state.messages,
+        bytes: info.state.bytes,
+        next: Position(info.state.last_sequence + 1),
+        partitions: partitions.len(),
+    };
+    Ok(Connected {
+        context,
+        stream,
+        opened,
+        partitions,
+        message_bytes,
+    })
+}
+
+/// The client and its JetStream context; the largest payload a message
+/// may carry on this server.
+async fn connect_client(
     settings: &LogJetStream,
     ack_timeout: Duration,
-) -> Result<
-    (
-        jetstream::Context,
-        stream::Stream,
-        Opened,
-        BTreeMap<Partition, PartitionState>,
-        usize,
-    ),
-    LogError,
-> {
-    let url = &settings.url;
-    let io = |what: &str, e: &dyn std::fmt::Display| {
-        LogError::Io(format!("jetstream {url}: {what}: {e}"))
-    };
+) -> Result<(jetstream::Context, usize), LogError> {
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .request_timeout(Some(ack_timeout))
@@ -555,9 +576,9 @@ async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis(1 << attempts.min(8)).min(RECONNECT_DELAY_MAX)
         })
-        .connect(url.as_str())
+        .connect(settings.url.as_str())
         .await
-        .map_err(|e| io("cannot connect", &e))?;
+        .map_err(|e| io_error(&settings.url, "cannot connect", &e))?;
     let max_payload = client.server_info().max_payload;
     let message_bytes = max_payload.saturating_sub(MESSAGE_OVERHEAD_BYTES);
     if message_bytes < MESSAGE_BYTES_MIN {
@@ -572,6 +593,16 @@ async fn connect(
         .max_ack_inflight(settings.max_inflight_appends)
         .backpressure_on_inflight(true)
         .build(client);
+    Ok((context, message_bytes))
+}
+
+/// The stream, created if missing; one that takes other subjects is
+/// refused (another application's).
+async fn open_stream(
+    context: &jetstream::Context,
+    settings: &LogJetStream,
+) -> Result<(stream::Stream, stream::Info), LogError> {
+    let io = |what: &str, e: &dyn std::fmt::Display| io_error(&settings.url, what, e);
     let subjects = format!("{}.p.>", settings.stream);
     let mut stream = context
         .get_or_create_stream(stream::Config {
@@ -604,10 +635,18 @@ async fn connect(
             "the stream keeps the replica count it was created with"
         );
     }
-    let mut partitions = BTreeMap::new();
+    Ok((stream, info))
+}
+
+/// Every partition's last record: where its next fence starts.
+async fn last_records(
+    stream: &stream::Stream,
+    settings: &LogJetStream,
+) -> Result<BTreeMap<Partition, PartitionState>, LogError> {
+    let io = |what: &str, e: &dyn std::fmt::Display| io_error(&settings.url, what, e);
     let mut listed = stream
         .info_builder()
-        .subjects(subjects.clone())
+        .subjects(format!("{}.p.>", settings.stream))
         .fetch()
         .await
         .map_err(|e| io("cannot list the partitions", &e))?;
@@ -616,6 +655,7 @@ async fn connect(
         let (subject, _count) = subject.map_err(|e| io("cannot list the partitions", &e))?;
         names.push(subject);
     }
+    let mut partitions = BTreeMap::new();
     for subject in names {
         let partition = partition_of(&settings.stream, &subject)?;
         let last = stream
@@ -632,13 +672,7 @@ async fn connect(
             },
         );
     }
-    let opened = Opened {
-        messages: info.state.messages,
-        bytes: info.state.bytes,
-        next: Position(info.state.last_sequence + 1),
-        partitions: partitions.len(),
-    };
-    Ok((context, stream, opened, partitions, message_bytes))
+    Ok(partitions)
 }
 
 /// `<stream>.p.<n>`.
