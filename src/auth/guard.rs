@@ -86,7 +86,7 @@ struct Detail {
 /// the lock bit; [`Detail`] holds the times behind them and changes only
 /// under its mutex, together with the word.
 ///
-/// Bits: 0..32 reserved checks, 32..48 counted failures, 61 dirty (records
+/// Bits: 0..32 reserved checks, 32..61 counted failures, 61 dirty (records
 /// to delete are pending), 62 locked.
 #[derive(Debug, Default)]
 struct Slot {
@@ -96,7 +96,7 @@ struct Slot {
 
 const RESERVED_MASK: u64 = 0xFFFF_FFFF;
 const FAILURE_ONE: u64 = 1 << 32;
-const FAILURES_MASK: u64 = 0xFFFF << 32;
+const FAILURES_MASK: u64 = ((1 << 29) - 1) << 32;
 const DIRTY: u64 = 1 << 61;
 const LOCKED: u64 = 1 << 62;
 
@@ -145,8 +145,10 @@ pub struct Guard {
 impl Guard {
     /// A guard with nothing counted (tests, and a fresh data dir).
     pub fn new(limits: &Limits) -> Guard {
+        // The config's ceiling keeps the count far inside its 29 bits.
         assert!(
-            (limits.pin_failures_max as u64) < (FAILURES_MASK >> 32),
+            (crate::config::PIN_FAILURES_MAX as u64) < (FAILURES_MASK >> 32)
+                && limits.pin_failures_max <= crate::config::PIN_FAILURES_MAX,
             "pin_failures_max fits the guard's failure count"
         );
         Guard {
