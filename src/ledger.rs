@@ -369,9 +369,30 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
         findings.extend(&shard.findings);
     }
     let totals = totals(&cards, &books.totals);
-    let gross = |kind| i128::from(books.total(kind));
-    let merchants = gross(BookKind::MerchantOwed) - gross(BookKind::MerchantRefunded);
-    let accounted = i128::from(totals.balance_minor) + merchants + gross(BookKind::Breakage);
+    check_conservation(&totals, &books, &mut findings);
+    check_center(&totals, &books, &mut findings);
+    check_stores(&totals, &cards, &books, &mut findings);
+    check_merchants(&books, &mut findings);
+    AuditResponse {
+        ok: findings.is_empty(),
+        problems: findings.listed,
+        problems_omitted: findings.omitted,
+        totals,
+    }
+}
+
+/// The merchants' net credits: payments less refunds.
+fn merchant_credits(books: &ShardBooks) -> i128 {
+    i128::from(books.total(BookKind::MerchantOwed))
+        - i128::from(books.total(BookKind::MerchantRefunded))
+}
+
+/// Money is conserved: every unit activated is on a card, with a merchant,
+/// or broken.
+fn check_conservation(totals: &Totals, books: &ShardBooks, findings: &mut Findings) {
+    let merchants = merchant_credits(books);
+    let breakage = i128::from(books.total(BookKind::Breakage));
+    let accounted = i128::from(totals.balance_minor) + merchants + breakage;
     if i128::from(totals.activated_minor) != accounted {
         findings.push(format!(
             "conservation: activated {} != card balances {} + merchant credits {} - refunds {} \
@@ -384,14 +405,19 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
             i128::from(totals.activated_minor) - accounted
         ));
     }
-    // The center's own books, from the same sums: what it holds (cash
-    // received from stores less paid to merchants, and what stores still
-    // owe) less what it owes (money on cards, merchants' balances) is what
-    // it earned (fees, breakage).
+}
+
+/// The center's own books, from the same sums: what it holds (cash
+/// received from stores less paid to merchants, and what stores still owe)
+/// less what it owes (money on cards, merchants' balances) is what it
+/// earned (fees, breakage).
+fn check_center(totals: &Totals, books: &ShardBooks, findings: &mut Findings) {
+    let gross = |kind| i128::from(books.total(kind));
     let activated = i128::from(totals.activated_minor);
     let cash = gross(BookKind::StoreRemitted) - gross(BookKind::MerchantPaidOut);
     let receivable = activated - gross(BookKind::StoreRemitted);
-    let payable = merchants - gross(BookKind::MerchantPaidOut) - gross(BookKind::Fees);
+    let payable =
+        merchant_credits(books) - gross(BookKind::MerchantPaidOut) - gross(BookKind::Fees);
     let liabilities = i128::from(totals.balance_minor) + payable;
     let earned = gross(BookKind::Fees) + gross(BookKind::Breakage);
     if cash + receivable - liabilities != earned {
@@ -401,6 +427,12 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
             totals.balance_minor
         ));
     }
+}
+
+/// The stores' books match the cards they sold: in all, and store by
+/// store.
+fn check_stores(totals: &Totals, cards: &CardTotals, books: &ShardBooks, findings: &mut Findings) {
+    let gross = |kind| i128::from(books.total(kind));
     let stores = gross(BookKind::StoreOwed) - gross(BookKind::StoreReversed);
     if stores != i128::from(totals.activated_minor) {
         // (Remittances are money received, not a change to what was sold:
@@ -429,6 +461,10 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
             ));
         }
     }
+}
+
+/// No merchant was refunded more than it was credited.
+fn check_merchants(books: &ShardBooks, findings: &mut Findings) {
     for (&merchant, &refunded) in books.accounts(BookKind::MerchantRefunded) {
         let owed = books.share(BookKind::MerchantOwed, merchant);
         if refunded > owed {
@@ -436,12 +472,6 @@ pub fn audit(shards: &[ShardAudit]) -> AuditResponse {
                 "merchant {merchant}: refunds {refunded} exceed its credits {owed}"
             ));
         }
-    }
-    AuditResponse {
-        ok: findings.is_empty(),
-        problems: findings.listed,
-        problems_omitted: findings.omitted,
-        totals,
     }
 }
 
@@ -485,52 +515,11 @@ impl ShardBooks {
         only: Option<ReportAccount>,
         limit: usize,
     ) -> ShardPage {
-        let store_line = |store| ShardLine {
-            account: ReportAccount::Store(store),
-            owed_minor: self.share(BookKind::StoreOwed, store),
-            offset_minor: self.share(BookKind::StoreReversed, store),
-            remitted_minor: self.share(BookKind::StoreRemitted, store),
-            fees_minor: 0,
-            cards_activated: cards.by_store.get(&store).map_or(0, |a| a.cards),
-        };
-        let merchant_line = |merchant| ShardLine {
-            account: ReportAccount::Merchant(merchant),
-            owed_minor: self.share(BookKind::MerchantOwed, merchant),
-            offset_minor: self.share(BookKind::MerchantRefunded, merchant),
-            remitted_minor: self.share(BookKind::MerchantPaidOut, merchant),
-            fees_minor: self.share(BookKind::Fees, merchant),
-            cards_activated: 0,
-        };
-        let store_owed = self.accounts(BookKind::StoreOwed);
-        let merchant_owed = self.accounts(BookKind::MerchantOwed);
-        let merchant_refunded = self.accounts(BookKind::MerchantRefunded);
-        let merchant_paid = self.accounts(BookKind::MerchantPaidOut);
-        // A store is reversed only after it was owed, but a shard's share
-        // of the two can sit on different shards: both maps name stores
-        // (and both merchant maps name merchants).
-        let store_reversed = self.accounts(BookKind::StoreReversed);
-        let store_remitted = self.accounts(BookKind::StoreRemitted);
-        let known = |account: ReportAccount| match account {
-            ReportAccount::Store(store) => {
-                store_owed.contains_key(&store)
-                    || store_reversed.contains_key(&store)
-                    || store_remitted.contains_key(&store)
-                    || cards.by_store.contains_key(&store)
-            }
-            ReportAccount::Merchant(merchant) => {
-                merchant_owed.contains_key(&merchant)
-                    || merchant_refunded.contains_key(&merchant)
-                    || merchant_paid.contains_key(&merchant)
-            }
-        };
         let mut lines = Vec::new();
         if let Some(account) = only {
-            let wanted = after.is_none_or(|after| account > after) && known(account);
+            let wanted = after.is_none_or(|after| account > after) && self.knows(cards, account);
             if wanted && limit > 0 {
-                lines.push(match account {
-                    ReportAccount::Store(store) => store_line(store),
-                    ReportAccount::Merchant(merchant) => merchant_line(merchant),
-                });
+                lines.push(self.line(cards, account));
             }
         } else {
             let (store_from, merchant_from) = match after {
@@ -539,29 +528,17 @@ impl ShardBooks {
                 Some(ReportAccount::Merchant(merchant)) => (None, merchant.saturating_add(1)),
             };
             if let Some(from) = store_from {
-                // The union of two sorted maps' first `limit` keys holds the
-                // union's first `limit`.
-                let first = |map: &BTreeMap<StoreId, _>| -> Vec<StoreId> {
-                    map.range(from..).map(|(&s, _)| s).take(limit).collect()
-                };
-                let mut stores: Vec<StoreId> = first(store_owed);
-                stores.extend(first(store_reversed));
-                stores.extend(first(store_remitted));
-                stores.extend(cards.by_store.range(from..).map(|(&s, _)| s).take(limit));
-                stores.sort_unstable();
-                stores.dedup();
-                lines.extend(stores.into_iter().take(limit).map(store_line));
+                let stores = self.stores_from(cards, from, limit);
+                let store_lines = stores.into_iter().take(limit);
+                lines
+                    .extend(store_lines.map(|store| self.line(cards, ReportAccount::Store(store))));
             }
             let skip_merchants = matches!(after, Some(ReportAccount::Merchant(u32::MAX)));
             if !skip_merchants {
                 let room = limit - lines.len();
-                let mut merchants: Vec<u32> = [merchant_owed, merchant_refunded, merchant_paid]
-                    .into_iter()
-                    .flat_map(|map| map.range(merchant_from..).map(|(&m, _)| m).take(room))
-                    .collect();
-                merchants.sort_unstable();
-                merchants.dedup();
-                lines.extend(merchants.into_iter().take(room).map(merchant_line));
+                let merchants = self.merchants_from(merchant_from, room);
+                let merchant_lines = merchants.into_iter().take(room);
+                lines.extend(merchant_lines.map(|m| self.line(cards, ReportAccount::Merchant(m))));
             }
         }
         ShardPage {
@@ -569,6 +546,88 @@ impl ShardBooks {
             book_totals: self.totals,
             lines,
         }
+    }
+
+    /// This shard's line of `account`.
+    fn line(&self, cards: &CardTotals, account: ReportAccount) -> ShardLine {
+        match account {
+            ReportAccount::Store(store) => ShardLine {
+                account,
+                owed_minor: self.share(BookKind::StoreOwed, store),
+                offset_minor: self.share(BookKind::StoreReversed, store),
+                remitted_minor: self.share(BookKind::StoreRemitted, store),
+                fees_minor: 0,
+                cards_activated: cards.by_store.get(&store).map_or(0, |a| a.cards),
+            },
+            ReportAccount::Merchant(merchant) => ShardLine {
+                account,
+                owed_minor: self.share(BookKind::MerchantOwed, merchant),
+                offset_minor: self.share(BookKind::MerchantRefunded, merchant),
+                remitted_minor: self.share(BookKind::MerchantPaidOut, merchant),
+                fees_minor: self.share(BookKind::Fees, merchant),
+                cards_activated: 0,
+            },
+        }
+    }
+
+    /// Whether this shard has a share of `account`. A store is reversed
+    /// only after it was owed, but a shard's share of the two can sit on
+    /// different shards: both maps name stores (and both merchant maps
+    /// name merchants).
+    fn knows(&self, cards: &CardTotals, account: ReportAccount) -> bool {
+        match account {
+            ReportAccount::Store(store) => {
+                self.accounts(BookKind::StoreOwed).contains_key(&store)
+                    || self.accounts(BookKind::StoreReversed).contains_key(&store)
+                    || self.accounts(BookKind::StoreRemitted).contains_key(&store)
+                    || cards.by_store.contains_key(&store)
+            }
+            ReportAccount::Merchant(merchant) => {
+                self.accounts(BookKind::MerchantOwed)
+                    .contains_key(&merchant)
+                    || self
+                        .accounts(BookKind::MerchantRefunded)
+                        .contains_key(&merchant)
+                    || self
+                        .accounts(BookKind::MerchantPaidOut)
+                        .contains_key(&merchant)
+            }
+        }
+    }
+
+    /// The stores this shard knows from `from` on, ascending, deduplicated;
+    /// the first `limit` of them are the first `limit` it knows.
+    fn stores_from(&self, cards: &CardTotals, from: StoreId, limit: usize) -> Vec<StoreId> {
+        // The union of two sorted maps' first `limit` keys holds the
+        // union's first `limit`.
+        let first = |map: &BTreeMap<StoreId, _>| -> Vec<StoreId> {
+            map.range(from..).map(|(&s, _)| s).take(limit).collect()
+        };
+        let mut stores: Vec<StoreId> = first(self.accounts(BookKind::StoreOwed));
+        stores.extend(first(self.accounts(BookKind::StoreReversed)));
+        stores.extend(first(self.accounts(BookKind::StoreRemitted)));
+        stores.extend(cards.by_store.range(from..).map(|(&s, _)| s).take(limit));
+        stores.sort_unstable();
+        stores.dedup();
+        stores
+    }
+
+    /// The merchants this shard knows from `from` on, ascending,
+    /// deduplicated; the first `room` of them are the first `room` it
+    /// knows.
+    fn merchants_from(&self, from: u32, room: usize) -> Vec<u32> {
+        let maps = [
+            self.accounts(BookKind::MerchantOwed),
+            self.accounts(BookKind::MerchantRefunded),
+            self.accounts(BookKind::MerchantPaidOut),
+        ];
+        let mut merchants: Vec<u32> = maps
+            .into_iter()
+            .flat_map(|map| map.range(from..).map(|(&m, _)| m).take(room))
+            .collect();
+        merchants.sort_unstable();
+        merchants.dedup();
+        merchants
     }
 }
 

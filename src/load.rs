@@ -71,6 +71,25 @@ fn rebuild(
 ) -> Result<(Vec<ShardMachine>, Loaded), StorageError> {
     assert!(shard_count > 0);
     let mut loaded = Loaded::default();
+    let cards = read_cards(store, shard_count, &mut loaded)?;
+    let consolidated = consolidate_books(store, &mut changes, &mut loaded)?;
+    let mut machines = start_machines(store, shard_count, cards, consolidated)?;
+    loaded.recovered = recovery::resolve_holds(store, &mut machines, &mut changes)?;
+    recovery::apply_credits(store, &mut machines, &mut changes, &mut loaded.recovered)?;
+    for machine in &mut machines {
+        machine.end_batch(&mut changes);
+    }
+    store.commit(&changes)?;
+    Ok((machines, loaded))
+}
+
+/// Step 2: every card, given to the shard that owns it under
+/// `shard_count`; counted in `loaded`.
+fn read_cards(
+    store: &dyn Store,
+    shard_count: usize,
+    loaded: &mut Loaded,
+) -> Result<Vec<Cards>, StorageError> {
     let mut cards: Vec<Cards> = (0..shard_count).map(|_| Cards::default()).collect();
     store.scan(Cf::Cards, &mut |key, value| {
         let key = records::decode_pin_key(key)?;
@@ -98,7 +117,16 @@ fn rebuild(
         loaded.cards += 1;
         Ok(())
     })?;
+    Ok(cards)
+}
 
+/// Step 4: every book row merged into shard 0's share, the rows rewritten
+/// that way in `changes`; the rows read are counted in `loaded`.
+fn consolidate_books(
+    store: &dyn Store,
+    changes: &mut Changes,
+    loaded: &mut Loaded,
+) -> Result<ShardBooks, StorageError> {
     let mut rows = Vec::new();
     store.scan(Cf::Books, &mut |key, value| {
         rows.push(records::decode_book_row(key, value)?);
@@ -122,8 +150,18 @@ fn rebuild(
             )));
         }
     }
-    consolidated.write_rows(ShardId(0), &mut changes);
+    consolidated.write_rows(ShardId(0), changes);
+    Ok(consolidated)
+}
 
+/// Step 3: the shards' machines, shard 0 with the consolidated books, each
+/// sealed at the last payout's cut-off and given its cards' reversed sales.
+fn start_machines(
+    store: &dyn Store,
+    shard_count: usize,
+    cards: Vec<Cards>,
+    consolidated: ShardBooks,
+) -> Result<Vec<ShardMachine>, StorageError> {
     let mut machines: Vec<ShardMachine> = cards
         .into_iter()
         .enumerate()
@@ -148,13 +186,7 @@ fn rebuild(
         machines[key.shard(shard_count)].restore_reversal(key, store_id, pos_ref, amount_minor);
         Ok(())
     })?;
-    loaded.recovered = recovery::resolve_holds(store, &mut machines, &mut changes)?;
-    recovery::apply_credits(store, &mut machines, &mut changes, &mut loaded.recovered)?;
-    for machine in &mut machines {
-        machine.end_batch(&mut changes);
-    }
-    store.commit(&changes)?;
-    Ok((machines, loaded))
+    Ok(machines)
 }
 
 /// The latest cut-off of any merchant's payout (0 without payouts).

@@ -221,11 +221,24 @@ pub fn statement_page(
     request: &StatementRequest,
 ) -> Result<StatementResponse, StorageError> {
     let limit = request.limit as usize;
-    let in_period = |at_ms: u64| request.from_ms < at_ms && at_ms <= request.to_ms;
     let mut lines: Vec<StatementLine> = Vec::new();
     let mut more = false;
     // Payments and refunds, unless the cursor is past them.
-    let after_item = match request.after {
+    if let Some(after) = items_after(request.after) {
+        more = item_lines(storage, request, after, limit, &mut lines)?;
+    }
+    if !more {
+        more = payout_lines(storage, request, limit, &mut lines)?;
+    }
+    let next = more.then(|| lines.last().map(|line| line.line)).flatten();
+    Ok(StatementResponse { lines, next })
+}
+
+/// Where a statement's payments and refunds resume after the cursor
+/// `after`: from the start (`Some(None)`), after one of them, or not at all
+/// (`None`: the cursor is already in the payouts).
+fn items_after(after: Option<StatementRef>) -> Option<Option<PayoutItemRef>> {
+    match after {
         Some(StatementRef {
             kind: StatementKind::Payout,
             ..
@@ -238,75 +251,97 @@ pub fn statement_page(
             request_id: after.id,
         })),
         None => Some(None),
+    }
+}
+
+/// Adds the merchant's payments and refunds in the period, after `after`,
+/// to `lines` until they hold `limit`; true when more are left.
+fn item_lines(
+    storage: &dyn Store,
+    request: &StatementRequest,
+    after: Option<PayoutItemRef>,
+    limit: usize,
+    lines: &mut Vec<StatementLine>,
+) -> Result<bool, StorageError> {
+    let mut more = false;
+    visit_period(
+        storage,
+        request.merchant_id,
+        request.from_ms,
+        request.to_ms,
+        after,
+        &mut |item| {
+            if lines.len() == limit {
+                more = true;
+                return false;
+            }
+            let kind = match item.item.kind {
+                PayoutItemKind::Payment => StatementKind::Payment,
+                PayoutItemKind::Refund => StatementKind::Refund,
+            };
+            lines.push(StatementLine {
+                line: StatementRef {
+                    kind,
+                    id: item.item.request_id,
+                },
+                amount_minor: item.amount_minor,
+                fee_minor: 0,
+                at_ms: item.at_ms,
+            });
+            true
+        },
+    )?;
+    Ok(more)
+}
+
+/// Adds the merchant's payouts created in the period, after the cursor if
+/// it is a payout, to `lines` until they hold `limit`; true when more are
+/// left.
+fn payout_lines(
+    storage: &dyn Store,
+    request: &StatementRequest,
+    limit: usize,
+    lines: &mut Vec<StatementLine>,
+) -> Result<bool, StorageError> {
+    let in_period = |at_ms: u64| request.from_ms < at_ms && at_ms <= request.to_ms;
+    let first_seq = match request.after {
+        Some(StatementRef {
+            kind: StatementKind::Payout,
+            id,
+        }) => id.checked_add(1),
+        _ => Some(1),
     };
-    if let Some(after) = after_item {
-        visit_period(
-            storage,
-            request.merchant_id,
-            request.from_ms,
-            request.to_ms,
-            after,
-            &mut |item| {
-                if lines.len() == limit {
-                    more = true;
-                    return false;
-                }
-                let kind = match item.item.kind {
-                    PayoutItemKind::Payment => StatementKind::Payment,
-                    PayoutItemKind::Refund => StatementKind::Refund,
-                };
-                lines.push(StatementLine {
-                    line: StatementRef {
-                        kind,
-                        id: item.item.request_id,
-                    },
-                    amount_minor: item.amount_minor,
-                    fee_minor: 0,
-                    at_ms: item.at_ms,
-                });
-                true
-            },
-        )?;
-    }
-    if !more {
-        let first_seq = match request.after {
-            Some(StatementRef {
-                kind: StatementKind::Payout,
-                id,
-            }) => id.checked_add(1),
-            _ => Some(1),
-        };
-        if let Some(first_seq) = first_seq {
-            let prefix = records::principal_prefix(request.merchant_id);
-            let start = records::payout_key(request.merchant_id, first_seq);
-            storage.scan_from(Cf::Payouts, &start, &mut |key, value| {
-                if !key.starts_with(&prefix) {
-                    return Ok(false);
-                }
-                let payout = PayoutRecord::decode(value)?;
-                if !in_period(payout.created_at_ms) {
-                    return Ok(true);
-                }
-                if lines.len() == limit {
-                    more = true;
-                    return Ok(false);
-                }
-                let (_, seq) = records::decode_payout_key(key)?;
-                lines.push(StatementLine {
-                    line: StatementRef {
-                        kind: StatementKind::Payout,
-                        id: seq,
-                    },
-                    amount_minor: payout.amount_minor,
-                    fee_minor: payout.fee_minor,
-                    at_ms: payout.created_at_ms,
-                });
-                Ok(true)
-            })?;
+    let Some(first_seq) = first_seq else {
+        return Ok(false);
+    };
+    let mut more = false;
+    let prefix = records::principal_prefix(request.merchant_id);
+    let start = records::payout_key(request.merchant_id, first_seq);
+    storage.scan_from(Cf::Payouts, &start, &mut |key, value| {
+        if !key.starts_with(&prefix) {
+            return Ok(false);
         }
-    }
-    let next = more.then(|| lines.last().map(|line| line.line)).flatten();
-    Ok(StatementResponse { lines, next })
+        let payout = PayoutRecord::decode(value)?;
+        if !in_period(payout.created_at_ms) {
+            return Ok(true);
+        }
+        if lines.len() == limit {
+            more = true;
+            return Ok(false);
+        }
+        let (_, seq) = records::decode_payout_key(key)?;
+        lines.push(StatementLine {
+            line: StatementRef {
+                kind: StatementKind::Payout,
+                id: seq,
+            },
+            amount_minor: payout.amount_minor,
+            fee_minor: payout.fee_minor,
+            at_ms: payout.created_at_ms,
+        });
+        Ok(true)
+    })?;
+    Ok(more)
 }
 
 /// One page of a store's statement: its journal (activations, reversals,

@@ -46,8 +46,10 @@ use super::validate::{self, Action};
 use crate::auth::{Guard, Registry};
 use crate::config::Limits;
 use crate::pin::PinHasher;
-use crate::protocol::frame::{FRAME_BYTES_MIN, FrameBuffer, FrameError};
-use crate::protocol::{ErrorCode, ErrorResponse, PayBatchResponse, PayResult, Request, Response};
+use crate::protocol::frame::{FRAME_BYTES_MIN, Frame, FrameBuffer, FrameError};
+use crate::protocol::{
+    DecodeError, ErrorCode, ErrorResponse, PayBatchResponse, PayResult, Request, Response,
+};
 use crate::reply::{self, Item, Reply, ReplyRx, ReplyTx, Tag};
 use crate::router::{Command, Router, busy};
 use crate::telemetry::ReplyTally;
@@ -56,7 +58,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Free space the reader keeps in its buffer before each read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -265,77 +267,102 @@ fn cut_frames(
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(error) => {
-                let code = match error {
-                    FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
-                    FrameError::TooShort { .. } => ErrorCode::MalformedFrame,
-                };
-                cut.fatal = Some((0, ErrorResponse::new(code, error.to_string())));
+                cut.fatal = Some((0, framing_error(error)));
                 break;
             }
         };
-        let frame_bytes = frame.body.len() + FRAME_BYTES_MIN;
         let decoded = Request::decode(frame.kind, frame.body);
-        let weight = match &decoded {
-            Ok(Request::PayBatch(body)) => validate::batch_weight(frame_bytes, body, limits),
-            _ => validate::weight(frame.kind, frame_bytes, limits),
-        };
-        let tag = Tag {
-            correlation_id: frame.correlation_id,
-            bytes: u32::try_from(weight).expect("bounded by weight_max"),
-            engine: None,
-            principal: None,
-            item: None,
-            order: matches!(
-                frame.kind,
-                crate::protocol::KIND_ORDER_PAY | crate::protocol::KIND_ORDER_AUTHORIZE
-            ),
-        };
-        let step = match decoded {
-            Ok(Request::AuthHello(hello)) => session.hello(hello),
-            Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry, slot),
-            Ok(request) => match session.principal() {
-                None => Step::Reply(Response::Error(session::refusal(
-                    "authenticate first (AuthHello, then AuthProof)",
-                ))),
-                Some(principal) if principal.is_revoked() => {
-                    Step::Close(session::refusal("this principal's key was revoked"))
-                }
-                Some(principal) => match validate::validate(request, principal, &checks) {
-                    Action::Route(command) => {
-                        cut.requests += 1;
-                        cut.bytes += tag.bytes as usize;
-                        cut.commands.push((tag, command));
-                        continue;
-                    }
-                    Action::Batch(items) => {
-                        cut.requests += 1;
-                        cut.bytes += tag.bytes as usize;
-                        let number = *batches_opened;
-                        *batches_opened = batches_opened.wrapping_add(1);
-                        cut.batches.push(Batch::new(tag, number, items));
-                        continue;
-                    }
-                    Action::Reply(response) => Step::Reply(response),
-                },
-            },
-            Err(error) if error.code == ErrorCode::UnknownMessageType => {
-                Step::Reply(Response::error(error.code, error.message))
-            }
-            Err(error) => Step::Close(ErrorResponse::new(error.code, error.message)),
-        };
-        match step {
-            Step::Reply(response) => {
-                cut.requests += 1;
-                cut.bytes += tag.bytes as usize;
-                cut.replies.push((tag, response));
-            }
-            Step::Close(error) => {
+        let tag = frame_tag(&frame, &decoded, limits);
+        match take_request(decoded, session, slot, gate, &checks) {
+            Ok(action) => cut.admit(tag, action, batches_opened),
+            Err(error) => {
                 cut.fatal = Some((tag.correlation_id, error));
                 break;
             }
         }
     }
     cut
+}
+
+/// The error frame for bytes that are not a frame.
+fn framing_error(error: FrameError) -> ErrorResponse {
+    let code = match error {
+        FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+        FrameError::TooShort { .. } => ErrorCode::MalformedFrame,
+    };
+    ErrorResponse::new(code, error.to_string())
+}
+
+/// A frame's tag: its correlation id, and its weight (the frame plus the
+/// most its reply can take).
+fn frame_tag(frame: &Frame, decoded: &Result<Request, DecodeError>, limits: &Limits) -> Tag {
+    let frame_bytes = frame.body.len() + FRAME_BYTES_MIN;
+    let weight = match decoded {
+        Ok(Request::PayBatch(body)) => validate::batch_weight(frame_bytes, body, limits),
+        _ => validate::weight(frame.kind, frame_bytes, limits),
+    };
+    Tag {
+        correlation_id: frame.correlation_id,
+        bytes: u32::try_from(weight).expect("bounded by weight_max"),
+        engine: None,
+        principal: None,
+        item: None,
+        order: matches!(
+            frame.kind,
+            crate::protocol::KIND_ORDER_PAY | crate::protocol::KIND_ORDER_AUTHORIZE
+        ),
+    }
+}
+
+/// What one decoded frame asks for: the handshake's next step, or a
+/// request validated as its principal's. `Err` is the error that closes
+/// the connection.
+fn take_request(
+    decoded: Result<Request, DecodeError>,
+    session: &mut Session,
+    slot: &mut Slot,
+    gate: &Gate,
+    checks: &validate::Context,
+) -> Result<Action, ErrorResponse> {
+    let step = match decoded {
+        Ok(Request::AuthHello(hello)) => session.hello(hello),
+        Ok(Request::AuthProof(proof)) => session.proof(proof, &gate.registry, slot),
+        Ok(request) => match session.principal() {
+            None => Step::Reply(Response::Error(session::refusal(
+                "authenticate first (AuthHello, then AuthProof)",
+            ))),
+            Some(principal) if principal.is_revoked() => {
+                Step::Close(session::refusal("this principal's key was revoked"))
+            }
+            Some(principal) => return Ok(validate::validate(request, principal, checks)),
+        },
+        Err(error) if error.code == ErrorCode::UnknownMessageType => {
+            Step::Reply(Response::error(error.code, error.message))
+        }
+        Err(error) => Step::Close(ErrorResponse::new(error.code, error.message)),
+    };
+    match step {
+        Step::Reply(response) => Ok(Action::Reply(response)),
+        Step::Close(error) => Err(error),
+    }
+}
+
+impl Cut {
+    /// Admits one request into the cut: it counts toward the limits and
+    /// gets exactly one reply.
+    fn admit(&mut self, tag: Tag, action: Action, batches_opened: &mut u32) {
+        self.requests += 1;
+        self.bytes += tag.bytes as usize;
+        match action {
+            Action::Route(command) => self.commands.push((tag, command)),
+            Action::Batch(items) => {
+                let number = *batches_opened;
+                *batches_opened = batches_opened.wrapping_add(1);
+                self.batches.push(Batch::new(tag, number, items));
+            }
+            Action::Reply(response) => self.replies.push((tag, response)),
+        }
+    }
 }
 
 /// The largest frame a connection may send now: a handshake message is
@@ -430,71 +457,108 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if requests > 0 && buffer.has_frame(frame_limit(&session, limits)) {
             continue; // stopped at a limit with more complete frames waiting
         }
-        if buffer.pending_bytes() == 0 {
-            frame_started = None;
-        } else if frame_started.is_none() {
-            frame_started = Some(Instant::now());
-        }
+        frame_started = frame_started_at(&buffer, frame_started);
         let (deadline, expires) =
             Deadline::current(&session, &buffer, frame_started, limits, accepted);
-        // A frame larger than a read will make the buffer grow to hold it,
-        // before it can be weighed: its bytes come out of the engine's
-        // budget first (waiting for room), so partial frames cannot take
-        // memory past it either.
-        let announced = buffer
-            .announced_frame_bytes()
-            .filter(|&bytes| bytes > READ_CHUNK_BYTES && arriving.is_none());
         let inflight_bytes = &context.inflight_bytes;
-        let fill = async {
-            if let Some(bytes) = announced {
-                let bytes = u32::try_from(bytes).expect("frames are below 4 GiB");
-                match inflight_bytes.clone().acquire_many_owned(bytes).await {
-                    Ok(permit) => arriving = Some(permit),
-                    Err(_closed) => return Ok(0),
-                }
-            }
-            buffer.fill(&mut reader, READ_CHUNK_BYTES).await
-        };
+        let fill = fill_within_budget(&mut buffer, &mut reader, inflight_bytes, &mut arriving);
         let read = tokio::time::timeout_at(expires.into(), fill);
-        let outcome = tokio::select! {
+        let next = tokio::select! {
             // The writer gave up (the peer stopped reading): nothing this
             // connection reads could be answered.
-            () = tx.closed() => return,
+            () = tx.closed() => AfterRead::Stop,
             // Still in its handshake, and the oldest in a full pool.
-            () = slot.evicted() => {
-                let error = ErrorResponse::new(
-                    ErrorCode::Overloaded,
-                    "evicted: the handshake pool is full (max_handshakes) and this address \
-                     holds the most handshakes; connect again and finish the handshake promptly",
-                );
+            () = slot.evicted() => AfterRead::Fail(evicted()),
+            outcome = read => after_read(outcome, deadline, &buffer, &budget, limits),
+        };
+        match next {
+            AfterRead::Carry => {}
+            AfterRead::Stop => return,
+            AfterRead::Fail(error) => {
                 fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
                 return;
             }
-            outcome = read => outcome,
-        };
-        let Ok(outcome) = outcome else {
-            // A peer still owed replies is waiting for us, not idle.
-            if deadline == Deadline::Idle && !budget.idle(limits) {
-                continue;
-            }
-            let error = ErrorResponse::new(ErrorCode::TimedOut, deadline.reason());
-            fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
-            return;
-        };
-        match outcome {
-            Ok(0) => {
-                if buffer.pending_bytes() > 0 {
-                    let error = ErrorResponse::new(
-                        ErrorCode::TruncatedFrame,
-                        format!("stream ended {} bytes into a frame", buffer.pending_bytes()),
-                    );
-                    fail_after_outstanding_replies(&tx, &budget, limits, 0, error).await;
-                }
-                return;
-            }
-            Ok(_) => {}
-            Err(_) => return,
         }
+    }
+}
+
+/// The error for a connection evicted from a full handshake pool.
+fn evicted() -> ErrorResponse {
+    ErrorResponse::new(
+        ErrorCode::Overloaded,
+        "evicted: the handshake pool is full (max_handshakes) and this address \
+         holds the most handshakes; connect again and finish the handshake promptly",
+    )
+}
+
+/// When the frame now arriving started: none while the buffer holds no
+/// partial frame, now when one begins, unchanged while it keeps arriving.
+fn frame_started_at(buffer: &FrameBuffer, started: Option<Instant>) -> Option<Instant> {
+    if buffer.pending_bytes() == 0 {
+        None
+    } else {
+        Some(started.unwrap_or_else(Instant::now))
+    }
+}
+
+/// Reads more bytes into the buffer; `Ok(0)` at the end of the stream, or
+/// when the engine is shutting down.
+///
+/// A frame larger than a read will make the buffer grow to hold it, before
+/// it can be weighed: its bytes come out of the engine's budget first
+/// (waiting for room, and held in `arriving`), so partial frames cannot
+/// take memory past it either.
+async fn fill_within_budget<R: AsyncRead + Unpin>(
+    buffer: &mut FrameBuffer,
+    reader: &mut R,
+    inflight_bytes: &Arc<Semaphore>,
+    arriving: &mut Option<OwnedSemaphorePermit>,
+) -> std::io::Result<usize> {
+    let announced = buffer
+        .announced_frame_bytes()
+        .filter(|&bytes| bytes > READ_CHUNK_BYTES && arriving.is_none());
+    if let Some(bytes) = announced {
+        let bytes = u32::try_from(bytes).expect("frames are below 4 GiB");
+        match inflight_bytes.clone().acquire_many_owned(bytes).await {
+            Ok(permit) => *arriving = Some(permit),
+            Err(_closed) => return Ok(0),
+        }
+    }
+    buffer.fill(reader, READ_CHUNK_BYTES).await
+}
+
+/// What the reader does next, after a read or a deadline.
+enum AfterRead {
+    /// Read again.
+    Carry,
+    /// End the connection at once: no one is there to answer.
+    Stop,
+    /// End it with this error, after the replies it owes.
+    Fail(ErrorResponse),
+}
+
+/// Judges a read that ended, or (`Err`) the deadline that cut it short.
+fn after_read(
+    outcome: Result<std::io::Result<usize>, tokio::time::error::Elapsed>,
+    deadline: Deadline,
+    buffer: &FrameBuffer,
+    budget: &Budget,
+    limits: &Limits,
+) -> AfterRead {
+    let Ok(outcome) = outcome else {
+        // A peer still owed replies is waiting for us, not idle.
+        if deadline == Deadline::Idle && !budget.idle(limits) {
+            return AfterRead::Carry;
+        }
+        return AfterRead::Fail(ErrorResponse::new(ErrorCode::TimedOut, deadline.reason()));
+    };
+    match outcome {
+        Ok(0) if buffer.pending_bytes() > 0 => AfterRead::Fail(ErrorResponse::new(
+            ErrorCode::TruncatedFrame,
+            format!("stream ended {} bytes into a frame", buffer.pending_bytes()),
+        )),
+        Ok(0) | Err(_) => AfterRead::Stop,
+        Ok(_) => AfterRead::Carry,
     }
 }
 
@@ -518,24 +582,8 @@ async fn dispatch(
         bytes,
         fatal: _,
     } = cut;
-    let admitted = match budget.requests.acquire_many(requests as u32).await {
-        Ok(admitted) => admitted,
-        Err(_closed) => return false,
-    };
-    admitted.forget();
-    match budget.bytes.acquire_many(bytes as u32).await {
-        Ok(admitted) => admitted.forget(),
-        Err(_closed) => return false,
-    }
-    // The principal's share (none before the handshake: only handshake
-    // replies and refusals are cut then). Waiting here stops this
-    // connection's reading, as the connection's own budget does.
-    let mut principal_share = match slot.share() {
-        Some(share) => match share.clone().acquire_many_owned(bytes as u32).await {
-            Ok(permit) => Some(permit),
-            Err(_closed) => return false,
-        },
-        None => None,
+    let Ok(mut principal_share) = admit(budget, slot, requests, bytes).await else {
+        return false;
     };
     let mut engine_share = |tag: &mut Tag| {
         tag.principal = principal_share
@@ -584,6 +632,31 @@ async fn dispatch(
         context.router.route(tx, routed);
     }
     true
+}
+
+/// Takes the cut's `requests` and `bytes` from the connection's budgets,
+/// then `bytes` from its principal's share, waiting for room in each;
+/// returns the principal's share taken. `Err` when the connection is
+/// finished.
+async fn admit(
+    budget: &Budget,
+    slot: &Slot,
+    requests: usize,
+    bytes: usize,
+) -> Result<Option<OwnedSemaphorePermit>, AcquireError> {
+    budget
+        .requests
+        .acquire_many(requests as u32)
+        .await?
+        .forget();
+    budget.bytes.acquire_many(bytes as u32).await?.forget();
+    // The principal's share (none before the handshake: only handshake
+    // replies and refusals are cut then). Waiting here stops this
+    // connection's reading, as the connection's own budget does.
+    match slot.share() {
+        Some(share) => Ok(Some(share.clone().acquire_many_owned(bytes as u32).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Ends the connection on a framing violation or a timeout, after the

@@ -53,14 +53,7 @@ pub(crate) fn start(
     let Some(listen) = http.listen else {
         return Ok(None);
     };
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
-            let mut tls = crate::gateway::tls::server_config(cert, key)?;
-            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Some(tls)
-        }
-        _ => None,
-    };
+    let tls = tls_config(config)?;
     if tls.is_none() && !listen.ip().is_loopback() {
         tracing::warn!(
             %listen,
@@ -86,17 +79,7 @@ pub(crate) fn start(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(context.clone())
-            .service(
-                web::scope("/v1")
-                    .route("/payments", web::post().to(api::create_payment))
-                    .route("/payments/{order_id}", web::get().to(api::get_payment))
-                    .route("/payments/{order_id}/capture", web::post().to(api::capture))
-                    .route("/payments/{order_id}/void", web::post().to(api::void))
-                    .route("/payments/{order_id}/refunds", web::post().to(api::refund))
-                    .route("/cards/balance", web::post().to(api::balance))
-                    .route("/openapi.json", web::get().to(openapi_json))
-                    .route("/healthz", web::get().to(api::healthz)),
-            )
+            .service(web::scope("/v1").configure(routes))
             .default_service(web::to(api::not_found))
     })
     .workers(config.http_worker_count())
@@ -118,6 +101,31 @@ pub(crate) fn start(
     .run();
     actix_rt::spawn(server);
     Ok(Some(addr))
+}
+
+/// The engine's certificate for HTTPS, speaking HTTP/1.1; `None` without
+/// one (plain HTTP).
+fn tls_config(config: &Config) -> Result<Option<rustls::ServerConfig>, String> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut tls = crate::gateway::tls::server_config(cert, key)?;
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(Some(tls))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The API's endpoints, under `/v1`.
+fn routes(v1: &mut web::ServiceConfig) {
+    v1.route("/payments", web::post().to(api::create_payment))
+        .route("/payments/{order_id}", web::get().to(api::get_payment))
+        .route("/payments/{order_id}/capture", web::post().to(api::capture))
+        .route("/payments/{order_id}/void", web::post().to(api::void))
+        .route("/payments/{order_id}/refunds", web::post().to(api::refund))
+        .route("/cards/balance", web::post().to(api::balance))
+        .route("/openapi.json", web::get().to(openapi_json))
+        .route("/healthz", web::get().to(api::healthz));
 }
 
 async fn openapi_json(context: Data<HttpContext>) -> HttpResponse {

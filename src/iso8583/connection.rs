@@ -147,6 +147,31 @@ enum Next {
     Close(&'static str),
 }
 
+/// What the reader does with an admitted message.
+// Made and consumed once per message, on the stack: boxing the command
+// would allocate per message for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Handling {
+    /// Answer it at once with this code, without the engine.
+    Answer(ResponseCode),
+    /// Route a command; the writer builds the answer.
+    Route {
+        command: Command,
+        kind: PendingKind,
+        approval_code: Option<String>,
+    },
+}
+
+impl Handling {
+    fn route(command: Command, kind: PendingKind, approval_code: Option<String>) -> Handling {
+        Handling::Route {
+            command,
+            kind,
+            approval_code,
+        }
+    }
+}
+
 /// The reader half's state.
 struct Reader<'a> {
     context: &'a IsoContext,
@@ -232,20 +257,8 @@ impl Reader<'_> {
     async fn message(&mut self, decoded: Result<Message, Decoded>, frame_bytes: usize) -> Next {
         let weight = self.context.weight(frame_bytes);
         let weight_permits = u32::try_from(weight).expect("bounded by weight_max");
-        // Admitted before anything else: past the budget, stop reading.
-        let Ok(request_permit) = self.budget.requests.acquire().await else {
-            return Next::Close("the writer is gone");
-        };
-        let Ok(bytes_permit) = self.budget.bytes.acquire_many(weight_permits).await else {
-            return Next::Close("the writer is gone");
-        };
-        request_permit.forget();
-        bytes_permit.forget();
-        // Revoked meanwhile: refused from its next message on, as at the
-        // gateway, before anything is counted or answered.
-        if self.principal.is_revoked() {
-            self.budget.release(weight_permits);
-            return Next::Close("the store HQ was revoked");
+        if let Err(why) = self.admit(weight_permits).await {
+            return Next::Close(why);
         }
         let message = match decoded {
             Ok(message) => message,
@@ -257,42 +270,81 @@ impl Reader<'_> {
                 return Next::Close(why);
             }
         };
+        match self.handling(&message) {
+            Handling::Answer(code) => self.answer(&message, code, weight_permits),
+            Handling::Route {
+                command,
+                kind,
+                approval_code,
+            } => {
+                self.route(&message, command, kind, approval_code, weight)
+                    .await
+            }
+        }
+    }
+
+    /// Admits a message of `weight_permits` bytes, before anything else:
+    /// past the budget, the reader stops reading here. `Err` says why the
+    /// connection closes instead.
+    async fn admit(&self, weight_permits: u32) -> Result<(), &'static str> {
+        let Ok(request_permit) = self.budget.requests.acquire().await else {
+            return Err("the writer is gone");
+        };
+        let Ok(bytes_permit) = self.budget.bytes.acquire_many(weight_permits).await else {
+            return Err("the writer is gone");
+        };
+        request_permit.forget();
+        bytes_permit.forget();
+        // Revoked meanwhile: refused from its next message on, as at the
+        // gateway, before anything is counted or answered.
+        if self.principal.is_revoked() {
+            self.budget.release(weight_permits);
+            return Err("the store HQ was revoked");
+        }
+        Ok(())
+    }
+
+    /// What a decoded message gets: refused before a sign-on, for its
+    /// fields or in a lockout, or else its request's handling.
+    fn handling(&mut self, message: &Message) -> Handling {
         let financial = !matches!(&message.mti, b"0800");
         if financial && request::response_mti(message.mti).is_some() && !self.signed_on {
-            return self.answer(&message, ResponseCode::Unavailable, weight_permits);
+            return Handling::Answer(ResponseCode::Unavailable);
         }
-        let parsed = match request::parse(&message) {
+        let parsed = match request::parse(message) {
             Ok(parsed) => parsed,
+            // A typo is a PIN failure, counted durably before the 14.
             Err(refusal) if refusal.bad_pin => {
-                // A typo is a PIN failure, counted durably before the 14.
                 let command = Command::PinFailure {
                     principal: self.principal.id,
                     refusal: Response::error(ErrorCode::InvalidPin, "bad check digit"),
                 };
-                return self
-                    .route(&message, command, PendingKind::PinFailure, None, weight)
-                    .await;
+                return Handling::route(command, PendingKind::PinFailure, None);
             }
-            Err(refusal) => return self.answer(&message, refusal.code, weight_permits),
+            Err(refusal) => return Handling::Answer(refusal.code),
         };
-        if parsed.is_financial() {
-            let now_ms = crate::clock::now_ms();
-            if self
-                .context
-                .gateway
-                .gate
-                .guard
-                .check(self.principal.id, now_ms)
-                .is_err()
-            {
-                return self.answer(&message, ResponseCode::LockedOut, weight_permits);
-            }
-            if let Some(terminal) = self.terminal(&message)
-                && self.context.terminals.is_locked(&terminal, now_ms)
-            {
-                return self.answer(&message, ResponseCode::LockedOut, weight_permits);
-            }
+        if parsed.is_financial() && self.locked_out(message) {
+            return Handling::Answer(ResponseCode::LockedOut);
         }
+        self.request(parsed)
+    }
+
+    /// Whether the HQ, or the terminal the message comes from, is locked
+    /// out now.
+    fn locked_out(&self, message: &Message) -> bool {
+        let now_ms = crate::clock::now_ms();
+        let guard = &self.context.gateway.gate.guard;
+        if guard.check(self.principal.id, now_ms).is_err() {
+            return true;
+        }
+        self.terminal(message)
+            .is_some_and(|terminal| self.context.terminals.is_locked(&terminal, now_ms))
+    }
+
+    /// A request's handling: network management is answered here; a sale,
+    /// its reversal and a balance inquiry are routed, if the store is this
+    /// HQ's.
+    fn request(&mut self, parsed: Request) -> Handling {
         match parsed {
             Request::Network(network) => {
                 match network {
@@ -300,11 +352,11 @@ impl Reader<'_> {
                     Network::SignOff => self.signed_on = false,
                     Network::Echo => {}
                 }
-                self.answer(&message, ResponseCode::Approved, weight_permits)
+                Handling::Answer(ResponseCode::Approved)
             }
             Request::Activate(sale) => {
                 let Some((key, approval)) = self.own_sale(&sale) else {
-                    return self.answer(&message, ResponseCode::NotPermitted, weight_permits);
+                    return Handling::Answer(ResponseCode::NotPermitted);
                 };
                 let command = Command::Activate {
                     principal: self.principal.id,
@@ -313,18 +365,11 @@ impl Reader<'_> {
                     cards: vec![Some(key)],
                     face_value_minor: Some(sale.amount_minor),
                 };
-                self.route(
-                    &message,
-                    command,
-                    PendingKind::Activate,
-                    Some(approval),
-                    weight,
-                )
-                .await
+                Handling::route(command, PendingKind::Activate, Some(approval))
             }
             Request::Reverse(_kind, sale) => {
                 let Some((key, approval)) = self.own_sale(&sale) else {
-                    return self.answer(&message, ResponseCode::NotPermitted, weight_permits);
+                    return Handling::Answer(ResponseCode::NotPermitted);
                 };
                 let command = Command::ReverseActivation {
                     principal: self.principal.id,
@@ -333,18 +378,11 @@ impl Reader<'_> {
                     key,
                     face_value_minor: Some(sale.amount_minor),
                 };
-                self.route(
-                    &message,
-                    command,
-                    PendingKind::Reverse,
-                    Some(approval),
-                    weight,
-                )
-                .await
+                Handling::route(command, PendingKind::Reverse, Some(approval))
             }
             Request::Balance { pin, store_id } => {
                 if store_id.is_some_and(|store| !self.principal.sells_at(store)) {
-                    return self.answer(&message, ResponseCode::NotPermitted, weight_permits);
+                    return Handling::Answer(ResponseCode::NotPermitted);
                 }
                 let command = Command::Balance {
                     principal: self.principal.id,
@@ -354,8 +392,7 @@ impl Reader<'_> {
                     },
                     hq: Some(self.principal.clone()),
                 };
-                self.route(&message, command, PendingKind::Balance, None, weight)
-                    .await
+                Handling::route(command, PendingKind::Balance, None)
             }
         }
     }
@@ -547,22 +584,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         tokio::select! {
             reply = router_rx.recv(), if router_open => match reply {
                 Some(reply) => {
+                    let terminals = &context.terminals;
                     for (tag, response) in replies(reply) {
-                        let waiting = pending
-                            .lock()
-                            .expect("the pending map is never poisoned")
-                            .remove(&tag.correlation_id);
-                        if let Some(waiting) = waiting {
-                            let (kind, terminal) = (waiting.kind, waiting.terminal);
-                            let message = answer(waiting, response);
-                            if let Some(terminal) = terminal
-                                && is_pin_failure(kind, &message)
-                            {
-                                let now_ms = crate::clock::now_ms();
-                                context.terminals.record_failure(terminal, now_ms);
-                            }
-                            encode(&mut out, &message, max_message_bytes);
-                        }
+                        encode_routed(&tag, response, &pending, terminals, &mut out, max_message_bytes);
                         answered.push(tag);
                     }
                 }
@@ -599,6 +623,32 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     budget.close();
+}
+
+/// Encodes the answer to a routed request from its response, if the
+/// request is still waiting, and counts a PIN failure against its terminal.
+fn encode_routed(
+    tag: &Tag,
+    response: Response,
+    pending: &PendingMap,
+    terminals: &Terminals,
+    out: &mut Vec<u8>,
+    max_message_bytes: usize,
+) {
+    let waiting = pending
+        .lock()
+        .expect("the pending map is never poisoned")
+        .remove(&tag.correlation_id);
+    let Some(waiting) = waiting else { return };
+    let (kind, terminal) = (waiting.kind, waiting.terminal);
+    let message = answer(waiting, response);
+    if let Some(terminal) = terminal
+        && is_pin_failure(kind, &message)
+    {
+        let now_ms = crate::clock::now_ms();
+        terminals.record_failure(terminal, now_ms);
+    }
+    encode(out, &message, max_message_bytes);
 }
 
 /// The (tag, response) pairs of a router reply. Batches and fatal errors

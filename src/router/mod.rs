@@ -167,133 +167,97 @@ impl Router {
         let mut per_shard: Vec<Vec<(Tag, ClientOp)>> =
             (0..self.shards.count()).map(|_| Vec::new()).collect();
         for (tag, command) in commands {
-            match command {
-                Command::Pay {
-                    payment,
-                    amount_minor,
-                    cards,
-                    order_id,
-                } => match self.single_shard(&cards) {
-                    Some(shard) => per_shard[shard.index()].push((
-                        tag,
-                        ClientOp::Pay {
-                            payment,
-                            amount_minor,
-                            cards,
-                            order_id,
-                        },
-                    )),
-                    None => {
-                        let router = self.clone();
-                        answer_beside(reply, tag, async move {
-                            let coordinator = &router.coordinator;
-                            Ok(coordinator
-                                .pay(payment, amount_minor, cards, order_id)
-                                .await)
-                        });
-                    }
-                },
-                Command::Balance {
-                    principal,
-                    card,
-                    hq,
-                } => per_shard[self.shards.of(&card.key).index()].push((
-                    tag,
-                    ClientOp::Balance {
-                        principal,
-                        key: card.key,
-                        hq,
-                    },
-                )),
-                Command::Activate {
-                    principal,
-                    store_id,
-                    pos_ref,
-                    cards,
-                    face_value_minor,
-                } => {
-                    let router = self.clone();
-                    answer_beside(reply, tag, async move {
-                        let shards = &router.shards;
-                        let sale = activate::Sale {
-                            principal,
-                            store_id,
-                            pos_ref,
-                            face_value_minor,
-                        };
-                        activate::activate(shards, sale, cards).await
-                    });
-                }
-                Command::PinFailure { principal, refusal } => {
-                    let shard = principal as usize % self.shards.count();
-                    per_shard[shard].push((
-                        tag,
-                        ClientOp::PinFailures {
-                            principal,
-                            count: 1,
-                            refusal,
-                        },
-                    ))
-                }
-                Command::ReverseActivation {
-                    principal,
-                    store_id,
-                    pos_ref,
-                    key,
-                    face_value_minor,
-                } => per_shard[self.shards.of(&key).index()].push((
-                    tag,
-                    ClientOp::ReverseActivation {
-                        principal,
-                        store_id,
-                        pos_ref,
-                        key,
-                        face_value_minor,
-                    },
-                )),
-                Command::Refund {
-                    refund,
-                    payment,
-                    amount_minor,
-                } => {
-                    let router = self.clone();
-                    answer_beside(reply, tag, async move {
-                        Ok(router
-                            .coordinator
-                            .refund(refund, payment, amount_minor)
-                            .await)
-                    });
-                }
-                Command::Authorize {
-                    authorization,
-                    amount_minor,
-                    cards,
-                    order_id,
-                } => {
-                    let router = self.clone();
-                    answer_beside(reply, tag, async move {
-                        let coordinator = &router.coordinator;
-                        Ok(coordinator
-                            .authorize(authorization, amount_minor, cards, order_id)
-                            .await)
-                    });
-                }
-                Command::Capture {
-                    operation,
-                    authorization,
-                    amount_minor,
-                } => {
-                    let router = self.clone();
-                    answer_beside(reply, tag, async move {
-                        let coordinator = &router.coordinator;
-                        Ok(coordinator
-                            .capture(operation, authorization, amount_minor)
-                            .await)
-                    });
-                }
-                admin => self.answer_in_admin_lane(reply, tag, admin),
+            match self.owning_shard(&command) {
+                Some(shard) => per_shard[shard.index()].push((tag, client_op(command))),
+                None => self.start_beside(reply, tag, command),
             }
         }
+        self.send_to_shards(reply, per_shard);
+    }
+
+    /// The one shard that answers `command` alone, if there is one: a
+    /// payment whose cards share a shard, a balance inquiry, a reversal, a
+    /// PIN failure (counted on the principal's shard).
+    fn owning_shard(&self, command: &Command) -> Option<ShardId> {
+        match command {
+            Command::Pay { cards, .. } => self.single_shard(cards),
+            Command::Balance { card, .. } => Some(self.shards.of(&card.key)),
+            Command::ReverseActivation { key, .. } => Some(self.shards.of(key)),
+            Command::PinFailure { principal, .. } => {
+                let index = *principal as usize % self.shards.count();
+                Some(ShardId::from_index(index))
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts work that no one shard answers alone: beside the connection
+    /// (payments across shards, activations, refunds, authorizations,
+    /// captures), or in the admin lane (operator requests).
+    fn start_beside(self: &Arc<Self>, reply: &ReplyTx, tag: Tag, command: Command) {
+        match command {
+            Command::Pay {
+                payment,
+                amount_minor,
+                cards,
+                order_id,
+            } => answer_beside(self, reply, tag, move |router| async move {
+                let coordinator = &router.coordinator;
+                Ok(coordinator
+                    .pay(payment, amount_minor, cards, order_id)
+                    .await)
+            }),
+            Command::Activate {
+                principal,
+                store_id,
+                pos_ref,
+                cards,
+                face_value_minor,
+            } => answer_beside(self, reply, tag, move |router| async move {
+                let sale = activate::Sale {
+                    principal,
+                    store_id,
+                    pos_ref,
+                    face_value_minor,
+                };
+                activate::activate(&router.shards, sale, cards).await
+            }),
+            Command::Refund {
+                refund,
+                payment,
+                amount_minor,
+            } => answer_beside(self, reply, tag, move |router| async move {
+                let coordinator = &router.coordinator;
+                Ok(coordinator.refund(refund, payment, amount_minor).await)
+            }),
+            Command::Authorize {
+                authorization,
+                amount_minor,
+                cards,
+                order_id,
+            } => answer_beside(self, reply, tag, move |router| async move {
+                let coordinator = &router.coordinator;
+                Ok(coordinator
+                    .authorize(authorization, amount_minor, cards, order_id)
+                    .await)
+            }),
+            Command::Capture {
+                operation,
+                authorization,
+                amount_minor,
+            } => answer_beside(self, reply, tag, move |router| async move {
+                let coordinator = &router.coordinator;
+                Ok(coordinator
+                    .capture(operation, authorization, amount_minor)
+                    .await)
+            }),
+            admin => self.answer_in_admin_lane(reply, tag, admin),
+        }
+    }
+
+    /// Sends each shard its part of the read, in one message; a shard whose
+    /// mailbox is full gets nothing, and its requests are answered `busy`.
+    fn send_to_shards(&self, reply: &ReplyTx, per_shard: Vec<Vec<(Tag, ClientOp)>>) {
         for (index, ops) in per_shard.into_iter().enumerate() {
             if ops.is_empty() {
                 continue;
@@ -362,38 +326,10 @@ impl Router {
             Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
             Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
             Command::PrincipalCert(body) => Ok(principal::cert(&self.registry, &self.certs, body)),
-            Command::StoreStatement(request) => {
-                statement::store_statement(&self.shards, self.storage.as_ref(), request).await
-            }
-            Command::Statement(request) => {
-                let (shards, storage) = (&self.shards, self.storage.as_ref());
-                statement::statement(shards, storage, &self.registry, request).await
-            }
-            Command::Payout { operator, command } => {
-                let (shards, storage) = (&self.shards, self.storage.as_ref());
-                payout::run(
-                    shards,
-                    storage,
-                    &self.registry,
-                    &self.payouts,
-                    operator,
-                    command,
-                )
-                .await
-            }
-            Command::Remit { operator, request } => {
-                let (shards, storage) = (&self.shards, self.storage.as_ref());
-                let remittances = &self.remittances;
-                remit::remit(
-                    shards,
-                    storage,
-                    &self.registry,
-                    remittances,
-                    operator,
-                    request,
-                )
-                .await
-            }
+            books @ (Command::Statement(_)
+            | Command::StoreStatement(_)
+            | Command::Payout { .. }
+            | Command::Remit { .. }) => self.books(books).await,
             Command::Pay { .. }
             | Command::Balance { .. }
             | Command::Activate { .. }
@@ -406,20 +342,91 @@ impl Router {
             }
         }
     }
+
+    /// The center's books: statements, payouts and remittances.
+    async fn books(&self, command: Command) -> Result<Response, ShardGone> {
+        let (shards, storage, registry) = (&self.shards, self.storage.as_ref(), &self.registry);
+        match command {
+            Command::StoreStatement(request) => {
+                statement::store_statement(shards, storage, request).await
+            }
+            Command::Statement(request) => {
+                statement::statement(shards, storage, registry, request).await
+            }
+            Command::Payout { operator, command } => {
+                let payouts = &self.payouts;
+                payout::run(shards, storage, registry, payouts, operator, command).await
+            }
+            Command::Remit { operator, request } => {
+                let remittances = &self.remittances;
+                remit::remit(shards, storage, registry, remittances, operator, request).await
+            }
+            _ => unreachable!("only statements, payouts and remittances are the books'"),
+        }
+    }
 }
 
-/// Runs `work` beside the connection (on its arbiter) and sends its answer
-/// when done.
-fn answer_beside(
+/// Runs `work` beside the connection (on its arbiter), with its own handle
+/// on the router, and sends its answer when done.
+fn answer_beside<W>(
+    router: &Arc<Router>,
     reply: &ReplyTx,
     tag: Tag,
-    work: impl Future<Output = Result<Response, ShardGone>> + 'static,
-) {
-    let reply = reply.clone();
+    work: impl FnOnce(Arc<Router>) -> W + 'static,
+) where
+    W: Future<Output = Result<Response, ShardGone>> + 'static,
+{
+    let (router, reply) = (router.clone(), reply.clone());
     actix_rt::spawn(async move {
-        let response = work.await.unwrap_or_else(shutting_down);
+        let response = work(router).await.unwrap_or_else(shutting_down);
         reply::send(&reply, Reply::One(tag, response));
     });
+}
+
+/// The shard operation for a command that its owning shard answers alone
+/// ([`Router::owning_shard`] said which).
+fn client_op(command: Command) -> ClientOp {
+    match command {
+        Command::Pay {
+            payment,
+            amount_minor,
+            cards,
+            order_id,
+        } => ClientOp::Pay {
+            payment,
+            amount_minor,
+            cards,
+            order_id,
+        },
+        Command::Balance {
+            principal,
+            card,
+            hq,
+        } => ClientOp::Balance {
+            principal,
+            key: card.key,
+            hq,
+        },
+        Command::PinFailure { principal, refusal } => ClientOp::PinFailures {
+            principal,
+            count: 1,
+            refusal,
+        },
+        Command::ReverseActivation {
+            principal,
+            store_id,
+            pos_ref,
+            key,
+            face_value_minor,
+        } => ClientOp::ReverseActivation {
+            principal,
+            store_id,
+            pos_ref,
+            key,
+            face_value_minor,
+        },
+        _ => unreachable!("only commands with an owning shard become shard operations"),
+    }
 }
 
 fn shutting_down(_: ShardGone) -> Response {

@@ -19,7 +19,7 @@ use crate::protocol::{
     PayoutCreateResponse, PayoutListRequest, PayoutListResponse, PayoutShowRequest,
     PayoutShowResponse, PayoutStatus, Response,
 };
-use crate::settlement;
+use crate::settlement::{self, PeriodSums};
 use crate::shard::{ShardGone, Shards};
 use crate::storage::records::{self, PayoutRecord};
 use crate::storage::{Cf, Storage, StorageError, Store};
@@ -127,12 +127,7 @@ async fn create(
     // on every payment and refund stamped at or before it is on disk, and
     // none will be stamped so again (`ShardMachine::stamp`).
     shards.seal(until_ms).await?;
-    let closed = settlement::last_payout(storage, merchant).and_then(|last| {
-        let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
-        let sums = settlement::period_sums(storage, merchant, from_ms, until_ms)?;
-        Ok((last, sums))
-    });
-    let (last, sums) = match closed {
+    let (last, sums) = match period_since_last(storage, merchant, until_ms) {
         Ok(closed) => closed,
         Err(error) => return Ok(failed(error)),
     };
@@ -161,6 +156,19 @@ async fn create(
         payout: Some(info),
         replayed: false,
     }))
+}
+
+/// The merchant's last payout, if any, and the sums of its period from
+/// that payout's cut-off to `until_ms`.
+fn period_since_last(
+    storage: &Storage,
+    merchant: u32,
+    until_ms: u64,
+) -> Result<(Option<(u64, PayoutRecord)>, PeriodSums), StorageError> {
+    let last = settlement::last_payout(storage, merchant)?;
+    let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
+    let sums = settlement::period_sums(storage, merchant, from_ms, until_ms)?;
+    Ok((last, sums))
 }
 
 /// The first answer to a payout request made before, if it was.

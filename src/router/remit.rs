@@ -70,23 +70,8 @@ pub(super) async fn remit(
         return Ok(Response::Error(busy));
     }
     let _claim = ClaimGuard::new(&remittances.claims, id);
-    match storage.get_remittance(id) {
-        Err(error) => {
-            tracing::error!(%error, "remittance lookup failed");
-            let failed = ErrorResponse::new(ErrorCode::Internal, "storage read failed");
-            return Ok(Response::Error(failed));
-        }
-        Ok(Some(record)) => {
-            let same = record.store_hq_id == request.store_hq_id
-                && record.amount_minor == request.amount_minor
-                && record.reference == request.reference;
-            return Ok(if same {
-                Response::Remitted(answer_of(&record, true))
-            } else {
-                invalid("this request id was already used for a different remittance")
-            });
-        }
-        Ok(None) => {}
+    if let Some(replayed) = replay(storage, id, &request) {
+        return Ok(replayed);
     }
     let Some(hq) = registry
         .get(request.store_hq_id)
@@ -111,14 +96,7 @@ pub(super) async fn remit(
         .collect();
     let owed_before_minor = debts.iter().map(|(_, debt)| debt).sum();
     let Some(allocations) = ledger::allocate_remittance(&debts, request.amount_minor) else {
-        return Ok(Response::Remitted(RemitResponse {
-            status: RemitStatus::Declined,
-            reason: Some(DeclineReason::ExceedsOwed),
-            amount_minor: request.amount_minor,
-            allocations: Vec::new(),
-            owed_before_minor,
-            replayed: false,
-        }));
+        return Ok(exceeds_owed(request.amount_minor, owed_before_minor));
     };
     let record = RemittanceRecord {
         store_hq_id: request.store_hq_id,
@@ -136,4 +114,40 @@ pub(super) async fn remit(
         .get()
         .await?;
     Ok(Response::Remitted(answer))
+}
+
+/// The answer to a remittance whose id was used before (the first answer
+/// when it is the same remittance), or to a failed lookup; `None` for a
+/// new one.
+fn replay(storage: &Storage, id: RemittanceId, request: &RemitRequest) -> Option<Response> {
+    match storage.get_remittance(id) {
+        Err(error) => {
+            tracing::error!(%error, "remittance lookup failed");
+            let failed = ErrorResponse::new(ErrorCode::Internal, "storage read failed");
+            Some(Response::Error(failed))
+        }
+        Ok(Some(record)) => {
+            let same = record.store_hq_id == request.store_hq_id
+                && record.amount_minor == request.amount_minor
+                && record.reference == request.reference;
+            Some(if same {
+                Response::Remitted(answer_of(&record, true))
+            } else {
+                invalid("this request id was already used for a different remittance")
+            })
+        }
+        Ok(None) => None,
+    }
+}
+
+/// The decline of a remittance above what the HQ's stores owe.
+fn exceeds_owed(amount_minor: u64, owed_before_minor: u64) -> Response {
+    Response::Remitted(RemitResponse {
+        status: RemitStatus::Declined,
+        reason: Some(DeclineReason::ExceedsOwed),
+        amount_minor,
+        allocations: Vec::new(),
+        owed_before_minor,
+        replayed: false,
+    })
 }

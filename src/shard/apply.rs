@@ -43,7 +43,6 @@ impl Handler<Ask> for Shard {
 impl Shard {
     fn apply(&mut self, op: ShardOp) -> Applied {
         let now_ms = crate::clock::now_ms();
-        let changes = &mut self.pending.changes;
         match op {
             ShardOp::Activate(cards) => {
                 let results = self.activate(&cards, now_ms);
@@ -56,16 +55,13 @@ impl Shard {
             ShardOp::Prepare(request) => {
                 durable(1, ShardAnswer::Voted(self.prepare(&request, now_ms)))
             }
-            ShardOp::Commit { payment, takes } => {
-                self.machine.commit(payment, &takes, changes);
-                durable(1, ShardAnswer::Done)
-            }
             ShardOp::Abort {
                 payment,
                 keys,
                 declined,
             } => {
-                self.machine.abort(payment, &keys, changes);
+                self.machine
+                    .abort(payment, &keys, &mut self.pending.changes);
                 // An abort of a payment declined for want of funds over all
                 // its cards notes the decline on this shard's cards: a
                 // repeat on cards that have not changed counts as a PIN
@@ -76,6 +72,40 @@ impl Shard {
                 }
                 durable(1, ShardAnswer::Done)
             }
+            ShardOp::CountFailures { principal, count } => {
+                // Locked out by them or before: the activation's other
+                // cards are refused at their shards all the same.
+                let _ = self.count_failures(principal, count, now_ms);
+                durable(0, ShardAnswer::Done)
+            }
+            decided @ (ShardOp::Commit { .. }
+            | ShardOp::RecordDecision { .. }
+            | ShardOp::KeepAuthorized { .. }
+            | ShardOp::RecordAuthorization(_)
+            | ShardOp::RecordRefund { .. }
+            | ShardOp::ApplyCredits { .. }
+            | ShardOp::RecordPayout { .. }
+            | ShardOp::RecordRemittance { .. }) => {
+                self.write_decided(decided);
+                durable(1, ShardAnswer::Done)
+            }
+            books @ (ShardOp::ReadStoreShares(_)
+            | ShardOp::Seal { .. }
+            | ShardOp::ReportPage { .. }
+            | ShardOp::AuditBegin
+            | ShardOp::AuditSlice { .. }
+            | ShardOp::AuditEnd
+            | ShardOp::Stats) => self.read_books(books),
+        }
+    }
+
+    /// Writes what a coordinator or the operator already decided (a
+    /// commit, a decision, credits, a payout, a remittance): nothing left
+    /// to judge, one operation in the batch.
+    fn write_decided(&mut self, op: ShardOp) {
+        let changes = &mut self.pending.changes;
+        match op {
+            ShardOp::Commit { payment, takes } => self.machine.commit(payment, &takes, changes),
             ShardOp::RecordDecision {
                 payment,
                 record,
@@ -84,40 +114,26 @@ impl Shard {
                 let order_id = order_id.as_ref();
                 self.machine
                     .record_decision(payment, &record, order_id, changes);
-                durable(1, ShardAnswer::Done)
             }
             ShardOp::KeepAuthorized {
                 authorization,
                 keeps,
                 record,
-            } => {
-                self.machine
-                    .keep_authorized(authorization, &keeps, &record, changes);
-                durable(1, ShardAnswer::Done)
-            }
-            ShardOp::RecordAuthorization(step) => {
-                self.machine.record_authorization(&step, changes);
-                durable(1, ShardAnswer::Done)
-            }
+            } => self
+                .machine
+                .keep_authorized(authorization, &keeps, &record, changes),
+            ShardOp::RecordAuthorization(step) => self.machine.record_authorization(&step, changes),
             ShardOp::RecordRefund {
                 refund,
                 record,
                 payment,
                 refunded,
                 credits,
-            } => {
-                self.machine
-                    .record_refund(refund, &record, payment, &refunded, &credits, changes);
-                durable(1, ShardAnswer::Done)
-            }
+            } => self
+                .machine
+                .record_refund(refund, &record, payment, &refunded, &credits, changes),
             ShardOp::ApplyCredits { refund, credits } => {
-                self.machine.apply_credits(refund, &credits, changes);
-                durable(1, ShardAnswer::Done)
-            }
-            // Books may include changes not yet synced: the answer waits
-            // for the batch, like a page and an audit's end below.
-            ShardOp::ReadStoreShares(stores) => {
-                durable(0, ShardAnswer::Shares(self.machine.store_shares(&stores)))
+                self.machine.apply_credits(refund, &credits, changes)
             }
             ShardOp::RecordPayout {
                 merchant_id,
@@ -125,20 +141,23 @@ impl Shard {
                 record,
                 request,
                 book,
-            } => {
-                self.machine
-                    .record_payout(merchant_id, seq, &record, request, book, changes);
-                durable(1, ShardAnswer::Done)
-            }
+            } => self
+                .machine
+                .record_payout(merchant_id, seq, &record, request, book, changes),
             ShardOp::RecordRemittance { remittance, record } => {
-                self.machine.record_remittance(remittance, &record, changes);
-                durable(1, ShardAnswer::Done)
+                self.machine.record_remittance(remittance, &record, changes)
             }
-            ShardOp::CountFailures { principal, count } => {
-                // Locked out by them or before: the activation's other
-                // cards are refused at their shards all the same.
-                let _ = self.count_failures(principal, count, now_ms);
-                durable(0, ShardAnswer::Done)
+            _ => unreachable!("apply routes only decided writes here"),
+        }
+    }
+
+    /// The books, the seal and the audit: nothing joins the batch.
+    fn read_books(&mut self, op: ShardOp) -> Applied {
+        match op {
+            // Books may include changes not yet synced: the answer waits
+            // for the batch, like a page and an audit's end below.
+            ShardOp::ReadStoreShares(stores) => {
+                durable(0, ShardAnswer::Shares(self.machine.store_shares(&stores)))
             }
             // Answered with the current batch: records stamped before the
             // seal are in it or in an earlier one.
@@ -176,6 +195,7 @@ impl Shard {
                 });
                 Applied::Now(ShardAnswer::Stats(stats.unwrap_or_default()))
             }
+            _ => unreachable!("apply routes only the books and the audit here"),
         }
     }
 

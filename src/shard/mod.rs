@@ -308,64 +308,69 @@ impl Handler<ClientWork> for Shard {
         let now_ms = crate::clock::now_ms();
         let mut replies = Vec::with_capacity(ops.len());
         for (tag, op) in ops {
-            let response = match op {
-                ClientOp::Pay {
-                    payment,
-                    amount_minor,
-                    cards,
-                    order_id,
-                } => self.guarded(payment.merchant_id, now_ms, |shard| {
-                    let order_id = order_id.as_ref().map(OrderId::as_str);
-                    let response = shard.pay(payment, amount_minor, &cards, order_id, now_ms);
-                    let failed = shard.pay_failed(&response, &cards);
-                    (response, failed)
-                }),
-                ClientOp::PinFailures {
-                    principal,
-                    count,
-                    refusal,
-                } => self
-                    .count_failures(principal, count, now_ms)
-                    .map_or_else(|locked| Response::Error(locked.refusal()), |()| refusal),
-                ClientOp::Balance { principal, key, hq } => {
-                    self.guarded(principal, now_ms, |shard| {
-                        // A store HQ asking about another HQ's card fails like
-                        // an unknown PIN: an answer that tells a sold card from
-                        // an unknown one is worth guessing for, so it counts.
-                        let balance = match &hq {
-                            Some(hq) => shard.machine.balance_of_own(&key, &hq.stores, now_ms),
-                            None => shard.machine.balance(&key, now_ms),
-                        };
-                        match balance {
-                            Ok(balance) => (Response::Balance(balance), false),
-                            Err(error) => (Response::Error(error), true),
-                        }
-                    })
-                }
-                ClientOp::ReverseActivation {
-                    principal,
-                    store_id,
-                    pos_ref,
-                    key,
-                    face_value_minor,
-                } => self.guarded(principal, now_ms, |shard| {
-                    if let Some(amount_minor) = face_value_minor
-                        && let Err(reason) = shard.machine.check_face_value(&key, amount_minor)
-                    {
-                        let declined = ReverseActivationResponse::declined(reason);
-                        return (Response::ActivationReversed(declined), false);
-                    }
-                    let window_ms = shard.services.reversal_window_ms;
-                    let changes = &mut shard.pending.changes;
-                    let reversed = shard
-                        .machine
-                        .reverse_activation(key, store_id, pos_ref, now_ms, window_ms, changes);
-                    let failed = reversed.reason == Some(DeclineReason::UnknownPin);
-                    (Response::ActivationReversed(reversed), failed)
-                }),
-            };
-            replies.push((tag, response));
+            replies.push((tag, self.apply_client(op, now_ms)));
         }
         self.deliver_when_durable(replies.len(), Delivery::Client(reply, replies));
+    }
+}
+
+impl Shard {
+    /// Applies one client operation under its principal's lockout guard;
+    /// its answer.
+    fn apply_client(&mut self, op: ClientOp, now_ms: u64) -> Response {
+        match op {
+            ClientOp::Pay {
+                payment,
+                amount_minor,
+                cards,
+                order_id,
+            } => self.guarded(payment.merchant_id, now_ms, |shard| {
+                let order_id = order_id.as_ref().map(OrderId::as_str);
+                let response = shard.pay(payment, amount_minor, &cards, order_id, now_ms);
+                let failed = shard.pay_failed(&response, &cards);
+                (response, failed)
+            }),
+            ClientOp::PinFailures {
+                principal,
+                count,
+                refusal,
+            } => self
+                .count_failures(principal, count, now_ms)
+                .map_or_else(|locked| Response::Error(locked.refusal()), |()| refusal),
+            ClientOp::Balance { principal, key, hq } => self.guarded(principal, now_ms, |shard| {
+                // A store HQ asking about another HQ's card fails like an
+                // unknown PIN: an answer that tells a sold card from an
+                // unknown one is worth guessing for, so it counts.
+                let balance = match &hq {
+                    Some(hq) => shard.machine.balance_of_own(&key, &hq.stores, now_ms),
+                    None => shard.machine.balance(&key, now_ms),
+                };
+                match balance {
+                    Ok(balance) => (Response::Balance(balance), false),
+                    Err(error) => (Response::Error(error), true),
+                }
+            }),
+            ClientOp::ReverseActivation {
+                principal,
+                store_id,
+                pos_ref,
+                key,
+                face_value_minor,
+            } => self.guarded(principal, now_ms, |shard| {
+                if let Some(amount_minor) = face_value_minor
+                    && let Err(reason) = shard.machine.check_face_value(&key, amount_minor)
+                {
+                    let declined = ReverseActivationResponse::declined(reason);
+                    return (Response::ActivationReversed(declined), false);
+                }
+                let window_ms = shard.services.reversal_window_ms;
+                let changes = &mut shard.pending.changes;
+                let reversed = shard
+                    .machine
+                    .reverse_activation(key, store_id, pos_ref, now_ms, window_ms, changes);
+                let failed = reversed.reason == Some(DeclineReason::UnknownPin);
+                (Response::ActivationReversed(reversed), failed)
+            }),
+        }
     }
 }

@@ -347,6 +347,25 @@ pub fn declined(two_phase: &TwoPhase, decision: &PayResponse, now_ms: u64) -> Pa
     record
 }
 
+/// The answer to an authorization whose id was used before: the first
+/// answer when it is the same authorization.
+fn replay_authorization(
+    record: &PaymentRecord,
+    amount_minor: u64,
+    cards: &[CardRef],
+) -> Result<AuthorizeResponse, ErrorResponse> {
+    let same = record.amount_minor == amount_minor
+        && record.cards.len() == cards.len()
+        && record.cards.iter().zip(cards).all(|(a, b)| a.key == b.key);
+    match (answers_an_authorization(record), same) {
+        (true, true) => Ok(authorize_response_of(record, true)),
+        (true, false) => Err(invalid(
+            "this request id was already used for a different authorization",
+        )),
+        (false, _) => Err(invalid("this request id was already used for a payment")),
+    }
+}
+
 type Answer<T> = Result<Result<T, ErrorResponse>, ShardGone>;
 
 impl Coordinator {
@@ -390,46 +409,16 @@ impl Coordinator {
         let _claim = ClaimGuard::new(&self.claims, authorization);
         match idempotency::prefetch(self.storage.as_ref(), authorization) {
             Err(error) => return Ok(Err(error)),
-            Ok(Some(record)) => {
-                let same = record.amount_minor == amount_minor
-                    && record.cards.len() == cards.len()
-                    && record.cards.iter().zip(&cards).all(|(a, b)| a.key == b.key);
-                return Ok(match (answers_an_authorization(&record), same) {
-                    (true, true) => Ok(authorize_response_of(&record, true)),
-                    (true, false) => Err(invalid(
-                        "this request id was already used for a different authorization",
-                    )),
-                    (false, _) => Err(invalid("this request id was already used for a payment")),
-                });
-            }
+            Ok(Some(record)) => return Ok(replay_authorization(&record, amount_minor, &cards)),
             Ok(None) => {}
         }
         let mut two_phase = TwoPhase::new(authorization, amount_minor, cards, self.shards.count());
         let decision = self.prepare_and_decide(&mut two_phase).await?;
         crashpoint::reached(CrashPoint::AfterPrepare);
         let now_ms = crate::clock::now_ms();
-        let home = authorization.home_shard(self.shards.count());
         if !decision.is_approved() {
-            if is_recorded(&decision) {
-                let step = AuthorizationStep {
-                    authorization,
-                    record: declined(&two_phase, &decision, now_ms),
-                    index: IndexChange::None,
-                    operation: None,
-                    order_id,
-                };
-                self.shards
-                    .record_authorization(home, step)
-                    .await?
-                    .get()
-                    .await?;
-            }
-            self.commit_or_abort(&two_phase, &decision).await?;
-            return Ok(Ok(AuthorizeResponse::declined(
-                decision.reason.unwrap_or(DeclineReason::Aborted),
-                decision.position,
-                amount_minor,
-            )));
+            let declined = self.decline_authorization(&two_phase, &decision, order_id, now_ms);
+            return Ok(Ok(declined.await?));
         }
         let record = opened(&two_phase, &decision, now_ms, self.authorization_ttl_ms);
         let expires_at_ms = record.authorization.as_ref().map_or(0, |t| t.expires_at_ms);
@@ -446,6 +435,7 @@ impl Coordinator {
             operation: None,
             order_id,
         };
+        let home = authorization.home_shard(self.shards.count());
         self.shards
             .record_authorization(home, step)
             .await?
@@ -453,9 +443,55 @@ impl Coordinator {
             .await?;
         self.open_authorizations.open(expires_at_ms, authorization);
         crashpoint::reached(CrashPoint::AfterDecision);
+        self.trim_holds(&two_phase, &decision, hold_record).await?;
+        Ok(Ok(response))
+    }
+
+    /// Records a declined authorization (when its decline is one to
+    /// record), then releases its holds; the answer.
+    async fn decline_authorization(
+        &self,
+        two_phase: &TwoPhase,
+        decision: &PayResponse,
+        order_id: Option<OrderId>,
+        now_ms: u64,
+    ) -> Result<AuthorizeResponse, ShardGone> {
+        let authorization = two_phase.payment;
+        if is_recorded(decision) {
+            let step = AuthorizationStep {
+                authorization,
+                record: declined(two_phase, decision, now_ms),
+                index: IndexChange::None,
+                operation: None,
+                order_id,
+            };
+            let home = authorization.home_shard(self.shards.count());
+            self.shards
+                .record_authorization(home, step)
+                .await?
+                .get()
+                .await?;
+        }
+        self.commit_or_abort(two_phase, decision).await?;
+        Ok(AuthorizeResponse::declined(
+            decision.reason.unwrap_or(DeclineReason::Aborted),
+            decision.position,
+            two_phase.amount_minor,
+        ))
+    }
+
+    /// Each shard trims an approved authorization's holds to what its
+    /// cards keep.
+    async fn trim_holds(
+        &self,
+        two_phase: &TwoPhase,
+        decision: &PayResponse,
+        hold_record: HoldRecord,
+    ) -> Result<(), ShardGone> {
+        let authorization = two_phase.payment;
         let mut answers = Vec::new();
         for (index, participant) in two_phase.participants().iter().enumerate() {
-            let PhaseTwo::Commit(keeps) = two_phase.phase_two(index, &decision) else {
+            let PhaseTwo::Commit(keeps) = two_phase.phase_two(index, decision) else {
                 unreachable!("an approved decision commits everywhere");
             };
             let shard = participant.shard;
@@ -468,7 +504,7 @@ impl Coordinator {
         for answer in answers {
             answer.get().await?;
         }
-        Ok(Ok(response))
+        Ok(())
     }
 
     /// Captures `amount_minor` of `authorization` under the id
@@ -532,29 +568,15 @@ impl Coordinator {
         authorization: PaymentId,
         closing: Closing,
     ) -> Result<Result<PaymentRecord, Refused>, ShardGone> {
-        let storage = self.storage.as_ref();
-        let _operation_claim = match operation {
-            Some(operation) => {
-                if let Err(busy) = idempotency::claim(&self.operation_claims, operation) {
-                    return Ok(Err(Refused::Error(busy)));
-                }
-                let guard = ClaimGuard::new(&self.operation_claims, operation);
-                match storage.get_operation(operation) {
-                    Err(error) => return Ok(Err(Refused::Error(storage_failed(error)))),
-                    Ok(Some(prior)) => {
-                        return Ok(Err(self.replay_operation(&prior, authorization, closing)));
-                    }
-                    Ok(None) => {}
-                }
-                Some(guard)
-            }
-            None => None,
+        let _operation_claim = match self.claim_operation(operation, authorization, closing) {
+            Ok(claim) => claim,
+            Err(refused) => return Ok(Err(refused)),
         };
         if let Err(busy) = idempotency::claim(&self.claims, authorization) {
             return Ok(Err(Refused::Error(busy)));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        let record = match idempotency::prefetch(storage, authorization) {
+        let record = match idempotency::prefetch(self.storage.as_ref(), authorization) {
             Err(error) => return Ok(Err(Refused::Error(error))),
             Ok(record) => record,
         };
@@ -574,6 +596,45 @@ impl Coordinator {
         self.open_authorizations
             .close(terms.expires_at_ms, authorization);
         crashpoint::reached(CrashPoint::AfterDecision);
+        self.close_holds(authorization, &record, closing, &decision)
+            .await?;
+        if closing == Closing::Release {
+            tracing::info!(?authorization, "authorization released at its deadline");
+        }
+        Ok(Ok(record))
+    }
+
+    /// Claims a capture's or void's own id (a release has none), unless it
+    /// was used before: then the first answer, or the refusal of a
+    /// different operation under the same id.
+    fn claim_operation(
+        &self,
+        operation: Option<OperationId>,
+        authorization: PaymentId,
+        closing: Closing,
+    ) -> Result<Option<ClaimGuard<'_, OperationId>>, Refused> {
+        let Some(operation) = operation else {
+            return Ok(None);
+        };
+        idempotency::claim(&self.operation_claims, operation).map_err(Refused::Error)?;
+        let guard = ClaimGuard::new(&self.operation_claims, operation);
+        match self.storage.get_operation(operation) {
+            Err(error) => Err(Refused::Error(storage_failed(error))),
+            Ok(Some(prior)) => Err(self.replay_operation(&prior, authorization, closing)),
+            Ok(None) => Ok(Some(guard)),
+        }
+    }
+
+    /// Phase two of a closed authorization: a capture commits what each
+    /// card gives (`takes`, by position) and releases the rest; a void or
+    /// release aborts every hold.
+    async fn close_holds(
+        &self,
+        authorization: PaymentId,
+        record: &PaymentRecord,
+        closing: Closing,
+        takes: &[u64; CARDS_PER_PAYMENT_MAX],
+    ) -> Result<(), ShardGone> {
         let two_phase = TwoPhase::new(
             authorization,
             record.amount_minor,
@@ -589,7 +650,7 @@ impl Coordinator {
                     .iter()
                     .map(|(position, card)| Take {
                         key: card.key,
-                        take_minor: decision[position.index()],
+                        take_minor: takes[position.index()],
                     })
                     .collect();
                 self.shards.commit(shard, authorization, takes).await?
@@ -605,10 +666,7 @@ impl Coordinator {
                 crashpoint::reached(CrashPoint::MidCommit);
             }
         }
-        if closing == Closing::Release {
-            tracing::info!(?authorization, "authorization released at its deadline");
-        }
-        Ok(Ok(record))
+        Ok(())
     }
 
     /// The answer to a capture or void whose id was used before: the first

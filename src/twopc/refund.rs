@@ -102,6 +102,27 @@ pub fn decide(
     if left_minor > 0 {
         return Err(DeclineReason::ExceedsRefundable);
     }
+    Ok(plan(
+        payment_request_id,
+        payment,
+        &before,
+        credits_minor,
+        amount_minor,
+        now_ms,
+    ))
+}
+
+/// What a decided refund writes: its record, the payment's refunded
+/// amounts after it (`before` plus `credits_minor`, per card), and a
+/// credit for each card that gets money back.
+fn plan(
+    payment_request_id: u64,
+    payment: &PaymentRecord,
+    before: &[u64],
+    credits_minor: Vec<u64>,
+    amount_minor: u64,
+    now_ms: u64,
+) -> RefundPlan {
     let after: Vec<u64> = before
         .iter()
         .zip(&credits_minor)
@@ -135,13 +156,13 @@ pub fn decide(
             amount_minor,
         })
         .collect();
-    Ok(RefundPlan {
+    RefundPlan {
         record,
         refunded: PaymentRefunds {
             refunded_minor: after,
         },
         credits,
-    })
+    }
 }
 
 /// The answer a refund record gives (first time, or replayed).
@@ -196,18 +217,7 @@ impl Coordinator {
         let storage = self.storage.as_ref();
         match crate::storage::Store::get_refund(storage, refund) {
             Err(error) => return Ok(Err(storage_failed(error))),
-            Ok(Some(record)) => {
-                let same = record.payment_request_id == payment.request_id
-                    && record.amount_minor == amount_minor;
-                return Ok(if same {
-                    Ok(response_of(&record, true))
-                } else {
-                    Err(ErrorResponse::new(
-                        ErrorCode::InvalidArgument,
-                        "this request id was already used for a different refund",
-                    ))
-                });
-            }
+            Ok(Some(record)) => return Ok(replay_refund(&record, payment, amount_minor)),
             Ok(None) => {}
         }
         if let Err(busy) = idempotency::claim(&self.claims, payment) {
@@ -249,7 +259,16 @@ impl Coordinator {
             .get()
             .await?;
         crashpoint::reached(CrashPoint::AfterDecision);
+        self.apply_credits(refund, by_shard).await?;
+        Ok(Ok(response_of(&plan.record, false)))
+    }
 
+    /// Each shard credits its cards (phase two of a decided refund).
+    async fn apply_credits(
+        &self,
+        refund: RefundId,
+        by_shard: Vec<(ShardId, Vec<Credit>)>,
+    ) -> Result<(), ShardGone> {
         let mut answers = Vec::with_capacity(by_shard.len());
         for (shard, mine) in by_shard {
             answers.push(self.shards.apply_credits(shard, refund, mine).await?);
@@ -260,7 +279,26 @@ impl Coordinator {
                 crashpoint::reached(CrashPoint::MidCommit);
             }
         }
-        Ok(Ok(response_of(&plan.record, false)))
+        Ok(())
+    }
+}
+
+/// The answer to a refund whose id was used before: the first answer when
+/// it is the same refund.
+fn replay_refund(
+    record: &RefundRecord,
+    payment: PaymentId,
+    amount_minor: u64,
+) -> Result<RefundResponse, ErrorResponse> {
+    let same =
+        record.payment_request_id == payment.request_id && record.amount_minor == amount_minor;
+    if same {
+        Ok(response_of(record, true))
+    } else {
+        Err(ErrorResponse::new(
+            ErrorCode::InvalidArgument,
+            "this request id was already used for a different refund",
+        ))
     }
 }
 
