@@ -614,9 +614,36 @@ impl Config {
         self.validate_iso8583()?;
         self.validate_log()?;
         self.validate_http()?;
+        let checks = [
+            self.connections_checks(),
+            self.budgets_checks(),
+            self.requests_checks(),
+            self.rules_checks(),
+        ];
+        for (ok, message) in checks.into_iter().flatten() {
+            if !ok {
+                return Err(message);
+            }
+        }
+        // The largest legal requests must fit in a frame, or the limits
+        // contradict each other.
+        let limits = &self.limits;
+        let issue_reply_bytes =
+            limits.max_issue_per_request * (crate::pin::PIN_DIGITS_MAX + 1) + 64;
+        if issue_reply_bytes > limits.max_frame_bytes {
+            return Err(format!(
+                "limits.max_issue_per_request {} does not fit in max_frame_bytes {}",
+                limits.max_issue_per_request, limits.max_frame_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Connections, frames and time-outs: what one peer may hold.
+    fn connections_checks(&self) -> Vec<(bool, String)> {
         let limits = &self.limits;
         let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
-        let checks: [(bool, String); 35] = [
+        vec![
             (
                 (1..=SHARDS_MAX).contains(&self.shards),
                 format!("shards must be 1..={SHARDS_MAX}"),
@@ -651,48 +678,8 @@ impl Config {
                 "limits.max_inflight_per_connection must be 1..=1048576".into(),
             ),
             (
-                (1..=CARDS_PER_PAYMENT_MAX).contains(&limits.max_cards_per_payment),
-                format!("limits.max_cards_per_payment must be 1..={CARDS_PER_PAYMENT_MAX}"),
-            ),
-            (
-                (1..=PAYMENTS_PER_BATCH_MAX).contains(&limits.max_payments_per_batch),
-                format!("limits.max_payments_per_batch must be 1..={PAYMENTS_PER_BATCH_MAX}"),
-            ),
-            (
-                limits.max_activations_per_request >= 1,
-                "limits.max_activations_per_request must be at least 1".into(),
-            ),
-            (
-                limits.max_issue_per_request >= 1,
-                "limits.max_issue_per_request must be at least 1".into(),
-            ),
-            (
-                (1..=FACE_VALUE_MINOR_CEILING).contains(&limits.max_face_value_minor),
-                format!("limits.max_face_value_minor must be 1..={FACE_VALUE_MINOR_CEILING}"),
-            ),
-            (
-                (1..=AMOUNT_MINOR_CEILING).contains(&limits.max_amount_minor),
-                format!("limits.max_amount_minor must be 1..={AMOUNT_MINOR_CEILING}"),
-            ),
-            (
-                timeout_ok(limits.prepare_timeout_ms),
-                format!("limits.prepare_timeout_ms must be 1..={TIMEOUT_MS_MAX}"),
-            ),
-            (
                 self.tls_cert.is_some() == self.tls_key.is_some(),
                 "tls_cert and tls_key go together".into(),
-            ),
-            (
-                (1..=PIN_FAILURES_MAX).contains(&limits.pin_failures_max),
-                format!("limits.pin_failures_max must be 1..={PIN_FAILURES_MAX}"),
-            ),
-            (
-                (1..=PIN_FAILURE_WINDOW_MS_MAX).contains(&limits.pin_failure_window_ms),
-                format!("limits.pin_failure_window_ms must be 1..={PIN_FAILURE_WINDOW_MS_MAX}"),
-            ),
-            (
-                (1..=LOCKOUT_MS_MAX).contains(&limits.lockout_ms),
-                format!("limits.lockout_ms must be 1..={LOCKOUT_MS_MAX}"),
             ),
             (
                 timeout_ok(limits.handshake_timeout_ms)
@@ -708,13 +695,20 @@ impl Config {
                 (1..=CONNECTIONS_MAX).contains(&limits.max_connections_per_peer),
                 format!("limits.max_connections_per_peer must be 1..={CONNECTIONS_MAX}"),
             ),
+        ]
+    }
+
+    /// Memory and queue budgets: in-flight bytes, mailboxes, pages.
+    fn budgets_checks(&self) -> Vec<(bool, String)> {
+        let limits = &self.limits;
+        vec![
             (
                 (limits.frame_weight_max()..=INFLIGHT_BYTES_PER_CONNECTION_MAX)
                     .contains(&limits.max_inflight_bytes_per_connection),
                 format!(
                     "limits.max_inflight_bytes_per_connection must be {}..={INFLIGHT_BYTES_PER_CONNECTION_MAX}: \
-                     at least what the largest frame weighs (2 * max_frame_bytes + \
-                     max_payments_per_batch * {OPERATION_BYTES})",
+                 at least what the largest frame weighs (2 * max_frame_bytes + \
+                 max_payments_per_batch * {OPERATION_BYTES})",
                     limits.frame_weight_max()
                 ),
             ),
@@ -750,6 +744,65 @@ impl Config {
                 format!("limits.audit_slice_cards must be 1..={AUDIT_SLICE_CARDS_MAX}"),
             ),
             (
+                (1..=SHARD_MAILBOX_MAX).contains(&limits.shard_mailbox_capacity),
+                format!("limits.shard_mailbox_capacity must be 1..={SHARD_MAILBOX_MAX}"),
+            ),
+        ]
+    }
+
+    /// What one request may carry: cards, payments, amounts.
+    fn requests_checks(&self) -> Vec<(bool, String)> {
+        let limits = &self.limits;
+        let timeout_ok = |ms: u64| (1..=TIMEOUT_MS_MAX).contains(&ms);
+        vec![
+            (
+                (1..=CARDS_PER_PAYMENT_MAX).contains(&limits.max_cards_per_payment),
+                format!("limits.max_cards_per_payment must be 1..={CARDS_PER_PAYMENT_MAX}"),
+            ),
+            (
+                (1..=PAYMENTS_PER_BATCH_MAX).contains(&limits.max_payments_per_batch),
+                format!("limits.max_payments_per_batch must be 1..={PAYMENTS_PER_BATCH_MAX}"),
+            ),
+            (
+                limits.max_activations_per_request >= 1,
+                "limits.max_activations_per_request must be at least 1".into(),
+            ),
+            (
+                limits.max_issue_per_request >= 1,
+                "limits.max_issue_per_request must be at least 1".into(),
+            ),
+            (
+                (1..=FACE_VALUE_MINOR_CEILING).contains(&limits.max_face_value_minor),
+                format!("limits.max_face_value_minor must be 1..={FACE_VALUE_MINOR_CEILING}"),
+            ),
+            (
+                (1..=AMOUNT_MINOR_CEILING).contains(&limits.max_amount_minor),
+                format!("limits.max_amount_minor must be 1..={AMOUNT_MINOR_CEILING}"),
+            ),
+            (
+                timeout_ok(limits.prepare_timeout_ms),
+                format!("limits.prepare_timeout_ms must be 1..={TIMEOUT_MS_MAX}"),
+            ),
+        ]
+    }
+
+    /// The card and settlement rules' windows, and the PIN guard.
+    fn rules_checks(&self) -> Vec<(bool, String)> {
+        let limits = &self.limits;
+        vec![
+            (
+                (1..=PIN_FAILURES_MAX).contains(&limits.pin_failures_max),
+                format!("limits.pin_failures_max must be 1..={PIN_FAILURES_MAX}"),
+            ),
+            (
+                (1..=PIN_FAILURE_WINDOW_MS_MAX).contains(&limits.pin_failure_window_ms),
+                format!("limits.pin_failure_window_ms must be 1..={PIN_FAILURE_WINDOW_MS_MAX}"),
+            ),
+            (
+                (1..=LOCKOUT_MS_MAX).contains(&limits.lockout_ms),
+                format!("limits.lockout_ms must be 1..={LOCKOUT_MS_MAX}"),
+            ),
+            (
                 limits.activation_reversal_window_ms <= ACTIVATION_REVERSAL_WINDOW_MS_MAX,
                 format!(
                     "limits.activation_reversal_window_ms must be 0..={ACTIVATION_REVERSAL_WINDOW_MS_MAX}"
@@ -777,27 +830,7 @@ impl Config {
                 limits.refund_window_days <= REFUND_WINDOW_DAYS_MAX,
                 format!("limits.refund_window_days must be 0..={REFUND_WINDOW_DAYS_MAX}"),
             ),
-            (
-                (1..=SHARD_MAILBOX_MAX).contains(&limits.shard_mailbox_capacity),
-                format!("limits.shard_mailbox_capacity must be 1..={SHARD_MAILBOX_MAX}"),
-            ),
-        ];
-        for (ok, message) in checks {
-            if !ok {
-                return Err(message);
-            }
-        }
-        // The largest legal requests must fit in a frame, or the limits
-        // contradict each other.
-        let issue_reply_bytes =
-            limits.max_issue_per_request * (crate::pin::PIN_DIGITS_MAX + 1) + 64;
-        if issue_reply_bytes > limits.max_frame_bytes {
-            return Err(format!(
-                "limits.max_issue_per_request {} does not fit in max_frame_bytes {}",
-                limits.max_issue_per_request, limits.max_frame_bytes
-            ));
-        }
-        Ok(())
+        ]
     }
 
     fn validate_log(&self) -> Result<(), String> {

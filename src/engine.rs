@@ -49,7 +49,9 @@ pub const LOG_DIR: &str = "log";
 /// File in the data dir holding the first operator's key, written once.
 pub const OPERATOR_KEY_FILE: &str = "operator.key";
 
-/// Starts everything; must be called inside an actix `System`.
+/// Starts everything; must be called inside an actix `System`. The steps
+/// follow the data flow backwards: storage and the log, the shards on
+/// them, the router over the shards, the listeners in front.
 pub(crate) async fn start(config: &Config) -> Result<Running, String> {
     config.validate()?;
     crashpoint::arm_from_env()?;
@@ -70,16 +72,79 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         recovered = ?loaded.recovered,
         "loaded"
     );
-    let registry = Arc::new(Registry::load(storage.clone()).map_err(|e| e.to_string())?);
-    let certs = Arc::new(
-        Certs::load(storage.clone(), config.iso8583.max_certs_per_principal)
-            .map_err(|e| e.to_string())?,
+    let principals = Principals::load(config, &storage)?;
+    let tls = gateway_tls(config)?;
+    let checkpoints = Arc::new(Checkpoints::new(config.shards));
+    let checkpoint_thread = start_checkpoints(
+        storage.clone(),
+        log.clone(),
+        checkpoints.clone(),
+        Duration::from_millis(config.log.checkpoint_interval_ms),
     );
-    let tokens = Arc::new(
-        Tokens::load(storage.clone(), config.http.max_tokens_per_principal)
-            .map_err(|e| e.to_string())?,
-    );
-    let operator_key = bootstrap_operator(&registry, &config.data_dir)?;
+    let services = services(config, &storage, log, checkpoints)?;
+    let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
+    let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
+    let shards = Arc::new(Shards::start(
+        machines,
+        &services,
+        &handles,
+        config.limits.shard_mailbox_capacity,
+    ));
+    let router = start_router(config, shards, &services, &principals, &hasher)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("listener address: {e}"))?;
+    let context = gateway_context(config, router, &services, &principals, hasher, &storage);
+    let iso_addr = start_iso8583(config, &context, principals.certs, handles.clone()).await?;
+    let http_addr = crate::http::start(config, &context, principals.tokens)?;
+    actix_rt::spawn(server::accept_loop(listener, context, tls, handles));
+    Ok(Running {
+        addr,
+        iso_addr,
+        http_addr,
+        operator_key: principals.operator_key,
+        storage,
+        workers,
+        _checkpoints: checkpoint_thread,
+    })
+}
+
+/// Who may connect: principals and roles, store HQs' certificates, HTTP
+/// tokens, and the first operator's key (written at first start).
+struct Principals {
+    registry: Arc<Registry>,
+    certs: Arc<Certs>,
+    tokens: Arc<Tokens>,
+    operator_key: Option<PathBuf>,
+}
+
+impl Principals {
+    fn load(config: &Config, storage: &Arc<Storage>) -> Result<Principals, String> {
+        let registry = Arc::new(Registry::load(storage.clone()).map_err(|e| e.to_string())?);
+        let certs = Arc::new(
+            Certs::load(storage.clone(), config.iso8583.max_certs_per_principal)
+                .map_err(|e| e.to_string())?,
+        );
+        let tokens = Arc::new(
+            Tokens::load(storage.clone(), config.http.max_tokens_per_principal)
+                .map_err(|e| e.to_string())?,
+        );
+        let operator_key = bootstrap_operator(&registry, &config.data_dir)?;
+        Ok(Principals {
+            registry,
+            certs,
+            tokens,
+            operator_key,
+        })
+    }
+}
+
+/// The binary port's TLS, if configured; a loud warning when it is off on
+/// an address other machines can reach.
+fn gateway_tls(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(gateway::tls::acceptor(cert, key)?),
         _ => None,
@@ -91,37 +156,43 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
              PINs and amounts cross the network in clear; set tls_cert and tls_key"
         );
     }
+    Ok(tls)
+}
 
-    let checkpoints = Arc::new(Checkpoints::new(config.shards));
-    let checkpoint_thread = start_checkpoints(
-        storage.clone(),
-        log.clone(),
-        checkpoints.clone(),
-        Duration::from_millis(config.log.checkpoint_interval_ms),
-    );
-    let services = Services {
+/// What every shard shares: storage, the log, the claims, the guard (as
+/// the last run left it), and the card rules' settings.
+fn services(
+    config: &Config,
+    storage: &Arc<Storage>,
+    log: Arc<dyn CommandLog>,
+    checkpoints: Arc<Checkpoints>,
+) -> Result<Services, String> {
+    let guard = Guard::load(&config.limits, storage.as_ref(), crate::clock::now_ms())
+        .map_err(|e| e.to_string())?;
+    Ok(Services {
         storage: storage.clone(),
         log,
         checkpoints,
         claims: Arc::new(Claims::new()),
-        guard: Arc::new(
-            Guard::load(&config.limits, storage.as_ref(), crate::clock::now_ms())
-                .map_err(|e| e.to_string())?,
-        ),
+        guard: Arc::new(guard),
         reversal_window_ms: config.limits.activation_reversal_window_ms,
         card_validity_days: config.limits.card_validity_days,
         expiry_sweep: Duration::from_millis(config.limits.expiry_sweep_interval_ms),
         expiry_sweep_cards: config.limits.audit_slice_cards,
         group_commit_bytes_max: group_commit_bytes_max(config),
-    };
-    let workers: Vec<Arbiter> = (0..config.worker_count()).map(|_| Arbiter::new()).collect();
-    let handles: Vec<_> = workers.iter().map(|w| w.handle()).collect();
-    let shards = Arc::new(Shards::start(
-        machines,
-        &services,
-        &handles,
-        config.limits.shard_mailbox_capacity,
-    ));
+    })
+}
+
+/// The router over the shards, with its two-phase coordinator (open
+/// authorizations loaded, their releases scheduled).
+fn start_router(
+    config: &Config,
+    shards: Arc<Shards>,
+    services: &Services,
+    principals: &Principals,
+    hasher: &PinHasher,
+) -> Result<Arc<Router>, String> {
+    let storage = &services.storage;
     let coordinator = Arc::new(Coordinator::new(
         shards.clone(),
         storage.clone(),
@@ -139,11 +210,11 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         coordinator.clone(),
         Duration::from_millis(config.limits.expiry_sweep_interval_ms),
     ));
-    let router = Arc::new(Router {
+    Ok(Arc::new(Router {
         shards,
         coordinator,
-        registry: registry.clone(),
-        certs: certs.clone(),
+        registry: principals.registry.clone(),
+        certs: principals.certs.clone(),
         storage: storage.clone(),
         remittances: crate::router::Remittances {
             claims: Claims::new(),
@@ -159,13 +230,20 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         hasher: hasher.clone(),
         pin_digits: config.pin_digits,
         audit_slice_cards: config.limits.audit_slice_cards,
-    });
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("listener address: {e}"))?;
+    }))
+}
+
+/// What every listener shares: the router, the in-flight byte budget
+/// (given back to the system after bursts), the connection slots, and
+/// the gate (principals, guard, PIN hasher, limits).
+fn gateway_context(
+    config: &Config,
+    router: Arc<Router>,
+    services: &Services,
+    principals: &Principals,
+    hasher: PinHasher,
+    storage: &Arc<Storage>,
+) -> Arc<GatewayContext> {
     let inflight_bytes = Arc::new(tokio::sync::Semaphore::new(
         config.limits.max_inflight_bytes,
     ));
@@ -175,30 +253,18 @@ pub(crate) async fn start(config: &Config) -> Result<Running, String> {
         config.limits.max_inflight_bytes,
         slots.clone(),
     ));
-    let context = Arc::new(GatewayContext {
+    Arc::new(GatewayContext {
         router,
         inflight_bytes,
         slots,
         gate: Gate {
-            registry,
-            guard: services.guard,
+            registry: principals.registry.clone(),
+            guard: services.guard.clone(),
             hasher,
             limits: config.limits.clone(),
             storage: Some(storage.clone()),
-            tokens: Some(tokens.clone()),
+            tokens: Some(principals.tokens.clone()),
         },
-    });
-    let iso_addr = start_iso8583(config, &context, certs, handles.clone()).await?;
-    let http_addr = crate::http::start(config, &context, tokens)?;
-    actix_rt::spawn(server::accept_loop(listener, context, tls, handles));
-    Ok(Running {
-        addr,
-        iso_addr,
-        http_addr,
-        operator_key,
-        storage,
-        workers,
-        _checkpoints: checkpoint_thread,
     })
 }
 

@@ -475,44 +475,17 @@ pub fn scan(dir: &Path, visit: &mut VisitSegment<'_>) -> Result<Scan, LogError> 
                 prev = Some(header_prev);
             }
         }
-        let mut at = SEGMENT_HEADER_BYTES;
-        let mut records = 0;
-        loop {
-            match record::decode(&data[at..]) {
-                Decoded::Record { entry, hash, bytes } => {
-                    let want = expected.unwrap_or(first);
-                    if entry.position.0 != want {
-                        return Err(LogError::Corrupt(format!(
-                            "{}: position {} where {want} belongs",
-                            path.display(),
-                            entry.position
-                        )));
-                    }
-                    let named_prev = record::prev_of(&data[at..]);
-                    if Some(named_prev) != prev {
-                        return Err(LogError::Corrupt(format!(
-                            "{}: position {} names a previous hash that is not its \
-                             predecessor's",
-                            path.display(),
-                            entry.position
-                        )));
-                    }
-                    prev = Some(hash);
-                    expected = Some(entry.position.0 + 1);
-                    found.records += 1;
-                    found.bytes += bytes as u64;
-                    found.head = hash;
-                    records += 1;
-                    visit(first, Some(&entry), hash)?;
-                    at += bytes;
-                }
-                Decoded::End => break,
-                Decoded::Invalid(_) => {
-                    found.torn_tails += 1;
-                    break;
-                }
-            }
-        }
+        let records = scan_records(
+            &path,
+            &data,
+            first,
+            Chain {
+                expected: &mut expected,
+                prev: &mut prev,
+            },
+            &mut found,
+            visit,
+        )?;
         if records == 0 {
             visit(first, None, header_prev)?;
         }
@@ -520,6 +493,61 @@ pub fn scan(dir: &Path, visit: &mut VisitSegment<'_>) -> Result<Scan, LogError> 
     }
     found.next = Position(expected.unwrap_or(1));
     Ok(found)
+}
+
+/// Where the chain stands while scanning: the position the next record
+/// must have, and the hash it must name as its predecessor.
+struct Chain<'a> {
+    expected: &'a mut Option<u64>,
+    prev: &'a mut Option<Hash>,
+}
+
+/// Checks and visits one segment's records (after its header), in order,
+/// up to its end or a torn tail; how many there were.
+fn scan_records(
+    path: &Path,
+    data: &[u8],
+    first: u64,
+    chain: Chain<'_>,
+    found: &mut Scan,
+    visit: &mut VisitSegment<'_>,
+) -> Result<usize, LogError> {
+    let mut at = SEGMENT_HEADER_BYTES;
+    let mut records = 0;
+    loop {
+        let (entry, hash, bytes) = match record::decode(&data[at..]) {
+            Decoded::Record { entry, hash, bytes } => (entry, hash, bytes),
+            Decoded::End => return Ok(records),
+            Decoded::Invalid(_) => {
+                found.torn_tails += 1;
+                return Ok(records);
+            }
+        };
+        let want = chain.expected.unwrap_or(first);
+        if entry.position.0 != want {
+            return Err(LogError::Corrupt(format!(
+                "{}: position {} where {want} belongs",
+                path.display(),
+                entry.position
+            )));
+        }
+        if Some(record::prev_of(&data[at..])) != *chain.prev {
+            return Err(LogError::Corrupt(format!(
+                "{}: position {} names a previous hash that is not its \
+                 predecessor's",
+                path.display(),
+                entry.position
+            )));
+        }
+        *chain.prev = Some(hash);
+        *chain.expected = Some(entry.position.0 + 1);
+        found.records += 1;
+        found.bytes += bytes as u64;
+        found.head = hash;
+        records += 1;
+        visit(first, Some(&entry), hash)?;
+        at += bytes;
+    }
 }
 
 #[cfg(test)]
