@@ -176,6 +176,15 @@ impl JetStreamLog {
 
     /// Records a stored append (or a record read back) as the partition's
     /// last, unless a later one is already known.
+    /// The partition's last record as known here.
+    fn known(&self, partition: Partition) -> PartitionState {
+        self.lock()
+            .partitions
+            .get(&partition)
+            .copied()
+            .unwrap_or(PartitionState::empty(partition))
+    }
+
     fn advance(&self, partition: Partition, position: Position, epoch: u64) {
         let mut state = self.lock();
         let known = state
@@ -332,12 +341,7 @@ impl JetStreamLog {
         if let Ok(Some(last)) = self.last_record(partition).await {
             self.advance(partition, last.position, last.epoch);
         }
-        let state = self
-            .lock()
-            .partitions
-            .get(&partition)
-            .copied()
-            .unwrap_or(PartitionState::empty(partition));
+        let state = self.known(partition);
         LogError::Fenced {
             partition,
             epoch: state.epoch,
@@ -438,15 +442,7 @@ impl CommandLog for JetStreamLog {
                 self.max_record_bytes
             )));
         }
-        {
-            let state = self.lock();
-            let known = state
-                .partitions
-                .get(&partition)
-                .copied()
-                .unwrap_or(PartitionState::empty(partition));
-            check_fence(&known, fence)?;
-        }
+        check_fence(&self.known(partition), fence)?;
         let parts: Vec<&[u8]> = if payload.is_empty() {
             vec![payload]
         } else {

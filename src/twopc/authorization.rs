@@ -435,16 +435,22 @@ impl Coordinator {
             operation: None,
             order_id,
         };
-        let home = authorization.home_shard(self.shards.count());
-        self.shards
-            .record_authorization(home, step)
-            .await?
-            .get()
-            .await?;
+        self.record(step).await?;
         self.open_authorizations.open(expires_at_ms, authorization);
         crashpoint::reached(CrashPoint::AfterDecision);
         self.trim_holds(&two_phase, &decision, hold_record).await?;
         Ok(Ok(response))
+    }
+
+    /// Records one step of an authorization on its home shard and waits
+    /// until it is durable.
+    async fn record(&self, step: AuthorizationStep) -> Result<(), ShardGone> {
+        let home = step.authorization.home_shard(self.shards.count());
+        self.shards
+            .record_authorization(home, step)
+            .await?
+            .get()
+            .await
     }
 
     /// Records a declined authorization (when its decline is one to
@@ -465,12 +471,7 @@ impl Coordinator {
                 operation: None,
                 order_id,
             };
-            let home = authorization.home_shard(self.shards.count());
-            self.shards
-                .record_authorization(home, step)
-                .await?
-                .get()
-                .await?;
+            self.record(step).await?;
         }
         self.commit_or_abort(two_phase, decision).await?;
         Ok(AuthorizeResponse::declined(
@@ -587,12 +588,7 @@ impl Coordinator {
         };
         let step = closed.step(authorization, operation, closing);
         let (record, terms, decision) = (closed.record, closed.terms, closed.takes);
-        let home = authorization.home_shard(self.shards.count());
-        self.shards
-            .record_authorization(home, step)
-            .await?
-            .get()
-            .await?;
+        self.record(step).await?;
         self.open_authorizations
             .close(terms.expires_at_ms, authorization);
         crashpoint::reached(CrashPoint::AfterDecision);
