@@ -399,6 +399,18 @@ mod tests {
         }
     }
 
+    /// How many failure and lock records are on disk.
+    fn records(store: &MemStore) -> usize {
+        let mut records = 0;
+        store
+            .scan(Cf::PinFailures, &mut |_, _| {
+                records += 1;
+                Ok(())
+            })
+            .expect("scan");
+        records
+    }
+
     fn fail(guard: &Guard, principal: u32, at_ms: u64, store: &MemStore) -> bool {
         let mut out = Changes::new();
         let admission = guard.admit(principal, at_ms).expect("admitted");
@@ -436,14 +448,7 @@ mod tests {
         let later = t0 + 1_000;
         assert!(!fail(&guard, 1, later, &store), "the first fell out");
         assert!(guard.check(1, later).is_ok());
-        let mut records = 0;
-        store
-            .scan(Cf::PinFailures, &mut |_, _| {
-                records += 1;
-                Ok(())
-            })
-            .expect("scan");
-        assert_eq!(records, 1, "the forgotten failure's record is gone");
+        assert_eq!(records(&store), 1, "the forgotten failure's record is gone");
     }
 
     #[test]
@@ -523,14 +528,11 @@ mod tests {
             .word
             .load(Ordering::Acquire);
         assert!(quiet(word), "nothing left to expire, lift or delete");
-        let mut records = 0;
-        store
-            .scan(Cf::PinFailures, &mut |_, _| {
-                records += 1;
-                Ok(())
-            })
-            .expect("scan");
-        assert_eq!(records, 0, "the lock's and the failures' records are gone");
+        assert_eq!(
+            records(&store),
+            0,
+            "the lock's and the failures' records are gone"
+        );
     }
 
     #[test]
@@ -553,14 +555,7 @@ mod tests {
         let much_later = t0 + 10_000;
         let clean = Guard::load(&limits(3), &store, much_later).expect("load");
         assert!(clean.check(1, much_later).is_ok() && clean.check(2, much_later).is_ok());
-        let mut records = 0;
-        store
-            .scan(Cf::PinFailures, &mut |_, _| {
-                records += 1;
-                Ok(())
-            })
-            .expect("scan");
-        assert_eq!(records, 0);
+        assert_eq!(records(&store), 0);
         // New failures do not reuse a sequence number.
         assert!(!fail(&clean, 1, much_later, &store));
     }
