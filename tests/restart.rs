@@ -3,11 +3,11 @@
 
 mod common;
 
+use common::kill_load::{CARDS, FACE, check_everything, load_while};
 use common::{Server, active_cards, runtime};
 use kessai::client::Client;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 async fn balances(
@@ -96,130 +96,37 @@ fn changing_the_shard_count_between_restarts_changes_no_balance_or_book() {
     }
 }
 
-/// The cards one request of the kill test pays from: every third request
-/// combines two cards (a two-phase payment when they sit on different
-/// shards), the others use one.
-fn kill_test_cards(request_id: u64, pins: &[String]) -> Vec<String> {
-    let first = request_id as usize % pins.len();
-    if request_id.is_multiple_of(3) {
-        vec![pins[first].clone(), pins[(first + 5) % pins.len()].clone()]
-    } else {
-        vec![pins[first].clone()]
-    }
-}
-
 #[test]
 fn kill_9_keeps_every_acknowledged_payment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     let server = Server::start(dir.path(), 4);
-    const CARDS: usize = 24;
-    const WORKERS: usize = 8;
-    const FACE: u64 = 3000;
-    const AMOUNT: u64 = 7;
-
-    let (principals, pins, workers, stop) = rt.block_on(async {
+    let (principals, pins, client) = rt.block_on(async {
         let principals = server.principals().await;
         let client = Arc::new(principals.merchant(1).await);
         let pins = active_cards(&principals, CARDS as u32, FACE, 1).await;
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::new();
-        for worker in 0..WORKERS {
-            let (client, pins, stop) = (client.clone(), pins.clone(), stop.clone());
-            workers.push(tokio::spawn(async move {
-                // Every request sent, and those acknowledged with their answer.
-                let mut sent = Vec::new();
-                let mut acked = Vec::new();
-                let mut request_id = (worker as u64) << 32;
-                while !stop.load(Ordering::Relaxed) {
-                    request_id += 1;
-                    sent.push(request_id);
-                    match client
-                        .pay(request_id, AMOUNT, &kill_test_cards(request_id, &pins))
-                        .await
-                    {
-                        Ok(paid) => acked.push((request_id, paid)),
-                        Err(_) => break, // the engine died under us
-                    }
-                }
-                (sent, acked)
-            }));
-        }
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        (principals, pins, workers, stop)
+        (principals, pins, client)
     });
     // kill -9 while the workers are mid-flight (they keep running on the
     // runtime's threads).
-    server.kill9();
-    let (acked, sent) = rt.block_on(async {
-        stop.store(true, Ordering::Relaxed);
-        let mut all_sent = Vec::new();
-        let mut all_acked = Vec::new();
-        for worker in workers {
-            let (sent, acked) = worker.await.expect("worker");
-            all_sent.extend(sent);
-            all_acked.extend(acked);
-        }
-        (all_acked, all_sent)
+    let load = load_while(&rt, client, &pins, 0, |_| {
+        std::thread::sleep(Duration::from_millis(700));
+        server.kill9();
     });
-    assert!(acked.len() > 50, "the load was real: {} acked", acked.len());
-    assert!(acked.iter().all(|(_, paid)| paid.is_approved()));
+    assert!(
+        load.acked.len() > 50,
+        "the load was real: {} acked",
+        load.acked.len()
+    );
+    assert!(load.acked.iter().all(|(_, paid)| paid.is_approved()));
 
+    // Retrying everything that was sent settles each unacknowledged
+    // payment exactly once: applied before the crash (replayed), aborted
+    // by recovery (replayed decline), or never started (applied now). The
+    // final answers must account for every yen that left the cards.
     let server = Server::start(dir.path(), 4);
     rt.block_on(async {
         let principals = principals.reconnect(&server).await;
-        let client = principals.merchant(1).await;
-        let audit = principals.operator.audit().await.expect("audit");
-        assert!(audit.ok, "after recovery: {:?}", audit.problems);
-        assert_eq!(audit.totals.held_minor, 0, "no hold survives recovery");
-        // Every acknowledged payment is there, with the answer it was given.
-        for (request_id, paid) in &acked {
-            let retry = client
-                .pay(*request_id, AMOUNT, &kill_test_cards(*request_id, &pins))
-                .await
-                .expect("retry");
-            assert!(retry.replayed, "acknowledged payment {request_id} was lost");
-            assert_eq!(
-                &retry,
-                &kessai::protocol::PayResponse {
-                    replayed: true,
-                    ..paid.clone()
-                }
-            );
-        }
-        // Retrying everything that was sent settles each unacknowledged
-        // payment exactly once: applied before the crash (replayed), aborted
-        // by recovery (replayed decline), or never started (applied now).
-        // The final answers must account for every yen that left the cards.
-        let mut taken = [0u64; CARDS];
-        let mut approved_minor = 0;
-        for request_id in &sent {
-            let cards = kill_test_cards(*request_id, &pins);
-            let answer = client
-                .pay(*request_id, AMOUNT, &cards)
-                .await
-                .expect("retry");
-            if answer.is_approved() {
-                approved_minor += AMOUNT;
-                for (pin, part) in cards.iter().zip(&answer.parts) {
-                    taken[pins.iter().position(|p| p == pin).expect("known pin")] +=
-                        part.taken_minor;
-                }
-            } else {
-                assert_eq!(
-                    answer.reason,
-                    Some(kessai::card::DeclineReason::Aborted),
-                    "{answer:?}"
-                );
-            }
-        }
-        for (card, spent) in taken.iter().enumerate() {
-            let balance = client.balance(&pins[card]).await.expect("balance");
-            assert_eq!(balance.balance_minor, FACE - spent, "card {card}");
-        }
-        let report = principals.operator.report().await.expect("report");
-        assert_eq!(report.totals.merchant_owed_minor, approved_minor);
-        let audit = principals.operator.audit().await.expect("audit");
-        assert!(audit.ok, "{:?}", audit.problems);
+        check_everything(&principals, &pins, &load).await;
     });
 }

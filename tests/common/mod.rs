@@ -2,6 +2,7 @@
 //! its own RocksDB in a temp dir, and a client to talk to it over TCP.
 #![allow(dead_code)]
 
+pub mod kill_load;
 pub mod nats;
 
 use kessai::auth::Key;
