@@ -19,10 +19,11 @@
 //! full one are answered `busy` at once (the router never waits). Every
 //! gathering future answers a request the connection admitted under its
 //! in-flight limits, and operator requests run in the [`AdminLane`], a few
-//! at a time.
+//! at a time, their RocksDB reads on the blocking pool ([`blocking`]).
 
 mod activate;
 mod admin;
+mod blocking;
 
 pub use admin::AdminLane;
 mod issue;
@@ -345,7 +346,10 @@ impl Router {
 
     /// The center's books: statements, payouts and remittances.
     async fn books(&self, command: Command) -> Result<Response, ShardGone> {
-        let (shards, storage, registry) = (&self.shards, self.storage.as_ref(), &self.registry);
+        // They read only, through the `Store` interface, and never on the
+        // lane's executor (`blocking.rs`).
+        let storage: blocking::SharedStore = self.storage.clone();
+        let (shards, storage, registry) = (&self.shards, &storage, &self.registry);
         match command {
             Command::StoreStatement(request) => {
                 statement::store_statement(shards, storage, request).await

@@ -1,7 +1,9 @@
 //! Payouts: the operator closes what the center owes a merchant up to a
 //! cut-off into one payout ([`crate::settlement`] decides what it closes
 //! and pays), confirms it paid, lists payouts and shows what one contains.
-//! All run in the admin lane and read the merchant's records directly.
+//! All run in the admin lane and read the merchant's records directly,
+//! through the [`Store`] interface, on the blocking pool (`blocking.rs`:
+//! a scan of a long period must not hold the lane's executor).
 //!
 //! Creating one runs under the request's claim and the merchant's (one
 //! payout of a merchant at a time, so two cannot close the same period),
@@ -10,6 +12,7 @@
 //! books (paid out, fees) in one write: a crash leaves all of it or none
 //! (crash point `payout-scanned` sits between the read and the write).
 
+use super::blocking::{self, SharedStore};
 use crate::auth::Registry;
 use crate::config::Fees;
 use crate::idempotency::{self, ClaimGuard, Claims};
@@ -22,7 +25,7 @@ use crate::protocol::{
 use crate::settlement::{self, PeriodSums};
 use crate::shard::{ShardGone, Shards};
 use crate::storage::records::{self, PayoutRecord};
-use crate::storage::{Cf, Storage, StorageError, Store};
+use crate::storage::{Cf, StorageError, Store};
 use crate::twopc::crashpoint::{self, CrashPoint};
 
 /// A payout request, validated.
@@ -68,7 +71,7 @@ fn merchant_key(merchant_id: u32) -> PaymentId {
 
 pub(super) async fn run(
     shards: &Shards,
-    storage: &Storage,
+    storage: &SharedStore,
     registry: &Registry,
     payouts: &Payouts,
     operator: u32,
@@ -86,14 +89,20 @@ pub(super) async fn run(
     match command {
         PayoutCommand::Create(body) => create(shards, storage, payouts, operator, body).await,
         PayoutCommand::Confirm(body) => confirm(shards, storage, payouts, body).await,
-        PayoutCommand::List(body) => Ok(list(storage, body).unwrap_or_else(failed)),
-        PayoutCommand::Show(body) => Ok(show(storage, body).unwrap_or_else(failed)),
+        PayoutCommand::List(body) => {
+            let listed = blocking::read(storage, move |store| list(store, body)).await?;
+            Ok(listed.unwrap_or_else(failed))
+        }
+        PayoutCommand::Show(body) => {
+            let shown = blocking::read(storage, move |store| show(store, body)).await?;
+            Ok(shown.unwrap_or_else(failed))
+        }
     }
 }
 
 async fn create(
     shards: &Shards,
-    storage: &Storage,
+    storage: &SharedStore,
     payouts: &Payouts,
     operator: u32,
     body: PayoutCreateRequest,
@@ -106,7 +115,11 @@ async fn create(
         return Ok(Response::Error(busy));
     }
     let _claim = ClaimGuard::new(&payouts.claims, request);
-    match replay(storage, request, &body) {
+    // Each read below runs on the blocking pool, never on the admin lane's
+    // executor, which every operator request shares (`blocking.rs`).
+    let asked = body.clone();
+    let replayed = blocking::read(storage, move |store| replay(store, request, &asked)).await?;
+    match replayed {
         Ok(Some(answer)) => return Ok(answer),
         Ok(None) => {}
         Err(error) => return Ok(failed(error)),
@@ -127,7 +140,12 @@ async fn create(
     // on every payment and refund stamped at or before it is on disk, and
     // none will be stamped so again (`ShardMachine::stamp`).
     shards.seal(until_ms).await?;
-    let (last, sums) = match period_since_last(storage, merchant, until_ms) {
+    // A period can be a long scan: off the lane's executor (`blocking.rs`).
+    let closed = blocking::read(storage, move |store| {
+        period_since_last(store, merchant, until_ms)
+    })
+    .await?;
+    let (last, sums) = match closed {
         Ok(closed) => closed,
         Err(error) => return Ok(failed(error)),
     };
@@ -161,7 +179,7 @@ async fn create(
 /// The merchant's last payout, if any, and the sums of its period from
 /// that payout's cut-off to `until_ms`.
 fn period_since_last(
-    storage: &Storage,
+    storage: &dyn Store,
     merchant: u32,
     until_ms: u64,
 ) -> Result<(Option<(u64, PayoutRecord)>, PeriodSums), StorageError> {
@@ -173,7 +191,7 @@ fn period_since_last(
 
 /// The first answer to a payout request made before, if it was.
 fn replay(
-    storage: &Storage,
+    storage: &dyn Store,
     request: PaymentId,
     body: &PayoutCreateRequest,
 ) -> Result<Option<Response>, StorageError> {
@@ -199,7 +217,7 @@ fn replay(
 }
 
 fn payout(
-    storage: &Storage,
+    storage: &dyn Store,
     merchant: u32,
     seq: u64,
 ) -> Result<Option<PayoutRecord>, StorageError> {
@@ -211,7 +229,7 @@ fn payout(
 
 async fn confirm(
     shards: &Shards,
-    storage: &Storage,
+    storage: &SharedStore,
     payouts: &Payouts,
     body: PayoutConfirmRequest,
 ) -> Result<Response, ShardGone> {
@@ -220,7 +238,9 @@ async fn confirm(
         return Ok(Response::Error(busy));
     }
     let _merchant = ClaimGuard::new(&payouts.merchant_claims, merchant_key(merchant));
-    let mut record = match payout(storage, merchant, body.seq) {
+    let seq = body.seq;
+    let found = blocking::read(storage, move |store| payout(store, merchant, seq)).await?;
+    let mut record = match found {
         Ok(Some(record)) => record,
         Ok(None) => return Ok(invalid("no such payout")),
         Err(error) => return Ok(failed(error)),
@@ -251,7 +271,7 @@ async fn confirm(
     }))
 }
 
-fn list(storage: &Storage, body: PayoutListRequest) -> Result<Response, StorageError> {
+fn list(storage: &dyn Store, body: PayoutListRequest) -> Result<Response, StorageError> {
     let prefix = records::principal_prefix(body.merchant_id);
     let limit = body.limit as usize;
     let mut payouts = Vec::new();
@@ -276,7 +296,7 @@ fn list(storage: &Storage, body: PayoutListRequest) -> Result<Response, StorageE
     Ok(Response::Payouts(PayoutListResponse { payouts, next }))
 }
 
-fn show(storage: &Storage, body: PayoutShowRequest) -> Result<Response, StorageError> {
+fn show(storage: &dyn Store, body: PayoutShowRequest) -> Result<Response, StorageError> {
     let Some(record) = payout(storage, body.merchant_id, body.seq)? else {
         return Ok(invalid("no such payout"));
     };

@@ -1,5 +1,6 @@
 //! Remittance: a store HQ paid the center toward its stores' debt. The
-//! operator records it; it runs in the admin lane.
+//! operator records it; it runs in the admin lane, and its one read (the
+//! replay's lookup) on the blocking pool (`blocking.rs`).
 //!
 //! Under the remittance's claim (a retry waits its turn, then replays) and
 //! the HQ's (remittances of one HQ are decided one at a time, so two cannot
@@ -11,6 +12,7 @@
 //! may be owed later). Activations can only add to a debt meanwhile; a
 //! reversal that lands after a remittance can leave a store in credit.
 
+use super::blocking::{self, SharedStore};
 use crate::auth::Registry;
 use crate::card::DeclineReason;
 use crate::idempotency::{self, ClaimGuard, Claims};
@@ -21,8 +23,8 @@ use crate::protocol::{
     Role,
 };
 use crate::shard::{ShardGone, Shards};
+use crate::storage::StorageError;
 use crate::storage::records::RemittanceRecord;
-use crate::storage::{Storage, Store};
 
 /// What a remittance needs besides its request.
 pub struct Remittances {
@@ -56,7 +58,7 @@ fn invalid(message: &str) -> Response {
 
 pub(super) async fn remit(
     shards: &Shards,
-    storage: &Storage,
+    storage: &SharedStore,
     registry: &Registry,
     remittances: &Remittances,
     operator: u32,
@@ -70,7 +72,9 @@ pub(super) async fn remit(
         return Ok(Response::Error(busy));
     }
     let _claim = ClaimGuard::new(&remittances.claims, id);
-    if let Some(replayed) = replay(storage, id, &request) {
+    // Off the lane's executor: a RocksDB read blocks its thread.
+    let found = blocking::read(storage, move |store| store.get_remittance(id)).await?;
+    if let Some(replayed) = replay(found, &request) {
         return Ok(replayed);
     }
     let Some(hq) = registry
@@ -116,11 +120,14 @@ pub(super) async fn remit(
     Ok(Response::Remitted(answer))
 }
 
-/// The answer to a remittance whose id was used before (the first answer
-/// when it is the same remittance), or to a failed lookup; `None` for a
-/// new one.
-fn replay(storage: &Storage, id: RemittanceId, request: &RemitRequest) -> Option<Response> {
-    match storage.get_remittance(id) {
+/// The answer to a remittance whose id was used before (`found`: the first
+/// answer when it is the same remittance), or to a failed lookup; `None`
+/// for a new one.
+fn replay(
+    found: Result<Option<RemittanceRecord>, StorageError>,
+    request: &RemitRequest,
+) -> Option<Response> {
+    match found {
         Err(error) => {
             tracing::error!(%error, "remittance lookup failed");
             let failed = ErrorResponse::new(ErrorCode::Internal, "storage read failed");

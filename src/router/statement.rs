@@ -1,17 +1,18 @@
 //! A merchant's statement: its payments, refunds and payouts in a period,
 //! page by page ([`settlement::statement_page`]); a store's: its journal.
-//! Runs in the admin lane.
+//! Runs in the admin lane; the page is read on the blocking pool
+//! (`blocking.rs`), as a long period's scan must not hold the lane.
 //!
 //! A period that has ended is complete: before reading, every shard seals
 //! it (as a payout's cut-off, `ShardMachine::stamp`), so every line with
 //! its time in the period is on disk and no later one can be stamped into
 //! it.
 
+use super::blocking::{self, SharedStore};
 use crate::auth::Registry;
 use crate::protocol::{ErrorCode, Response, StatementRequest, StoreStatementRequest};
 use crate::settlement;
 use crate::shard::{ShardGone, Shards};
-use crate::storage::Storage;
 
 /// Seals what has passed of a period ending at `to_ms`.
 async fn seal_ended(shards: &Shards, to_ms: u64) -> Result<(), ShardGone> {
@@ -20,7 +21,7 @@ async fn seal_ended(shards: &Shards, to_ms: u64) -> Result<(), ShardGone> {
 
 pub(super) async fn statement(
     shards: &Shards,
-    storage: &Storage,
+    storage: &SharedStore,
     registry: &Registry,
     request: StatementRequest,
 ) -> Result<Response, ShardGone> {
@@ -28,7 +29,11 @@ pub(super) async fn statement(
         return Ok(refusal);
     }
     seal_ended(shards, request.to_ms).await?;
-    Ok(match settlement::statement_page(storage, &request) {
+    let page = blocking::read(storage, move |store| {
+        settlement::statement_page(store, &request)
+    })
+    .await?;
+    Ok(match page {
         Ok(page) => Response::Statement(page),
         Err(error) => {
             tracing::error!(%error, "statement read failed");
@@ -41,11 +46,15 @@ pub(super) async fn statement(
 /// empty statement).
 pub(super) async fn store_statement(
     shards: &Shards,
-    storage: &Storage,
+    storage: &SharedStore,
     request: StoreStatementRequest,
 ) -> Result<Response, ShardGone> {
     seal_ended(shards, request.to_ms).await?;
-    Ok(match settlement::store_statement_page(storage, &request) {
+    let page = blocking::read(storage, move |store| {
+        settlement::store_statement_page(store, &request)
+    })
+    .await?;
+    Ok(match page {
         Ok(page) => Response::StoreStatement(page),
         Err(error) => {
             tracing::error!(%error, "store statement read failed");
