@@ -2,14 +2,14 @@
 //!
 //! Payouts, remittances and statements read RocksDB directly: point
 //! lookups, and scans of a merchant's period or a store's journal that can
-//! cover a great many records. They run in the [`AdminLane`], one arbiter
-//! (one thread) whose executor every operator request in flight shares, up
-//! to `admin_requests_max` of them. A read done in place would hold that
-//! thread for as long as RocksDB takes: every other operator request, an
-//! audit's slices and the shard answers it awaits included, would wait
-//! behind it. So each read runs on tokio's blocking pool, and the lane's
-//! executor only awaits its result. (The lane bounds how many such reads
-//! run at once.)
+//! cover a great many records. Principal changes write it, synced (the
+//! registry's `commit`). They run in the [`AdminLane`], one arbiter (one
+//! thread) whose executor every operator request in flight shares, up to
+//! `admin_requests_max` of them. Storage work done in place would hold
+//! that thread for as long as RocksDB takes: every other operator request,
+//! an audit's slices and the shard answers it awaits included, would wait
+//! behind it. So it runs on tokio's blocking pool, and the lane's executor
+//! only awaits its result. (The lane bounds how many run at once.)
 //!
 //! [`AdminLane`]: super::AdminLane
 
@@ -21,11 +21,26 @@ use std::sync::Arc;
 /// interface, shareable with a blocking thread.
 pub(super) type SharedStore = Arc<dyn Store + Send + Sync>;
 
-/// Runs `read` over `store` on tokio's blocking pool and awaits it. The
-/// read's own failure stays a typed [`StorageError`]; `Err(ShardGone)`
-/// means the runtime is shutting down and dropped the read, which the
-/// router answers as it does a shard gone. A panic in `read` is resumed
-/// here, as if the read had run in place.
+/// Runs `work` on tokio's blocking pool and awaits it. `Err(ShardGone)`
+/// means the runtime is shutting down and dropped the work, which the
+/// router answers as it does a shard gone. A panic in `work` is resumed
+/// here, as if the work had run in place.
+pub(super) async fn run<T, F>(work: F) -> Result<T, ShardGone>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_cancelled) => Err(ShardGone),
+        },
+    }
+}
+
+/// Runs `read` over `store` on the blocking pool ([`run`]); the read's
+/// own failure stays a typed [`StorageError`].
 pub(super) async fn read<T, F>(
     store: &SharedStore,
     read: F,
@@ -35,13 +50,7 @@ where
     F: FnOnce(&dyn Store) -> Result<T, StorageError> + Send + 'static,
 {
     let store = store.clone();
-    match tokio::task::spawn_blocking(move || read(store.as_ref())).await {
-        Ok(result) => Ok(result),
-        Err(error) => match error.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_cancelled) => Err(ShardGone),
-        },
-    }
+    run(move || read(store.as_ref())).await
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@
 //! full one are answered `busy` at once (the router never waits). Every
 //! gathering future answers a request the connection admitted under its
 //! in-flight limits, and operator requests run in the [`AdminLane`], a few
-//! at a time, their RocksDB reads on the blocking pool ([`blocking`]).
+//! at a time, their RocksDB reads and writes on the blocking pool
+//! ([`blocking`]).
 
 mod activate;
 mod admin;
@@ -319,14 +320,14 @@ impl Router {
                 admin::audit(&self.shards, &audits, self.audit_slice_cards).await
             }
             Command::Stats => admin::stats(&self.shards).await,
-            Command::PrincipalAdd(body) => Ok(principal::add(&self.registry, body)),
             Command::PrincipalList {
                 request,
                 max_frame_bytes,
             } => Ok(principal::list(&self.registry, request, max_frame_bytes)),
-            Command::PrincipalRevoke { id } => Ok(principal::revoke(&self.registry, id)),
-            Command::PrincipalRotate(body) => Ok(principal::rotate(&self.registry, body)),
-            Command::PrincipalCert(body) => Ok(principal::cert(&self.registry, &self.certs, body)),
+            change @ (Command::PrincipalAdd(_)
+            | Command::PrincipalRevoke { .. }
+            | Command::PrincipalRotate(_)
+            | Command::PrincipalCert(_)) => self.change_principal(change).await,
             books @ (Command::Statement(_)
             | Command::StoreStatement(_)
             | Command::Payout { .. }
@@ -342,6 +343,21 @@ impl Router {
                 unreachable!("card commands are routed to the shards")
             }
         }
+    }
+
+    /// A change to the principals: the registry writes it durably (a
+    /// synced RocksDB commit) before it answers, so it runs on the
+    /// blocking pool, not on the lane's executor (`blocking.rs`).
+    async fn change_principal(&self, command: Command) -> Result<Response, ShardGone> {
+        let (registry, certs) = (self.registry.clone(), self.certs.clone());
+        blocking::run(move || match command {
+            Command::PrincipalAdd(body) => principal::add(&registry, body),
+            Command::PrincipalRevoke { id } => principal::revoke(&registry, id),
+            Command::PrincipalRotate(body) => principal::rotate(&registry, body),
+            Command::PrincipalCert(body) => principal::cert(&registry, &certs, body),
+            _ => unreachable!("only principal changes are written here"),
+        })
+        .await
     }
 
     /// The center's books: statements, payouts and remittances.

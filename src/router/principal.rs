@@ -1,5 +1,6 @@
 //! The operator's management of principals: straight to the registry,
-//! which writes each change durably before answering.
+//! which writes each change durably before answering (a synced commit, so
+//! the router runs changes on the blocking pool, `blocking.rs`).
 
 use crate::auth::{Certs, Registry, RegistryError};
 use crate::protocol::{
