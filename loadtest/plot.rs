@@ -260,7 +260,12 @@ fn throughput_chart<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc(if lowest { X_DESC } else { "" })
-        .y_desc("payments answered per second")
+        // Short in the middle panel, where the height is small.
+        .y_desc(if lowest {
+            "payments answered per second"
+        } else {
+            "payments/s"
+        })
         .x_label_formatter(&|v| seconds_label(*v))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", text_px))
@@ -344,7 +349,7 @@ fn rss_chart<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc(X_DESC)
-        .y_desc(format!("RSS of the {}, MiB", input.rss_of))
+        .y_desc("RSS, MiB")
         .x_label_formatter(&|v| seconds_label(*v))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", text_px))
@@ -359,7 +364,7 @@ fn rss_chart<DB: DrawingBackend>(
             .map_err(|e| e.to_string())?;
         if i == 0 {
             drawn
-                .label("RSS")
+                .label(format!("RSS of the {}", input.rss_of))
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RSS.stroke_width(2)));
         }
     }
