@@ -7,6 +7,7 @@
 
 use crate::progress::{self, lock};
 use crate::record::Recorder;
+use crate::rss;
 use crate::workload::Workload;
 use indicatif::ProgressBar;
 use kessai::client::Client;
@@ -20,12 +21,20 @@ pub async fn run(
     pipeline: usize,
     workload: &Arc<Workload>,
     duration: Duration,
+    rss_pid: Option<u32>,
     bar: &ProgressBar,
 ) -> (Recorder, Duration) {
     let started = Instant::now();
     let end = started + duration;
     let recorder = Arc::new(Mutex::new(Recorder::new(started, duration.as_secs())));
-    let mut lanes = Vec::with_capacity(clients.len() * pipeline);
+    let mut lanes = Vec::with_capacity(clients.len() * pipeline + 1);
+    // Awaited with the lanes, before the recorder is taken.
+    lanes.extend(rss::spawn_sampler(
+        rss_pid,
+        &recorder,
+        started,
+        duration.as_secs(),
+    ));
     for client in clients {
         for _ in 0..pipeline {
             let (client, workload, recorder) = (client.clone(), workload.clone(), recorder.clone());

@@ -17,6 +17,7 @@
 //! kessai-load --spawn --iso --cards 20000 --connections 8 --pipeline 64  # ISO 8583
 //! kessai-load --spawn --http --connections 8 --pipeline 8  # HTTP vs binary, 64 in flight
 //! kessai-load --spawn --jetstream-url nats://127.0.0.1:4222  # the log on JetStream
+//! kessai-load --spawn --soak --duration-s 1800 --json soak.json --plot soak.png  # issue #20's soak
 //! ```
 //!
 //! Two ways to load the engine:
@@ -41,7 +42,12 @@
 //! and compare medians. With a list of shard counts, each gets a fresh
 //! engine and the same load, and a closing table compares their medians.
 //! `--json FILE` writes everything (report.rs), `--plot FILE.png` draws
-//! latency and throughput per second (plot.rs).
+//! latency, throughput and the engine's RSS per second (plot.rs; RSS with
+//! `--spawn`, or `--engine-pid` for an engine at `--addr`: rss.rs).
+//!
+//! `--soak` judges one long run (soak.rs): throughput minute by minute
+//! against the first minute's, RSS after a warm-up, the audit; it prints
+//! the verdict and exits 1 if it failed. `scripts/soak` runs issue #20's.
 
 mod auditor;
 mod closed_loop;
@@ -54,7 +60,9 @@ mod plot;
 mod progress;
 mod record;
 mod report;
+mod rss;
 mod setup;
+mod soak;
 mod workload;
 
 use auditor::Auditor;
@@ -108,8 +116,8 @@ struct Args {
     /// Requests in flight per connection (with --rate: at most this many).
     #[arg(long, default_value_t = 64, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pipeline: usize,
-    /// Seconds of load per run.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Seconds of load per run (at most a day).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=DURATION_S_MAX))]
     duration_s: u64,
     /// Open loop: this many operations per second in total, due on a fixed
     /// schedule over the connections; latency counts from when each was due.
@@ -194,9 +202,57 @@ struct Args {
     /// --http, whose engines keep the file log).
     #[arg(long, requires = "spawn", conflicts_with_all = ["iso", "http"], value_name = "URL")]
     jetstream_url: Option<String>,
+    /// With --addr: the engine's process id, to sample its RSS each second
+    /// (Linux). With --spawn the harness samples its own process, where
+    /// the engine runs.
+    #[arg(long, conflicts_with = "spawn")]
+    engine_pid: Option<u32>,
+    /// Judge the run as a soak (issue #20): each minute's median
+    /// payments/s within 10% of the first minute's, RSS after the warm-up
+    /// flat (the last minute at most 10% + 32 MiB over the minute after
+    /// the warm-up), the audit ok. Prints the verdict and exits 1 if it
+    /// fails. One run of one engine, closed loop, RSS sampled (--spawn or
+    /// --engine-pid), and at least --soak-warmup-min + 2 minutes long.
+    #[arg(long, conflicts_with_all = ["rate", "flood", "iso", "http"])]
+    soak: bool,
+    /// --soak: minutes of warm-up before the RSS baseline.
+    #[arg(long, requires = "soak", default_value_t = soak::WARMUP_MINUTES_DEFAULT)]
+    soak_warmup_min: u64,
 }
 
+/// The longest run: its timeline keeps about 100 bytes a second, in memory
+/// and in the JSON report, and a run longer than a day is not a load test.
+const DURATION_S_MAX: u64 = 86_400;
+
 impl Args {
+    /// The process whose RSS each run samples: the harness's own with
+    /// --spawn (the engine runs in it), or --engine-pid's.
+    fn rss_pid(&self) -> Option<u32> {
+        if self.spawn {
+            Some(std::process::id())
+        } else {
+            self.engine_pid
+        }
+    }
+
+    /// Why `--soak` cannot judge this run, if it cannot.
+    fn soak_refusal(&self) -> Option<String> {
+        let minutes = soak::minutes_needed(self.soak_warmup_min);
+        if self.runs != 1 || self.shards.len() != 1 {
+            Some("--soak judges one run of one engine (--runs 1, one --shards count)".into())
+        } else if self.rss_pid().is_none() {
+            Some("--soak needs the engine's RSS: --spawn, or --engine-pid with --addr".into())
+        } else if self.duration_s < minutes * soak::MINUTE_S as u64 {
+            Some(format!(
+                "--soak with a {}-minute warm-up needs --duration-s {} or more",
+                self.soak_warmup_min,
+                minutes * soak::MINUTE_S as u64
+            ))
+        } else {
+            None
+        }
+    }
+
     fn flood_load(&self) -> Option<FloodLoad> {
         self.flood.map(|connections| FloodLoad {
             connections,
@@ -221,6 +277,11 @@ fn main() {
     }
     if mix.pay2 > 0 && args.cards < 2 {
         fail("two-card payments need --cards 2 or more");
+    }
+    if args.soak
+        && let Some(refusal) = args.soak_refusal()
+    {
+        fail(refusal);
     }
     // Fail before the load, not after it: a report nobody can write is
     // a run wasted.
@@ -282,6 +343,17 @@ fn main() {
     let best = engines
         .iter()
         .max_by(|a, b| a.median_payments_per_s.total_cmp(&b.median_payments_per_s));
+    // One engine, one run (soak_refusal): its timeline and its audit.
+    let soak = args.soak.then(|| {
+        let engine = &engines[0];
+        let verdict = soak::judge(
+            &engine.runs[0].timeline,
+            engine.audit.ok,
+            args.soak_warmup_min,
+        );
+        verdict.print();
+        verdict
+    });
     let report = Report {
         tool: "kessai-load",
         version: env!("CARGO_PKG_VERSION"),
@@ -291,6 +363,7 @@ fn main() {
         config: config_report(&args, mix),
         host: HostReport::here(),
         engines,
+        soak,
     };
     let mut written = true;
     if let Some(file) = json_file {
@@ -299,7 +372,12 @@ fn main() {
     if let Some(path) = &args.plot {
         written &= write_plots(path, &args, mix, &report);
     }
-    std::process::exit(if report.ok && written { 0 } else { 1 });
+    let soak_passed = report.soak.as_ref().is_none_or(|verdict| verdict.pass);
+    std::process::exit(if report.ok && written && soak_passed {
+        0
+    } else {
+        1
+    });
 }
 
 /// Starts a fresh in-process engine with `shards` shards in a temp dir,
@@ -531,7 +609,15 @@ impl Honest<'_> {
         let bar = self.progress.run(&label, self.duration);
         let (recorder, elapsed) = match self.schedule {
             None => {
-                closed_loop::run(clients, args.pipeline, &self.workload, self.duration, &bar).await
+                closed_loop::run(
+                    clients,
+                    args.pipeline,
+                    &self.workload,
+                    self.duration,
+                    args.rss_pid(),
+                    &bar,
+                )
+                .await
             }
             Some(schedule) => {
                 open_loop::run(
@@ -540,6 +626,7 @@ impl Honest<'_> {
                     &self.workload,
                     schedule,
                     self.duration,
+                    args.rss_pid(),
                     &bar,
                 )
                 .await
@@ -745,6 +832,12 @@ fn write_plots(path: &Path, args: &Args, mix: Mix, report: &Report) -> bool {
             offered_payments_per_s: args
                 .rate
                 .map(|rate| rate as f64 * f64::from(mix.payment_percent()) / 100.0),
+            rss_of: if args.spawn {
+                "engine and load generator"
+            } else {
+                "engine"
+            },
+            soak: report.soak.as_ref().map(plot::SoakLines::of),
         };
         match plot::draw(&file, args.plot_size, &input) {
             Ok(()) => println!("plot: {}", file.display()),

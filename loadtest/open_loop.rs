@@ -18,6 +18,7 @@
 
 use crate::progress::{self, lock};
 use crate::record::Recorder;
+use crate::rss;
 use crate::workload::Workload;
 use indicatif::ProgressBar;
 use kessai::client::Client;
@@ -68,13 +69,21 @@ pub async fn run(
     workload: &Arc<Workload>,
     schedule: Schedule,
     duration: Duration,
+    rss_pid: Option<u32>,
     bar: &ProgressBar,
 ) -> (Recorder, Duration) {
     let started = Instant::now() + LEAD;
     let end = started + duration;
     let recorder = Arc::new(Mutex::new(Recorder::new(started, duration.as_secs())));
     let connections = clients.len() as u64;
-    let mut lanes = Vec::with_capacity(clients.len() * pipeline);
+    let mut lanes = Vec::with_capacity(clients.len() * pipeline + 1);
+    // Awaited with the lanes, before the recorder is taken.
+    lanes.extend(rss::spawn_sampler(
+        rss_pid,
+        &recorder,
+        started,
+        duration.as_secs(),
+    ));
     for (index, client) in clients.iter().enumerate() {
         // The connection's requests are k = j * connections + index, for
         // j = 0, 1, 2...; its lanes take j from this counter.

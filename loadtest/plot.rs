@@ -1,5 +1,8 @@
-//! `--plot FILE.png`: payment latency percentiles (p50, p99, p99.9) and
-//! payments/s, per second of load, for one engine's runs laid end to end.
+//! `--plot FILE.png`: payment latency percentiles (p50, p99, p99.9),
+//! payments/s and, when it was sampled, RSS (MiB), per second of load, for
+//! one engine's runs laid end to end. With `--soak`, dashed lines show its
+//! limits: ±10% of the first minute's payments/s, and the RSS ceiling
+//! from the end of the warm-up.
 //!
 //! plotters draws text through ab_glyph from a font compiled into the
 //! binary (DejaVu Sans, `loadtest/fonts/`, Bitstream Vera license), not
@@ -7,6 +10,7 @@
 //! packages, and a fresh machine must build the harness with none.
 
 use crate::report::{RunReport, SecondReport};
+use crate::soak::{self, SoakVerdict};
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
@@ -24,6 +28,7 @@ const P50: RGBColor = RGBColor(31, 119, 180);
 const P99: RGBColor = RGBColor(255, 127, 14);
 const P999: RGBColor = RGBColor(214, 39, 40);
 const THROUGHPUT: RGBColor = RGBColor(44, 160, 44);
+const RSS: RGBColor = RGBColor(148, 103, 189);
 const RUN_EDGE: RGBColor = RGBColor(90, 90, 90);
 
 /// What to draw: the runs of one engine, each `duration_s` long.
@@ -33,6 +38,33 @@ pub struct PlotInput<'a> {
     pub duration_s: u64,
     /// Open loop: payments/s due (the rate times the mix's payment share).
     pub offered_payments_per_s: Option<f64>,
+    /// Whose RSS was sampled, for the axis: "engine", or "engine and load
+    /// generator" (`--spawn`, one process).
+    pub rss_of: &'static str,
+    pub soak: Option<SoakLines>,
+}
+
+/// `--soak`'s limits, drawn as dashed lines.
+pub struct SoakLines {
+    /// The first minute's median payments/s, ±10%.
+    pub payments_per_s_low: f64,
+    pub payments_per_s_high: f64,
+    /// The RSS ceiling (MiB) and the second of load it holds from (the
+    /// end of the warm-up).
+    pub rss_limit_mib: Option<f64>,
+    pub rss_limit_from_s: f64,
+}
+
+impl SoakLines {
+    pub fn of(verdict: &SoakVerdict) -> SoakLines {
+        let first = verdict.minutes.first().map_or(0.0, |m| m.payments_per_s);
+        SoakLines {
+            payments_per_s_low: first * (1.0 - soak::THROUGHPUT_TOLERANCE),
+            payments_per_s_high: first * (1.0 + soak::THROUGHPUT_TOLERANCE),
+            rss_limit_mib: verdict.rss_limit_kib.map(|kib| kib as f64 / 1024.0),
+            rss_limit_from_s: (verdict.warmup_minutes * soak::MINUTE_S as u64) as f64,
+        }
+    }
 }
 
 /// Parses `WIDTHxHEIGHT` (pixels) within [`SIZE_MIN`]..=[`SIZE_MAX`].
@@ -67,10 +99,24 @@ pub fn draw(path: &Path, size: (u32, u32), input: &PlotInput<'_>) -> Result<(), 
     let root = root
         .titled(&input.title, ("sans-serif", text_px + 4))
         .map_err(|e| e.to_string())?;
-    let (top, bottom) = root.split_vertically(root.dim_in_pixel().1 * 55 / 100);
     let x_max = (input.duration_s.max(1) * input.runs.len().max(1) as u64) as f64;
-    latency_chart(&top, input, x_max, text_px)?;
-    throughput_chart(&bottom, input, x_max, text_px)?;
+    let height = root.dim_in_pixel().1;
+    let sampled = input
+        .runs
+        .iter()
+        .flat_map(|r| &r.timeline)
+        .any(|s| s.rss_kib.is_some());
+    if sampled {
+        let (top, rest) = root.split_vertically(height * 45 / 100);
+        let (middle, bottom) = rest.split_vertically(height * 27 / 100);
+        latency_chart(&top, input, x_max, text_px)?;
+        throughput_chart(&middle, input, x_max, text_px, false)?;
+        rss_chart(&bottom, input, x_max, text_px)?;
+    } else {
+        let (top, bottom) = root.split_vertically(height * 55 / 100);
+        latency_chart(&top, input, x_max, text_px)?;
+        throughput_chart(&bottom, input, x_max, text_px, true)?;
+    }
     root.present()
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -185,18 +231,24 @@ fn latency_chart<DB: DrawingBackend>(
         .map_err(|e| e.to_string())
 }
 
+/// The x axis's description, under the lowest chart.
+const X_DESC: &str = "seconds of load (runs end to end, a dark line where each run starts)";
+
 fn throughput_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     input: &PlotInput<'_>,
     x_max: f64,
     text_px: u32,
+    lowest: bool,
 ) -> Result<(), String> {
+    let soak_high = input.soak.as_ref().map_or(0.0, |s| s.payments_per_s_high);
     let peak = input
         .runs
         .iter()
         .flat_map(|r| &r.timeline)
         .map(|s| s.payments as f64)
-        .fold(input.offered_payments_per_s.unwrap_or(0.0), f64::max);
+        .fold(input.offered_payments_per_s.unwrap_or(0.0), f64::max)
+        .max(soak_high);
     let y_max = if peak > 0.0 { peak * 1.15 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .margin(text_px / 2)
@@ -207,8 +259,13 @@ fn throughput_chart<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("seconds of load (runs end to end, a dark line where each run starts)")
-        .y_desc("payments answered per second")
+        .x_desc(if lowest { X_DESC } else { "" })
+        // Short in the middle panel, where the height is small.
+        .y_desc(if lowest {
+            "payments answered per second"
+        } else {
+            "payments/s"
+        })
         .x_label_formatter(&|v| seconds_label(*v))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", text_px))
@@ -225,6 +282,21 @@ fn throughput_chart<DB: DrawingBackend>(
             drawn.label("answered").legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], THROUGHPUT.stroke_width(2))
             });
+        }
+    }
+    if let Some(soak) = &input.soak {
+        for (i, y) in [soak.payments_per_s_low, soak.payments_per_s_high]
+            .into_iter()
+            .enumerate()
+        {
+            let drawn = chart
+                .draw_series(dashed((0.0, y), (x_max, y), THROUGHPUT))
+                .map_err(|e| e.to_string())?;
+            if i == 0 {
+                drawn
+                    .label("first minute ±10%")
+                    .legend(|(x, y)| dashed_legend(x, y, THROUGHPUT));
+            }
         }
     }
     if let Some(offered) = input.offered_payments_per_s {
@@ -249,6 +321,85 @@ fn throughput_chart<DB: DrawingBackend>(
         .border_style(BLACK)
         .draw()
         .map_err(|e| e.to_string())
+}
+
+fn rss_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    input: &PlotInput<'_>,
+    x_max: f64,
+    text_px: u32,
+) -> Result<(), String> {
+    let mib = |s: &SecondReport| s.rss_kib.map(|kib| kib as f64 / 1024.0);
+    let limit = input.soak.as_ref().and_then(|s| s.rss_limit_mib);
+    let peak = input
+        .runs
+        .iter()
+        .flat_map(|r| &r.timeline)
+        .filter_map(mib)
+        .fold(limit.unwrap_or(0.0), f64::max);
+    // From zero: growth shows at its true size against the whole.
+    let y_max = if peak > 0.0 { peak * 1.15 } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .margin(text_px / 2)
+        .margin_right(text_px * 2)
+        .x_label_area_size(text_px * 3)
+        .y_label_area_size(text_px * 4)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(X_DESC)
+        .y_desc("RSS, MiB")
+        .x_label_formatter(&|v| seconds_label(*v))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", text_px))
+        .axis_desc_style(("sans-serif", text_px))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    draw_run_edges(&mut chart, input, 0.0, y_max)?;
+    let parts = segments(input, mib);
+    for (i, points) in parts.into_iter().enumerate() {
+        let drawn = chart
+            .draw_series(LineSeries::new(points, RSS.stroke_width(2)).point_size(2))
+            .map_err(|e| e.to_string())?;
+        if i == 0 {
+            drawn
+                .label(format!("RSS of the {}", input.rss_of))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RSS.stroke_width(2)));
+        }
+    }
+    if let (Some(soak), Some(limit)) = (&input.soak, limit) {
+        chart
+            .draw_series(dashed((soak.rss_limit_from_s, limit), (x_max, limit), RSS))
+            .map_err(|e| e.to_string())?
+            .label("soak limit after warm-up")
+            .legend(|(x, y)| dashed_legend(x, y, RSS));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font(("sans-serif", text_px))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// A dashed line from `from` to `to`.
+fn dashed(
+    from: (f64, f64),
+    to: (f64, f64),
+    color: RGBColor,
+) -> DashedLineSeries<std::array::IntoIter<(f64, f64), 2>, i32> {
+    DashedLineSeries::new([from, to], 8, 6, color.stroke_width(1))
+}
+
+fn dashed_legend(
+    x: i32,
+    y: i32,
+    color: RGBColor,
+) -> DashedPathElement<std::vec::IntoIter<(i32, i32)>, i32> {
+    DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, color.stroke_width(1))
 }
 
 /// A thin vertical line where each run after the first begins.

@@ -97,6 +97,12 @@ impl KindTally {
     }
 }
 
+/// Seconds of the timeline that keep a latency histogram: the current one
+/// and the one before. A lane takes its answer's time before it takes the
+/// recorder's lock, so an answer can land just after the next second has
+/// begun; one second of grace covers that.
+const OPEN_SECONDS: usize = 2;
+
 /// One second of the run, by completion time.
 pub struct SecondTally {
     /// Payments answered (approved or declined).
@@ -104,8 +110,52 @@ pub struct SecondTally {
     /// Operations of every kind answered.
     pub ops: u64,
     pub errors: u64,
-    /// Latency of the payments answered in this second.
-    pub latency_us: Histogram<u64>,
+    /// The resident set of the process sampled (`--spawn`: this one,
+    /// engine and load generator both; `--engine-pid`: the engine's), KiB,
+    /// sampled once in this second; `None` when not sampled.
+    pub rss_kib: Option<u64>,
+    latency_us: SecondLatency,
+}
+
+/// A second's payment latency: a histogram while the second is recent,
+/// only its percentiles once it is over. A histogram per second would be
+/// about 20 KiB a second, 36 MiB over a half-hour soak, in the process
+/// whose RSS the soak says must stay flat.
+enum SecondLatency {
+    Open(Histogram<u64>),
+    Closed(SecondLatencyUs),
+}
+
+/// The percentiles of one second's payment latencies, µs (0 when none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondLatencyUs {
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl SecondLatencyUs {
+    fn of(histogram: &Histogram<u64>) -> SecondLatencyUs {
+        if histogram.is_empty() {
+            return SecondLatencyUs::default();
+        }
+        SecondLatencyUs {
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+}
+
+impl SecondTally {
+    pub fn latency_us(&self) -> SecondLatencyUs {
+        match &self.latency_us {
+            SecondLatency::Open(histogram) => SecondLatencyUs::of(histogram),
+            SecondLatency::Closed(summary) => *summary,
+        }
+    }
 }
 
 /// Open-loop only: when requests went out against when they were due.
@@ -131,7 +181,13 @@ pub struct Recorder {
     /// The first message seen for each error reason, to tell what it was.
     pub error_examples: BTreeMap<&'static str, String>,
     pub declines: BTreeMap<&'static str, u64>,
+    /// One entry per second of the window, up to the latest touched;
+    /// seconds before `timeline_open_from` keep only their percentiles.
     pub timeline: Vec<SecondTally>,
+    timeline_open_from: usize,
+    /// A closed second's histogram, emptied, for the next second to use
+    /// (the timeline allocates three histograms per run, not one a second).
+    spare_histogram: Option<Histogram<u64>>,
     pub send: SendTally,
 }
 
@@ -146,6 +202,8 @@ impl Recorder {
             error_examples: BTreeMap::new(),
             declines: BTreeMap::new(),
             timeline: Vec::new(),
+            timeline_open_from: 0,
+            spare_histogram: None,
             send: SendTally {
                 sent: 0,
                 late: 0,
@@ -178,19 +236,9 @@ impl Recorder {
                 .saturating_record(latency_us.max(1));
         }
         let second = done.saturating_duration_since(self.started).as_secs();
-        if second >= self.window_s {
+        let Some(slot) = self.second(second) else {
             return;
-        }
-        let second = second as usize;
-        while self.timeline.len() <= second {
-            self.timeline.push(SecondTally {
-                payments: 0,
-                ops: 0,
-                errors: 0,
-                latency_us: second_histogram(),
-            });
-        }
-        let slot = &mut self.timeline[second];
+        };
         if failed {
             slot.errors += 1;
             return;
@@ -198,8 +246,57 @@ impl Recorder {
         slot.ops += 1;
         if kind.is_payment() {
             slot.payments += 1;
-            slot.latency_us.saturating_record(latency_us.max(1));
+            // An answer for a second already closed (its lane was held
+            // off the lock for over a second) is counted, and timed in the
+            // run's totals, not in that second's percentiles.
+            if let SecondLatency::Open(histogram) = &mut slot.latency_us {
+                histogram.saturating_record(latency_us.max(1));
+            }
         }
+    }
+
+    /// Records the sampled process's RSS (KiB) in `second` of the window.
+    pub fn record_rss(&mut self, second: u64, rss_kib: u64) {
+        if let Some(slot) = self.second(second) {
+            slot.rss_kib = Some(rss_kib);
+        }
+    }
+
+    /// Seconds of load this recorder's timeline covers.
+    pub fn window_s(&self) -> u64 {
+        self.window_s
+    }
+
+    /// The timeline's entry for `second`, added (with those before it) if
+    /// new; `None` past the window. Closes the seconds that fell out of the
+    /// last [`OPEN_SECONDS`].
+    fn second(&mut self, second: u64) -> Option<&mut SecondTally> {
+        if second >= self.window_s {
+            return None;
+        }
+        let second = second as usize;
+        while self.timeline.len() <= second {
+            let histogram = self.spare_histogram.take().unwrap_or_else(second_histogram);
+            self.timeline.push(SecondTally {
+                payments: 0,
+                ops: 0,
+                errors: 0,
+                rss_kib: None,
+                latency_us: SecondLatency::Open(histogram),
+            });
+        }
+        while self.timeline_open_from + OPEN_SECONDS <= second {
+            let slot = &mut self.timeline[self.timeline_open_from];
+            let summary = SecondLatency::Closed(slot.latency_us());
+            if let SecondLatency::Open(mut histogram) =
+                std::mem::replace(&mut slot.latency_us, summary)
+            {
+                histogram.reset();
+                self.spare_histogram = Some(histogram);
+            }
+            self.timeline_open_from += 1;
+        }
+        Some(&mut self.timeline[second])
     }
 
     /// Open loop: a request went out `lag_us` after it was due; `late` if
@@ -279,5 +376,37 @@ mod tests {
             (recorder.timeline[1].payments, recorder.timeline[1].ops),
             (1, 2)
         );
+    }
+
+    #[test]
+    fn past_seconds_keep_their_percentiles_and_drop_their_histograms() {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start, 10);
+        let at = |ms| start + Duration::from_millis(ms);
+        // Under 256 us, which a second's histogram (2 figures) keeps exactly.
+        recorder.record(OpKind::Pay, Outcome::Approved, 100, at(100));
+        recorder.record(OpKind::Pay, Outcome::Approved, 200, at(900));
+        recorder.record_rss(0, 4096);
+        recorder.record(OpKind::Pay, Outcome::Approved, 50, at(3500));
+        assert!(matches!(
+            recorder.timeline[0].latency_us,
+            SecondLatency::Closed(_)
+        ));
+        assert!(matches!(
+            recorder.timeline[2].latency_us,
+            SecondLatency::Open(_)
+        ));
+        let first = recorder.timeline[0].latency_us();
+        assert_eq!((first.p50, first.max), (100, 200));
+        assert_eq!(recorder.timeline[0].rss_kib, Some(4096));
+        assert_eq!(recorder.timeline[1].rss_kib, None);
+        // Late for second 0 (closed): counted there, timed in the totals.
+        recorder.record(OpKind::Pay, Outcome::Approved, 250, at(999));
+        assert_eq!(recorder.timeline[0].payments, 3);
+        assert_eq!(recorder.timeline[0].latency_us().max, 200);
+        assert_eq!(recorder.payments_latency_us.max(), 250);
+        // Past the window: neither counted in the timeline nor sampled.
+        recorder.record_rss(10, 1);
+        assert_eq!(recorder.timeline.len(), 4);
     }
 }

@@ -12,7 +12,8 @@
 use crate::flood::FloodLoad;
 use crate::mix::{Mix, OpKind};
 use crate::open_loop::Schedule;
-use crate::record::Recorder;
+use crate::record::{Recorder, SecondTally};
+use crate::soak::SoakVerdict;
 use hdrhistogram::Histogram;
 use kessai::protocol::{AuditResponse, ShardStats, Totals};
 use serde::Serialize;
@@ -33,6 +34,9 @@ pub struct Report {
     pub config: ConfigReport,
     pub host: HostReport,
     pub engines: Vec<EngineReport>,
+    /// `--soak`: the verdict on the run (soak.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakVerdict>,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,6 +263,9 @@ pub struct SecondReport {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// The sampled process's resident set, KiB, sampled once in this
+    /// second (rss.rs); `None` when nothing was sampled.
+    pub rss_kib: Option<u64>,
 }
 
 /// Open loop: the rate asked for against what happened.
@@ -313,21 +320,23 @@ impl RunReport {
                 (kind.name(), report)
             })
             .collect();
-        let timeline = recorder
-            .timeline
-            .iter()
-            .enumerate()
-            .map(|(second, tally)| {
-                let p = Percentiles::of(&tally.latency_us);
+        // Every second of the window, answered in or not: a stall at the
+        // end shows as seconds of nothing, not as a shorter run.
+        let whole_window = recorder.timeline.len().max(recorder.window_s() as usize);
+        let timeline = (0..whole_window)
+            .map(|second| {
+                let tally = recorder.timeline.get(second);
+                let p = tally.map(SecondTally::latency_us).unwrap_or_default();
                 SecondReport {
                     second: second as u64,
-                    payments: tally.payments,
-                    ops: tally.ops,
-                    errors: tally.errors,
+                    payments: tally.map_or(0, |t| t.payments),
+                    ops: tally.map_or(0, |t| t.ops),
+                    errors: tally.map_or(0, |t| t.errors),
                     p50_us: p.p50,
                     p99_us: p.p99,
                     p999_us: p.p999,
                     max_us: p.max,
+                    rss_kib: tally.and_then(|t| t.rss_kib),
                 }
             })
             .collect();

@@ -167,8 +167,16 @@ fn json_report_holds_runs_percentiles_group_commits_and_an_ok_audit() {
             u(&run["by_kind"]["pay2"]["count"]) > 0,
             "two-card payments ran"
         );
-        assert!(!run["timeline"].as_array().expect("timeline").is_empty());
+        // Every second of the run, with the RSS of the harness's process,
+        // where the spawned engine runs.
+        let timeline = run["timeline"].as_array().expect("timeline");
+        assert_eq!(timeline.len(), 1, "{timeline:?}");
+        assert!(
+            timeline.iter().all(|s| u(&s["rss_kib"]) > 0),
+            "{timeline:?}"
+        );
     }
+    assert!(report.get("soak").is_none(), "no verdict without --soak");
     let median = f(&engine["median_payments_per_s"]);
     assert_eq!(f(&report["median_payments_per_s"]), median);
 
@@ -546,6 +554,81 @@ fn the_iso_comparison_activates_every_card_both_ways() {
     assert!(stdout.contains("iso8583:  2000 activations"), "{stdout}");
     assert!(stdout.contains("iso8583 / binary = "), "{stdout}");
     assert!(stdout.contains("audit: ok"), "{stdout}");
+}
+
+#[test]
+fn engine_pid_samples_a_running_engines_rss_each_second() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), 2);
+    let json = dir.path().join("report.json");
+    let (addr, key) = (server.addr.to_string(), server.operator_key_path());
+    load_exactly(&[
+        "--addr",
+        &addr,
+        "--key",
+        key.to_str().expect("utf-8 path"),
+        "--engine-pid",
+        &server.pid().to_string(),
+        "--cards",
+        "200",
+        "--connections",
+        "1",
+        "--pipeline",
+        "2",
+        "--duration-s",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    let report = read_json(&json);
+    let timeline = report["engines"][0]["runs"][0]["timeline"]
+        .as_array()
+        .expect("timeline");
+    assert_eq!(timeline.len(), 2, "{timeline:?}");
+    // The engine's RSS, not the harness's: within a factor of the engine's
+    // own figure read now.
+    let engine_kib = server.rss_bytes() / 1024;
+    for second in timeline {
+        let kib = u(&second["rss_kib"]);
+        assert!(
+            kib > engine_kib / 4 && kib < engine_kib * 4,
+            "{kib} vs {engine_kib}"
+        );
+    }
+}
+
+#[test]
+fn soak_refuses_a_run_it_cannot_judge_and_says_why() {
+    for (args, why) in [
+        (&["--duration-s", "60"][..], "--duration-s 420 or more"),
+        (
+            &["--duration-s", "180", "--soak-warmup-min", "2"][..],
+            "--duration-s 240",
+        ),
+        (
+            &["--duration-s", "600", "--runs", "2"][..],
+            "one run of one engine",
+        ),
+        (
+            &["--duration-s", "600", "--shards", "1,2"][..],
+            "one run of one engine",
+        ),
+    ] {
+        let all: Vec<&str> = SMALL
+            .iter()
+            .chain(["--soak"].iter())
+            .chain(args)
+            .copied()
+            .collect();
+        let output = run(harness(), &all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{all:?}");
+        assert!(stderr.contains(why), "{all:?}: {stderr}");
+    }
+    // An open loop has no peak to hold.
+    let output = run(harness(), &["--spawn", "--soak", "--rate", "100"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used with"));
 }
 
 #[test]
