@@ -35,8 +35,10 @@ impl ShardMachine {
         }
         let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, now_ms, out);
         if is_recorded(&response) {
-            let record = idempotency::record_of(&response, cards, self.stamp(now_ms));
-            out.put_payment(payment, &record);
+            let at_ms = self.stamp(now_ms);
+            let record = &mut self.payment_record;
+            idempotency::record_into(record, &response, cards, at_ms);
+            out.put_payment(payment, record);
             if let Some(order_id) = order_id {
                 out.put_order_id(payment, order_id);
             }
