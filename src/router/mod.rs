@@ -35,7 +35,7 @@ pub use payout::{PayoutCommand, Payouts};
 pub use remit::Remittances;
 
 use crate::auth::{Certs, Principal, Registry};
-use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
+use crate::ids::{CardList, CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::order::OrderId;
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
@@ -54,7 +54,7 @@ pub enum Command {
     Pay {
         payment: PaymentId,
         amount_minor: u64,
-        cards: Vec<CardRef>,
+        cards: CardList,
         /// The merchant's order id naming the payment (`crate::order`).
         order_id: Option<OrderId>,
     },
@@ -101,7 +101,7 @@ pub enum Command {
     Authorize {
         authorization: PaymentId,
         amount_minor: u64,
-        cards: Vec<CardRef>,
+        cards: CardList,
         order_id: Option<OrderId>,
     },
     /// A capture of `amount_minor`, or (`None`) a void.
@@ -204,7 +204,7 @@ impl Router {
             } => answer_beside(self, reply, tag, move |router| async move {
                 let coordinator = &router.coordinator;
                 Ok(coordinator
-                    .pay(payment, amount_minor, cards, order_id)
+                    .pay(payment, amount_minor, cards.into_vec(), order_id)
                     .await)
             }),
             Command::Activate {
@@ -238,7 +238,7 @@ impl Router {
             } => answer_beside(self, reply, tag, move |router| async move {
                 let coordinator = &router.coordinator;
                 Ok(coordinator
-                    .authorize(authorization, amount_minor, cards, order_id)
+                    .authorize(authorization, amount_minor, cards.into_vec(), order_id)
                     .await)
             }),
             Command::Capture {

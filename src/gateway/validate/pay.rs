@@ -4,7 +4,7 @@
 
 use super::{Action, Context, amount_refused, pin_failure, reject};
 use crate::auth::Principal;
-use crate::ids::{CardRef, PaymentId};
+use crate::ids::{CardList, CardRef, PaymentId};
 use crate::pin::{Pin, PinHasher};
 use crate::protocol::{ErrorCode, PayRequest};
 use crate::router::Command;
@@ -32,7 +32,7 @@ pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Conte
 pub(super) struct Checked {
     pub id: PaymentId,
     pub amount_minor: u64,
-    pub cards: Vec<CardRef>,
+    pub cards: CardList,
 }
 
 /// The checks of a payment: card count, amount, every PIN well-formed and
@@ -98,8 +98,8 @@ enum Refusal {
 }
 
 /// The payment's cards, or the refusal naming the first bad position.
-fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Refusal> {
-    let mut cards: Vec<CardRef> = Vec::with_capacity(pins.len());
+fn cards(pins: &[String], hasher: &PinHasher) -> Result<CardList, Refusal> {
+    let mut cards = CardList::with_capacity(pins.len());
     for (index, text) in pins.iter().enumerate() {
         let pin = Pin::parse(text)
             .map_err(|error| Refusal::BadPin(format!("PIN at position {}: {error}", index + 1)))?;
