@@ -598,13 +598,11 @@ async fn dispatch(
         tag.engine.is_some()
     };
     let spent = || busy("the engine's in-flight budget is spent");
-    let mut routed = Vec::with_capacity(commands.len());
-    for (mut tag, command) in commands {
-        if engine_share(&mut tag) {
-            routed.push((tag, command));
-        } else {
-            replies.push((tag, spent()));
-        }
+    // Commands keep their vector (no second one per read): those the
+    // engine's budget refuses are taken out, in order, and answered.
+    let mut routed = commands;
+    for (tag, _) in routed.extract_if(.., |(tag, _)| !engine_share(tag)) {
+        replies.push((tag, spent()));
     }
     // A batch's payments go out only after the writer knows the batch,
     // through the same queue their replies will take.

@@ -142,6 +142,11 @@ pub enum Command {
     StoreStatement(StoreStatementRequest),
 }
 
+/// One read's single-shard work, by shard: inline for up to
+/// [`PER_SHARD_INLINE`] shards, not one more allocation per read.
+type PerShard = smallvec::SmallVec<[Vec<(Tag, ClientOp)>; PER_SHARD_INLINE]>;
+const PER_SHARD_INLINE: usize = 8;
+
 /// What the router reaches: the shards and the engine-wide services.
 pub struct Router {
     pub shards: Arc<Shards>,
@@ -164,8 +169,7 @@ impl Router {
     /// answered `busy` at once; operator requests beyond the admin lane's
     /// room likewise.
     pub fn route(self: &Arc<Self>, reply: &ReplyTx, commands: Vec<(Tag, Command)>) {
-        let mut per_shard: Vec<Vec<(Tag, ClientOp)>> =
-            (0..self.shards.count()).map(|_| Vec::new()).collect();
+        let mut per_shard: PerShard = (0..self.shards.count()).map(|_| Vec::new()).collect();
         for (tag, command) in commands {
             match self.owning_shard(&command) {
                 Some(shard) => per_shard[shard.index()].push((tag, client_op(command))),
@@ -257,7 +261,7 @@ impl Router {
 
     /// Sends each shard its part of the read, in one message; a shard whose
     /// mailbox is full gets nothing, and its requests are answered `busy`.
-    fn send_to_shards(&self, reply: &ReplyTx, per_shard: Vec<Vec<(Tag, ClientOp)>>) {
+    fn send_to_shards(&self, reply: &ReplyTx, per_shard: PerShard) {
         for (index, ops) in per_shard.into_iter().enumerate() {
             if ops.is_empty() {
                 continue;
