@@ -200,7 +200,7 @@ pub(crate) fn record_into(
 /// The first answer, rebuilt from its record.
 pub fn response_of(record: &PaymentRecord) -> PayResponse {
     match &record.outcome {
-        RecordedOutcome::Approved { parts } => PayResponse::approved(
+        RecordedOutcome::Approved { parts } => PayResponse::approved_with(
             record.amount_minor,
             record
                 .cards
