@@ -46,7 +46,7 @@ pub use error::{DecodeError, ErrorCode, ErrorResponse};
 pub use order::{OrderInfo, OrderLookupRequest, OrderLookupResponse, OrderPayRequest, OrderStatus};
 pub use pay::{
     BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayParts,
-    PayRequest, PayResponse, PayResult, PayStatus,
+    PayRequest, PayRequestView, PayResponse, PayResult, PayStatus, PinsView,
 };
 pub use payout::{
     PAYOUT_REFERENCE_BYTES_MAX, PayoutConfirmRequest, PayoutConfirmResponse, PayoutCreateRequest,

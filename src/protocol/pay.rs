@@ -16,6 +16,59 @@ pub struct PayRequest {
     pub pins: Vec<String>,
 }
 
+/// A [`PayRequest`] read in place: the same wire layout, its PINs borrowed
+/// from the frame rather than copied into a vector of strings, so the
+/// gateway reads a payment of up to [`CARDS_INLINE`] PINs without a heap
+/// allocation (issue #20). Any body that decodes as one decodes as the
+/// other ([`PayRequestView::decode`] refuses what [`PayRequest`] would).
+#[derive(Debug, Deserialize)]
+pub struct PayRequestView<'a> {
+    pub request_id: u64,
+    pub amount_minor: u64,
+    #[serde(borrow)]
+    pub pins: PinsView<'a>,
+}
+
+impl<'a> PayRequestView<'a> {
+    /// The body of a Pay frame, whole; `None` where [`PayRequest`]'s own
+    /// decoding would refuse it (and then says why).
+    pub fn decode(body: &'a [u8]) -> Option<PayRequestView<'a>> {
+        match postcard::take_from_bytes::<PayRequestView<'a>>(body) {
+            Ok((view, [])) => Some(view),
+            _ => None,
+        }
+    }
+}
+
+/// The PINs of a [`PayRequestView`], borrowed, in request order.
+#[derive(Debug)]
+pub struct PinsView<'a>(pub SmallVec<[&'a str; CARDS_INLINE]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PinsView<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pins<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pins<'a> {
+            type Value = PinsView<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of PINs")
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<PinsView<'a>, S::Error> {
+                let mut pins = SmallVec::new();
+                while let Some(pin) = seq.next_element::<&'de str>()? {
+                    pins.push(pin);
+                }
+                Ok(PinsView(pins))
+            }
+        }
+        deserializer.deserialize_seq(Pins(std::marker::PhantomData))
+    }
+}
+
 /// An approved payment's parts, one per card: inline up to
 /// [`CARDS_INLINE`] cards, so the common answer is not one more heap
 /// allocation per payment (issue #20). On the wire, a sequence like a
