@@ -58,10 +58,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Engine allocations per single-card payment, one payment at a time
-/// (measured 14.00; 25.00 before issue #20's cuts).
-const SEQUENTIAL_ALLOCATIONS_PER_PAYMENT_MAX: f64 = 15.0;
+/// (measured 12.00; 25.00 before issue #20's cuts).
+const SEQUENTIAL_ALLOCATIONS_PER_PAYMENT_MAX: f64 = 13.0;
 /// Engine allocations per single-card payment, 64 in flight (measured
-/// 4.09 to 4.16; 10.41 before).
+/// 3.8 to 4.2; 10.41 before).
 const PIPELINED_ALLOCATIONS_PER_PAYMENT_MAX: f64 = 6.0;
 /// Engine allocations per single-card payment in PayBatch frames of 128
 /// (measured 4.54 to 4.55; 8.62 before).
