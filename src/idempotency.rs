@@ -146,39 +146,61 @@ pub fn replay(
 
 /// The record of a decided payment, decided at `at_ms`.
 pub(crate) fn record_of(response: &PayResponse, cards: &[CardRef], at_ms: u64) -> PaymentRecord {
-    let outcome = match response.reason {
-        None => {
-            assert_eq!(response.parts.len(), cards.len(), "one part per card");
-            RecordedOutcome::Approved {
-                parts: response
-                    .parts
-                    .iter()
-                    .map(|part| RecordedPart {
-                        taken_minor: part.taken_minor,
-                        remaining_minor: part.remaining_minor,
-                    })
-                    .collect(),
-            }
-        }
-        Some(reason) => RecordedOutcome::Declined {
-            reason,
-            position: response.position,
-            available_minor: response.remaining_minor,
-        },
-    };
-    PaymentRecord {
+    let mut record = PaymentRecord {
         at_ms,
         authorization: None,
         amount_minor: response.amount_minor,
-        cards: cards.to_vec(),
-        outcome,
-    }
+        cards: Vec::with_capacity(cards.len()),
+        outcome: RecordedOutcome::Authorized,
+    };
+    record_into(&mut record, response, cards, at_ms);
+    record
+}
+
+/// [`record_of`] written over `record`, reusing its lists' buffers: a
+/// shard keeps one record for the payments it decides, so a warm shard
+/// allocates nothing to record one (issue #20).
+pub(crate) fn record_into(
+    record: &mut PaymentRecord,
+    response: &PayResponse,
+    cards: &[CardRef],
+    at_ms: u64,
+) {
+    record.at_ms = at_ms;
+    record.authorization = None;
+    record.amount_minor = response.amount_minor;
+    record.cards.clear();
+    record.cards.extend_from_slice(cards);
+    let Some(reason) = response.reason else {
+        assert_eq!(response.parts.len(), cards.len(), "one part per card");
+        let parts = response.parts.iter().map(|part| RecordedPart {
+            taken_minor: part.taken_minor,
+            remaining_minor: part.remaining_minor,
+        });
+        match &mut record.outcome {
+            RecordedOutcome::Approved { parts: kept } => {
+                kept.clear();
+                kept.extend(parts);
+            }
+            other => {
+                *other = RecordedOutcome::Approved {
+                    parts: parts.collect(),
+                }
+            }
+        }
+        return;
+    };
+    record.outcome = RecordedOutcome::Declined {
+        reason,
+        position: response.position,
+        available_minor: response.remaining_minor,
+    };
 }
 
 /// The first answer, rebuilt from its record.
 pub fn response_of(record: &PaymentRecord) -> PayResponse {
     match &record.outcome {
-        RecordedOutcome::Approved { parts } => PayResponse::approved(
+        RecordedOutcome::Approved { parts } => PayResponse::approved_with(
             record.amount_minor,
             record
                 .cards

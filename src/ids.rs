@@ -213,6 +213,15 @@ pub struct CardRef {
     pub last4: u16,
 }
 
+/// Cards a payment's list holds without a heap allocation; a longer list
+/// (up to `CARDS_PER_PAYMENT_MAX`) spills to the heap.
+pub const CARDS_INLINE: usize = 2;
+
+/// A payment's cards, in request order, from the gateway to the shard: most
+/// payments name one or two cards, and those travel inline, not as one
+/// more allocation per payment (issue #20).
+pub type CardList = smallvec::SmallVec<[CardRef; CARDS_INLINE]>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

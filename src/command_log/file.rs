@@ -37,6 +37,8 @@ const SEGMENT_SUFFIX: &str = ".klog";
 /// the chain's head survives a trim of every record before it.
 const SEGMENT_MAGIC: [u8; 4] = *b"KSEG";
 const SEGMENT_HEADER_BYTES: usize = 68;
+/// A sync's buffer above this is freed after it, not kept for the next.
+const SPARE_BYTES_MAX: usize = 4 << 20;
 
 pub struct FileLog {
     dir: PathBuf,
@@ -53,10 +55,15 @@ struct Inner {
     next: u64,
     prev: Hash,
     partitions: BTreeMap<Partition, PartitionState>,
-    /// Records staged for the next sync, and what they hold.
+    /// Records staged for the next sync, and what they hold (each
+    /// partition once, with its last position).
     staged: Vec<u8>,
     staged_first: Option<Position>,
-    staged_partitions: BTreeMap<Partition, Position>,
+    staged_partitions: Vec<(Partition, Position)>,
+    /// The buffers of the last sync, emptied, for the next one to stage
+    /// into: a warm log allocates nothing per sync (issue #20).
+    spare: Vec<u8>,
+    spare_partitions: Vec<(Partition, Position)>,
     /// Every position up to this one is durable.
     durable: u64,
     leader: bool,
@@ -102,7 +109,9 @@ impl FileLog {
             partitions: BTreeMap::new(),
             staged: Vec::new(),
             staged_first: None,
-            staged_partitions: BTreeMap::new(),
+            staged_partitions: Vec::new(),
+            spare: Vec::new(),
+            spare_partitions: Vec::new(),
             durable: 0,
             leader: false,
             failed: None,
@@ -178,6 +187,11 @@ impl FileLog {
         let position = Position(inner.next);
         fence_and_advance(&mut inner.partitions, partition, fence, position)?;
         inner.next += 1;
+        if inner.staged_first.is_none() {
+            let inner = &mut *inner;
+            std::mem::swap(&mut inner.staged, &mut inner.spare);
+            std::mem::swap(&mut inner.staged_partitions, &mut inner.spare_partitions);
+        }
         let prev = inner.prev;
         inner.prev = record::encode_into(
             &mut inner.staged,
@@ -188,7 +202,14 @@ impl FileLog {
             payload,
         );
         inner.staged_first.get_or_insert(position);
-        inner.staged_partitions.insert(partition, position);
+        match inner
+            .staged_partitions
+            .iter_mut()
+            .find(|(p, _)| *p == partition)
+        {
+            Some((_, last)) => *last = position,
+            None => inner.staged_partitions.push((partition, position)),
+        }
         Ok(position)
     }
 
@@ -196,9 +217,9 @@ impl FileLog {
     /// released meanwhile; returns with it held again.
     fn lead<'a>(&'a self, mut inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
         inner.leader = true;
-        let bytes = std::mem::take(&mut inner.staged);
+        let mut bytes = std::mem::take(&mut inner.staged);
         let first = inner.staged_first.take().expect("something is staged");
-        let held = std::mem::take(&mut inner.staged_partitions);
+        let mut held = std::mem::take(&mut inner.staged_partitions);
         let last = inner.next - 1;
         drop(inner);
 
@@ -213,10 +234,17 @@ impl FileLog {
         match written {
             Ok(segment) => {
                 let segment = inner.segments.entry(segment).or_default();
-                segment.extend(held);
+                segment.extend(held.iter().copied());
                 inner.durable = last;
             }
             Err(error) => inner.failed = Some(error.to_string()),
+        }
+        // Kept for the next sync, unless a burst left them large.
+        if bytes.capacity() <= SPARE_BYTES_MAX {
+            bytes.clear();
+            held.clear();
+            inner.spare = bytes;
+            inner.spare_partitions = held;
         }
         self.synced.notify_all();
         inner

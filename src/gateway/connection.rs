@@ -48,7 +48,8 @@ use crate::config::Limits;
 use crate::pin::PinHasher;
 use crate::protocol::frame::{FRAME_BYTES_MIN, Frame, FrameBuffer, FrameError};
 use crate::protocol::{
-    DecodeError, ErrorCode, ErrorResponse, PayBatchResponse, PayResult, Request, Response,
+    DecodeError, ErrorCode, ErrorResponse, PayBatchRequest, PayBatchResponse, PayRequestView,
+    PayResult, Request, Response,
 };
 use crate::reply::{self, Item, Reply, ReplyRx, ReplyTx, Tag};
 use crate::router::{Command, Router, busy};
@@ -271,8 +272,17 @@ fn cut_frames(
                 break;
             }
         };
+        if let Some(action) = pay_in_place(&frame, session, &checks) {
+            let tag = frame_tag(&frame, None, limits);
+            cut.admit(tag, action, batches_opened);
+            continue;
+        }
         let decoded = Request::decode(frame.kind, frame.body);
-        let tag = frame_tag(&frame, &decoded, limits);
+        let batch = match &decoded {
+            Ok(Request::PayBatch(body)) => Some(body),
+            _ => None,
+        };
+        let tag = frame_tag(&frame, batch, limits);
         match take_request(decoded, session, slot, gate, &checks) {
             Ok(action) => cut.admit(tag, action, batches_opened),
             Err(error) => {
@@ -293,13 +303,27 @@ fn framing_error(error: FrameError) -> ErrorResponse {
     ErrorResponse::new(code, error.to_string())
 }
 
+/// The hot path's shortcut: a Pay frame from an authenticated principal,
+/// validated as it lies in the buffer (no vector of PIN strings per
+/// payment). `None` leaves the frame to the general path: another kind,
+/// a session not (or no longer) authenticated, or a body that does not
+/// decode (which the general path refuses, saying why).
+fn pay_in_place(frame: &Frame, session: &Session, checks: &validate::Context) -> Option<Action> {
+    if frame.kind != crate::protocol::KIND_PAY {
+        return None;
+    }
+    let principal = session.principal().filter(|p| !p.is_revoked())?;
+    let body = PayRequestView::decode(frame.body)?;
+    Some(validate::validate_pay(&body, principal, checks))
+}
+
 /// A frame's tag: its correlation id, and its weight (the frame plus the
-/// most its reply can take).
-fn frame_tag(frame: &Frame, decoded: &Result<Request, DecodeError>, limits: &Limits) -> Tag {
+/// most its reply can take; a PayBatch's `batch` weighs by its payments).
+fn frame_tag(frame: &Frame, batch: Option<&PayBatchRequest>, limits: &Limits) -> Tag {
     let frame_bytes = frame.body.len() + FRAME_BYTES_MIN;
-    let weight = match decoded {
-        Ok(Request::PayBatch(body)) => validate::batch_weight(frame_bytes, body, limits),
-        _ => validate::weight(frame.kind, frame_bytes, limits),
+    let weight = match batch {
+        Some(body) => validate::batch_weight(frame_bytes, body, limits),
+        None => validate::weight(frame.kind, frame_bytes, limits),
     };
     Tag {
         correlation_id: frame.correlation_id,
@@ -598,13 +622,11 @@ async fn dispatch(
         tag.engine.is_some()
     };
     let spent = || busy("the engine's in-flight budget is spent");
-    let mut routed = Vec::with_capacity(commands.len());
-    for (mut tag, command) in commands {
-        if engine_share(&mut tag) {
-            routed.push((tag, command));
-        } else {
-            replies.push((tag, spent()));
-        }
+    // Commands keep their vector (no second one per read): those the
+    // engine's budget refuses are taken out, in order, and answered.
+    let mut routed = commands;
+    for (tag, _) in routed.extract_if(.., |(tag, _)| !engine_share(tag)) {
+        replies.push((tag, spent()));
     }
     // A batch's payments go out only after the writer knows the batch,
     // through the same queue their replies will take.

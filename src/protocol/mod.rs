@@ -45,8 +45,8 @@ pub use cards::{
 pub use error::{DecodeError, ErrorCode, ErrorResponse};
 pub use order::{OrderInfo, OrderLookupRequest, OrderLookupResponse, OrderPayRequest, OrderStatus};
 pub use pay::{
-    BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayRequest,
-    PayResponse, PayResult, PayStatus,
+    BATCH_ERROR_MESSAGE_BYTES_MAX, PayBatchRequest, PayBatchResponse, PayPart, PayParts,
+    PayRequest, PayRequestView, PayResponse, PayResult, PayStatus, PinsView,
 };
 pub use payout::{
     PAYOUT_REFERENCE_BYTES_MAX, PayoutConfirmRequest, PayoutConfirmResponse, PayoutCreateRequest,

@@ -2,8 +2,9 @@
 
 use super::ErrorResponse;
 use crate::card::DeclineReason;
-use crate::ids::Position;
+use crate::ids::{CARDS_INLINE, Position};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// A merchant debits `amount_minor` from one or more cards, taken in the
 /// order given. The merchant is the authenticated principal; with it,
@@ -13,6 +14,96 @@ pub struct PayRequest {
     pub request_id: u64,
     pub amount_minor: u64,
     pub pins: Vec<String>,
+}
+
+/// A [`PayRequest`] read in place: the same wire layout, its PINs borrowed
+/// from the frame rather than copied into a vector of strings, so the
+/// gateway reads a payment of up to [`CARDS_INLINE`] PINs without a heap
+/// allocation (issue #20). Any body that decodes as one decodes as the
+/// other ([`PayRequestView::decode`] refuses what [`PayRequest`] would).
+#[derive(Debug, Deserialize)]
+pub struct PayRequestView<'a> {
+    pub request_id: u64,
+    pub amount_minor: u64,
+    #[serde(borrow)]
+    pub pins: PinsView<'a>,
+}
+
+impl<'a> PayRequestView<'a> {
+    /// The body of a Pay frame, whole; `None` where [`PayRequest`]'s own
+    /// decoding would refuse it (and then says why).
+    pub fn decode(body: &'a [u8]) -> Option<PayRequestView<'a>> {
+        match postcard::take_from_bytes::<PayRequestView<'a>>(body) {
+            Ok((view, [])) => Some(view),
+            _ => None,
+        }
+    }
+}
+
+/// The PINs of a [`PayRequestView`], borrowed, in request order.
+#[derive(Debug)]
+pub struct PinsView<'a>(pub SmallVec<[&'a str; CARDS_INLINE]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PinsView<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pins<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pins<'a> {
+            type Value = PinsView<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of PINs")
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<PinsView<'a>, S::Error> {
+                let mut pins = SmallVec::new();
+                while let Some(pin) = seq.next_element::<&'de str>()? {
+                    pins.push(pin);
+                }
+                Ok(PinsView(pins))
+            }
+        }
+        deserializer.deserialize_seq(Pins(std::marker::PhantomData))
+    }
+}
+
+/// An approved payment's parts, one per card: inline up to
+/// [`CARDS_INLINE`] cards, so the common answer is not one more heap
+/// allocation per payment (issue #20). On the wire, a sequence like a
+/// `Vec`'s ([`parts_wire`]).
+pub type PayParts = SmallVec<[PayPart; CARDS_INLINE]>;
+
+/// [`PayParts`] serialised exactly as a `Vec<PayPart>` is.
+mod parts_wire {
+    use super::{PayPart, PayParts};
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(parts: &PayParts, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(parts.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PayParts, D::Error> {
+        struct Parts;
+        impl<'de> Visitor<'de> for Parts {
+            type Value = PayParts;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of payment parts")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PayParts, A::Error> {
+                let mut parts = PayParts::new();
+                while let Some(part) = seq.next_element::<PayPart>()? {
+                    parts.push(part);
+                }
+                Ok(parts)
+            }
+        }
+        deserializer.deserialize_seq(Parts)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +138,8 @@ pub struct PayResponse {
     /// Total left on the payment's cards (when approved: after the debit).
     pub remaining_minor: u64,
     /// One entry per card, in request order (empty when declined).
-    pub parts: Vec<PayPart>,
+    #[serde(with = "parts_wire")]
+    pub parts: PayParts,
     /// True when this answer is a replay of an earlier identical request.
     pub replayed: bool,
 }
@@ -66,12 +158,17 @@ impl PayResponse {
             position,
             amount_minor,
             remaining_minor: 0,
-            parts: Vec::new(),
+            parts: PayParts::new(),
             replayed: false,
         }
     }
 
     pub fn approved(amount_minor: u64, parts: Vec<PayPart>) -> PayResponse {
+        PayResponse::approved_with(amount_minor, PayParts::from_vec(parts))
+    }
+
+    /// [`PayResponse::approved`], its parts already gathered inline.
+    pub fn approved_with(amount_minor: u64, parts: PayParts) -> PayResponse {
         // Money invariant, kept in production: the parts pay the amount.
         assert_eq!(
             parts.iter().map(|p| p.taken_minor).sum::<u64>(),
@@ -216,7 +313,7 @@ mod tests {
                     position: position.and_then(Position::from_number),
                     amount_minor: amount,
                     remaining_minor: remaining,
-                    parts,
+                    parts: PayParts::from_vec(parts),
                     replayed,
                 };
                 (pins, PayResult::Paid(response))

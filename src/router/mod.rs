@@ -37,7 +37,7 @@ pub use payout::{PayoutCommand, Payouts};
 pub use remit::Remittances;
 
 use crate::auth::{Certs, Principal, Registry};
-use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
+use crate::ids::{CardList, CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::order::OrderId;
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
@@ -56,7 +56,7 @@ pub enum Command {
     Pay {
         payment: PaymentId,
         amount_minor: u64,
-        cards: Vec<CardRef>,
+        cards: CardList,
         /// The merchant's order id naming the payment (`crate::order`).
         order_id: Option<OrderId>,
     },
@@ -103,7 +103,7 @@ pub enum Command {
     Authorize {
         authorization: PaymentId,
         amount_minor: u64,
-        cards: Vec<CardRef>,
+        cards: CardList,
         order_id: Option<OrderId>,
     },
     /// A capture of `amount_minor`, or (`None`) a void.
@@ -144,6 +144,11 @@ pub enum Command {
     StoreStatement(StoreStatementRequest),
 }
 
+/// One read's single-shard work, by shard: inline for up to
+/// [`PER_SHARD_INLINE`] shards, not one more allocation per read.
+type PerShard = smallvec::SmallVec<[Vec<(Tag, ClientOp)>; PER_SHARD_INLINE]>;
+const PER_SHARD_INLINE: usize = 8;
+
 /// What the router reaches: the shards and the engine-wide services.
 pub struct Router {
     pub shards: Arc<Shards>,
@@ -166,8 +171,7 @@ impl Router {
     /// answered `busy` at once; operator requests beyond the admin lane's
     /// room likewise.
     pub fn route(self: &Arc<Self>, reply: &ReplyTx, commands: Vec<(Tag, Command)>) {
-        let mut per_shard: Vec<Vec<(Tag, ClientOp)>> =
-            (0..self.shards.count()).map(|_| Vec::new()).collect();
+        let mut per_shard: PerShard = (0..self.shards.count()).map(|_| Vec::new()).collect();
         for (tag, command) in commands {
             match self.owning_shard(&command) {
                 Some(shard) => per_shard[shard.index()].push((tag, client_op(command))),
@@ -206,7 +210,7 @@ impl Router {
             } => answer_beside(self, reply, tag, move |router| async move {
                 let coordinator = &router.coordinator;
                 Ok(coordinator
-                    .pay(payment, amount_minor, cards, order_id)
+                    .pay(payment, amount_minor, cards.into_vec(), order_id)
                     .await)
             }),
             Command::Activate {
@@ -240,7 +244,7 @@ impl Router {
             } => answer_beside(self, reply, tag, move |router| async move {
                 let coordinator = &router.coordinator;
                 Ok(coordinator
-                    .authorize(authorization, amount_minor, cards, order_id)
+                    .authorize(authorization, amount_minor, cards.into_vec(), order_id)
                     .await)
             }),
             Command::Capture {
@@ -259,7 +263,7 @@ impl Router {
 
     /// Sends each shard its part of the read, in one message; a shard whose
     /// mailbox is full gets nothing, and its requests are answered `busy`.
-    fn send_to_shards(&self, reply: &ReplyTx, per_shard: Vec<Vec<(Tag, ClientOp)>>) {
+    fn send_to_shards(&self, reply: &ReplyTx, per_shard: PerShard) {
         for (index, ops) in per_shard.into_iter().enumerate() {
             if ops.is_empty() {
                 continue;

@@ -6,7 +6,7 @@
 //! message.
 
 use crate::auth::Principal;
-use crate::ids::{CardRef, PaymentId, RefundId, RemittanceId, StoreId};
+use crate::ids::{CardList, PaymentId, RefundId, RemittanceId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
 use crate::order::OrderId;
 use crate::pin::PinKey;
@@ -31,7 +31,7 @@ pub enum ClientOp {
     Pay {
         payment: PaymentId,
         amount_minor: u64,
-        cards: Vec<CardRef>,
+        cards: CardList,
         order_id: Option<OrderId>,
     },
     Balance {

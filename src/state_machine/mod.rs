@@ -47,8 +47,10 @@ use crate::ledger::{ShardBooks, ShardPage};
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, BalanceResponse, ErrorCode, ErrorResponse, ReportAccount};
 use crate::storage::Changes;
-use crate::storage::records::{BookKind, JournalEntry, JournalKind};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use crate::storage::records::{
+    BookKind, JournalEntry, JournalKind, PaymentRecord, RecordedOutcome,
+};
+use std::collections::{HashMap, HashSet};
 
 /// Holds of prepared two-phase payments, by (payment, card).
 type HoldMap = HashMap<(PaymentId, PinKey), u64>;
@@ -70,8 +72,11 @@ pub struct ShardMachine {
     reversals: ReversalMap,
     books: ShardBooks,
     /// Accounts credited since the last write-set was closed (rows to
-    /// write). Ordered, so a run writes the same bytes every time.
-    dirty_books: BTreeSet<(BookKind, u32)>,
+    /// write), once per run of credits to one account; sorted and
+    /// deduplicated when the rows are written, so a run writes the same
+    /// bytes every time. A vector, kept between batches, where a set
+    /// allocates a node whenever it goes from empty to one entry.
+    dirty_books: Vec<(BookKind, u32)>,
     /// An audit in progress (see [`audit`]).
     audit: Option<audit::AuditRun>,
     /// The next slot the expiry sweep looks at (see [`expiry`]).
@@ -79,6 +84,9 @@ pub struct ShardMachine {
     /// No record written from now on is stamped at or before this: the
     /// shard's side of a payout's cut-off (see [`ShardMachine::stamp`]).
     stamp_floor_ms: u64,
+    /// The record of the last payment decided here, its buffers reused for
+    /// the next one (see [`crate::idempotency::record_into`]).
+    payment_record: PaymentRecord,
 }
 
 impl ShardMachine {
@@ -92,10 +100,17 @@ impl ShardMachine {
             authorized: HashSet::new(),
             reversals: ReversalMap::new(),
             books,
-            dirty_books: BTreeSet::new(),
+            dirty_books: Vec::new(),
             audit: None,
             sweep_next: 0,
             stamp_floor_ms: 0,
+            payment_record: PaymentRecord {
+                at_ms: 0,
+                amount_minor: 0,
+                cards: Vec::new(),
+                outcome: RecordedOutcome::Approved { parts: Vec::new() },
+                authorization: None,
+            },
         }
     }
 
@@ -276,9 +291,12 @@ impl ShardMachine {
     /// insert; the rows still travel in the same atomic write as the card
     /// changes that moved the money.
     pub fn end_batch(&mut self, out: &mut Changes) {
-        for (kind, account) in std::mem::take(&mut self.dirty_books) {
+        self.dirty_books.sort_unstable();
+        self.dirty_books.dedup();
+        for &(kind, account) in &self.dirty_books {
             out.put_book(kind, account, self.id, self.books.share(kind, account));
         }
+        self.dirty_books.clear();
     }
 
     /// What a card named in a payment can give at `now_ms`, or why it
@@ -306,7 +324,11 @@ impl ShardMachine {
     /// the write-set closes ([`ShardMachine::end_batch`]).
     fn credit(&mut self, kind: BookKind, account: u32, amount_minor: u64) {
         self.books.credit(kind, account, amount_minor);
-        self.dirty_books.insert((kind, account));
+        // A run of credits to one account (one merchant's payments) takes
+        // one entry.
+        if self.dirty_books.last() != Some(&(kind, account)) {
+            self.dirty_books.push((kind, account));
+        }
     }
 }
 

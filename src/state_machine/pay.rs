@@ -8,7 +8,7 @@ use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency;
 use crate::ids::{CardRef, MerchantId, PaymentId, Position};
 use crate::pin::PinKey;
-use crate::protocol::{ErrorResponse, PayPart, PayResponse};
+use crate::protocol::{ErrorResponse, PayPart, PayParts, PayResponse};
 use crate::storage::Changes;
 use crate::storage::records::{BookKind, PaymentRecord};
 
@@ -35,8 +35,10 @@ impl ShardMachine {
         }
         let response = self.debit_in_order(payment.merchant_id, amount_minor, cards, now_ms, out);
         if is_recorded(&response) {
-            let record = idempotency::record_of(&response, cards, self.stamp(now_ms));
-            out.put_payment(payment, &record);
+            let at_ms = self.stamp(now_ms);
+            let record = &mut self.payment_record;
+            idempotency::record_into(record, &response, cards, at_ms);
+            out.put_payment(payment, record);
             if let Some(order_id) = order_id {
                 out.put_order_id(payment, order_id);
             }
@@ -75,7 +77,7 @@ impl ShardMachine {
             Ok(takes) => takes,
             Err(declined) => return declined,
         };
-        let mut parts = Vec::with_capacity(count);
+        let mut parts = PayParts::with_capacity(count);
         for (card_ref, &take_minor) in cards.iter().zip(&takes_minor[..count]) {
             let card = self.update_card(&card_ref.key, |card| {
                 if take_minor > 0 {
@@ -93,7 +95,7 @@ impl ShardMachine {
             });
         }
         self.credit(BookKind::MerchantOwed, merchant_id, amount_minor);
-        PayResponse::approved(amount_minor, parts)
+        PayResponse::approved_with(amount_minor, parts)
     }
 }
 

@@ -139,12 +139,6 @@ pub(crate) fn validate(request: Request, principal: &Principal, context: &Contex
     let Some(role) = required_role(&request) else {
         return Action::Reply(Response::Pong);
     };
-    if principal.role != role {
-        return reject(
-            ErrorCode::Forbidden,
-            format!("a {} may not send this request", principal.role.name()),
-        );
-    }
     let pin_bearing = matches!(
         request,
         Request::Pay(_)
@@ -156,8 +150,8 @@ pub(crate) fn validate(request: Request, principal: &Principal, context: &Contex
             | Request::Activate(_)
             | Request::ReverseActivation(_)
     );
-    if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now_ms) {
-        return Action::Reply(Response::Error(locked.refusal()));
+    if let Some(refusal) = refused(role, pin_bearing, principal, context) {
+        return refusal;
     }
     match request {
         Request::Report(body) => report(body, context.limits),
@@ -195,6 +189,47 @@ pub(crate) fn validate(request: Request, principal: &Principal, context: &Contex
             unreachable!("answered above or by the session")
         }
     }
+}
+
+/// [`validate`] for a Pay request read in place
+/// ([`crate::protocol::PayRequestView`]): the same checks, the same
+/// answers, without the PINs copied into strings first.
+pub(crate) fn validate_pay(
+    body: &crate::protocol::PayRequestView<'_>,
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Action {
+    if let Some(refusal) = refused(Role::Merchant, true, principal, context) {
+        return refusal;
+    }
+    pay::validate_parts(
+        body.request_id,
+        body.amount_minor,
+        body.pins.0.as_slice(),
+        principal,
+        context,
+    )
+}
+
+/// The refusal of a request that needs `role`, from `principal`, before
+/// its body is looked at: another role's request, or (`pin_bearing`) one
+/// that names PINs while the principal is locked out.
+fn refused(
+    role: Role,
+    pin_bearing: bool,
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Option<Action> {
+    if principal.role != role {
+        return Some(reject(
+            ErrorCode::Forbidden,
+            format!("a {} may not send this request", principal.role.name()),
+        ));
+    }
+    if pin_bearing && let Err(locked) = context.guard.check(principal.id, context.now_ms) {
+        return Some(Action::Reply(Response::Error(locked.refusal())));
+    }
+    None
 }
 
 /// The role that may send `request`; `None` for Ping, which any

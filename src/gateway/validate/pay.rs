@@ -4,19 +4,31 @@
 
 use super::{Action, Context, amount_refused, pin_failure, reject};
 use crate::auth::Principal;
-use crate::ids::{CardRef, PaymentId};
+use crate::ids::{CardList, CardRef, PaymentId};
 use crate::pin::{Pin, PinHasher};
 use crate::protocol::{ErrorCode, PayRequest};
 use crate::router::Command;
 
 pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Context<'_>) -> Action {
-    match checked(
+    validate_parts(
         body.request_id,
         body.amount_minor,
         &body.pins,
         principal,
         context,
-    ) {
+    )
+}
+
+/// A payment's checks, from its fields (decoded into a [`PayRequest`] or
+/// read in place).
+pub(super) fn validate_parts(
+    request_id: u64,
+    amount_minor: u64,
+    pins: &[impl AsRef<str>],
+    principal: &Principal,
+    context: &Context<'_>,
+) -> Action {
+    match checked(request_id, amount_minor, pins, principal, context) {
         Ok(payment) => Action::Route(Command::Pay {
             payment: payment.id,
             amount_minor: payment.amount_minor,
@@ -32,7 +44,7 @@ pub(super) fn validate(body: &PayRequest, principal: &Principal, context: &Conte
 pub(super) struct Checked {
     pub id: PaymentId,
     pub amount_minor: u64,
-    pub cards: Vec<CardRef>,
+    pub cards: CardList,
 }
 
 /// The checks of a payment: card count, amount, every PIN well-formed and
@@ -40,7 +52,7 @@ pub(super) struct Checked {
 pub(super) fn checked(
     request_id: u64,
     amount_minor: u64,
-    pins: &[String],
+    pins: &[impl AsRef<str>],
     principal: &Principal,
     context: &Context<'_>,
 ) -> Result<Checked, Box<Action>> {
@@ -59,7 +71,7 @@ pub(super) fn checked(
 pub(super) fn checked_as(
     id: PaymentId,
     amount_minor: u64,
-    pins: &[String],
+    pins: &[impl AsRef<str>],
     principal: &Principal,
     context: &Context<'_>,
 ) -> Result<Checked, Box<Action>> {
@@ -98,10 +110,10 @@ enum Refusal {
 }
 
 /// The payment's cards, or the refusal naming the first bad position.
-fn cards(pins: &[String], hasher: &PinHasher) -> Result<Vec<CardRef>, Refusal> {
-    let mut cards: Vec<CardRef> = Vec::with_capacity(pins.len());
+fn cards(pins: &[impl AsRef<str>], hasher: &PinHasher) -> Result<CardList, Refusal> {
+    let mut cards = CardList::with_capacity(pins.len());
     for (index, text) in pins.iter().enumerate() {
-        let pin = Pin::parse(text)
+        let pin = Pin::parse(text.as_ref())
             .map_err(|error| Refusal::BadPin(format!("PIN at position {}: {error}", index + 1)))?;
         let key = hasher.key(&pin);
         if let Some(first) = cards.iter().position(|c| c.key == key) {
