@@ -36,6 +36,7 @@ pub use remit::Remittances;
 
 use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
+use crate::operation::Coordinator;
 use crate::order::OrderId;
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
@@ -45,7 +46,6 @@ use crate::protocol::{
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
-use crate::twopc::Coordinator;
 use std::sync::Arc;
 
 /// A validated request, PINs already turned into keys.

@@ -21,7 +21,9 @@ mod handle;
 mod messages;
 mod writer;
 
+pub use apply::write_decided;
 pub use handle::{ShardGone, Shards};
+pub use messages::{ShardAnswer, ShardOp};
 
 /// What every shard shares with the rest of the engine.
 #[derive(Clone)]

@@ -1,0 +1,106 @@
+//! The coordinator: what every operation across shards needs from the
+//! engine (the shards, the claims of request ids, the PIN guard, the
+//! store to replay from), and the prologue each runs before its step
+//! machine: refuse a locked-out merchant, claim the request id, replay a
+//! recorded outcome if there is one. Then [`super::drive`] runs the step
+//! machine ([`super::pay`] for a payment across shards), and the claim is
+//! released once the reply is known.
+//!
+//! Coordinators run as futures on the arbiter of the connection that asked
+//! (one per payment, costing an allocation rather than an actor). A crash
+//! anywhere is repaired at start by [`crate::twopc::recovery`].
+
+use super::{drive, pay};
+use crate::auth::Guard;
+use crate::idempotency::{self, ClaimGuard, Claims};
+use crate::ids::{CardRef, OperationId, PaymentId, RefundId};
+use crate::order::OrderId;
+use crate::protocol::{ErrorCode, Response};
+use crate::shard::{ShardGone, Shards};
+use crate::storage::Store;
+use crate::twopc::TwoPhase;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every two-phase payment needs.
+pub struct Coordinator {
+    pub(super) shards: Arc<Shards>,
+    /// Read for replays and decisions: RocksDB in the engine, any store
+    /// behind the same interface elsewhere.
+    pub(super) storage: Arc<dyn Store + Send + Sync>,
+    pub(super) claims: Arc<Claims>,
+    pub(super) guard: Arc<Guard>,
+    pub(super) prepare_timeout: Duration,
+    /// Refunds being processed, by refund id (a namespace of its own).
+    pub(super) refund_claims: Claims<RefundId>,
+    pub(super) refund_window_ms: u64,
+    /// Captures and voids being processed, by their own ids.
+    pub(super) operation_claims: Claims<OperationId>,
+    pub(super) open_authorizations: super::authorization::OpenAuthorizations,
+    pub(super) authorization_ttl_ms: u64,
+}
+
+impl Coordinator {
+    pub fn new(
+        shards: Arc<Shards>,
+        storage: Arc<dyn Store + Send + Sync>,
+        claims: Arc<Claims>,
+        guard: Arc<Guard>,
+        prepare_timeout: Duration,
+        refund_window_ms: u64,
+        authorization_ttl_ms: u64,
+    ) -> Coordinator {
+        Coordinator {
+            shards,
+            storage,
+            claims,
+            guard,
+            prepare_timeout,
+            refund_claims: Claims::new(),
+            refund_window_ms,
+            operation_claims: Claims::new(),
+            open_authorizations: Default::default(),
+            authorization_ttl_ms,
+        }
+    }
+
+    /// Pays `amount_minor` from `cards` (which span several shards).
+    pub async fn pay(
+        &self,
+        payment: PaymentId,
+        amount_minor: u64,
+        cards: Vec<CardRef>,
+        order_id: Option<OrderId>,
+    ) -> Response {
+        // The shards count this payment's PIN failures as they prepare; a
+        // merchant already locked out is refused before anything starts.
+        if let Err(locked) = self
+            .guard
+            .check(payment.merchant_id, crate::clock::now_ms())
+        {
+            return Response::Error(locked.refusal());
+        }
+        if let Err(busy) = idempotency::claim(&self.claims, payment) {
+            return Response::Error(busy);
+        }
+        let _claim = ClaimGuard::new(&self.claims, payment);
+        let replayed = match idempotency::prefetch(self.storage.as_ref(), payment) {
+            Ok(None) => None,
+            Ok(Some(record)) => Some(idempotency::replay(&record, amount_minor, &cards)),
+            Err(error) => Some(Err(error)),
+        };
+        if let Some(answer) = replayed {
+            return answer.map_or_else(Response::Error, Response::Paid);
+        }
+        let two_phase = TwoPhase::new(payment, amount_minor, cards, self.shards.count());
+        let shard_count = self.shards.count();
+        let payment = pay(two_phase, order_id, shard_count);
+        match drive(&self.shards, self.prepare_timeout, payment).await {
+            Ok(paid) => {
+                crate::telemetry::twopc_decided(paid.is_approved());
+                Response::Paid(paid)
+            }
+            Err(ShardGone) => Response::error(ErrorCode::Internal, "engine is shutting down"),
+        }
+    }
+}
