@@ -50,7 +50,7 @@
 
 use kessai::command_log::replay;
 use kessai::command_log::{Fence, MemLog, Partition};
-use kessai::idempotency::{self, Claims};
+use kessai::idempotency::{self, Claims, Watermarks};
 use kessai::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId};
 use kessai::ledger;
 use kessai::load;
@@ -332,6 +332,9 @@ struct World {
     hasher: PinHasher,
     nodes: Vec<Node>,
     claims: Claims,
+    /// Which request ids are new without a read: the engine's, rebuilt
+    /// from the store after each crash as the engine rebuilds it at start.
+    watermarks: Watermarks,
     /// Messages to shards: (channel, shard, message). One channel is one
     /// sender to one shard, delivered first-in first-out.
     network: Vec<(u64, ShardId, Msg)>,
@@ -392,6 +395,7 @@ impl World {
             hasher,
             nodes: Vec::new(),
             claims: Claims::new(),
+            watermarks: Watermarks::default(),
             network: Vec::new(),
             next_channel: 0,
             acks: Vec::new(),
@@ -611,7 +615,7 @@ impl World {
             self.refund_claims.release(refund);
             return self.refund_answer(intent, Err(code(&busy)));
         }
-        let record = idempotency::prefetch(&self.store, payment)
+        let record = idempotency::prefetch(&self.store, &self.watermarks, payment)
             .expect("memory store reads")
             .unwrap_or_else(|| self.fail(format!("refund {intent}: its payment is not on disk")));
         let refunded = self.store.get_payment_refunds(payment).expect("reads");
@@ -811,7 +815,9 @@ impl World {
         if let Err(busy) = idempotency::claim(&self.claims, id) {
             return self.auth_answer(intent, Err(code(&busy)));
         }
-        if let Some(record) = idempotency::prefetch(&self.store, id).expect("reads") {
+        if let Some(record) =
+            idempotency::prefetch(&self.store, &self.watermarks, id).expect("reads")
+        {
             self.claims.release(id);
             assert!(
                 authorization::answers_an_authorization(&record),
@@ -918,7 +924,7 @@ impl World {
             if let Some(prior) = self.store.get_operation(operation).expect("reads") {
                 self.operation_claims.release(operation);
                 assert_eq!(prior.authorization_request_id, authorization.request_id);
-                let record = idempotency::prefetch(&self.store, authorization)
+                let record = idempotency::prefetch(&self.store, &self.watermarks, authorization)
                     .expect("reads")
                     .unwrap_or_else(|| self.fail(format!("operation {operation:?} lost")));
                 return self.close_answer(intent.expect("an operation"), Ok(record));
@@ -930,7 +936,8 @@ impl World {
             }
             return;
         }
-        let record = idempotency::prefetch(&self.store, authorization).expect("reads");
+        let record =
+            idempotency::prefetch(&self.store, &self.watermarks, authorization).expect("reads");
         let closed = match authorization::close(record, closing, self.now_ms) {
             Ok(closed) => closed,
             Err(refused) => {
@@ -1025,7 +1032,8 @@ impl World {
         if let Err(busy) = idempotency::claim(&self.claims, payment) {
             return self.answer(intent, Err(code(&busy)));
         }
-        let prior = idempotency::prefetch(&self.store, payment).expect("memory store reads");
+        let prior = idempotency::prefetch(&self.store, &self.watermarks, payment)
+            .expect("memory store reads");
         match prior {
             Some(record) => {
                 self.claims.release(payment);
@@ -1177,7 +1185,7 @@ impl World {
             } => {
                 let answer = idempotency::claim(&self.claims, payment).and_then(|()| {
                     node.claims.push(payment);
-                    let prior = idempotency::prefetch(&self.store, payment)?;
+                    let prior = idempotency::prefetch(&self.store, &self.watermarks, payment)?;
                     node.machine.pay(
                         payment,
                         amount_minor,
@@ -1534,6 +1542,8 @@ impl World {
         let (machines, _) = load::load(&self.store, &self.hasher, shard_count)
             .unwrap_or_else(|e| self.fail(format!("recovery failed: {e}")));
         self.nodes = self.wrap(machines);
+        self.watermarks = Watermarks::load(&self.store)
+            .unwrap_or_else(|e| self.fail(format!("watermarks failed to load: {e}")));
         self.check_recovered();
     }
 

@@ -455,7 +455,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        match idempotency::prefetch(self.storage.as_ref(), authorization) {
+        match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, authorization) {
             Err(error) => return Ok(Err(error)),
             Ok(Some(record)) => return Ok(replay_authorization(&record, amount_minor, &cards)),
             Ok(None) => {}
@@ -543,10 +543,11 @@ impl Coordinator {
             return Ok(Err(Refused::Error(busy)));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        let record = match idempotency::prefetch(self.storage.as_ref(), authorization) {
-            Err(error) => return Ok(Err(Refused::Error(error))),
-            Ok(record) => record,
-        };
+        let record =
+            match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, authorization) {
+                Err(error) => return Ok(Err(Refused::Error(error))),
+                Ok(record) => record,
+            };
         let closed = match close(record, closing, crate::clock::now_ms()) {
             Ok(closed) => closed,
             Err(NotClosed::Declined(reason)) => return Ok(Err(Refused::Declined(reason))),
@@ -605,7 +606,7 @@ impl Coordinator {
                 "this request id was already used for a different capture or void",
             ));
         }
-        match idempotency::prefetch(self.storage.as_ref(), authorization) {
+        match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, authorization) {
             Ok(Some(record)) => Refused::Replay(record),
             Ok(None) => Refused::Error(storage_failed("an operation without its authorization")),
             Err(error) => Refused::Error(error),

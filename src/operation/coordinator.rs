@@ -12,11 +12,11 @@
 
 use super::{drive, pay};
 use crate::auth::Guard;
-use crate::idempotency::{self, ClaimGuard, Claims};
+use crate::idempotency::{self, ClaimGuard, Claims, Watermarks};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId};
 use crate::order::OrderId;
 use crate::protocol::{ErrorCode, Response};
-use crate::shard::{ShardGone, Shards};
+use crate::shard::{Services, ShardGone, Shards};
 use crate::storage::Store;
 use crate::twopc::TwoPhase;
 use std::sync::Arc;
@@ -29,6 +29,7 @@ pub struct Coordinator {
     /// behind the same interface elsewhere.
     pub(super) storage: Arc<dyn Store + Send + Sync>,
     pub(super) claims: Arc<Claims>,
+    pub(super) watermarks: Arc<Watermarks>,
     pub(super) guard: Arc<Guard>,
     pub(super) prepare_timeout: Duration,
     /// Refunds being processed, by refund id (a namespace of its own).
@@ -41,20 +42,20 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
+    /// Over `shards`, sharing the engine-wide state of `services`.
     pub fn new(
         shards: Arc<Shards>,
-        storage: Arc<dyn Store + Send + Sync>,
-        claims: Arc<Claims>,
-        guard: Arc<Guard>,
+        services: &Services,
         prepare_timeout: Duration,
         refund_window_ms: u64,
         authorization_ttl_ms: u64,
     ) -> Coordinator {
         Coordinator {
             shards,
-            storage,
-            claims,
-            guard,
+            storage: services.storage.clone(),
+            claims: services.claims.clone(),
+            watermarks: services.watermarks.clone(),
+            guard: services.guard.clone(),
             prepare_timeout,
             refund_claims: Claims::new(),
             refund_window_ms,
@@ -84,7 +85,8 @@ impl Coordinator {
             return Response::Error(busy);
         }
         let _claim = ClaimGuard::new(&self.claims, payment);
-        let replayed = match idempotency::prefetch(self.storage.as_ref(), payment) {
+        let replayed = match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, payment)
+        {
             Ok(None) => None,
             Ok(Some(record)) => Some(idempotency::replay(&record, amount_minor, &cards)),
             Err(error) => Some(Err(error)),

@@ -247,7 +247,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _payment_claim = ClaimGuard::new(&self.claims, payment);
-        let record = match idempotency::prefetch(storage, payment) {
+        let record = match idempotency::prefetch(storage, &self.watermarks, payment) {
             Ok(Some(record)) => record,
             Ok(None) => {
                 return Ok(Ok(RefundResponse::declined(
