@@ -195,10 +195,13 @@ pub fn prefetch(
     if watermarks.first_sight(payment) {
         return Ok(None);
     }
-    store.get_payment(payment).map_err(|error| {
-        tracing::error!(%error, "payment lookup failed");
-        ErrorResponse::new(ErrorCode::Internal, "storage read failed")
-    })
+    store.get_payment(payment).map_err(read_failed)
+}
+
+/// A look-up that failed, as the client hears it (the cause is logged).
+pub fn read_failed(error: StorageError) -> ErrorResponse {
+    tracing::error!(%error, "payment lookup failed");
+    ErrorResponse::new(ErrorCode::Internal, "storage read failed")
 }
 
 /// The answer to a retry of an already-decided payment. The retry must be

@@ -455,7 +455,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, authorization) {
+        match self.lookup(authorization).await {
             Err(error) => return Ok(Err(error)),
             Ok(Some(record)) => return Ok(replay_authorization(&record, amount_minor, &cards)),
             Ok(None) => {}
@@ -535,7 +535,8 @@ impl Coordinator {
         authorization: PaymentId,
         closing: Closing,
     ) -> Result<Result<PaymentRecord, Refused>, ShardGone> {
-        let _operation_claim = match self.claim_operation(operation, authorization, closing) {
+        let claimed = self.claim_operation(operation, authorization, closing);
+        let _operation_claim = match claimed.await {
             Ok(claim) => claim,
             Err(refused) => return Ok(Err(refused)),
         };
@@ -543,11 +544,10 @@ impl Coordinator {
             return Ok(Err(Refused::Error(busy)));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        let record =
-            match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, authorization) {
-                Err(error) => return Ok(Err(Refused::Error(error))),
-                Ok(record) => record,
-            };
+        let record = match self.lookup(authorization).await {
+            Err(error) => return Ok(Err(Refused::Error(error))),
+            Ok(record) => record,
+        };
         let closed = match close(record, closing, crate::clock::now_ms()) {
             Ok(closed) => closed,
             Err(NotClosed::Declined(reason)) => return Ok(Err(Refused::Declined(reason))),
@@ -569,7 +569,7 @@ impl Coordinator {
     /// Claims a capture's or void's own id (a release has none), unless it
     /// was used before: then the first answer, or the refusal of a
     /// different operation under the same id.
-    fn claim_operation(
+    async fn claim_operation(
         &self,
         operation: Option<OperationId>,
         authorization: PaymentId,
@@ -580,16 +580,19 @@ impl Coordinator {
         };
         idempotency::claim(&self.operation_claims, operation).map_err(Refused::Error)?;
         let guard = ClaimGuard::new(&self.operation_claims, operation);
-        match self.storage.get_operation(operation) {
+        match self.read(move |store| store.get_operation(operation)).await {
             Err(error) => Err(Refused::Error(storage_failed(error))),
-            Ok(Some(prior)) => Err(self.replay_operation(&prior, authorization, closing)),
+            Ok(Some(prior)) => {
+                let replayed = self.replay_operation(&prior, authorization, closing);
+                Err(replayed.await)
+            }
             Ok(None) => Ok(Some(guard)),
         }
     }
 
     /// The answer to a capture or void whose id was used before: the first
     /// answer when it is the same operation.
-    fn replay_operation(
+    async fn replay_operation(
         &self,
         prior: &OperationRecord,
         authorization: PaymentId,
@@ -606,7 +609,7 @@ impl Coordinator {
                 "this request id was already used for a different capture or void",
             ));
         }
-        match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, authorization) {
+        match self.lookup(authorization).await {
             Ok(Some(record)) => Refused::Replay(record),
             Ok(None) => Refused::Error(storage_failed("an operation without its authorization")),
             Err(error) => Refused::Error(error),

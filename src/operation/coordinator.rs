@@ -15,9 +15,10 @@ use crate::auth::Guard;
 use crate::idempotency::{self, ClaimGuard, Claims, Watermarks};
 use crate::ids::{CardRef, OperationId, PaymentId, RefundId};
 use crate::order::OrderId;
-use crate::protocol::{ErrorCode, Response};
+use crate::protocol::{ErrorCode, ErrorResponse, Response};
 use crate::shard::{Services, ShardGone, Shards};
-use crate::storage::Store;
+use crate::storage::records::PaymentRecord;
+use crate::storage::{StorageError, Store};
 use crate::twopc::TwoPhase;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,34 @@ impl Coordinator {
         }
     }
 
+    /// Reads the store on tokio's blocking pool, not on the connection's
+    /// arbiter: a read may wait for the disk, and every connection on that
+    /// arbiter would wait with it.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Store) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let storage = self.storage.clone();
+        match tokio::task::spawn_blocking(move || read(storage.as_ref())).await {
+            Ok(result) => result,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(_cancelled) => Err(StorageError::Io("read cancelled: shutting down".into())),
+        }
+    }
+
+    /// The recorded outcome of `payment` (or an authorization), if any;
+    /// no read at all for an id the watermarks show is new.
+    pub(super) async fn lookup(
+        &self,
+        payment: PaymentId,
+    ) -> Result<Option<PaymentRecord>, ErrorResponse> {
+        if self.watermarks.first_sight(payment) {
+            return Ok(None);
+        }
+        let read = self.read(move |store| store.get_payment(payment));
+        read.await.map_err(idempotency::read_failed)
+    }
+
     /// Pays `amount_minor` from `cards` (which span several shards).
     pub async fn pay(
         &self,
@@ -85,8 +114,7 @@ impl Coordinator {
             return Response::Error(busy);
         }
         let _claim = ClaimGuard::new(&self.claims, payment);
-        let replayed = match idempotency::prefetch(self.storage.as_ref(), &self.watermarks, payment)
-        {
+        let replayed = match self.lookup(payment).await {
             Ok(None) => None,
             Ok(Some(record)) => Some(idempotency::replay(&record, amount_minor, &cards)),
             Err(error) => Some(Err(error)),

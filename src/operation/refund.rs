@@ -237,8 +237,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _refund_claim = ClaimGuard::new(&self.refund_claims, refund);
-        let storage = self.storage.as_ref();
-        match crate::storage::Store::get_refund(storage, refund) {
+        match self.read(move |store| store.get_refund(refund)).await {
             Err(error) => return Ok(Err(storage_failed(error))),
             Ok(Some(record)) => return Ok(replay_refund(&record, payment, amount_minor)),
             Ok(None) => {}
@@ -247,7 +246,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _payment_claim = ClaimGuard::new(&self.claims, payment);
-        let record = match idempotency::prefetch(storage, &self.watermarks, payment) {
+        let record = match self.lookup(payment).await {
             Ok(Some(record)) => record,
             Ok(None) => {
                 return Ok(Ok(RefundResponse::declined(
@@ -257,7 +256,10 @@ impl Coordinator {
             }
             Err(error) => return Ok(Err(error)),
         };
-        let refunded = match crate::storage::Store::get_payment_refunds(storage, payment) {
+        let refunded = match self
+            .read(move |store| store.get_payment_refunds(payment))
+            .await
+        {
             Ok(refunded) => refunded,
             Err(error) => return Ok(Err(storage_failed(error))),
         };
