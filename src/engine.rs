@@ -12,15 +12,16 @@ use crate::command_log::{CommandLog, FileLog, JetStreamLog, record};
 use crate::config::{Config, LogBackend};
 use crate::gateway::connection::{Gate, GatewayContext};
 use crate::gateway::{self, server};
-use crate::idempotency::Claims;
+use crate::idempotency::{Claims, Watermarks};
 use crate::iso8583;
 use crate::load;
+use crate::operation::Coordinator;
 use crate::pin::{PinHasher, SECRET_BYTES};
 use crate::protocol::Role;
 use crate::router::{AdminLane, Router};
 use crate::shard::{Services, Shards};
 use crate::storage::Storage;
-use crate::twopc::{Coordinator, crashpoint};
+use crate::twopc::crashpoint;
 use actix::prelude::*;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -174,6 +175,7 @@ fn services(
         log,
         checkpoints,
         claims: Arc::new(Claims::new()),
+        watermarks: Arc::new(Watermarks::load(storage.as_ref()).map_err(|e| e.to_string())?),
         guard: Arc::new(guard),
         reversal_window_ms: config.limits.activation_reversal_window_ms,
         card_validity_days: config.limits.card_validity_days,
@@ -195,9 +197,7 @@ fn start_router(
     let storage = &services.storage;
     let coordinator = Arc::new(Coordinator::new(
         shards.clone(),
-        storage.clone(),
-        services.claims.clone(),
-        services.guard.clone(),
+        services,
         Duration::from_millis(config.limits.prepare_timeout_ms),
         config.limits.refund_window_ms(),
         config.limits.authorization_ttl_ms,

@@ -12,6 +12,13 @@
 //! * The durable outcome in the `payments` column family: after the claim,
 //!   the processor looks the id up; a hit is replayed as it was first
 //!   answered (marked `replayed`).
+//! * [`Watermarks`]: the look-up without a disk read. Per merchant, the
+//!   highest client request id ever looked up (or, at start, recorded). A
+//!   request id above it cannot have a record, so a new request from a
+//!   client whose ids increase (a counter: the harness, most gateways)
+//!   costs no read; any other id is read, so a retry of any age still gets
+//!   its first answer. Rebuilt at start with two seeks per merchant, not a
+//!   scan of the history.
 //!
 //! This module also translates between the wire's answer and the stored
 //! record, which are different types on purpose: a protocol change must not
@@ -22,8 +29,10 @@ use crate::ids::{CardRef, PaymentId};
 use crate::protocol::{ErrorCode, ErrorResponse, PayPart, PayResponse};
 use crate::storage::Store;
 use crate::storage::records::{PaymentRecord, RecordedOutcome, RecordedPart};
-use dashmap::DashSet;
+use crate::storage::{Cf, StorageError};
+use dashmap::{DashMap, DashSet};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The ids of one namespace being processed right now (payments by
 /// default; refunds, captures and voids, remittances each have their own
@@ -104,16 +113,95 @@ pub fn claim<K: Eq + Hash + Copy>(claims: &Claims<K>, payment: K) -> Result<(), 
     }
 }
 
+/// Client request ids are below this; ids derived from a merchant's order
+/// ids have the top bit set ([`crate::order`]), are not ordered, and are
+/// always read.
+const CLIENT_IDS_END: u64 = 1 << 63;
+
+/// Per merchant, one more than the highest client request id looked up
+/// or recorded: every id with a record in `payments` is below it.
+#[derive(Default)]
+pub struct Watermarks {
+    by_merchant: DashMap<u32, AtomicU64>,
+}
+
+impl Watermarks {
+    /// From the recorded payments: for each merchant that has any, the
+    /// last client id among its keys (keys sort by merchant, then request
+    /// id, big-endian). Two seeks per merchant, whatever the history.
+    pub fn load(store: &dyn Store) -> Result<Watermarks, StorageError> {
+        let marks = Watermarks::default();
+        let mut cursor = 0u32;
+        loop {
+            let from = PaymentId {
+                merchant_id: cursor,
+                request_id: 0,
+            };
+            let mut first = None;
+            store.scan_from(Cf::Payments, &from.to_bytes(), &mut |key, _| {
+                first = Some(PaymentId::from_bytes(key).ok_or("a payment key of a bad size")?);
+                Ok(false)
+            })?;
+            let Some(PaymentId { merchant_id, .. }) = first else {
+                return Ok(marks);
+            };
+            let id = |request_id| PaymentId {
+                merchant_id,
+                request_id,
+            };
+            let (from, below) = (id(0).to_bytes(), id(CLIENT_IDS_END).to_bytes());
+            if let Some(key) = store.last_in(Cf::Payments, &from, &below)? {
+                let last = PaymentId::from_bytes(&key)
+                    .ok_or_else(|| StorageError::Corrupt("a payment key of a bad size".into()))?;
+                let mark = AtomicU64::new(last.request_id + 1);
+                marks.by_merchant.insert(merchant_id, mark);
+            }
+            let Some(next) = merchant_id.checked_add(1) else {
+                return Ok(marks);
+            };
+            cursor = next;
+        }
+    }
+
+    /// True if `payment` cannot have a record: a client id above every
+    /// one looked up before. Either way it counts as looked up from now
+    /// on, so whoever asks about it next (a retry, once this claim is
+    /// released) reads.
+    pub fn first_sight(&self, payment: PaymentId) -> bool {
+        let PaymentId {
+            merchant_id,
+            request_id,
+        } = payment;
+        if request_id >= CLIENT_IDS_END {
+            return false;
+        }
+        let next = request_id + 1;
+        if let Some(mark) = self.by_merchant.get(&merchant_id) {
+            return mark.fetch_max(next, Ordering::AcqRel) <= request_id;
+        }
+        let mark = self.by_merchant.entry(merchant_id).or_default();
+        mark.fetch_max(next, Ordering::AcqRel) <= request_id
+    }
+}
+
 /// Step two, with the claim held: the payment's recorded outcome, if it
-/// was decided before (the prefetch of the state machine's `pay`).
+/// was decided before (the prefetch of the state machine's `pay`). No read
+/// for an id the watermark shows is new.
 pub fn prefetch(
     store: &dyn Store,
+    watermarks: &Watermarks,
     payment: PaymentId,
 ) -> Result<Option<PaymentRecord>, ErrorResponse> {
-    store.get_payment(payment).map_err(|error| {
-        tracing::error!(%error, "payment lookup failed");
-        ErrorResponse::new(ErrorCode::Internal, "storage read failed")
-    })
+    if watermarks.first_sight(payment) {
+        return Ok(None);
+    }
+    store.get_payment(payment).map_err(read_failed)
+}
+
+/// A look-up that failed, as the client hears it (the cause is logged).
+pub fn read_failed(error: StorageError) -> ErrorResponse {
+    tracing::error!(%error, "payment lookup failed");
+    ErrorResponse::new(ErrorCode::Internal, "storage read failed")
 }
 
 /// The answer to a retry of an already-decided payment. The retry must be
@@ -243,6 +331,64 @@ mod tests {
             key: PinKey([byte; 16]),
             last4: u16::from(byte),
         }
+    }
+
+    fn id(merchant_id: u32, request_id: u64) -> PaymentId {
+        PaymentId {
+            merchant_id,
+            request_id,
+        }
+    }
+
+    /// Rebuilt from the records alone, the watermarks let no recorded id
+    /// pass as new, and let every id above them pass once.
+    #[test]
+    fn watermarks_never_call_a_recorded_id_new() {
+        let store = crate::storage::MemStore::new();
+        let mut changes = crate::storage::Changes::new();
+        let recorded = [id(1, 5), id(1, 9), id(1, CLIENT_IDS_END + 3), id(3, 2)];
+        for payment in recorded {
+            changes.put(Cf::Payments, &payment.to_bytes(), b"a record");
+        }
+        store.commit(&changes).expect("commit");
+        let marks = Watermarks::load(&store).expect("load");
+        for payment in recorded {
+            assert!(!marks.first_sight(payment), "{payment:?} is recorded");
+        }
+        // Below the last recorded id: read, recorded or not.
+        assert!(!marks.first_sight(id(1, 7)));
+        assert!(marks.first_sight(id(1, 10)));
+        assert!(!marks.first_sight(id(1, 10)), "a second look reads");
+        assert!(marks.first_sight(id(3, 3)));
+        assert!(marks.first_sight(id(2, 0)), "a merchant with no payments");
+        // Ids from order ids are not ordered: always read.
+        assert!(!marks.first_sight(id(4, CLIENT_IDS_END)));
+        assert!(!marks.first_sight(id(4, u64::MAX)));
+        // A merchant whose only payments are from order ids.
+        assert!(marks.first_sight(id(1, 11)));
+    }
+
+    /// Threads racing through the same ids: no id is new to two of them.
+    #[test]
+    fn one_first_sight_per_id_across_threads() {
+        use std::sync::atomic::AtomicUsize;
+        let marks = Watermarks::default();
+        let firsts: Vec<AtomicUsize> = (0..2_000).map(|_| AtomicUsize::new(0)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for (request_id, count) in firsts.iter().enumerate() {
+                        if marks.first_sight(id(1, request_id as u64)) {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let counts: Vec<usize> = firsts.into_iter().map(AtomicUsize::into_inner).collect();
+        assert!(counts.iter().all(|&c| c <= 1), "an id new twice");
+        assert!(counts.iter().sum::<usize>() >= 1);
+        assert!(!marks.first_sight(id(1, 1_999)));
     }
 
     #[test]

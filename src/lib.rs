@@ -14,9 +14,12 @@
 //! * [`http`]: the HTTP/JSON API for merchant gateways, beside the gateway
 //!   and sharing its limits.
 //! * [`router`]: fans one connection's commands out to the shards.
-//! * [`twopc`]: two-phase commit for payments spanning shards: the pure
-//!   decision, its coordinator, recovery, crash points; refunds, which
-//!   credit a payment's cards on every shard atomically.
+//! * [`operation`]: the operations that take several steps over several
+//!   shards (a payment across shards, an authorization), each a pure step
+//!   machine, and the one driver that runs them; captures, voids and
+//!   refunds; the claims and replays in front of them.
+//! * [`twopc`]: two-phase commit, pure: the decision, recovery from the
+//!   durable records, crash points.
 //! * [`shard`]: the shard actors and their writer threads (group commit),
 //!   reached through [`shard::Shards`].
 //! * [`state_machine`]: the rules of one shard, pure: prefetch, then apply.
@@ -52,13 +55,14 @@ pub mod ids;
 pub mod iso8583;
 pub mod ledger;
 pub mod load;
+pub mod operation;
 pub mod order;
 pub mod pin;
 pub mod protocol;
 mod reply;
 mod router;
 pub mod settlement;
-mod shard;
+pub mod shard;
 pub mod state_machine;
 pub mod storage;
 mod telemetry;

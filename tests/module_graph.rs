@@ -1,6 +1,6 @@
 //! The module graph runs one way: each top-level module under `src/` may
 //! import (`crate::x`) only modules of a lower layer, so data and imports
-//! both flow client → gateway → router → twopc → shard → state machine →
+//! both flow client → gateway → router → operation → twopc → shard → state machine →
 //! storage, and nothing below can reach back up (an internal answer cannot
 //! type-check its way to a socket). A new module must be given a layer here.
 //! `../shared/tools/module-cycles` gives the same verdict on cycles.
@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["iso8583", "http"],
     &["gateway"],
     &["router"],
+    &["operation"],
     &["twopc"],
     &["shard"],
     &["state_machine"],

@@ -38,6 +38,7 @@ pub use remit::Remittances;
 
 use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardList, CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
+use crate::operation::Coordinator;
 use crate::order::OrderId;
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
@@ -47,7 +48,6 @@ use crate::protocol::{
 };
 use crate::reply::{self, Reply, ReplyTx, Tag};
 use crate::shard::{ClientOp, ShardGone, Shards};
-use crate::twopc::Coordinator;
 use std::sync::Arc;
 
 /// A validated request, PINs already turned into keys.

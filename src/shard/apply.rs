@@ -8,7 +8,8 @@ use super::messages::{Activation, Ask, NewCard, ShardAnswer, ShardOp};
 use super::writer::Delivery;
 use crate::card::DeclineReason;
 use crate::protocol::ActivationResult;
-use crate::state_machine::{PrepareRequest, Vote};
+use crate::state_machine::{PrepareRequest, ShardMachine, Vote};
+use crate::storage::Changes;
 use actix::prelude::*;
 
 /// When an applied operation's answer may leave.
@@ -86,7 +87,7 @@ impl Shard {
             | ShardOp::ApplyCredits { .. }
             | ShardOp::RecordPayout { .. }
             | ShardOp::RecordRemittance { .. }) => {
-                self.write_decided(decided);
+                write_decided(&mut self.machine, decided, &mut self.pending.changes);
                 durable(1, ShardAnswer::Done)
             }
             books @ (ShardOp::ReadStoreShares(_)
@@ -96,58 +97,6 @@ impl Shard {
             | ShardOp::AuditSlice { .. }
             | ShardOp::AuditEnd
             | ShardOp::Stats) => self.read_books(books),
-        }
-    }
-
-    /// Writes what a coordinator or the operator already decided (a
-    /// commit, a decision, credits, a payout, a remittance): nothing left
-    /// to judge, one operation in the batch.
-    fn write_decided(&mut self, op: ShardOp) {
-        let changes = &mut self.pending.changes;
-        match op {
-            ShardOp::Commit { payment, takes } => self.machine.commit(payment, &takes, changes),
-            ShardOp::RecordDecision {
-                payment,
-                record,
-                order_id,
-            } => {
-                let order_id = order_id.as_ref();
-                self.machine
-                    .record_decision(payment, &record, order_id, changes);
-            }
-            ShardOp::KeepAuthorized {
-                authorization,
-                keeps,
-                record,
-            } => self
-                .machine
-                .keep_authorized(authorization, &keeps, &record, changes),
-            ShardOp::RecordAuthorization(step) => self.machine.record_authorization(&step, changes),
-            ShardOp::RecordRefund {
-                refund,
-                record,
-                payment,
-                refunded,
-                credits,
-            } => self
-                .machine
-                .record_refund(refund, &record, payment, &refunded, &credits, changes),
-            ShardOp::ApplyCredits { refund, credits } => {
-                self.machine.apply_credits(refund, &credits, changes)
-            }
-            ShardOp::RecordPayout {
-                merchant_id,
-                seq,
-                record,
-                request,
-                book,
-            } => self
-                .machine
-                .record_payout(merchant_id, seq, &record, request, book, changes),
-            ShardOp::RecordRemittance { remittance, record } => {
-                self.machine.record_remittance(remittance, &record, changes)
-            }
-            _ => unreachable!("apply routes only decided writes here"),
         }
     }
 
@@ -272,5 +221,49 @@ impl Shard {
         };
         guard.settle(admission, failed, now_ms, &mut self.pending.changes);
         vote
+    }
+}
+
+/// Writes what a coordinator or the operator already decided (a commit,
+/// a decision, credits, a payout, a remittance): nothing left to judge,
+/// one operation in the batch. Pure: the simulation writes through it too.
+pub fn write_decided(machine: &mut ShardMachine, op: ShardOp, changes: &mut Changes) {
+    match op {
+        ShardOp::Commit { payment, takes } => machine.commit(payment, &takes, changes),
+        ShardOp::RecordDecision {
+            payment,
+            record,
+            order_id,
+        } => {
+            let order_id = order_id.as_ref();
+            machine.record_decision(payment, &record, order_id, changes);
+        }
+        ShardOp::KeepAuthorized {
+            authorization,
+            keeps,
+            record,
+        } => machine.keep_authorized(authorization, &keeps, &record, changes),
+        ShardOp::RecordAuthorization(step) => machine.record_authorization(&step, changes),
+        ShardOp::RecordRefund {
+            refund,
+            record,
+            payment,
+            refunded,
+            credits,
+        } => machine.record_refund(refund, &record, payment, &refunded, &credits, changes),
+        ShardOp::ApplyCredits { refund, credits } => {
+            machine.apply_credits(refund, &credits, changes)
+        }
+        ShardOp::RecordPayout {
+            merchant_id,
+            seq,
+            record,
+            request,
+            book,
+        } => machine.record_payout(merchant_id, seq, &record, request, book, changes),
+        ShardOp::RecordRemittance { remittance, record } => {
+            machine.record_remittance(remittance, &record, changes)
+        }
+        other => unreachable!("not a decided write: {other:?}"),
     }
 }

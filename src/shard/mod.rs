@@ -21,7 +21,9 @@ mod handle;
 mod messages;
 mod writer;
 
+pub use apply::write_decided;
 pub use handle::{ShardGone, Shards};
+pub use messages::{ShardAnswer, ShardOp};
 
 /// What every shard shares with the rest of the engine.
 #[derive(Clone)]
@@ -32,6 +34,8 @@ pub struct Services {
     pub checkpoints: Arc<Checkpoints>,
     /// Payments being processed, engine-wide.
     pub claims: Arc<Claims>,
+    /// Which request ids are new without a read, engine-wide.
+    pub watermarks: Arc<Watermarks>,
     /// PIN failures per principal.
     pub guard: Arc<Guard>,
     /// How long after its activation a sale may be reversed.
@@ -54,7 +58,7 @@ use crate::auth::Guard;
 use crate::card::DeclineReason;
 use crate::command_log::CommandLog;
 use crate::command_log::replay::Checkpoints;
-use crate::idempotency::{self, Claims};
+use crate::idempotency::{self, Claims, Watermarks};
 use crate::ids::{CardRef, PaymentId};
 use crate::order::OrderId;
 use crate::protocol::{Response, ReverseActivationResponse};
@@ -158,18 +162,19 @@ impl Shard {
         // Released by the writer once this batch is durable.
         self.pending.claims.push(payment);
         let storage = self.services.storage.as_ref();
-        let decided = idempotency::prefetch(storage, payment).and_then(|prior| {
-            let changes = &mut self.pending.changes;
-            self.machine.pay(
-                payment,
-                amount_minor,
-                cards,
-                order_id,
-                prior.as_ref(),
-                now_ms,
-                changes,
-            )
-        });
+        let decided =
+            idempotency::prefetch(storage, &self.services.watermarks, payment).and_then(|prior| {
+                let changes = &mut self.pending.changes;
+                self.machine.pay(
+                    payment,
+                    amount_minor,
+                    cards,
+                    order_id,
+                    prior.as_ref(),
+                    now_ms,
+                    changes,
+                )
+            });
         match decided {
             Ok(paid) => Response::Paid(paid),
             Err(error) => Response::Error(error),

@@ -3,7 +3,7 @@
 //! each card, in one write) and the credits (each card's shard gives the
 //! money back to the card and books the merchant's refund, deleting the
 //! credit it applied, in one write). The refund coordinator
-//! (`src/twopc/refund.rs`) drives them.
+//! (`src/operation/refund.rs`) drives them.
 
 use super::ShardMachine;
 use crate::card::CardState;

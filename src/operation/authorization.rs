@@ -1,6 +1,6 @@
 //! Authorizations: a payment whose decision waits.
 //!
-//! **Authorize** runs phase one of a payment ([`super::TwoPhase`]: every
+//! **Authorize** runs phase one of a payment ([`crate::twopc::TwoPhase`]: every
 //! shard holds up to the amount on its cards and votes), and decides the
 //! same way. Approved, the authorization's home shard records it, open,
 //! with what each card keeps held (the payment's split) and its deadline,
@@ -21,9 +21,7 @@
 //! and voids already decided, and the sweep releases what expired while
 //! the engine was down.
 
-use super::Coordinator;
-use super::crashpoint::{self, CrashPoint};
-use super::decision::{PhaseTwo, TwoPhase};
+use super::{Coordinator, Decided, ShardOp, authorize, drive};
 use crate::card::DeclineReason;
 use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency::{self, ClaimGuard};
@@ -34,12 +32,12 @@ use crate::protocol::{
     ErrorResponse, HeldPart, PayResponse, Response, VoidResponse, VoidStatus,
 };
 use crate::shard::ShardGone;
-use crate::state_machine::{AuthorizationStep, IndexChange, Take, is_recorded, split_payment};
+use crate::state_machine::{AuthorizationStep, IndexChange, Take, split_payment};
 use crate::storage::records::{
-    self, AuthorizationTerms, HoldRecord, OperationRecord, PaymentRecord, RecordedOutcome,
-    RecordedPart,
+    self, AuthorizationTerms, OperationRecord, PaymentRecord, RecordedOutcome, RecordedPart,
 };
 use crate::storage::{Cf, StorageError, Store};
+use crate::twopc::TwoPhase;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
@@ -320,6 +318,56 @@ impl Closed {
     }
 }
 
+/// A closed authorization as a step machine: its step on its home shard
+/// (the closed record, the index entry gone, the capture or void that
+/// closed it, in one write), then phase two: a capture commits what each
+/// card gives (`closed.takes`, by position) and releases the rest; a void
+/// or release aborts every hold. The reply is the closed record.
+pub fn close_holds(
+    authorization: PaymentId,
+    operation: Option<OperationId>,
+    closing: Closing,
+    closed: Closed,
+    shard_count: usize,
+) -> Decided<PaymentRecord> {
+    let step = closed.step(authorization, operation, closing);
+    let Closed { record, takes, .. } = closed;
+    let cards = record.cards.clone();
+    let two_phase = TwoPhase::new(authorization, record.amount_minor, cards, shard_count);
+    let tell = two_phase
+        .participants()
+        .iter()
+        .map(|participant| {
+            let cards = participant.cards.iter();
+            let op = if let Closing::Capture(_) = closing {
+                let takes = cards
+                    .map(|(position, card)| Take {
+                        key: card.key,
+                        take_minor: takes[position.index()],
+                    })
+                    .collect();
+                ShardOp::Commit {
+                    payment: authorization,
+                    takes,
+                }
+            } else {
+                ShardOp::Abort {
+                    payment: authorization,
+                    keys: cards.map(|(_, card)| card.key).collect(),
+                    declined: false,
+                }
+            };
+            (participant.shard, op)
+        })
+        .collect();
+    let home = authorization.home_shard(shard_count);
+    Decided::new(
+        Some((home, ShardOp::RecordAuthorization(step))),
+        tell,
+        record,
+    )
+}
+
 /// An approved authorization's record, open until `now_ms + ttl_ms`.
 pub fn opened(
     two_phase: &TwoPhase,
@@ -407,105 +455,23 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        match idempotency::prefetch(self.storage.as_ref(), authorization) {
+        match self.lookup(authorization).await {
             Err(error) => return Ok(Err(error)),
             Ok(Some(record)) => return Ok(replay_authorization(&record, amount_minor, &cards)),
             Ok(None) => {}
         }
-        let mut two_phase = TwoPhase::new(authorization, amount_minor, cards, self.shards.count());
-        let decision = self.prepare_and_decide(&mut two_phase).await?;
-        crashpoint::reached(CrashPoint::AfterPrepare);
-        let now_ms = crate::clock::now_ms();
-        if !decision.is_approved() {
-            let declined = self.decline_authorization(&two_phase, &decision, order_id, now_ms);
-            return Ok(Ok(declined.await?));
+        let shard_count = self.shards.count();
+        let two_phase = TwoPhase::new(authorization, amount_minor, cards, shard_count);
+        let ttl_ms = self.authorization_ttl_ms;
+        let authorizing = authorize(two_phase, order_id, shard_count, ttl_ms);
+        let response = drive(&self.shards, self.prepare_timeout, authorizing).await?;
+        if response.status == AuthorizationStatus::Authorized {
+            // Its record is durable. The release sweep may see it only
+            // now: nothing can close it before, as this holds its claim.
+            self.open_authorizations
+                .open(response.expires_at_ms, authorization);
         }
-        let record = opened(&two_phase, &decision, now_ms, self.authorization_ttl_ms);
-        let expires_at_ms = record.authorization.as_ref().map_or(0, |t| t.expires_at_ms);
-        let response = authorize_response_of(&record, false);
-        let hold_record = HoldRecord {
-            hold_minor: 0,
-            amount_minor,
-            card_keys: record.cards.iter().map(|card| card.key.0).collect(),
-        };
-        let step = AuthorizationStep {
-            authorization,
-            record,
-            index: IndexChange::Open(expires_at_ms),
-            operation: None,
-            order_id,
-        };
-        self.record(step).await?;
-        self.open_authorizations.open(expires_at_ms, authorization);
-        crashpoint::reached(CrashPoint::AfterDecision);
-        self.trim_holds(&two_phase, &decision, hold_record).await?;
         Ok(Ok(response))
-    }
-
-    /// Records one step of an authorization on its home shard and waits
-    /// until it is durable.
-    async fn record(&self, step: AuthorizationStep) -> Result<(), ShardGone> {
-        let home = step.authorization.home_shard(self.shards.count());
-        self.shards
-            .record_authorization(home, step)
-            .await?
-            .get()
-            .await
-    }
-
-    /// Records a declined authorization (when its decline is one to
-    /// record), then releases its holds; the answer.
-    async fn decline_authorization(
-        &self,
-        two_phase: &TwoPhase,
-        decision: &PayResponse,
-        order_id: Option<OrderId>,
-        now_ms: u64,
-    ) -> Result<AuthorizeResponse, ShardGone> {
-        let authorization = two_phase.payment;
-        if is_recorded(decision) {
-            let step = AuthorizationStep {
-                authorization,
-                record: declined(two_phase, decision, now_ms),
-                index: IndexChange::None,
-                operation: None,
-                order_id,
-            };
-            self.record(step).await?;
-        }
-        self.commit_or_abort(two_phase, decision).await?;
-        Ok(AuthorizeResponse::declined(
-            decision.reason.unwrap_or(DeclineReason::Aborted),
-            decision.position,
-            two_phase.amount_minor,
-        ))
-    }
-
-    /// Each shard trims an approved authorization's holds to what its
-    /// cards keep.
-    async fn trim_holds(
-        &self,
-        two_phase: &TwoPhase,
-        decision: &PayResponse,
-        hold_record: HoldRecord,
-    ) -> Result<(), ShardGone> {
-        let authorization = two_phase.payment;
-        let mut answers = Vec::new();
-        for (index, participant) in two_phase.participants().iter().enumerate() {
-            let PhaseTwo::Commit(keeps) = two_phase.phase_two(index, decision) else {
-                unreachable!("an approved decision commits everywhere");
-            };
-            let shard = participant.shard;
-            let answer = self
-                .shards
-                .keep_authorized(shard, authorization, keeps, hold_record.clone())
-                .await?;
-            answers.push(answer);
-        }
-        for answer in answers {
-            answer.get().await?;
-        }
-        Ok(())
     }
 
     /// Captures `amount_minor` of `authorization` under the id
@@ -569,7 +535,8 @@ impl Coordinator {
         authorization: PaymentId,
         closing: Closing,
     ) -> Result<Result<PaymentRecord, Refused>, ShardGone> {
-        let _operation_claim = match self.claim_operation(operation, authorization, closing) {
+        let claimed = self.claim_operation(operation, authorization, closing);
+        let _operation_claim = match claimed.await {
             Ok(claim) => claim,
             Err(refused) => return Ok(Err(refused)),
         };
@@ -577,7 +544,7 @@ impl Coordinator {
             return Ok(Err(Refused::Error(busy)));
         }
         let _claim = ClaimGuard::new(&self.claims, authorization);
-        let record = match idempotency::prefetch(self.storage.as_ref(), authorization) {
+        let record = match self.lookup(authorization).await {
             Err(error) => return Ok(Err(Refused::Error(error))),
             Ok(record) => record,
         };
@@ -586,14 +553,13 @@ impl Coordinator {
             Err(NotClosed::Declined(reason)) => return Ok(Err(Refused::Declined(reason))),
             Err(NotClosed::NotDue) => return Ok(Err(Refused::Error(invalid("not due yet")))),
         };
-        let step = closed.step(authorization, operation, closing);
-        let (record, terms, decision) = (closed.record, closed.terms, closed.takes);
-        self.record(step).await?;
-        self.open_authorizations
-            .close(terms.expires_at_ms, authorization);
-        crashpoint::reached(CrashPoint::AfterDecision);
-        self.close_holds(authorization, &record, closing, &decision)
-            .await?;
+        let expires_at_ms = closed.terms.expires_at_ms;
+        let shard_count = self.shards.count();
+        let closing_holds = close_holds(authorization, operation, closing, closed, shard_count);
+        let record = drive(&self.shards, self.prepare_timeout, closing_holds).await?;
+        // Its record is durable: the release sweep forgets it. Nothing
+        // closed it meanwhile: this holds its claim.
+        self.open_authorizations.close(expires_at_ms, authorization);
         if closing == Closing::Release {
             tracing::info!(?authorization, "authorization released at its deadline");
         }
@@ -603,7 +569,7 @@ impl Coordinator {
     /// Claims a capture's or void's own id (a release has none), unless it
     /// was used before: then the first answer, or the refusal of a
     /// different operation under the same id.
-    fn claim_operation(
+    async fn claim_operation(
         &self,
         operation: Option<OperationId>,
         authorization: PaymentId,
@@ -614,60 +580,19 @@ impl Coordinator {
         };
         idempotency::claim(&self.operation_claims, operation).map_err(Refused::Error)?;
         let guard = ClaimGuard::new(&self.operation_claims, operation);
-        match self.storage.get_operation(operation) {
+        match self.read(move |store| store.get_operation(operation)).await {
             Err(error) => Err(Refused::Error(storage_failed(error))),
-            Ok(Some(prior)) => Err(self.replay_operation(&prior, authorization, closing)),
+            Ok(Some(prior)) => {
+                let replayed = self.replay_operation(&prior, authorization, closing);
+                Err(replayed.await)
+            }
             Ok(None) => Ok(Some(guard)),
         }
     }
 
-    /// Phase two of a closed authorization: a capture commits what each
-    /// card gives (`takes`, by position) and releases the rest; a void or
-    /// release aborts every hold.
-    async fn close_holds(
-        &self,
-        authorization: PaymentId,
-        record: &PaymentRecord,
-        closing: Closing,
-        takes: &[u64; CARDS_PER_PAYMENT_MAX],
-    ) -> Result<(), ShardGone> {
-        let two_phase = TwoPhase::new(
-            authorization,
-            record.amount_minor,
-            record.cards.clone(),
-            self.shards.count(),
-        );
-        let mut answers = Vec::new();
-        for participant in two_phase.participants() {
-            let shard = participant.shard;
-            let answer = if let Closing::Capture(_) = closing {
-                let takes = participant
-                    .cards
-                    .iter()
-                    .map(|(position, card)| Take {
-                        key: card.key,
-                        take_minor: takes[position.index()],
-                    })
-                    .collect();
-                self.shards.commit(shard, authorization, takes).await?
-            } else {
-                let keys = participant.cards.iter().map(|(_, card)| card.key).collect();
-                self.shards.abort(shard, authorization, keys, false).await?
-            };
-            answers.push(answer);
-        }
-        for (index, answer) in answers.into_iter().enumerate() {
-            answer.get().await?;
-            if index == 0 {
-                crashpoint::reached(CrashPoint::MidCommit);
-            }
-        }
-        Ok(())
-    }
-
     /// The answer to a capture or void whose id was used before: the first
     /// answer when it is the same operation.
-    fn replay_operation(
+    async fn replay_operation(
         &self,
         prior: &OperationRecord,
         authorization: PaymentId,
@@ -684,7 +609,7 @@ impl Coordinator {
                 "this request id was already used for a different capture or void",
             ));
         }
-        match idempotency::prefetch(self.storage.as_ref(), authorization) {
+        match self.lookup(authorization).await {
             Ok(Some(record)) => Refused::Replay(record),
             Ok(None) => Refused::Error(storage_failed("an operation without its authorization")),
             Err(error) => Refused::Error(error),

@@ -20,14 +20,13 @@
 //!    merchant's refund, deleting the credit records it applied, in one
 //!    write. Crash point `mid-commit` after the first shard.
 //!
-//! A crash after 3 is finished at start ([`super::recovery`] applies every
+//! A crash after 3 is finished at start ([`crate::twopc::recovery`] applies every
 //! credit record left); a crash before 3 left nothing, and a retry decides
 //! afresh. Declines change nothing and are not recorded: what a payment
 //! has left to refund only shrinks, and its window only closes, so a
 //! retried decline is declined again.
 
-use super::Coordinator;
-use super::crashpoint::{self, CrashPoint};
+use super::{Coordinator, Decided, ShardOp, drive};
 use crate::card::DeclineReason;
 use crate::config::CARDS_PER_PAYMENT_MAX;
 use crate::idempotency::{self, ClaimGuard};
@@ -61,6 +60,30 @@ pub fn credits_by_shard(credits: &[Credit], shard_count: usize) -> Vec<(ShardId,
     }
     by_shard.sort_unstable_by_key(|(shard, _)| *shard);
     by_shard
+}
+
+/// A decided refund as a step machine: its record on its home shard (the
+/// refund, the payment's new refunded amounts and the credits, in one
+/// write), then each shard credits its cards. The reply is the refund.
+pub fn credit(
+    refund: RefundId,
+    payment: PaymentId,
+    plan: RefundPlan,
+    shard_count: usize,
+) -> Decided<RefundResponse> {
+    let reply = response_of(&plan.record, false);
+    let tell = credits_by_shard(&plan.credits, shard_count)
+        .into_iter()
+        .map(|(shard, credits)| (shard, ShardOp::ApplyCredits { refund, credits }))
+        .collect();
+    let record = ShardOp::RecordRefund {
+        refund,
+        record: plan.record,
+        payment,
+        refunded: plan.refunded,
+        credits: plan.credits,
+    };
+    Decided::new(Some((refund.home_shard(shard_count), record)), tell, reply)
 }
 
 /// The refund rules, pure. `payment` is the payment's record, `refunded`
@@ -214,8 +237,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _refund_claim = ClaimGuard::new(&self.refund_claims, refund);
-        let storage = self.storage.as_ref();
-        match crate::storage::Store::get_refund(storage, refund) {
+        match self.read(move |store| store.get_refund(refund)).await {
             Err(error) => return Ok(Err(storage_failed(error))),
             Ok(Some(record)) => return Ok(replay_refund(&record, payment, amount_minor)),
             Ok(None) => {}
@@ -224,7 +246,7 @@ impl Coordinator {
             return Ok(Err(busy));
         }
         let _payment_claim = ClaimGuard::new(&self.claims, payment);
-        let record = match idempotency::prefetch(storage, payment) {
+        let record = match self.lookup(payment).await {
             Ok(Some(record)) => record,
             Ok(None) => {
                 return Ok(Ok(RefundResponse::declined(
@@ -234,7 +256,10 @@ impl Coordinator {
             }
             Err(error) => return Ok(Err(error)),
         };
-        let refunded = match crate::storage::Store::get_payment_refunds(storage, payment) {
+        let refunded = match self
+            .read(move |store| store.get_payment_refunds(payment))
+            .await
+        {
             Ok(refunded) => refunded,
             Err(error) => return Ok(Err(storage_failed(error))),
         };
@@ -250,36 +275,10 @@ impl Coordinator {
             Ok(plan) => plan,
             Err(reason) => return Ok(Ok(RefundResponse::declined(reason, amount_minor))),
         };
-        let by_shard = credits_by_shard(&plan.credits, self.shards.count());
-        let home = refund.home_shard(self.shards.count());
-        let record = plan.record.clone();
-        self.shards
-            .record_refund(home, refund, record, payment, plan.refunded, plan.credits)
-            .await?
-            .get()
-            .await?;
-        crashpoint::reached(CrashPoint::AfterDecision);
-        self.apply_credits(refund, by_shard).await?;
-        Ok(Ok(response_of(&plan.record, false)))
-    }
-
-    /// Each shard credits its cards (phase two of a decided refund).
-    async fn apply_credits(
-        &self,
-        refund: RefundId,
-        by_shard: Vec<(ShardId, Vec<Credit>)>,
-    ) -> Result<(), ShardGone> {
-        let mut answers = Vec::with_capacity(by_shard.len());
-        for (shard, mine) in by_shard {
-            answers.push(self.shards.apply_credits(shard, refund, mine).await?);
-        }
-        for (index, answer) in answers.into_iter().enumerate() {
-            answer.get().await?;
-            if index == 0 {
-                crashpoint::reached(CrashPoint::MidCommit);
-            }
-        }
-        Ok(())
+        let crediting = credit(refund, payment, plan, self.shards.count());
+        Ok(Ok(
+            drive(&self.shards, self.prepare_timeout, crediting).await?
+        ))
     }
 }
 
