@@ -73,11 +73,9 @@ impl Coordinator {
         &self,
         read: impl FnOnce(&dyn Store) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let storage = self.storage.clone();
-        match tokio::task::spawn_blocking(move || read(storage.as_ref())).await {
+        match super::blocking::read(&self.storage, read).await {
             Ok(result) => result,
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            Err(_cancelled) => Err(StorageError::Io("read cancelled: shutting down".into())),
+            Err(ShardGone) => Err(StorageError::Io("read cancelled: shutting down".into())),
         }
     }
 

@@ -35,6 +35,7 @@
 
 pub mod authorization;
 mod authorize;
+pub(crate) mod blocking;
 pub(crate) mod coordinator;
 mod decided;
 mod driver;

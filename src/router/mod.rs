@@ -20,11 +20,10 @@
 //! gathering future answers a request the connection admitted under its
 //! in-flight limits, and operator requests run in the [`AdminLane`], a few
 //! at a time, their RocksDB reads and writes on the blocking pool
-//! ([`blocking`]).
+//! ([`crate::operation::blocking`]).
 
 mod activate;
 mod admin;
-mod blocking;
 
 pub use admin::AdminLane;
 mod issue;
@@ -39,6 +38,7 @@ pub use remit::Remittances;
 use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardList, CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
 use crate::operation::Coordinator;
+use crate::operation::blocking;
 use crate::order::OrderId;
 use crate::pin::{PinHasher, PinKey};
 use crate::protocol::{
@@ -351,7 +351,7 @@ impl Router {
 
     /// A change to the principals: the registry writes it durably (a
     /// synced RocksDB commit) before it answers, so it runs on the
-    /// blocking pool, not on the lane's executor (`blocking.rs`).
+    /// blocking pool, not on the lane's executor (`operation/blocking.rs`).
     async fn change_principal(&self, command: Command) -> Result<Response, ShardGone> {
         let (registry, certs) = (self.registry.clone(), self.certs.clone());
         blocking::run(move || match command {
@@ -367,7 +367,7 @@ impl Router {
     /// The center's books: statements, payouts and remittances.
     async fn books(&self, command: Command) -> Result<Response, ShardGone> {
         // They read only, through the `Store` interface, and never on the
-        // lane's executor (`blocking.rs`).
+        // lane's executor (`operation/blocking.rs`).
         let storage: blocking::SharedStore = self.storage.clone();
         let (shards, storage, registry) = (&self.shards, &storage, &self.registry);
         match command {

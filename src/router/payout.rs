@@ -12,11 +12,11 @@
 //! books (paid out, fees) in one write: a crash leaves all of it or none
 //! (crash point `payout-scanned` sits between the read and the write).
 
-use super::blocking::{self, SharedStore};
 use crate::auth::Registry;
 use crate::config::Fees;
 use crate::idempotency::{self, ClaimGuard, Claims};
 use crate::ids::PaymentId;
+use crate::operation::blocking::{self, SharedStore};
 use crate::protocol::{
     ErrorCode, ErrorResponse, PayoutConfirmRequest, PayoutConfirmResponse, PayoutCreateRequest,
     PayoutCreateResponse, PayoutListRequest, PayoutListResponse, PayoutShowRequest,

@@ -12,12 +12,12 @@
 //! may be owed later). Activations can only add to a debt meanwhile; a
 //! reversal that lands after a remittance can leave a store in credit.
 
-use super::blocking::{self, SharedStore};
 use crate::auth::Registry;
 use crate::card::DeclineReason;
 use crate::idempotency::{self, ClaimGuard, Claims};
 use crate::ids::{PaymentId, RemittanceId};
 use crate::ledger;
+use crate::operation::blocking::{self, SharedStore};
 use crate::protocol::{
     ErrorCode, ErrorResponse, RemitAllocation, RemitRequest, RemitResponse, RemitStatus, Response,
     Role,

@@ -8,8 +8,8 @@
 //! its time in the period is on disk and no later one can be stamped into
 //! it.
 
-use super::blocking::{self, SharedStore};
 use crate::auth::Registry;
+use crate::operation::blocking::{self, SharedStore};
 use crate::protocol::{ErrorCode, Response, StatementRequest, StoreStatementRequest};
 use crate::settlement;
 use crate::shard::{ShardGone, Shards};

@@ -1,17 +1,16 @@
-//! Storage work of operator requests, off the async executor.
+//! Storage work off the async executor: of operator requests (below),
+//! and of the coordinators, whose futures run on a connection's arbiter.
 //!
 //! Payouts, remittances and statements read RocksDB directly: point
 //! lookups, and scans of a merchant's period or a store's journal that can
 //! cover a great many records. Principal changes write it, synced (the
-//! registry's `commit`). They run in the [`AdminLane`], one arbiter (one
+//! registry's `commit`). They run in the router's admin lane, one arbiter (one
 //! thread) whose executor every operator request in flight shares, up to
 //! `admin_requests_max` of them. Storage work done in place would hold
 //! that thread for as long as RocksDB takes: every other operator request,
 //! an audit's slices and the shard answers it awaits included, would wait
 //! behind it. So it runs on tokio's blocking pool, and the lane's executor
 //! only awaits its result. (The lane bounds how many run at once.)
-//!
-//! [`AdminLane`]: super::AdminLane
 
 use crate::shard::ShardGone;
 use crate::storage::{StorageError, Store};
@@ -19,13 +18,13 @@ use std::sync::Arc;
 
 /// The store as operator requests see it: reads through the [`Store`]
 /// interface, shareable with a blocking thread.
-pub(super) type SharedStore = Arc<dyn Store + Send + Sync>;
+pub(crate) type SharedStore = Arc<dyn Store + Send + Sync>;
 
 /// Runs `work` on tokio's blocking pool and awaits it. `Err(ShardGone)`
 /// means the runtime is shutting down and dropped the work, which the
 /// router answers as it does a shard gone. A panic in `work` is resumed
 /// here, as if the work had run in place.
-pub(super) async fn run<T, F>(work: F) -> Result<T, ShardGone>
+pub(crate) async fn run<T, F>(work: F) -> Result<T, ShardGone>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -41,7 +40,7 @@ where
 
 /// Runs `read` over `store` on the blocking pool ([`run`]); the read's
 /// own failure stays a typed [`StorageError`].
-pub(super) async fn read<T, F>(
+pub(crate) async fn read<T, F>(
     store: &SharedStore,
     read: F,
 ) -> Result<Result<T, StorageError>, ShardGone>
