@@ -173,6 +173,26 @@ pub fn close_period(
     })
 }
 
+/// What a payout of `merchant_id` up to `until_ms` closes after its last
+/// payout: its `(seq, record)`, or why there is none. The reads and the
+/// pure rules `kessai payout create` runs, once every shard has sealed the
+/// cut-off; the simulation runs them too.
+pub fn close_since_last(
+    store: &dyn Store,
+    merchant_id: u32,
+    until_ms: u64,
+    fee_bps: u32,
+    now_ms: u64,
+) -> Result<Result<(u64, PayoutRecord), DeclineReason>, StorageError> {
+    let last = last_payout(store, merchant_id)?;
+    let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
+    let sums = period_sums(store, merchant_id, from_ms, until_ms)?;
+    let seq = last.as_ref().map_or(1, |(seq, _)| seq + 1);
+    let last_record = last.as_ref().map(|(_, record)| record);
+    let closed = close_period(last_record, sums, until_ms, fee_bps, now_ms);
+    Ok(closed.map(|record| (seq, record)))
+}
+
 /// A merchant's last payout, if any: `(seq, record)`.
 pub fn last_payout(
     store: &dyn Store,

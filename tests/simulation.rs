@@ -1,12 +1,13 @@
 //! Deterministic simulation of the engine's core, in the spirit of
-//! TigerBeetle's VOPR: several shards' real state machines, the engine's
-//! own step machines for payments across shards and authorizations
-//! (`kessai::operation::{Pay, Authorize}`, with the real two-phase
-//! decision inside), the shard actor's own writes of what they decided
-//! (`kessai::shard::write_decided`), the real record formats and the real
-//! start-up loader, driven in one thread from a seed. Captures, voids,
-//! refunds, remittances and payouts are still orchestrated here the way
-//! their async code in `kessai::operation` does it.
+//! TigerBeetle's VOPR: several shards' real state machines, each applying
+//! what it is asked with the shard actor's own `ShardMachine::apply`; the
+//! engine's own step machines for payments across shards, authorizations,
+//! captures, voids, releases, refunds and remittances
+//! (`kessai::operation`, with the real two-phase decision inside); the
+//! engine's own payout rules (`settlement::close_since_last`); the real
+//! command log, record formats and start-up loader; driven in one thread
+//! from a seed. What stays here is each operation's prologue (claims,
+//! replays), which the engine runs against its shared state.
 //!
 //! What it throws at them: random single and combined payments (over
 //! overlapping cards, so payments contend), activations (some of cards
@@ -48,23 +49,26 @@
 //! `KESSAI_SIM_SEEDS=N` runs N seeds (default 10 000); `KESSAI_SIM_SEED=S`
 //! runs seed S alone. A failure prints its seed.
 
+use kessai::auth::Guard;
 use kessai::command_log::replay;
 use kessai::command_log::{Fence, MemLog, Partition};
+use kessai::config::{Limits, PIN_FAILURES_MAX};
 use kessai::idempotency::{self, Claims, Watermarks};
 use kessai::ids::{CardRef, OperationId, PaymentId, RefundId, ShardId};
 use kessai::ledger;
 use kessai::load;
 use kessai::operation::authorization::{self, Closing, NotClosed};
+use kessai::operation::remit::{self, Remit};
 use kessai::operation::{Authorize, Decided, Operation, Pay, Step, authorize, pay, refund};
 use kessai::order::{self, OrderId};
 use kessai::pin::{PinHasher, PinKey};
 use kessai::protocol::{
     ActivationResult, AuthorizeResponse, ErrorCode, ErrorResponse, PayResponse, RefundResponse,
-    ReversalStatus, ReverseActivationResponse,
+    RemitRequest, RemitResponse, RemitStatus, Response, ReversalStatus, ReverseActivationResponse,
 };
 use kessai::settlement;
-use kessai::shard::{ShardAnswer, ShardOp, write_decided};
-use kessai::state_machine::ShardMachine;
+use kessai::shard::{ShardAnswer, ShardOp};
+use kessai::state_machine::{Env, ShardMachine};
 use kessai::storage::records::{
     self, HoldRecord, PaymentRecord, PaymentRefunds, RecordedOutcome, RemittanceRecord,
 };
@@ -187,10 +191,6 @@ enum Msg {
     Balance {
         card: usize,
     },
-    RecordRemittance {
-        intent: usize,
-        record: RemittanceRecord,
-    },
     /// Ask `index` of round `round` of a coordinator's step machine.
     Op {
         coord: usize,
@@ -213,10 +213,6 @@ enum Ack {
     Reversed {
         sale: (usize, u32, u64),
         response: ReverseActivationResponse,
-    },
-    Remitted {
-        intent: usize,
-        allocations: Vec<(u32, u64)>,
     },
     Balance,
     /// The answer to [`Msg::Op`].
@@ -243,6 +239,7 @@ enum SimOp {
     Authorize(Authorize),
     Refund(Decided<RefundResponse>),
     Close(Decided<PaymentRecord>),
+    Remit(Remit),
 }
 
 /// What a step machine replied.
@@ -251,6 +248,7 @@ enum Reply {
     Authorized(AuthorizeResponse),
     Refunded(RefundResponse),
     Closed(PaymentRecord),
+    Remitted(RemitResponse),
 }
 
 /// What a coordinator claimed, released with its reply.
@@ -259,6 +257,8 @@ enum Claimed {
     Payment(PaymentId),
     Refund(RefundId, PaymentId),
     Close(Option<OperationId>, PaymentId),
+    /// The HQ's (one remittance of it at a time).
+    Remittance,
 }
 
 fn lift<R>(step: Step<R>, reply: fn(R) -> Reply) -> Step<Reply> {
@@ -277,6 +277,7 @@ impl SimOp {
             SimOp::Authorize(op) => lift(op.start(now_ms), Reply::Authorized),
             SimOp::Refund(op) => lift(op.start(now_ms), Reply::Refunded),
             SimOp::Close(op) => lift(op.start(now_ms), Reply::Closed),
+            SimOp::Remit(op) => lift(op.start(now_ms), Reply::Remitted),
         }
     }
 
@@ -286,6 +287,7 @@ impl SimOp {
             SimOp::Authorize(op) => lift(op.on_answer(index, answer, now_ms), Reply::Authorized),
             SimOp::Refund(op) => lift(op.on_answer(index, answer, now_ms), Reply::Refunded),
             SimOp::Close(op) => lift(op.on_answer(index, answer, now_ms), Reply::Closed),
+            SimOp::Remit(op) => lift(op.on_answer(index, answer, now_ms), Reply::Remitted),
         }
     }
 
@@ -295,6 +297,7 @@ impl SimOp {
             SimOp::Authorize(op) => lift(op.on_timeout(now_ms), Reply::Authorized),
             SimOp::Refund(op) => lift(op.on_timeout(now_ms), Reply::Refunded),
             SimOp::Close(op) => lift(op.on_timeout(now_ms), Reply::Closed),
+            SimOp::Remit(op) => lift(op.on_timeout(now_ms), Reply::Remitted),
         }
     }
 
@@ -304,6 +307,7 @@ impl SimOp {
             SimOp::Authorize(op) => lift(op.resume(now_ms), Reply::Authorized),
             SimOp::Refund(op) => lift(op.resume(now_ms), Reply::Refunded),
             SimOp::Close(op) => lift(op.resume(now_ms), Reply::Closed),
+            SimOp::Remit(op) => lift(op.resume(now_ms), Reply::Remitted),
         }
     }
 }
@@ -335,6 +339,10 @@ struct World {
     /// Which request ids are new without a read: the engine's, rebuilt
     /// from the store after each crash as the engine rebuilds it at start.
     watermarks: Watermarks,
+    /// The engine's PIN-failure guard, reloaded after each crash as the
+    /// engine loads it at start. Its limit is the ceiling: failures are
+    /// counted and written, but lockouts are the hostile tests' subject.
+    guard: Guard,
     /// Messages to shards: (channel, shard, message). One channel is one
     /// sender to one shard, delivered first-in first-out.
     network: Vec<(u64, ShardId, Msg)>,
@@ -396,6 +404,7 @@ impl World {
             nodes: Vec::new(),
             claims: Claims::new(),
             watermarks: Watermarks::default(),
+            guard: Guard::new(&guard_limits()),
             network: Vec::new(),
             next_channel: 0,
             acks: Vec::new(),
@@ -696,45 +705,47 @@ impl World {
         self.send_remittance(self.remits.len() - 1);
     }
 
-    /// The remittance driver (`src/router/remit.rs`): replay, or with the
-    /// HQ claimed read every shard's durable books, allocate, and send the
-    /// record to the remittance's home shard.
+    /// A remittance as the engine takes it (`kessai::operation::remit`):
+    /// the replay, the HQ's claim, then the engine's own step machine
+    /// (every shard's durable shares, the allocation, the record).
     fn send_remittance(&mut self, intent: usize) {
         let RemitIntent {
             id, amount_minor, ..
         } = self.remits[intent];
-        if let Some(record) = self.store.get_remittance(id).expect("reads") {
-            let allocations = record.allocations.clone();
-            return self.remit_answer(intent, Some(allocations));
+        let request = RemitRequest {
+            request_id: id.request_id,
+            store_hq_id: HQ,
+            amount_minor,
+            reference: format!("R{}", id.request_id),
+        };
+        let found = self.store.get_remittance(id);
+        if let Some(replayed) = remit::replay(found, &request) {
+            return self.remit_reply(intent, replayed);
         }
         if self.remitting {
             return; // request_in_progress
         }
-        // The engine reads shares once they are durable.
-        self.sync_all();
-        let mut debts = Vec::new();
-        for store in HQ_STORES {
-            let mut shares = kessai::ledger::StoreShares::default();
-            for node in &self.nodes {
-                shares.add(&node.machine.store_shares(&[store])[0]);
-            }
-            debts.push((store, shares.debt_minor()));
-        }
-        let owed_before_minor = debts.iter().map(|(_, d)| d).sum();
-        let Some(allocations) = kessai::ledger::allocate_remittance(&debts, amount_minor) else {
-            return self.remit_answer(intent, None);
-        };
         self.remitting = true;
-        let record = RemittanceRecord {
-            store_hq_id: HQ,
-            amount_minor,
-            reference: format!("R{}", id.request_id),
-            at_ms: self.now_ms,
-            allocations,
-            owed_before_minor,
+        let op = Remit::new(id, request, HQ_STORES.to_vec(), self.shard_count());
+        self.start_coord(Some(intent), Claimed::Remittance, SimOp::Remit(op));
+    }
+
+    /// The engine's answer to a remittance, as the operator hears it.
+    fn remit_reply(&mut self, intent: usize, response: Response) {
+        let Response::Remitted(answer) = response else {
+            self.fail(format!("remittance {intent} answered {response:?}"));
         };
-        let home = id.home_shard(self.shard_count());
-        self.send(home, None, Msg::RecordRemittance { intent, record });
+        let allocations = match answer.status {
+            RemitStatus::Remitted => Some(
+                answer
+                    .allocations
+                    .iter()
+                    .map(|a| (a.store_id, a.amount_minor))
+                    .collect(),
+            ),
+            RemitStatus::Declined => None,
+        };
+        self.remit_answer(intent, allocations);
     }
 
     /// The operator hears a remittance's answer: once remitted, every
@@ -760,27 +771,34 @@ impl World {
     fn payout_step(&mut self) {
         let until_ms = self.now_ms;
         for shard in 0..self.nodes.len() {
-            self.nodes[shard].machine.seal(until_ms);
-            self.sync(shard);
+            let seal = ShardOp::Seal {
+                cut_off_ms: until_ms,
+            };
+            self.apply_now(ShardId::from_index(shard), seal);
         }
         let merchant = 1 + self.rng.below(MERCHANTS as usize) as u32;
-        let last = settlement::last_payout(&self.store, merchant).expect("reads");
-        let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
-        let sums =
-            settlement::period_sums(&self.store, merchant, from_ms, until_ms).expect("reads");
-        let last_record = last.as_ref().map(|(_, record)| record);
-        let closed =
-            settlement::close_period(last_record, sums, until_ms, fee_bps(merchant), self.now_ms);
-        let Ok(record) = closed else { return };
-        let seq = last.map_or(1, |(seq, _)| seq + 1);
+        let closed = settlement::close_since_last(
+            &self.store,
+            merchant,
+            until_ms,
+            fee_bps(merchant),
+            self.now_ms,
+        )
+        .expect("reads");
+        let Ok((seq, record)) = closed else { return };
         let home = PaymentId {
             merchant_id: merchant,
             request_id: 0,
         }
         .home_shard(self.shard_count());
-        let node = &mut self.nodes[home.index()];
-        node.machine
-            .record_payout(merchant, seq, &record, None, true, &mut node.pending);
+        let op = ShardOp::RecordPayout {
+            merchant_id: merchant,
+            seq,
+            record,
+            request: None,
+            book: true,
+        };
+        self.apply_now(home, op);
         self.sync(home.index());
         self.payouts_made += 1;
     }
@@ -1115,6 +1133,7 @@ impl World {
                     self.operation_claims.release(operation);
                 }
             }
+            Claimed::Remittance => self.remitting = false,
         }
     }
 
@@ -1126,6 +1145,7 @@ impl World {
             Reply::Authorized(answer) => self.auth_answer(intent, Ok(answer)),
             Reply::Refunded(refunded) => self.refund_answer(intent, Ok(refunded)),
             Reply::Closed(record) => self.close_answer(intent, Ok(record)),
+            Reply::Remitted(answer) => self.remit_reply(intent, Response::Remitted(answer)),
         }
     }
 
@@ -1234,16 +1254,6 @@ impl World {
                 let sale = (card, store, pos_ref);
                 Ack::Reversed { sale, response }
             }
-            Msg::RecordRemittance { intent, record } => {
-                let id = self.remits[intent].id;
-                node.machine
-                    .record_remittance(id, &record, &mut node.pending);
-                let allocations = record.allocations;
-                Ack::Remitted {
-                    intent,
-                    allocations,
-                }
-            }
             Msg::Balance { card } => {
                 // Sold cards answer; unsold ones look unknown to merchants.
                 let key = self.cards[card].key;
@@ -1261,12 +1271,15 @@ impl World {
                 round,
                 index,
                 op,
-            } => Ack::Answer {
-                coord,
-                round,
-                index,
-                answer: apply(node, op, self.now_ms),
-            },
+            } => {
+                let answer = apply(node, &self.claims, &self.guard, self.now_ms, op);
+                Ack::Answer {
+                    coord,
+                    round,
+                    index,
+                    answer,
+                }
+            }
         };
         node.acks.push(ack);
     }
@@ -1295,6 +1308,15 @@ impl World {
         self.acks.append(&mut node.acks);
     }
 
+    /// Applies `op` on `shard` and syncs it, as an operator's one write
+    /// that nothing else runs beside.
+    fn apply_now(&mut self, shard: ShardId, op: ShardOp) {
+        let node = &mut self.nodes[shard.index()];
+        let answer = apply(node, &self.claims, &self.guard, self.now_ms, op);
+        assert!(matches!(answer, ShardAnswer::Done), "{answer:?}");
+        self.sync(shard.index());
+    }
+
     fn sync_all(&mut self) {
         for shard in 0..self.nodes.len() {
             self.sync(shard);
@@ -1319,13 +1341,6 @@ impl World {
                 if response.status != ReversalStatus::Declined {
                     self.reversals_acked.insert(sale);
                 }
-            }
-            Ack::Remitted {
-                intent,
-                allocations,
-            } => {
-                self.remitting = false;
-                self.remit_answer(intent, Some(allocations));
             }
             Ack::Balance => {}
             Ack::Answer {
@@ -1544,6 +1559,8 @@ impl World {
         self.nodes = self.wrap(machines);
         self.watermarks = Watermarks::load(&self.store)
             .unwrap_or_else(|e| self.fail(format!("watermarks failed to load: {e}")));
+        self.guard = Guard::load(&guard_limits(), &self.store, self.now_ms)
+            .unwrap_or_else(|e| self.fail(format!("the guard failed to load: {e}")));
         self.check_recovered();
     }
 
@@ -1958,30 +1975,25 @@ impl World {
 
 /// What a run left: crashes, payments sent, and a digest of every durable
 /// record (FNV-1a), to show that a seed replays exactly.
-/// What a shard does with a step machine's ask: the shard actor's own
-/// rules for phase one and aborts (without the PIN-failure counts of the
-/// guard, which the simulation leaves out), and the actor's own
-/// [`write_decided`] for the rest.
-fn apply(node: &mut Node, op: ShardOp, now_ms: u64) -> ShardAnswer {
-    match op {
-        ShardOp::Prepare(request) => {
-            ShardAnswer::Voted(node.machine.prepare(&request, now_ms, &mut node.pending))
-        }
-        ShardOp::Abort {
-            payment,
-            keys,
-            declined,
-        } => {
-            node.machine.abort(payment, &keys, &mut node.pending);
-            if declined {
-                node.machine.note_decline(&keys);
-            }
-            ShardAnswer::Done
-        }
-        decided => {
-            write_decided(&mut node.machine, decided, &mut node.pending);
-            ShardAnswer::Done
-        }
+/// What a shard does with an operation asked of it: the shard actor's own
+/// [`ShardMachine::apply`], with the engine's guard and claims.
+fn apply(node: &mut Node, claims: &Claims, guard: &Guard, now_ms: u64, op: ShardOp) -> ShardAnswer {
+    let in_flight = |payment| claims.is_in_flight(payment);
+    let env = Env {
+        now_ms,
+        guard,
+        card_validity_days: 0,
+        in_flight: &in_flight,
+    };
+    node.machine.apply(op, &env, &mut node.pending).answer()
+}
+
+/// The guard's limits: the engine's defaults, with the failure count at
+/// its ceiling.
+fn guard_limits() -> Limits {
+    Limits {
+        pin_failures_max: PIN_FAILURES_MAX,
+        ..Limits::default()
     }
 }
 

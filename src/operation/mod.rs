@@ -24,7 +24,8 @@
 //!   then tell every shard, then reply. A payment's and an
 //!   authorization's second half; a refund ([`refund::credit`]); a
 //!   capture, void or release of an authorization
-//!   ([`authorization::close_holds`]).
+//!   ([`authorization::close_holds`]); a remittance's record, after its
+//!   round of reads ([`remit::Remit`]).
 //!
 //! What stays outside them is what needs the engine's shared state: the
 //! claim of the request id, the replay of a recorded outcome and the reads
@@ -42,6 +43,7 @@ mod driver;
 mod pay;
 mod prepared;
 pub mod refund;
+pub mod remit;
 
 pub use crate::shard::{ShardAnswer, ShardOp};
 pub use authorize::{Authorize, authorize};

@@ -10,9 +10,10 @@
 //! the connection that gathers the shards' answers, then replies.
 //!
 //! * [`activate`], [`issue`], [`admin`]: the gathering commands;
-//!   [`principal`]: the operator's management of principals; [`remit`]:
-//!   a store HQ's remittance, allocated to its stores; [`payout`]: the
-//!   center's payouts to merchants; [`statement`]: a merchant's period.
+//!   [`principal`]: the operator's management of principals; [`payout`]:
+//!   the center's payouts to merchants; [`statement`]: a merchant's
+//!   period. A store HQ's remittance is routed to
+//!   [`crate::operation::remit`].
 //!
 //! Queues past the router are bounded: each shard's mailbox holds at most
 //! `shard_mailbox_capacity` messages, and a connection's requests for a
@@ -29,11 +30,10 @@ pub use admin::AdminLane;
 mod issue;
 mod payout;
 mod principal;
-mod remit;
 mod statement;
 
+pub use crate::operation::remit::Remittances;
 pub use payout::{PayoutCommand, Payouts};
-pub use remit::Remittances;
 
 use crate::auth::{Certs, Principal, Registry};
 use crate::ids::{CardList, CardRef, OperationId, PaymentId, RefundId, ShardId, StoreId};
@@ -383,7 +383,15 @@ impl Router {
             }
             Command::Remit { operator, request } => {
                 let remittances = &self.remittances;
-                remit::remit(shards, storage, registry, remittances, operator, request).await
+                crate::operation::remit::remit(
+                    shards,
+                    storage,
+                    registry,
+                    remittances,
+                    operator,
+                    request,
+                )
+                .await
             }
             _ => unreachable!("only statements, payouts and remittances are the books'"),
         }

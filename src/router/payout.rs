@@ -22,7 +22,7 @@ use crate::protocol::{
     PayoutCreateResponse, PayoutListRequest, PayoutListResponse, PayoutShowRequest,
     PayoutShowResponse, PayoutStatus, Response,
 };
-use crate::settlement::{self, PeriodSums};
+use crate::settlement;
 use crate::shard::{ShardGone, Shards};
 use crate::storage::records::{self, PayoutRecord};
 use crate::storage::{Cf, StorageError, Store};
@@ -141,26 +141,20 @@ async fn create(
     // none will be stamped so again (`ShardMachine::stamp`).
     shards.seal(until_ms).await?;
     // A period can be a long scan: off the lane's executor (`blocking.rs`).
+    let fee_bps = payouts.fees.bps_of(merchant);
     let closed = blocking::read(storage, move |store| {
-        period_since_last(store, merchant, until_ms)
+        settlement::close_since_last(store, merchant, until_ms, fee_bps, now_ms)
     })
     .await?;
-    let (last, sums) = match closed {
-        Ok(closed) => closed,
+    let (seq, record) = match closed {
+        Ok(Ok(closed)) => closed,
+        Ok(Err(reason)) => {
+            let declined = PayoutCreateResponse::declined(reason);
+            return Ok(Response::PayoutCreated(declined));
+        }
         Err(error) => return Ok(failed(error)),
     };
-    let fee_bps = payouts.fees.bps_of(merchant);
-    let last_record = last.as_ref().map(|(_, record)| record);
-    let record = match settlement::close_period(last_record, sums, until_ms, fee_bps, now_ms) {
-        Ok(record) => record,
-        Err(reason) => {
-            return Ok(Response::PayoutCreated(PayoutCreateResponse::declined(
-                reason,
-            )));
-        }
-    };
     crashpoint::reached(CrashPoint::PayoutScanned);
-    let seq = last.map_or(1, |(seq, _)| seq + 1);
     let info = settlement::info(merchant, seq, &record);
     let home = merchant_key(merchant).home_shard(shards.count());
     shards
@@ -174,19 +168,6 @@ async fn create(
         payout: Some(info),
         replayed: false,
     }))
-}
-
-/// The merchant's last payout, if any, and the sums of its period from
-/// that payout's cut-off to `until_ms`.
-fn period_since_last(
-    storage: &dyn Store,
-    merchant: u32,
-    until_ms: u64,
-) -> Result<(Option<(u64, PayoutRecord)>, PeriodSums), StorageError> {
-    let last = settlement::last_payout(storage, merchant)?;
-    let from_ms = last.as_ref().map_or(0, |(_, p)| p.until_ms);
-    let sums = settlement::period_sums(storage, merchant, from_ms, until_ms)?;
-    Ok((last, sums))
 }
 
 /// The first answer to a payout request made before, if it was.

@@ -12,7 +12,7 @@
 //! calls below only build the operation and pick its answer's kind. An
 //! answer arrives once the change behind it is durable.
 
-use super::messages::{Activation, Ask, ClientOp, ClientWork, NewCard, ShardAnswer, ShardOp};
+use super::messages::{Ask, ClientOp, ClientWork};
 use super::{Services, Shard};
 use crate::ids::{PaymentId, RefundId, RemittanceId, ShardId, StoreId};
 use crate::ledger::{ShardAudit, ShardPage, StoreShares};
@@ -20,6 +20,7 @@ use crate::order::OrderId;
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
 use crate::reply::{ReplyTx, Tag};
+use crate::state_machine::{Activation, NewCard, ShardAnswer, ShardOp};
 use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, ShardMachine, Take, Vote};
 use crate::storage::records::{
     HoldRecord, PaymentRecord, PaymentRefunds, PayoutRecord, RefundRecord, RemittanceRecord,

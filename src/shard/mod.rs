@@ -9,9 +9,9 @@
 //! writer thread (see [`writer`]): nothing is answered before it is synced.
 //!
 //! * [`messages`]: what a shard takes: client work, and every other
-//!   operation as data ([`messages::ShardOp`], answered with a
-//!   [`messages::ShardAnswer`]).
-//! * [`apply`]: the one handler that applies a [`messages::ShardOp`].
+//!   operation as data ([`ShardOp`], answered with a [`ShardAnswer`]).
+//! * [`apply`]: the one handler for a [`ShardOp`], which the state
+//!   machine applies.
 //! * [`handle`]: [`Shards`], how the rest of the engine reaches the shards
 //!   ([`Shards::ask`]), through bounded mailboxes.
 //! * [`writer`]: group commit.
@@ -21,9 +21,8 @@ mod handle;
 mod messages;
 mod writer;
 
-pub use apply::write_decided;
+pub use crate::state_machine::{Activation, NewCard, ShardAnswer, ShardOp};
 pub use handle::{ShardGone, Shards};
-pub use messages::{ShardAnswer, ShardOp};
 
 /// What every shard shares with the rest of the engine.
 #[derive(Clone)]
@@ -52,7 +51,7 @@ pub struct Services {
     /// changes fit in the other half).
     pub group_commit_bytes_max: usize,
 }
-pub use messages::{Activation, ClientOp, NewCard};
+pub use messages::ClientOp;
 
 use crate::auth::Guard;
 use crate::card::DeclineReason;
@@ -212,11 +211,9 @@ impl Shard {
         count: u32,
         now_ms: u64,
     ) -> Result<(), crate::auth::LockedOut> {
-        let guard = self.services.guard.clone();
-        for _ in 0..count {
-            guard.record_failure(principal, now_ms, &mut self.pending.changes)?;
-        }
-        Ok(())
+        let guard = &self.services.guard;
+        let changes = &mut self.pending.changes;
+        crate::state_machine::count_failures(guard, principal, count, now_ms, changes)
     }
 
     /// Whether a payment's answer counts as a PIN failure: a card unknown

@@ -19,13 +19,13 @@
 //! thread after the sync. A failed write aborts the process: memory is
 //! ahead of the disk, and only a restart, which replays the log, is safe.
 
-use super::messages::ShardAnswer;
 use crate::command_log::replay::{self, Checkpoints};
 use crate::command_log::{CommandLog, Fence, Partition};
 use crate::idempotency::Claims;
 use crate::ids::{PaymentId, ShardId};
 use crate::protocol::{Response, ShardStats};
 use crate::reply::{self, Reply, ReplyTx, Tag};
+use crate::state_machine::ShardAnswer;
 use crate::storage::{Changes, Storage};
 use crate::telemetry;
 use hdrhistogram::Histogram;
@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 pub enum Delivery {
     /// Wire responses for a connection, by request tag.
     Client(ReplyTx, Vec<(Tag, Response)>),
-    /// The answer to a [`super::messages::ShardOp`].
+    /// The answer to a [`crate::state_machine::ShardOp`].
     Answer(oneshot::Sender<ShardAnswer>, ShardAnswer),
 }
 

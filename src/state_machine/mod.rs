@@ -9,6 +9,11 @@
 //! here does I/O, starts a thread or reads a clock, so the same code runs in
 //! the engine, in unit tests and in the deterministic simulation.
 //!
+//! * [`ops`]: every operation the rest of the engine asks of a shard, as
+//!   data, and its answer.
+//! * [`apply`]: [`ShardMachine::apply`], the one function that applies
+//!   them (client payments, balances and reversals take their own entry
+//!   points, after the driver's prefetch).
 //! * [`pay`]: payments whose cards all live on this shard, decided and
 //!   applied in one step; the split rule shared with two-phase commit.
 //! * [`holds`]: this shard's side of two-phase commit (prepare, commit,
@@ -26,17 +31,21 @@
 //! record. The driver writes each write-set atomically, so a crash can cut
 //! between write-sets, never inside one.
 
+mod apply;
 mod audit;
 mod cards;
 mod expiry;
 mod holds;
+mod ops;
 mod pay;
 mod refund;
 mod remit;
 mod reverse;
 
+pub use apply::{Applied, Env, count_failures};
 pub use cards::Cards;
 pub use holds::{AuthorizationStep, HeldCard, IndexChange, PrepareRequest, Take, Vote};
+pub use ops::{Activation, NewCard, ShardAnswer, ShardOp};
 pub(crate) use pay::split_payment;
 pub use pay::{declined_cards, is_recorded};
 pub use refund::Credit;
