@@ -131,6 +131,38 @@ async fn connect_from(source: Ipv4Addr, addr: SocketAddr, key: &Key) -> tokio::n
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let (attacker, honest, pins) = register(&args).await;
+
+    let before = rss_mib(args.engine_pid);
+    println!("engine RSS before: {before:?} MiB");
+    let holders = hoard(&args, &attacker, &pins).await;
+    println!("{} connections opened, writing", args.connections);
+
+    let meanwhile = pay_meanwhile(&args, &honest, &pins, before.unwrap_or(0)).await;
+    for holder in &holders {
+        holder.abort();
+    }
+    for holder in holders {
+        let _ = holder.await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_mib(args.engine_pid);
+    let Meanwhile {
+        peak,
+        approved,
+        other,
+        slowest,
+    } = meanwhile;
+    println!("engine RSS: before {before:?} MiB, peak {peak} MiB, 5 s after close {after:?} MiB");
+    println!(
+        "honest merchant: {approved} approved, {other} not (error, decline or 10 s timeout), slowest {} ms",
+        slowest.as_millis()
+    );
+}
+
+/// Registers a store HQ, the attacking merchant and the honest one, and
+/// cards for them; returns the two merchants' keys and the cards' PINs.
+async fn register(args: &Args) -> (Key, Key, Vec<String>) {
     let operator_key = Key::read(&args.operator_key).unwrap_or_else(|e| fail(e));
     let operator = Client::connect_as(args.addr, &operator_key)
         .await
@@ -165,31 +197,18 @@ async fn main() {
         .activate(store, 0, &issued.pins)
         .await
         .unwrap_or_else(|e| fail(format!("activate: {e}")));
-    let pins = issued.pins;
+    (attacker, honest, issued.pins)
+}
 
-    let before = rss_mib(args.engine_pid);
-    println!("engine RSS before: {before:?} MiB");
+/// The attack: opens the connections as `attacker` and has each write its
+/// frames from a task of its own, never reading a reply; returns the
+/// tasks, which hold the connections open until aborted.
+async fn hoard(args: &Args, attacker: &Key, pins: &[String]) -> Vec<tokio::task::JoinHandle<()>> {
     let mut holders = Vec::with_capacity(args.connections);
     for connection in 0..args.connections {
         let source = Ipv4Addr::new(127, 0, 0, 2 + (connection % args.sources as usize) as u8);
-        let mut stream = connect_from(source, args.addr, &attacker).await;
-        let mut bytes = Vec::new();
-        for n in 0..args.frames {
-            let payments = (0..args.batch)
-                .map(|i| {
-                    let request_id = ((connection as u64 * args.frames + n) << 16) | i;
-                    PayRequest {
-                        request_id,
-                        amount_minor: 1,
-                        pins: vec![pins[request_id as usize % pins.len()].clone()],
-                    }
-                })
-                .collect();
-            bytes.extend(frame(
-                3 + n,
-                &Request::PayBatch(PayBatchRequest { payments }),
-            ));
-        }
+        let mut stream = connect_from(source, args.addr, attacker).await;
+        let bytes = hoard_frames(args, connection, pins);
         // Written from a task of its own: the engine stops reading when
         // the budgets are spent, and this write then waits for good.
         holders.push(tokio::spawn(async move {
@@ -197,13 +216,48 @@ async fn main() {
             std::future::pending::<()>().await;
         }));
     }
-    println!("{} connections opened, writing", args.connections);
+    holders
+}
 
-    let honest = Client::connect_as(args.addr, &honest)
+/// The PayBatch frames `connection` of the attack sends, one after the
+/// other, with request ids unique across connections.
+fn hoard_frames(args: &Args, connection: usize, pins: &[String]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for n in 0..args.frames {
+        let payments = (0..args.batch)
+            .map(|i| {
+                let request_id = ((connection as u64 * args.frames + n) << 16) | i;
+                PayRequest {
+                    request_id,
+                    amount_minor: 1,
+                    pins: vec![pins[request_id as usize % pins.len()].clone()],
+                }
+            })
+            .collect();
+        bytes.extend(frame(
+            3 + n,
+            &Request::PayBatch(PayBatchRequest { payments }),
+        ));
+    }
+    bytes
+}
+
+/// What the honest merchant saw while the attack held its connections,
+/// and the engine's peak RSS meanwhile.
+struct Meanwhile {
+    peak: u64,
+    approved: u64,
+    other: u64,
+    slowest: Duration,
+}
+
+/// The honest merchant pays one yen every 100 ms for --hold-s while the
+/// engine's RSS is sampled; `peak` starts at the RSS before the attack.
+async fn pay_meanwhile(args: &Args, honest: &Key, pins: &[String], peak: u64) -> Meanwhile {
+    let honest = Client::connect_as(args.addr, honest)
         .await
         .unwrap_or_else(|e| fail(format!("connect as the honest merchant: {e}")));
-    let (mut peak, mut approved, mut other, mut slowest) =
-        (before.unwrap_or(0), 0, 0, Duration::ZERO);
+    let (mut peak, mut approved, mut other, mut slowest) = (peak, 0, 0, Duration::ZERO);
     let started = Instant::now();
     let mut request_id = 0;
     while started.elapsed() < Duration::from_secs(args.hold_s) {
@@ -223,17 +277,10 @@ async fn main() {
         peak = peak.max(rss_mib(args.engine_pid).unwrap_or(0));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for holder in &holders {
-        holder.abort();
+    Meanwhile {
+        peak,
+        approved,
+        other,
+        slowest,
     }
-    for holder in holders {
-        let _ = holder.await;
-    }
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let after = rss_mib(args.engine_pid);
-    println!("engine RSS: before {before:?} MiB, peak {peak} MiB, 5 s after close {after:?} MiB");
-    println!(
-        "honest merchant: {approved} approved, {other} not (error, decline or 10 s timeout), slowest {} ms",
-        slowest.as_millis()
-    );
 }

@@ -160,22 +160,12 @@ async fn iso(addr: SocketAddr, pins: Arc<Vec<String>>, load: &IsoLoad) -> (f64, 
     let face = load.face_value_minor;
     let mut connections = Vec::new();
     for _ in 0..load.connections {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| fail(format!("connect to the ISO 8583 listener: {e}")));
-        let _ = stream.set_nodelay(true);
-        let mut sign_on = Message::new(*b"0800");
-        sign_on.set(11, "000000").set(70, "001");
-        let reply = exchange(&mut stream, &sign_on).await;
-        if reply.get(39) != Some("00") {
-            fail("the ISO 8583 sign-on was refused");
-        }
-        connections.push(stream);
+        connections.push(signed_on(addr).await);
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for stream in connections {
-        let (mut reader, mut writer) = stream.into_split();
+        let (reader, mut writer) = stream.into_split();
         let room = Arc::new(Semaphore::new(load.pipeline));
         let sent = Arc::new(AtomicUsize::new(0));
         let done_sending = Arc::new(tokio::sync::Notify::new());
@@ -190,17 +180,9 @@ async fn iso(addr: SocketAddr, pins: Arc<Vec<String>>, load: &IsoLoad) -> (f64, 
                 permit.forget();
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(pin) = pins.get(index) else { break };
-                let mut sale = Message::new(*b"0200");
-                sale.set(2, pin.as_str())
-                    .set(3, "220000")
-                    .set(4, format!("{face:012}"))
-                    .set(11, format!("{:06}", index % 1_000_000))
-                    .set(37, format!("{index:012}"))
-                    .set(41, "LOADTERM")
-                    .set(42, format!("{STORE:015}"))
-                    .set(49, "392");
                 out.clear();
-                sale.encode(&mut out, MESSAGE_BYTES_MAX)
+                sale(pin, index, face)
+                    .encode(&mut out, MESSAGE_BYTES_MAX)
                     .expect("a legal 0200");
                 if writer.write_all(&out).await.is_err() {
                     break;
@@ -212,28 +194,13 @@ async fn iso(addr: SocketAddr, pins: Arc<Vec<String>>, load: &IsoLoad) -> (f64, 
             // it still answers everything in flight.
             drop(writer);
         }));
-        tasks.push(tokio::spawn(async move {
-            let mut received = 0usize;
-            let mut finished = false;
-            loop {
-                if finished && received == sent.load(Ordering::Acquire) {
-                    break;
-                }
-                let message = tokio::select! {
-                    message = read_message(&mut reader) => message,
-                    () = done_sending.notified(), if !finished => {
-                        finished = true;
-                        continue;
-                    }
-                };
-                let Some(message) = message else { break };
-                received += 1;
-                room.add_permits(1);
-                if message.get(39) == Some("00") {
-                    approved.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
+        let answers = Answers {
+            room,
+            sent,
+            done_sending,
+            approved,
+        };
+        tasks.push(tokio::spawn(answers.read(reader)));
     }
     for task in tasks {
         let _ = task.await;
@@ -242,6 +209,74 @@ async fn iso(addr: SocketAddr, pins: Arc<Vec<String>>, load: &IsoLoad) -> (f64, 
         started.elapsed().as_secs_f64(),
         approved.load(Ordering::Relaxed),
     )
+}
+
+/// A connection to the ISO 8583 listener, signed on (an 0800).
+async fn signed_on(addr: SocketAddr) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| fail(format!("connect to the ISO 8583 listener: {e}")));
+    let _ = stream.set_nodelay(true);
+    let mut sign_on = Message::new(*b"0800");
+    sign_on.set(11, "000000").set(70, "001");
+    let reply = exchange(&mut stream, &sign_on).await;
+    if reply.get(39) != Some("00") {
+        fail("the ISO 8583 sign-on was refused");
+    }
+    stream
+}
+
+/// The 0200 that activates `pin`, the phase's `index`th card.
+fn sale(pin: &str, index: usize, face: u64) -> Message {
+    let mut sale = Message::new(*b"0200");
+    sale.set(2, pin)
+        .set(3, "220000")
+        .set(4, format!("{face:012}"))
+        .set(11, format!("{:06}", index % 1_000_000))
+        .set(37, format!("{index:012}"))
+        .set(41, "LOADTERM")
+        .set(42, format!("{STORE:015}"))
+        .set(49, "392");
+    sale
+}
+
+/// The reading side of one ISO 8583 connection, shared with its writer.
+struct Answers {
+    /// Room in the pipeline: a permit back per answer.
+    room: Arc<Semaphore>,
+    /// 0200s written so far.
+    sent: Arc<AtomicUsize>,
+    /// The writer has sent its last 0200.
+    done_sending: Arc<tokio::sync::Notify>,
+    /// Approved activations, over all connections.
+    approved: Arc<AtomicUsize>,
+}
+
+impl Answers {
+    /// Counts the 0210s until every 0200 sent has its answer (or the
+    /// connection closes).
+    async fn read(self, mut reader: tokio::net::tcp::OwnedReadHalf) {
+        let mut received = 0usize;
+        let mut finished = false;
+        loop {
+            if finished && received == self.sent.load(Ordering::Acquire) {
+                break;
+            }
+            let message = tokio::select! {
+                message = read_message(&mut reader) => message,
+                () = self.done_sending.notified(), if !finished => {
+                    finished = true;
+                    continue;
+                }
+            };
+            let Some(message) = message else { break };
+            received += 1;
+            self.room.add_permits(1);
+            if message.get(39) == Some("00") {
+                self.approved.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 async fn exchange(stream: &mut tokio::net::TcpStream, message: &Message) -> Message {

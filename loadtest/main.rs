@@ -72,7 +72,7 @@ use flood::{FloodLoad, Flooder};
 use hdrhistogram::Histogram;
 use kessai::auth::Key;
 use kessai::client::{Client, ClientError};
-use kessai::protocol::ErrorCode;
+use kessai::protocol::{ErrorCode, ShardStats};
 use mix::Mix;
 use open_loop::Schedule;
 use progress::Progress;
@@ -264,6 +264,37 @@ impl Args {
 
 fn main() {
     let args = Args::parse();
+    let mix = checked_mix(&args);
+    let json_file = open_outputs(&args);
+    let progress = Progress::new(args.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(format!("tokio runtime: {e}")));
+    if let Some(passed) = compare_protocols(&runtime, &args) {
+        std::process::exit(if passed { 0 } else { 1 });
+    }
+
+    let engines = drive_engines(&runtime, &args, mix, progress);
+    let report = report_of(&args, mix, engines);
+    let mut written = true;
+    if let Some(file) = json_file {
+        written &= write_json(file, &report, args.json.as_deref().unwrap_or(Path::new("")));
+    }
+    if let Some(path) = &args.plot {
+        written &= write_plots(path, &args, mix, &report);
+    }
+    let soak_passed = report.soak.as_ref().is_none_or(|verdict| verdict.pass);
+    std::process::exit(if report.ok && written && soak_passed {
+        0
+    } else {
+        1
+    });
+}
+
+/// The mix to run, once the arguments are known to agree with each other
+/// (exits with the reason if they do not).
+fn checked_mix(args: &Args) -> Mix {
     let mix = match (args.mix, args.multi_card_percent) {
         (Some(mix), _) => mix,
         (None, Some(percent)) => Mix::two_card_percent(percent).unwrap_or_else(|e| fail(&e)),
@@ -283,6 +314,11 @@ fn main() {
     {
         fail(refusal);
     }
+    mix
+}
+
+/// Creates the JSON report's file and checks the plot's directory.
+fn open_outputs(args: &Args) -> Option<std::fs::File> {
     // Fail before the load, not after it: a report nobody can write is
     // a run wasted.
     let json_file = args.json.as_ref().map(|path| {
@@ -295,11 +331,12 @@ fn main() {
             fail(format!("no directory for the plot {}", path.display()));
         }
     }
-    let progress = Progress::new(args.quiet);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail(format!("tokio runtime: {e}")));
+    json_file
+}
+
+/// With --iso or --http, the protocol comparison they ask for (instead of
+/// the runs) and whether it passed; `None` without either.
+fn compare_protocols(runtime: &tokio::runtime::Runtime, args: &Args) -> Option<bool> {
     if args.iso {
         let load = iso::IsoLoad {
             shards: args.shards[0],
@@ -308,7 +345,7 @@ fn main() {
             connections: args.connections,
             pipeline: args.pipeline,
         };
-        std::process::exit(if iso::run(&runtime, &load) { 0 } else { 1 });
+        return Some(iso::run(runtime, &load));
     }
     if args.http {
         let load = http::HttpLoad {
@@ -320,26 +357,41 @@ fn main() {
             pipeline: args.pipeline,
             duration: Duration::from_secs(args.duration_s),
         };
-        std::process::exit(if http::run(&runtime, &load) { 0 } else { 1 });
+        return Some(http::run(runtime, &load));
     }
+    None
+}
 
+/// Drives the engine at --addr, or a fresh spawned engine for each shard
+/// count (then compares them).
+fn drive_engines(
+    runtime: &tokio::runtime::Runtime,
+    args: &Args,
+    mix: Mix,
+    progress: Progress,
+) -> Vec<EngineReport> {
     let mut engines = Vec::with_capacity(args.shards.len());
     if !args.spawn {
         let key = args
             .key
             .clone()
             .unwrap_or_else(|| fail("--addr needs --key (the operator's key file)"));
-        engines.push(runtime.block_on(drive(&args, mix, args.addr, &key, None, progress)));
+        engines.push(runtime.block_on(drive(args, mix, args.addr, &key, None, progress)));
     } else {
         for &shards in &args.shards {
             println!("== {shards} shard(s)");
-            engines.push(spawned(&runtime, &args, mix, shards, progress));
+            engines.push(spawned(runtime, args, mix, shards, progress));
         }
     }
     if engines.len() > 1 {
         print_sweep(&engines);
     }
+    engines
+}
 
+/// The whole report on `engines`, with the soak's verdict (printed) under
+/// --soak.
+fn report_of(args: &Args, mix: Mix, engines: Vec<EngineReport>) -> Report {
     let best = engines
         .iter()
         .max_by(|a, b| a.median_payments_per_s.total_cmp(&b.median_payments_per_s));
@@ -354,30 +406,17 @@ fn main() {
         verdict.print();
         verdict
     });
-    let report = Report {
+    Report {
         tool: "kessai-load",
         version: env!("CARGO_PKG_VERSION"),
         median_payments_per_s: best.map_or(0.0, |e| e.median_payments_per_s),
         median_p99_us: best.map_or(0, |e| e.median_p99_us),
         ok: engines.iter().all(|e| e.ok),
-        config: config_report(&args, mix),
+        config: config_report(args, mix),
         host: HostReport::here(),
         engines,
         soak,
-    };
-    let mut written = true;
-    if let Some(file) = json_file {
-        written &= write_json(file, &report, args.json.as_deref().unwrap_or(Path::new("")));
     }
-    if let Some(path) = &args.plot {
-        written &= write_plots(path, &args, mix, &report);
-    }
-    let soak_passed = report.soak.as_ref().is_none_or(|verdict| verdict.pass);
-    std::process::exit(if report.ok && written && soak_passed {
-        0
-    } else {
-        1
-    });
 }
 
 /// Starts a fresh in-process engine with `shards` shards in a temp dir,
@@ -428,31 +467,10 @@ async fn drive(
 ) -> EngineReport {
     let flood_load = args.flood_load();
     let actors = setup::actors(addr, operator_key, flood_load.is_some()).await;
-    let started = Instant::now();
-    let pins = setup::prepare_cards(&actors, addr, args.cards, args.face_value, progress).await;
-    let setup = SetupReport {
-        cards: pins.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    println!(
-        "setup: {} cards issued and activated in {:.2}s",
-        setup.cards, setup.seconds
-    );
-    // The flood's load, merchant and cards (single-card payments only).
-    let flood_setup = match (flood_load, &actors.flooder) {
-        (Some(load), Some(merchant)) => {
-            let started = Instant::now();
-            let pins =
-                setup::prepare_cards(&actors, addr, args.cards, args.face_value, progress).await;
-            println!(
-                "setup: the flooding merchant's own {} cards issued and activated in {:.2}s",
-                pins.len(),
-                started.elapsed().as_secs_f64()
-            );
-            let workload = Arc::new(Workload::new(pins, Mix::default(), args.amount));
-            Some((load, merchant, workload))
-        }
-        _ => None,
+    let (pins, setup) = prepare_merchant(args, addr, &actors, progress).await;
+    let flood_setup = match flood_load {
+        Some(load) => prepare_flood(args, addr, &actors, load, progress).await,
+        None => None,
     };
 
     let duration = Duration::from_secs(args.duration_s);
@@ -467,37 +485,8 @@ async fn drive(
         duration,
         progress,
     };
-    let mut runs = Vec::with_capacity(args.runs);
-    let mut all_latency_us = record::latency_histogram();
-    let (mut flood_runs, mut runs_under_flood) = (Vec::new(), Vec::new());
-    for run in 1..=args.runs {
-        let quiet_phase = flood_setup.as_ref().map(|_| "quiet");
-        let clients = honest.connect().await;
-        let (quiet, latency_us) = honest.measure(&clients, run, quiet_phase).await;
-        // Same bounds on both sides: adding cannot fail.
-        let _ = all_latency_us.add(&latency_us);
-        if let Some((load, merchant, workload)) = &flood_setup {
-            // Connected before the flood starts: the handshake is not what
-            // is measured.
-            let clients = honest.connect().await;
-            let flood = Flooder::start(addr, merchant, *load, workload.clone()).await;
-            let lead = flood.until_full().await;
-            let phase_start = flood.mark();
-            let (loaded, _) = honest.measure(&clients, run, Some("flood")).await;
-            let flooder = flood.stop(lead, phase_start).await;
-            let report = FloodRunReport::new(run, &quiet, &loaded, flooder);
-            report.print();
-            flood_runs.push(report);
-            runs_under_flood.push(loaded);
-            if run < args.runs {
-                // The next quiet phase should not start in the flood's
-                // wake (group commits, memtable flushes still running).
-                tokio::time::sleep(AFTER_FLOOD).await;
-            }
-        }
-        runs.push(quiet);
-    }
-
+    let measured = honest.run_all(flood_setup.as_ref()).await;
+    let runs = measured.runs;
     let rates: Vec<f64> = runs.iter().map(|r| r.payments_per_s).collect();
     let p99s: Vec<f64> = runs.iter().map(|r| r.latency_us.p99 as f64).collect();
     let median_payments_per_s = median(&rates);
@@ -506,12 +495,104 @@ async fn drive(
         "median of {} run(s): {median_payments_per_s:.0} payments/s ({load}, mix {mix})",
         runs.len()
     );
-    let flood = flood_setup.map(|(flood_load, _, workload)| {
-        let report = FloodReport::new(workload.pins.len(), flood_runs, runs_under_flood);
-        report.print(&load, &flood_text(flood_load));
+    let flood = flood_setup.map(|flood_setup| {
+        let cards = flood_setup.workload.pins.len();
+        let report = FloodReport::new(cards, measured.flood_runs, measured.runs_under_flood);
+        report.print(&load, &flood_text(flood_setup.load));
         report
     });
 
+    let (group_commit, group_commit_error, audit) = closing_figures(addr, &actors).await;
+    let ok = audit.ok && runs_ok(&runs, flood.as_ref(), mix);
+    EngineReport {
+        shards,
+        addr: addr.to_string(),
+        setup,
+        median_payments_per_s,
+        median_p99_us: median(&p99s).round() as u64,
+        latency_us: Percentiles::of(&measured.all_latency_us),
+        runs,
+        group_commit,
+        group_commit_error,
+        ok,
+        audit,
+        flood,
+    }
+}
+
+/// Issues and activates the measured merchant's cards; returns their PINs
+/// and how long that took (printed).
+async fn prepare_merchant(
+    args: &Args,
+    addr: SocketAddr,
+    actors: &setup::Actors,
+    progress: Progress,
+) -> (Vec<String>, SetupReport) {
+    let started = Instant::now();
+    let pins = setup::prepare_cards(actors, addr, args.cards, args.face_value, progress).await;
+    let setup = SetupReport {
+        cards: pins.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    println!(
+        "setup: {} cards issued and activated in {:.2}s",
+        setup.cards, setup.seconds
+    );
+    (pins, setup)
+}
+
+/// The flood beside the measured load: its shape, merchant and cards
+/// (single-card payments only).
+struct FloodSetup<'a> {
+    load: FloodLoad,
+    merchant: &'a Key,
+    workload: Arc<Workload>,
+}
+
+/// Issues and activates the flooding merchant's own cards; `None` if the
+/// actors have no flooding merchant.
+async fn prepare_flood<'a>(
+    args: &Args,
+    addr: SocketAddr,
+    actors: &'a setup::Actors,
+    load: FloodLoad,
+    progress: Progress,
+) -> Option<FloodSetup<'a>> {
+    let merchant = actors.flooder.as_ref()?;
+    let started = Instant::now();
+    let pins = setup::prepare_cards(actors, addr, args.cards, args.face_value, progress).await;
+    println!(
+        "setup: the flooding merchant's own {} cards issued and activated in {:.2}s",
+        pins.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let workload = Arc::new(Workload::new(pins, Mix::default(), args.amount));
+    Some(FloodSetup {
+        load,
+        merchant,
+        workload,
+    })
+}
+
+/// What the runs measured.
+struct Measured {
+    /// Each run's report (with a flood, its quiet phase's).
+    runs: Vec<RunReport>,
+    /// The payments' latencies over all runs (quiet phases only).
+    all_latency_us: Histogram<u64>,
+    /// With a flood: each run's quiet phase against its flooded one.
+    flood_runs: Vec<FloodRunReport>,
+    /// With a flood: each run's flooded phase.
+    runs_under_flood: Vec<RunReport>,
+}
+
+/// The closing figures, over a fresh connection as the operator: the
+/// group commits (printed, or why they are not there) and the audit
+/// (printed).
+async fn closing_figures(
+    addr: SocketAddr,
+    actors: &setup::Actors,
+) -> (Option<Vec<ShardStats>>, Option<String>, AuditReport) {
     // A run can outlast the engine's idle deadline (5 minutes by default)
     // while the operator's setup connection sits unused, and the engine
     // closes it: the closing stats and audit go over a fresh connection.
@@ -536,6 +617,12 @@ async fn drive(
     };
     let audit = AuditReport::from_result(audit);
     audit.print();
+    (group_commit, group_commit_error, audit)
+}
+
+/// Whether the runs did their work: every audit during them ok, and
+/// answers to the load (approved payments among them, if it made any).
+fn runs_ok(runs: &[RunReport], flood: Option<&FloodReport>, mix: Mix) -> bool {
     let audits_ok = runs
         .iter()
         .chain(flood.iter().flat_map(|f| &f.runs_under_flood))
@@ -548,20 +635,7 @@ async fn drive(
         .sum();
     // A run that only checks balances approves nothing, and that is fine.
     let worked = answered > 0 && (mix.payment_percent() == 0 || approved > 0);
-    EngineReport {
-        shards,
-        addr: addr.to_string(),
-        setup,
-        median_payments_per_s,
-        median_p99_us: median(&p99s).round() as u64,
-        latency_us: Percentiles::of(&all_latency_us),
-        runs,
-        group_commit,
-        group_commit_error,
-        ok: audit.ok && audits_ok && worked,
-        audit,
-        flood,
-    }
+    audits_ok && worked
 }
 
 /// The measured load: the honest merchant's, with or without a flood.
@@ -641,6 +715,59 @@ impl Honest<'_> {
             Some(phase) => report.print_as(&format!("run {run} {phase}"), &self.mix),
         }
         (report, recorder.payments_latency_us)
+    }
+
+    /// All the runs, each with its flooded phase after its quiet one when
+    /// there is a flood.
+    async fn run_all(&self, flood: Option<&FloodSetup<'_>>) -> Measured {
+        let runs_wanted = self.args.runs;
+        let mut measured = Measured {
+            runs: Vec::with_capacity(runs_wanted),
+            all_latency_us: record::latency_histogram(),
+            flood_runs: Vec::new(),
+            runs_under_flood: Vec::new(),
+        };
+        for run in 1..=runs_wanted {
+            let quiet_phase = flood.map(|_| "quiet");
+            let clients = self.connect().await;
+            let (quiet, latency_us) = self.measure(&clients, run, quiet_phase).await;
+            // Same bounds on both sides: adding cannot fail.
+            let _ = measured.all_latency_us.add(&latency_us);
+            if let Some(flood) = flood {
+                let (report, loaded) = self.measure_flooded(run, &quiet, flood).await;
+                measured.flood_runs.push(report);
+                measured.runs_under_flood.push(loaded);
+                if run < runs_wanted {
+                    // The next quiet phase should not start in the flood's
+                    // wake (group commits, memtable flushes still running).
+                    tokio::time::sleep(AFTER_FLOOD).await;
+                }
+            }
+            measured.runs.push(quiet);
+        }
+        measured
+    }
+
+    /// Run `run`'s flooded phase: the load again beside the flood, compared
+    /// (printed) with its `quiet` phase.
+    async fn measure_flooded(
+        &self,
+        run: usize,
+        quiet: &RunReport,
+        setup: &FloodSetup<'_>,
+    ) -> (FloodRunReport, RunReport) {
+        // Connected before the flood starts: the handshake is not what
+        // is measured.
+        let clients = self.connect().await;
+        let workload = setup.workload.clone();
+        let flood = Flooder::start(self.addr, setup.merchant, setup.load, workload).await;
+        let lead = flood.until_full().await;
+        let phase_start = flood.mark();
+        let (loaded, _) = self.measure(&clients, run, Some("flood")).await;
+        let flooder = flood.stop(lead, phase_start).await;
+        let report = FloodRunReport::new(run, quiet, &loaded, flooder);
+        report.print();
+        (report, loaded)
     }
 
     /// The load in words, for the median line.

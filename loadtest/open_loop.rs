@@ -89,50 +89,86 @@ pub async fn run(
         // j = 0, 1, 2...; its lanes take j from this counter.
         let next = Arc::new(AtomicU64::new(0));
         for _ in 0..pipeline {
-            let (client, workload, recorder, next) = (
-                client.clone(),
-                workload.clone(),
-                recorder.clone(),
-                next.clone(),
-            );
-            lanes.push(tokio::spawn(async move {
-                let mut chosen = Vec::with_capacity(2);
-                loop {
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let k = j.saturating_mul(connections).saturating_add(index as u64);
-                    let now = Instant::now();
-                    if k >= schedule.scheduled || now >= end {
-                        break;
-                    }
-                    let due = started + schedule.due(k);
-                    let late = now > due;
-                    if !late {
-                        let wake = due.checked_sub(TIMER_TICK).unwrap_or(due);
-                        tokio::time::sleep_until(wake.into()).await;
-                    }
-                    let sent = Instant::now();
-                    let (kind, outcome) = workload.one(&client, &mut chosen).await;
-                    let done = Instant::now();
-                    // Sent early: the wait is the engine's alone. Sent late:
-                    // the wait began when the request was due.
-                    let waited_from = sent.min(due);
-                    let lag_us = sent.saturating_duration_since(due).as_micros() as u64;
-                    let latency_us = done.saturating_duration_since(waited_from).as_micros() as u64;
-                    let lost = outcome.connection_lost();
-                    let mut recorder = lock(&recorder);
-                    recorder.record_send(lag_us, late);
-                    recorder.record(kind, outcome, latency_us, done);
-                    if lost {
-                        // The connection's later requests stay unsent.
-                        break;
-                    }
-                }
-            }));
+            let lane = Lane {
+                client: client.clone(),
+                workload: workload.clone(),
+                recorder: recorder.clone(),
+                next: next.clone(),
+                index: index as u64,
+                connections,
+                schedule,
+                started,
+                end,
+            };
+            lanes.push(tokio::spawn(lane.run()));
         }
     }
     let offered = format!(" (offered {}/s)", schedule.rate_per_s);
     progress::watch(bar, &recorder, started, end, &offered).await;
     progress::collect(lanes, &recorder, started).await
+}
+
+/// One lane (slot) of connection `index`.
+struct Lane {
+    client: Arc<Client>,
+    workload: Arc<Workload>,
+    recorder: Arc<Mutex<Recorder>>,
+    /// The connection's counter of its requests, shared by its lanes.
+    next: Arc<AtomicU64>,
+    index: u64,
+    connections: u64,
+    schedule: Schedule,
+    started: Instant,
+    end: Instant,
+}
+
+impl Lane {
+    /// Takes the connection's next request, sends it when it is due and
+    /// waits for its answer, until the schedule or the run's time is up.
+    async fn run(self) {
+        let Lane {
+            client,
+            workload,
+            recorder,
+            next,
+            index,
+            connections,
+            schedule,
+            started,
+            end,
+        } = self;
+        let mut chosen = Vec::with_capacity(2);
+        loop {
+            let j = next.fetch_add(1, Ordering::Relaxed);
+            let k = j.saturating_mul(connections).saturating_add(index);
+            let now = Instant::now();
+            if k >= schedule.scheduled || now >= end {
+                break;
+            }
+            let due = started + schedule.due(k);
+            let late = now > due;
+            if !late {
+                let wake = due.checked_sub(TIMER_TICK).unwrap_or(due);
+                tokio::time::sleep_until(wake.into()).await;
+            }
+            let sent = Instant::now();
+            let (kind, outcome) = workload.one(&client, &mut chosen).await;
+            let done = Instant::now();
+            // Sent early: the wait is the engine's alone. Sent late:
+            // the wait began when the request was due.
+            let waited_from = sent.min(due);
+            let lag_us = sent.saturating_duration_since(due).as_micros() as u64;
+            let latency_us = done.saturating_duration_since(waited_from).as_micros() as u64;
+            let lost = outcome.connection_lost();
+            let mut recorder = lock(&recorder);
+            recorder.record_send(lag_us, late);
+            recorder.record(kind, outcome, latency_us, done);
+            if lost {
+                // The connection's later requests stay unsent.
+                break;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

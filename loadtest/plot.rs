@@ -11,6 +11,7 @@
 
 use crate::report::{RunReport, SecondReport};
 use crate::soak::{self, SoakVerdict};
+use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
@@ -163,24 +164,7 @@ fn latency_chart<DB: DrawingBackend>(
         ("p99", P99, |s| s.p99_us),
         ("p99.9", P999, |s| s.p999_us),
     ];
-    let answered = |s: &SecondReport| s.payments > 0;
-    let seconds = input.runs.iter().flat_map(|r| &r.timeline);
-    let low = seconds
-        .clone()
-        .filter(|s| answered(s))
-        .map(|s| ms(s.p50_us))
-        .fold(f64::INFINITY, f64::min);
-    let high = seconds
-        .filter(|s| answered(s))
-        .map(|s| ms(s.p999_us))
-        .fold(0.0, f64::max);
-    // A log axis from a decade below the lowest p50 to a bit above the
-    // highest p99.9 (0.01..100 ms when nothing was answered).
-    let (low, high) = if low.is_finite() && high > 0.0 {
-        ((low / 2.0).max(0.001), high * 2.0)
-    } else {
-        (0.01, 100.0)
-    };
+    let (low, high) = latency_range(input);
     let mut chart = ChartBuilder::on(area)
         .margin(text_px / 2)
         .margin_right(text_px * 2)
@@ -210,25 +194,35 @@ fn latency_chart<DB: DrawingBackend>(
     draw_run_edges(&mut chart, input, low, high)?;
     for (name, color, value) in series {
         let parts = segments(input, |s| answered(s).then(|| ms(value(s)).max(low)));
-        for (i, points) in parts.into_iter().enumerate() {
-            let drawn = chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(2))
-                .map_err(|e| e.to_string())?;
-            if i == 0 {
-                drawn.label(name).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            }
-        }
+        draw_segments(&mut chart, parts, color, name)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", text_px))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, text_px)
+}
+
+/// Whether a second had payments answered (else it has no latencies).
+fn answered(second: &SecondReport) -> bool {
+    second.payments > 0
+}
+
+/// The latency axis's range, ms.
+fn latency_range(input: &PlotInput<'_>) -> (f64, f64) {
+    let seconds = input.runs.iter().flat_map(|r| &r.timeline);
+    let low = seconds
+        .clone()
+        .filter(|s| answered(s))
+        .map(|s| ms(s.p50_us))
+        .fold(f64::INFINITY, f64::min);
+    let high = seconds
+        .filter(|s| answered(s))
+        .map(|s| ms(s.p999_us))
+        .fold(0.0, f64::max);
+    // A log axis from a decade below the lowest p50 to a bit above the
+    // highest p99.9 (0.01..100 ms when nothing was answered).
+    if low.is_finite() && high > 0.0 {
+        ((low / 2.0).max(0.001), high * 2.0)
+    } else {
+        (0.01, 100.0)
+    }
 }
 
 /// The x axis's description, under the lowest chart.
@@ -274,16 +268,18 @@ fn throughput_chart<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     draw_run_edges(&mut chart, input, 0.0, y_max)?;
     let parts = segments(input, |s| Some(s.payments as f64));
-    for (i, points) in parts.into_iter().enumerate() {
-        let drawn = chart
-            .draw_series(LineSeries::new(points, THROUGHPUT.stroke_width(2)).point_size(2))
-            .map_err(|e| e.to_string())?;
-        if i == 0 {
-            drawn.label("answered").legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], THROUGHPUT.stroke_width(2))
-            });
-        }
-    }
+    draw_segments(&mut chart, parts, THROUGHPUT, "answered")?;
+    draw_throughput_limits(&mut chart, input, x_max)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, text_px)
+}
+
+/// Dashed: `--soak`'s band around the first minute's payments/s, and the
+/// open loop's offered payments/s.
+fn draw_throughput_limits<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    input: &PlotInput<'_>,
+    x_max: f64,
+) -> Result<(), String> {
     if let Some(soak) = &input.soak {
         for (i, y) in [soak.payments_per_s_low, soak.payments_per_s_high]
             .into_iter()
@@ -313,14 +309,7 @@ fn throughput_chart<DB: DrawingBackend>(
                 DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, BLACK.stroke_width(1))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(("sans-serif", text_px))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())
+    Ok(())
 }
 
 fn rss_chart<DB: DrawingBackend>(
@@ -358,16 +347,12 @@ fn rss_chart<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     draw_run_edges(&mut chart, input, 0.0, y_max)?;
     let parts = segments(input, mib);
-    for (i, points) in parts.into_iter().enumerate() {
-        let drawn = chart
-            .draw_series(LineSeries::new(points, RSS.stroke_width(2)).point_size(2))
-            .map_err(|e| e.to_string())?;
-        if i == 0 {
-            drawn
-                .label(format!("RSS of the {}", input.rss_of))
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RSS.stroke_width(2)));
-        }
-    }
+    draw_segments(
+        &mut chart,
+        parts,
+        RSS,
+        &format!("RSS of the {}", input.rss_of),
+    )?;
     if let (Some(soak), Some(limit)) = (&input.soak, limit) {
         chart
             .draw_series(dashed((soak.rss_limit_from_s, limit), (x_max, limit), RSS))
@@ -375,9 +360,47 @@ fn rss_chart<DB: DrawingBackend>(
             .label("soak limit after warm-up")
             .legend(|(x, y)| dashed_legend(x, y, RSS));
     }
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, text_px)
+}
+
+/// One series' `parts` (see [`segments`]) as lines in `color`, with one
+/// legend entry, `label`.
+fn draw_segments<DB, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
+    parts: Vec<Vec<(f64, f64)>>,
+    color: RGBColor,
+    label: &str,
+) -> Result<(), String>
+where
+    DB: DrawingBackend,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, points) in parts.into_iter().enumerate() {
+        let drawn = chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(2))
+            .map_err(|e| e.to_string())?;
+        if i == 0 {
+            drawn.label(label).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The legend box, at `position`.
+fn draw_legend<'a, DB, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
+    position: SeriesLabelPosition,
+    text_px: u32,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .label_font(("sans-serif", text_px))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -404,7 +427,7 @@ fn dashed_legend(
 
 /// A thin vertical line where each run after the first begins.
 fn draw_run_edges<DB, Y>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, Y>>,
     input: &PlotInput<'_>,
     low: f64,
     high: f64,

@@ -305,58 +305,7 @@ impl RunReport {
         schedule: Option<Schedule>,
     ) -> RunReport {
         let seconds = elapsed.as_secs_f64().max(f64::EPSILON);
-        let by_kind = OpKind::ALL
-            .into_iter()
-            .map(|kind| {
-                let tally = recorder.kind(kind);
-                let report = KindReport {
-                    share_percent: mix.share(kind),
-                    count: tally.total(),
-                    ok: tally.ok,
-                    declined: tally.declined,
-                    errors: tally.errors,
-                    latency_us: Percentiles::of(&tally.latency_us),
-                };
-                (kind.name(), report)
-            })
-            .collect();
-        // Every second of the window, answered in or not: a stall at the
-        // end shows as seconds of nothing, not as a shorter run.
-        let whole_window = recorder.timeline.len().max(recorder.window_s() as usize);
-        let timeline = (0..whole_window)
-            .map(|second| {
-                let tally = recorder.timeline.get(second);
-                let p = tally.map(SecondTally::latency_us).unwrap_or_default();
-                SecondReport {
-                    second: second as u64,
-                    payments: tally.map_or(0, |t| t.payments),
-                    ops: tally.map_or(0, |t| t.ops),
-                    errors: tally.map_or(0, |t| t.errors),
-                    p50_us: p.p50,
-                    p99_us: p.p99,
-                    p999_us: p.p999,
-                    max_us: p.max,
-                    rss_kib: tally.and_then(|t| t.rss_kib),
-                }
-            })
-            .collect();
-        let open_loop = schedule.map(|schedule| {
-            let send = &recorder.send;
-            let unsent = schedule.scheduled.saturating_sub(send.sent);
-            let one_percent = schedule.scheduled / 100;
-            OpenLoopReport {
-                offered_per_s: schedule.rate_per_s,
-                scheduled: schedule.scheduled,
-                sent: send.sent,
-                late: send.late,
-                unsent,
-                achieved_per_s: recorder.ops_answered() as f64 / seconds,
-                send_lag_us: Percentiles::of(&send.lag_us),
-                kept_up: unsent == 0
-                    && send.late <= one_percent
-                    && recorder.ops_failed() <= one_percent,
-            }
-        });
+        let open_loop = schedule.map(|schedule| OpenLoopReport::new(schedule, recorder, seconds));
         RunReport {
             run,
             mode: if schedule.is_some() { "open" } else { "closed" },
@@ -369,13 +318,13 @@ impl RunReport {
                 errors: recorder.payment_errors(),
             },
             latency_us: Percentiles::of(&recorder.payments_latency_us),
-            by_kind,
+            by_kind: KindReport::each(recorder, mix),
             errors_by_reason: recorder.errors.clone(),
             error_examples: recorder.error_examples.clone(),
             declines_by_reason: recorder.declines.clone(),
             open_loop,
             audits: None,
-            timeline,
+            timeline: SecondReport::timeline(recorder),
         }
     }
 
@@ -402,47 +351,10 @@ impl RunReport {
             p.max,
         );
         if mix.share(OpKind::Pay) != 100 {
-            let kinds: Vec<String> = OpKind::ALL
-                .into_iter()
-                .filter(|kind| mix.share(*kind) > 0)
-                .map(|kind| {
-                    let k = &self.by_kind[kind.name()];
-                    format!(
-                        "{} {} (ok {}, declined {}, errors {}; us p50 {} p99 {})",
-                        kind.name(),
-                        k.count,
-                        k.ok,
-                        k.declined,
-                        k.errors,
-                        k.latency_us.p50,
-                        k.latency_us.p99
-                    )
-                })
-                .collect();
-            println!("{run}: by kind: {}", kinds.join("; "));
+            self.print_kinds(run, mix);
         }
         if let Some(open) = &self.open_loop {
-            println!(
-                "{run}: open loop: offered {}/s, achieved {:.0}/s; {} due, {} sent, {} late (no free slot when due), {} never sent; send lag us p50 {} p99 {} max {}",
-                open.offered_per_s,
-                open.achieved_per_s,
-                open.scheduled,
-                open.sent,
-                open.late,
-                open.unsent,
-                open.send_lag_us.p50,
-                open.send_lag_us.p99,
-                open.send_lag_us.max,
-            );
-            if !open.kept_up {
-                println!(
-                    "{run}: the engine did NOT keep up with {}/s: {} requests never sent, {} sent late, {} errors; latencies count from when each request was due",
-                    open.offered_per_s,
-                    open.unsent,
-                    open.late,
-                    self.errors_by_reason.values().sum::<u64>()
-                );
-            }
+            self.print_open_loop(run, open);
         }
         if !self.errors_by_reason.is_empty() {
             let errors: Vec<String> = self
@@ -468,6 +380,121 @@ impl RunReport {
                 "{run}: {} audits during the run, {} not ok; audit took ms p50 {} max {}",
                 audits.done, audits.not_ok, audits.latency_ms_p50, audits.latency_ms_max
             );
+        }
+    }
+
+    /// The `by kind:` line: each kind of the mix.
+    fn print_kinds(&self, run: &str, mix: &Mix) {
+        let kinds: Vec<String> = OpKind::ALL
+            .into_iter()
+            .filter(|kind| mix.share(*kind) > 0)
+            .map(|kind| {
+                let k = &self.by_kind[kind.name()];
+                format!(
+                    "{} {} (ok {}, declined {}, errors {}; us p50 {} p99 {})",
+                    kind.name(),
+                    k.count,
+                    k.ok,
+                    k.declined,
+                    k.errors,
+                    k.latency_us.p50,
+                    k.latency_us.p99
+                )
+            })
+            .collect();
+        println!("{run}: by kind: {}", kinds.join("; "));
+    }
+
+    /// The `open loop:` line, and a warning if the engine did not keep up.
+    fn print_open_loop(&self, run: &str, open: &OpenLoopReport) {
+        println!(
+            "{run}: open loop: offered {}/s, achieved {:.0}/s; {} due, {} sent, {} late (no free slot when due), {} never sent; send lag us p50 {} p99 {} max {}",
+            open.offered_per_s,
+            open.achieved_per_s,
+            open.scheduled,
+            open.sent,
+            open.late,
+            open.unsent,
+            open.send_lag_us.p50,
+            open.send_lag_us.p99,
+            open.send_lag_us.max,
+        );
+        if !open.kept_up {
+            println!(
+                "{run}: the engine did NOT keep up with {}/s: {} requests never sent, {} sent late, {} errors; latencies count from when each request was due",
+                open.offered_per_s,
+                open.unsent,
+                open.late,
+                self.errors_by_reason.values().sum::<u64>()
+            );
+        }
+    }
+}
+
+impl KindReport {
+    /// Every kind's, by name, also those with share 0.
+    fn each(recorder: &Recorder, mix: &Mix) -> BTreeMap<&'static str, KindReport> {
+        OpKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let tally = recorder.kind(kind);
+                let report = KindReport {
+                    share_percent: mix.share(kind),
+                    count: tally.total(),
+                    ok: tally.ok,
+                    declined: tally.declined,
+                    errors: tally.errors,
+                    latency_us: Percentiles::of(&tally.latency_us),
+                };
+                (kind.name(), report)
+            })
+            .collect()
+    }
+}
+
+impl SecondReport {
+    /// The run's seconds, in order.
+    fn timeline(recorder: &Recorder) -> Vec<SecondReport> {
+        // Every second of the window, answered in or not: a stall at the
+        // end shows as seconds of nothing, not as a shorter run.
+        let whole_window = recorder.timeline.len().max(recorder.window_s() as usize);
+        (0..whole_window)
+            .map(|second| {
+                let tally = recorder.timeline.get(second);
+                let p = tally.map(SecondTally::latency_us).unwrap_or_default();
+                SecondReport {
+                    second: second as u64,
+                    payments: tally.map_or(0, |t| t.payments),
+                    ops: tally.map_or(0, |t| t.ops),
+                    errors: tally.map_or(0, |t| t.errors),
+                    p50_us: p.p50,
+                    p99_us: p.p99,
+                    p999_us: p.p999,
+                    max_us: p.max,
+                    rss_kib: tally.and_then(|t| t.rss_kib),
+                }
+            })
+            .collect()
+    }
+}
+
+impl OpenLoopReport {
+    /// `schedule` against what `recorder` saw in `seconds` of load.
+    fn new(schedule: Schedule, recorder: &Recorder, seconds: f64) -> OpenLoopReport {
+        let send = &recorder.send;
+        let unsent = schedule.scheduled.saturating_sub(send.sent);
+        let one_percent = schedule.scheduled / 100;
+        OpenLoopReport {
+            offered_per_s: schedule.rate_per_s,
+            scheduled: schedule.scheduled,
+            sent: send.sent,
+            late: send.late,
+            unsent,
+            achieved_per_s: recorder.ops_answered() as f64 / seconds,
+            send_lag_us: Percentiles::of(&send.lag_us),
+            kept_up: unsent == 0
+                && send.late <= one_percent
+                && recorder.ops_failed() <= one_percent,
         }
     }
 }

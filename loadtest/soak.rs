@@ -88,6 +88,40 @@ pub struct SoakVerdict {
 /// The verdict on `timeline` (one run's seconds, in order) and the audit
 /// after it, the RSS baseline taken after `warmup_minutes`.
 pub fn judge(timeline: &[SecondReport], audit_ok: bool, warmup_minutes: u64) -> SoakVerdict {
+    let minutes = whole_minutes(timeline);
+    let whole = minutes.len();
+    let mut failures = Vec::new();
+    let needed = minutes_needed(warmup_minutes) as usize;
+    if whole < needed {
+        failures.push(format!(
+            "{whole} whole minute(s) of load; a {warmup_minutes}-minute warm-up needs {needed}"
+        ));
+    }
+    let (throughput_ok, furthest) = judge_throughput(&minutes, &mut failures);
+    let rss = judge_rss(&minutes, warmup_minutes, &mut failures);
+    if !audit_ok {
+        failures.push("the audit after the run was not ok".to_string());
+    }
+
+    SoakVerdict {
+        pass: failures.is_empty() && throughput_ok && rss.ok && audit_ok,
+        warmup_minutes,
+        throughput_ok,
+        throughput_furthest_minute: furthest,
+        rss_ok: rss.ok,
+        rss_baseline_minute: warmup_minutes as usize + 1,
+        rss_baseline_kib: rss.baseline,
+        rss_last_kib: rss.last,
+        rss_limit_kib: rss.limit,
+        audit_ok,
+        failures,
+        minutes,
+    }
+}
+
+/// The whole minutes of `timeline` (a partial last minute is left out),
+/// each the median of its seconds.
+fn whole_minutes(timeline: &[SecondReport]) -> Vec<Minute> {
     let whole = timeline.len() / MINUTE_S;
     let seconds = |m: usize| &timeline[m * MINUTE_S..(m + 1) * MINUTE_S];
     let rates: Vec<f64> = (0..whole)
@@ -101,7 +135,7 @@ pub fn judge(timeline: &[SecondReport], audit_ok: bool, warmup_minutes: u64) -> 
         })
         .collect();
     let first = rates.first().copied().unwrap_or(0.0);
-    let minutes: Vec<Minute> = (0..whole)
+    (0..whole)
         .map(|m| Minute {
             minute: m + 1,
             payments_per_s: rates[m],
@@ -112,15 +146,15 @@ pub fn judge(timeline: &[SecondReport], audit_ok: bool, warmup_minutes: u64) -> 
             },
             rss_kib: minute_rss_kib(seconds(m)),
         })
-        .collect();
-    let mut failures = Vec::new();
-    let needed = minutes_needed(warmup_minutes) as usize;
-    if whole < needed {
-        failures.push(format!(
-            "{whole} whole minute(s) of load; a {warmup_minutes}-minute warm-up needs {needed}"
-        ));
-    }
+        .collect()
+}
 
+/// The throughput rule: whether every later minute is within
+/// [`THROUGHPUT_TOLERANCE`] of the first, and which later minute is
+/// furthest from it; adds to `failures` why the rule broke.
+fn judge_throughput(minutes: &[Minute], failures: &mut Vec<String>) -> (bool, Option<usize>) {
+    let whole = minutes.len();
+    let first = minutes.first().map_or(0.0, |m| m.payments_per_s);
     let later = minutes.iter().skip(1);
     let furthest = later
         .clone()
@@ -143,7 +177,23 @@ pub fn judge(timeline: &[SecondReport], audit_ok: bool, warmup_minutes: u64) -> 
             listed.join(", ")
         ));
     }
+    (throughput_ok, furthest.map(|m| m.minute))
+}
 
+/// The RSS rule's figures, KiB, and whether it held.
+struct RssJudgement {
+    ok: bool,
+    /// The minute after the warm-up's.
+    baseline: Option<u64>,
+    last: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// The RSS rule: the last minute against the one after `warmup_minutes`
+/// of warm-up; adds to `failures` why the rule broke.
+fn judge_rss(minutes: &[Minute], warmup_minutes: u64, failures: &mut Vec<String>) -> RssJudgement {
+    let whole = minutes.len();
+    let needed = minutes_needed(warmup_minutes) as usize;
     let baseline_index = warmup_minutes as usize;
     let baseline = minutes.get(baseline_index).and_then(|m| m.rss_kib);
     let last = minutes
@@ -151,7 +201,7 @@ pub fn judge(timeline: &[SecondReport], audit_ok: bool, warmup_minutes: u64) -> 
         .filter(|m| m.minute > baseline_index + 1)
         .and_then(|m| m.rss_kib);
     let limit = baseline.map(|b| b + b * RSS_GROWTH_MAX_PERCENT / 100 + RSS_SLACK_MIB * 1024);
-    let rss_ok = matches!((last, limit), (Some(last), Some(limit)) if last <= limit);
+    let ok = matches!((last, limit), (Some(last), Some(limit)) if last <= limit);
     match (baseline, last, limit) {
         (Some(_), Some(last), Some(limit)) if last > limit => failures.push(format!(
             "RSS grew after the warm-up: last minute {} MiB, limit {} MiB",
@@ -164,23 +214,11 @@ pub fn judge(timeline: &[SecondReport], audit_ok: bool, warmup_minutes: u64) -> 
         }
         _ => {}
     }
-    if !audit_ok {
-        failures.push("the audit after the run was not ok".to_string());
-    }
-
-    SoakVerdict {
-        pass: failures.is_empty() && throughput_ok && rss_ok && audit_ok,
-        warmup_minutes,
-        throughput_ok,
-        throughput_furthest_minute: furthest.map(|m| m.minute),
-        rss_ok,
-        rss_baseline_minute: baseline_index + 1,
-        rss_baseline_kib: baseline,
-        rss_last_kib: last,
-        rss_limit_kib: limit,
-        audit_ok,
-        failures,
-        minutes,
+    RssJudgement {
+        ok,
+        baseline,
+        last,
+        limit,
     }
 }
 

@@ -301,8 +301,9 @@ mod tests {
         assert_eq!(Request::decode(frame.kind, frame.body), Ok(request));
     }
 
+    /// Requests of the operator's console (and the ping anyone may send).
     #[test]
-    fn every_request_round_trips() {
+    fn admin_requests_round_trip() {
         round_trip_request(Request::Ping);
         round_trip_request(Request::Report(ReportRequest {
             limit: 10,
@@ -319,6 +320,11 @@ mod tests {
             count: 3,
             face_value_minor: 500,
         }));
+    }
+
+    /// Requests on cards: activation, payment, balance and their follow-ups.
+    #[test]
+    fn card_requests_round_trip() {
         round_trip_request(Request::Activate(ActivateRequest {
             store_id: 1,
             pos_ref: 2,
@@ -347,6 +353,20 @@ mod tests {
             authorization_request_id: 3,
             amount_minor: 500,
         }));
+        round_trip_request(Request::Void(VoidRequest {
+            request_id: 5,
+            authorization_request_id: 3,
+        }));
+        round_trip_request(Request::Refund(RefundRequest {
+            request_id: 2,
+            payment_request_id: 1,
+            amount_minor: 300,
+        }));
+    }
+
+    /// Requests that settle money with merchants and store HQs.
+    #[test]
+    fn settlement_requests_round_trip() {
         round_trip_request(Request::PayoutCreate(PayoutCreateRequest {
             request_id: 8,
             merchant_id: 5,
@@ -376,15 +396,6 @@ mod tests {
             store_hq_id: 42,
             amount_minor: 5000,
             reference: "BANK-0001".into(),
-        }));
-        round_trip_request(Request::Void(VoidRequest {
-            request_id: 5,
-            authorization_request_id: 3,
-        }));
-        round_trip_request(Request::Refund(RefundRequest {
-            request_id: 2,
-            payment_request_id: 1,
-            amount_minor: 300,
         }));
     }
 

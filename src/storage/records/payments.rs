@@ -165,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn a_payment_record_has_pinned_bytes() {
+    fn an_approved_payment_record_has_pinned_bytes() {
         let approved = approved_700();
         let mut bytes = Vec::new();
         approved.encode_into(&mut bytes);
@@ -189,6 +189,12 @@ mod tests {
             .collect();
         assert_eq!(hex(&v2), format!("02 {body}"));
         assert_eq!(PaymentRecord::decode(&v2), Ok(approved.clone()));
+        assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
+        assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
+    }
+
+    #[test]
+    fn an_open_authorization_record_has_pinned_bytes() {
         // An open authorization: outcome 2, then its terms.
         let open = PaymentRecord {
             outcome: RecordedOutcome::Authorized,
@@ -196,7 +202,7 @@ mod tests {
                 held_minor: vec![500, 200],
                 expires_at_ms: 9,
             }),
-            ..approved.clone()
+            ..approved_700()
         };
         let mut bytes = Vec::new();
         open.encode_into(&mut bytes);
@@ -214,9 +220,10 @@ mod tests {
         let mut bytes = Vec::new();
         unfit.encode_into(&mut bytes);
         assert!(PaymentRecord::decode(&bytes).is_err(), "terms per card");
-        assert_eq!(decoded.take_for(&PinKey([2; 16])), Some(200));
-        assert_eq!(decoded.take_for(&PinKey([3; 16])), None);
+    }
 
+    #[test]
+    fn a_declined_payment_record_has_pinned_bytes() {
         let declined = PaymentRecord {
             at_ms: 1_700_000_000_000,
             authorization: None,
