@@ -60,7 +60,7 @@ impl Workload {
         }
         let outcome = match client.pay(request_id, self.amount_minor, chosen).await {
             Ok(paid) if paid.is_approved() => Outcome::Approved,
-            Ok(paid) => Outcome::Declined(paid.reason.map_or("unspecified", |r| r.name())),
+            Ok(paid) => Outcome::Declined(paid.reason().map_or("unspecified", |r| r.name())),
             Err(error) => Outcome::failed(&error),
         };
         (kind, outcome)

@@ -259,9 +259,9 @@ pub(crate) fn record_into(
     record.amount_minor = response.amount_minor;
     record.cards.clear();
     record.cards.extend_from_slice(cards);
-    let Some(reason) = response.reason else {
-        assert_eq!(response.parts.len(), cards.len(), "one part per card");
-        let parts = response.parts.iter().map(|part| RecordedPart {
+    let Some(reason) = response.reason() else {
+        assert_eq!(response.parts().len(), cards.len(), "one part per card");
+        let parts = response.parts().iter().map(|part| RecordedPart {
             taken_minor: part.taken_minor,
             remaining_minor: part.remaining_minor,
         });
@@ -280,8 +280,8 @@ pub(crate) fn record_into(
     };
     record.outcome = RecordedOutcome::Declined {
         reason,
-        position: response.position,
-        available_minor: response.remaining_minor,
+        position: response.position(),
+        available_minor: response.remaining_minor(),
     };
 }
 
@@ -305,12 +305,12 @@ pub fn response_of(record: &PaymentRecord) -> PayResponse {
             reason,
             position,
             available_minor,
-        } => PayResponse {
+        } => {
             // Records written before declines stopped showing balances
             // replay what they first said.
-            remaining_minor: *available_minor,
-            ..PayResponse::declined(*reason, *position, record.amount_minor)
-        },
+            let amount_minor = record.amount_minor;
+            PayResponse::declined_as_first_told(*reason, *position, amount_minor, *available_minor)
+        }
         // An open authorization has no payment answer yet ([`replay`]
         // refuses a payment under its id before asking for one).
         RecordedOutcome::Authorized => {
@@ -452,7 +452,7 @@ mod tests {
         let record = record_of(&first, &[card(1)], 0);
         let again = replay(&record, 900, &[card(1)]).expect("same payment");
         assert!(again.replayed);
-        assert_eq!(again.reason, Some(DeclineReason::InsufficientFunds));
+        assert_eq!(again.reason(), Some(DeclineReason::InsufficientFunds));
         for (amount, cards) in [(901, vec![card(1)]), (900, vec![card(2)]), (900, vec![])] {
             let refused = replay(&record, amount, &cards).expect_err("a different payment");
             assert_eq!(refused.error_code(), Some(ErrorCode::InvalidArgument));

@@ -272,7 +272,7 @@ impl ReplyTally {
     }
 
     fn paid(&mut self, paid: &PayResponse) {
-        match paid.reason {
+        match paid.reason() {
             None => self.payments_approved += 1,
             Some(reason) => self.payments_declined[reason_index(reason)] += 1,
         }

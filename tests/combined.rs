@@ -25,17 +25,17 @@ fn cards_are_taken_in_order_across_shards() {
         let first = client.pay(1, 2300, &cards).await.expect("pay");
         let paid = &first;
         assert!(paid.is_approved(), "{paid:?}");
-        let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
+        let taken: Vec<u64> = paid.parts().iter().map(|p| p.taken_minor).collect();
         assert_eq!(taken, vec![1000, 1000, 300]);
-        let remaining: Vec<u64> = paid.parts.iter().map(|p| p.remaining_minor).collect();
+        let remaining: Vec<u64> = paid.parts().iter().map(|p| p.remaining_minor).collect();
         assert_eq!(remaining, vec![0, 0, 700]);
-        assert_eq!(paid.remaining_minor, 700);
+        assert_eq!(paid.remaining_minor(), 700);
         let last4: Vec<u16> = cards
             .iter()
             .map(|p| p[p.len() - 4..].parse().expect("digits"))
             .collect();
         assert_eq!(
-            paid.parts.iter().map(|p| p.pin_last4).collect::<Vec<_>>(),
+            paid.parts().iter().map(|p| p.pin_last4).collect::<Vec<_>>(),
             last4
         );
         for (pin, left) in cards.iter().zip([0, 0, 700]) {
@@ -53,7 +53,10 @@ fn cards_are_taken_in_order_across_shards() {
         let spare = pick_by_shard(&unused, SHARDS, &[1, 2]);
         let paid = client.pay(2, 400, &spare).await.expect("pay");
         assert_eq!(
-            paid.parts.iter().map(|p| p.taken_minor).collect::<Vec<_>>(),
+            paid.parts()
+                .iter()
+                .map(|p| p.taken_minor)
+                .collect::<Vec<_>>(),
             vec![400, 0]
         );
         assert_eq!(
@@ -67,8 +70,8 @@ fn cards_are_taken_in_order_across_shards() {
 
         let retry = client.pay(1, 2300, &cards).await.expect("retry");
         assert!(retry.replayed);
-        assert_eq!(retry.parts, first.parts);
-        assert_eq!(retry.remaining_minor, first.remaining_minor);
+        assert_eq!(retry.parts(), first.parts());
+        assert_eq!(retry.remaining_minor(), first.remaining_minor());
         let report = principals.operator.report().await.expect("report");
         assert_eq!(report.merchants[0].owed_minor, 2700);
         let audit = principals.operator.audit().await.expect("audit");
@@ -96,22 +99,22 @@ fn a_bad_card_or_a_shortfall_declines_the_whole_payment_and_debits_nothing() {
         // Position names the offending card (1-based), across shards.
         let with_unsold = vec![good[0].clone(), good[1].clone(), unsold.clone()];
         let declined = client.pay(1, 100, &with_unsold).await.expect("answer");
-        assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
-        assert_eq!(declined.position.map(|p| p.number()), Some(3));
+        assert_eq!(declined.reason(), Some(DeclineReason::InvalidCard));
+        assert_eq!(declined.position().map(|p| p.number()), Some(3));
 
         let with_unknown = vec![good[0].clone(), "79927398713".to_string(), unsold.clone()];
         let declined = client.pay(2, 100, &with_unknown).await.expect("answer");
-        assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
+        assert_eq!(declined.reason(), Some(DeclineReason::InvalidCard));
         assert_eq!(
-            declined.position.map(|p| p.number()),
+            declined.position().map(|p| p.number()),
             Some(2),
             "the first bad card is named"
         );
 
         let short = client.pay(3, 3001, &good).await.expect("answer");
-        assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
-        assert_eq!(short.remaining_minor, 0, "a decline shows no balance");
-        assert_eq!(short.position, None);
+        assert_eq!(short.reason(), Some(DeclineReason::InsufficientFunds));
+        assert_eq!(short.remaining_minor(), 0, "a decline shows no balance");
+        assert_eq!(short.position(), None);
 
         for pin in &good {
             let balance = client.balance(pin).await.expect("balance");
@@ -143,7 +146,7 @@ fn a_bad_card_or_a_shortfall_declines_the_whole_payment_and_debits_nothing() {
         let ten: Vec<String> = pool[..10].to_vec();
         let paid = client.pay(6, 9500, &ten).await.expect("pay");
         assert!(paid.is_approved(), "ten cards are allowed: {paid:?}");
-        assert_eq!(paid.parts.len(), 10);
+        assert_eq!(paid.parts().len(), 10);
     });
 }
 
@@ -158,19 +161,22 @@ fn cards_on_one_shard_commit_locally_and_atomically() {
         let same = pick_by_shard(&pool, SHARDS, &[3, 3, 3]);
         let paid = client.pay(1, 2500, &same).await.expect("pay");
         assert_eq!(
-            paid.parts.iter().map(|p| p.taken_minor).collect::<Vec<_>>(),
+            paid.parts()
+                .iter()
+                .map(|p| p.taken_minor)
+                .collect::<Vec<_>>(),
             vec![1000, 1000, 500]
         );
         let short = client.pay(2, 501, &same).await.expect("answer");
         assert_eq!(
-            short.reason,
+            short.reason(),
             Some(DeclineReason::Exhausted),
             "the first card is spent"
         );
-        assert_eq!(short.position.map(|p| p.number()), Some(1));
+        assert_eq!(short.position().map(|p| p.number()), Some(1));
         let rest = vec![same[2].clone()];
         let short = client.pay(3, 501, &rest).await.expect("answer");
-        assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
+        assert_eq!(short.reason(), Some(DeclineReason::InsufficientFunds));
         assert_eq!(
             client
                 .balance(&same[2])
@@ -242,15 +248,15 @@ fn concurrent_overlapping_payments_never_overdraw_or_deadlock() {
                     approved += 1;
                     approved_minor += amount;
                     assert_eq!(
-                        paid.parts.iter().map(|p| p.taken_minor).sum::<u64>(),
+                        paid.parts().iter().map(|p| p.taken_minor).sum::<u64>(),
                         amount
                     );
-                    for (pin, part) in cards.iter().zip(&paid.parts) {
+                    for (pin, part) in cards.iter().zip(paid.parts()) {
                         *taken_per_card.entry(pin.clone()).or_insert(0) += part.taken_minor;
                     }
                 } else {
                     assert!(matches!(
-                        paid.reason,
+                        paid.reason(),
                         Some(DeclineReason::InsufficientFunds | DeclineReason::Exhausted)
                     ));
                 }

@@ -109,7 +109,7 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
                     point.name()
                 );
                 assert_eq!(owed, 0);
-                assert_eq!(retry.reason, Some(DeclineReason::Aborted));
+                assert_eq!(retry.reason(), Some(DeclineReason::Aborted));
             }
             Expect::Applied => {
                 assert_eq!(
@@ -122,7 +122,7 @@ fn crash_and_recover(point: CrashPoint, expect: Expect) {
                 assert!(retry.is_approved());
                 assert_eq!(
                     retry
-                        .parts
+                        .parts()
                         .iter()
                         .map(|p| p.taken_minor)
                         .collect::<Vec<_>>(),

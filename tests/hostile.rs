@@ -618,7 +618,10 @@ fn payments_naming_unknown_cards_leave_no_record_and_writes_the_lockout_bounds()
             .pay(1, 100, std::slice::from_ref(&unknown))
             .await
             .expect("pay");
-        assert_eq!(paid.reason, Some(kessai::card::DeclineReason::InvalidCard));
+        assert_eq!(
+            paid.reason(),
+            Some(kessai::card::DeclineReason::InvalidCard)
+        );
         // Not recorded, so the same request id is evaluated afresh: with a
         // real card it is approved (a recorded decline would be replayed).
         let retried = merchant.pay(1, 100, &pins).await.expect("retry");

@@ -63,7 +63,7 @@ fn a_reversed_sale_is_worthless_and_off_the_store_debt() {
         assert!(again.replayed, "a retry gets the first answer");
         // Unsold again: a merchant cannot tell it from an unknown PIN.
         let paid = merchant.pay(1, 100, &pins[0..1]).await.expect("pay");
-        assert_eq!(paid.reason, Some(DeclineReason::InvalidCard));
+        assert_eq!(paid.reason(), Some(DeclineReason::InvalidCard));
         assert_eq!(
             code(merchant.balance(&pins[0]).await),
             Some(ErrorCode::InvalidCard)
@@ -262,7 +262,7 @@ fn a_reversal_racing_a_payment_lets_exactly_one_win() {
             let (reversed, paid) = race.await.expect("race");
             match (reversed.status, paid.is_approved()) {
                 (ReversalStatus::Reversed, false) => {
-                    assert_eq!(paid.reason, Some(DeclineReason::InvalidCard));
+                    assert_eq!(paid.reason(), Some(DeclineReason::InvalidCard));
                     reversals += 1;
                 }
                 (ReversalStatus::Declined, true) => {
@@ -678,7 +678,7 @@ fn cards_expire_after_their_validity_across_a_restart() {
         let shown = merchant.balance(&pins[1]).await.expect("sold");
         assert_eq!((shown.state.name(), shown.balance_minor), ("expired", 0));
         let paid = merchant.pay(2, 100, &pins[1..2]).await.expect("pay");
-        assert_eq!(paid.reason, Some(DeclineReason::Expired));
+        assert_eq!(paid.reason(), Some(DeclineReason::Expired));
         // The sweep reaches every card within a few rounds.
         let mut totals = audit_ok(&principals).await;
         for _ in 0..200 {
@@ -739,7 +739,7 @@ fn authorizations_hold_then_capture_or_void() {
             (1000, 500)
         );
         let other = merchant.pay(21, 600, &cards[1..2]).await.expect("pay");
-        assert_eq!(other.reason, Some(DeclineReason::InsufficientFunds));
+        assert_eq!(other.reason(), Some(DeclineReason::InsufficientFunds));
         // The id is an authorization's, not a payment's.
         let as_payment = merchant.pay(20, 1500, &cards).await;
         assert_eq!(code(as_payment), Some(ErrorCode::InvalidArgument));

@@ -32,7 +32,7 @@ fn an_order_id_pays_once_replays_and_is_looked_up() {
             .await
             .expect("replayed");
         assert!(again.is_approved() && again.replayed);
-        assert_eq!(again.parts, paid.parts);
+        assert_eq!(again.parts(), paid.parts());
         for (amount, cards) in [(301, &pins[..1]), (300, &pins[1..2])] {
             let refused = merchant
                 .pay_order(order, amount, cards)

@@ -34,10 +34,10 @@ fn every_decline_reason_is_typed_and_changes_nothing() {
                 .await
                 .expect("answer");
             assert!(!paid.is_approved());
-            assert_eq!(paid.reason, Some(reason));
-            assert_eq!(paid.position.map(|p| p.number()), Some(1));
-            assert!(paid.parts.is_empty());
-            assert_eq!(paid.remaining_minor, 0, "a decline shows no balance");
+            assert_eq!(paid.reason(), Some(reason));
+            assert_eq!(paid.position().map(|p| p.number()), Some(1));
+            assert!(paid.parts().is_empty());
+            assert_eq!(paid.remaining_minor(), 0, "a decline shows no balance");
         }
         // Spend a card to zero: it is exhausted, not merely short.
         let drained = merchant
@@ -49,7 +49,7 @@ fn every_decline_reason_is_typed_and_changes_nothing() {
             .pay(11, 1, std::slice::from_ref(spent))
             .await
             .expect("answer");
-        assert_eq!(exhausted.reason, Some(DeclineReason::Exhausted));
+        assert_eq!(exhausted.reason(), Some(DeclineReason::Exhausted));
         assert_eq!(
             merchant.balance(spent).await.expect("balance").state,
             CardState::Exhausted
@@ -156,7 +156,7 @@ fn a_retry_returns_the_first_answer_and_never_debits_twice_even_after_restart() 
         assert!(first.is_approved() && !first.replayed);
         let retry = merchant.pay(5000, 400, &pins).await.expect("retry");
         assert!(retry.replayed);
-        assert_eq!(retry.parts, first.parts);
+        assert_eq!(retry.parts(), first.parts());
         // The same request id from another merchant is another payment.
         let other = principals
             .merchant(78)
@@ -168,7 +168,7 @@ fn a_retry_returns_the_first_answer_and_never_debits_twice_even_after_restart() 
         // A decline is an answer too, and is replayed as such even once the
         // money would be there.
         let declined = merchant.pay(5001, 900, &pins).await.expect("pay");
-        assert_eq!(declined.reason, Some(DeclineReason::InsufficientFunds));
+        assert_eq!(declined.reason(), Some(DeclineReason::InsufficientFunds));
         // Reusing a request id for a different payment is refused.
         let reused = merchant.pay(5000, 401, &pins).await.expect_err("refused");
         assert_eq!(reused.server_code(), Some(ErrorCode::InvalidArgument));
@@ -190,11 +190,11 @@ fn a_retry_returns_the_first_answer_and_never_debits_twice_even_after_restart() 
         let merchant = principals.merchant(77).await;
         let retry = merchant.pay(5000, 400, &pins).await.expect("retry");
         assert!(retry.replayed);
-        assert_eq!(retry.parts, first.parts);
-        assert_eq!(retry.remaining_minor, first.remaining_minor);
+        assert_eq!(retry.parts(), first.parts());
+        assert_eq!(retry.remaining_minor(), first.remaining_minor());
         let retry_declined = merchant.pay(5001, 900, &pins).await.expect("retry");
         assert!(retry_declined.replayed);
-        assert_eq!(retry_declined.reason, declined.reason);
+        assert_eq!(retry_declined.reason(), declined.reason());
         assert_eq!(
             merchant
                 .balance(&pins[0])

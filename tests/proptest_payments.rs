@@ -86,13 +86,13 @@ fn check(rounds: &[Vec<Payment>], shards: usize) -> Result<(), TestCaseError> {
                 let (payment, paid) = task.await.expect("task");
                 let paid = paid.map_err(|e| TestCaseError::fail(format!("request failed: {e}")))?;
                 if paid.is_approved() {
-                    prop_assert_eq!(paid.parts.len(), payment.cards.len());
+                    prop_assert_eq!(paid.parts().len(), payment.cards.len());
                     prop_assert_eq!(
-                        paid.parts.iter().map(|p| p.taken_minor).sum::<u64>(),
+                        paid.parts().iter().map(|p| p.taken_minor).sum::<u64>(),
                         payment.amount_minor
                     );
                     approved_minor += payment.amount_minor;
-                    for (&card, part) in payment.cards.iter().zip(&paid.parts) {
+                    for (&card, part) in payment.cards.iter().zip(paid.parts()) {
                         *taken.entry(card).or_insert(0) += part.taken_minor;
                     }
                 }

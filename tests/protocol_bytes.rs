@@ -115,10 +115,8 @@ fn the_approved_reply_example_is_what_the_encoder_writes() {
 
     // A replay differs in the last byte only.
     let mut replayed = Vec::new();
-    let again = PayResponse {
-        replayed: true,
-        ..approved
-    };
+    let mut again = approved;
+    again.replayed = true;
     Response::Paid(again)
         .encode(&mut replayed, 1, MAX_FRAME_BYTES)
         .expect("encode");
@@ -144,6 +142,40 @@ fn the_declined_reply_example_is_what_the_encoder_writes() {
         .expect("docs/PROTOCOL.md");
     assert!(doc.contains(&format!("`{}` then body", hex(header))));
     assert!(doc.contains(&format!("`{}`", hex(body))));
+}
+
+/// A payment's reply is approved or declined with a reason, never both:
+/// bytes that say both, or neither, do not decode.
+#[test]
+fn a_reply_both_approved_and_declined_does_not_decode() {
+    let mut approved = Vec::new();
+    Response::Paid(approved_reply())
+        .encode(&mut approved, 1, MAX_FRAME_BYTES)
+        .expect("encode");
+    let (header, body) = approved.split_at(13);
+    let kind = header[4];
+    assert!(Response::decode(kind, body).is_ok());
+    // Approved (00), with reason 03 (insufficient funds).
+    let mut with_reason = vec![0x00, 0x01, 0x03];
+    with_reason.extend_from_slice(&body[2..]);
+    assert!(Response::decode(kind, &with_reason).is_err());
+    // Approved, blaming card 1.
+    let mut with_position = vec![0x00, 0x00, 0x01, 0x01];
+    with_position.extend_from_slice(&body[3..]);
+    assert!(Response::decode(kind, &with_position).is_err());
+    // Declined (01) without a reason.
+    let declined_bare = [0x01, 0x00, 0x00, 0xF4, 0x03, 0x00, 0x00, 0x00];
+    assert!(Response::decode(kind, &declined_bare).is_err());
+    // Declined with a reason, and parts.
+    let mut declined_parts = vec![0x01, 0x01, 0x03];
+    declined_parts.extend_from_slice(&body[2..]);
+    assert!(Response::decode(kind, &declined_parts).is_err());
+    // The documented decline decodes.
+    let declined = [0x01, 0x01, 0x03, 0x01, 0x01, 0xF4, 0x03, 0x00, 0x00, 0x00];
+    let Ok(Response::Paid(paid)) = Response::decode(kind, &declined) else {
+        panic!("the documented decline decodes");
+    };
+    assert_eq!(paid.reason(), Some(DeclineReason::InsufficientFunds));
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn a_hundred_thousand_guesses_find_nothing_and_lock_only_the_guesser() {
                             client
                                 .pay(state >> 1, 1, std::slice::from_ref(&pin))
                                 .await
-                                .map(|paid| paid.reason)
+                                .map(|paid| paid.reason())
                         } else {
                             client.balance(&pin).await.map(|_| None)
                         };
@@ -554,7 +554,7 @@ fn pin_failures_and_locks_survive_kill_9() {
             assert_eq!(answer(client.balance(&pin).await.map(|_| None)), "failure");
             let pin = guess(&mut state);
             let paid = client.pay(n + 1, 1, std::slice::from_ref(&pin)).await;
-            assert_eq!(answer(paid.map(|p| p.reason)), "failure");
+            assert_eq!(answer(paid.map(|p| p.reason())), "failure");
         }
     });
 
@@ -569,7 +569,7 @@ fn pin_failures_and_locks_survive_kill_9() {
             let pin = guess(&mut state);
             let paid = client.pay(100 + n, 1, std::slice::from_ref(&pin)).await;
             assert_eq!(
-                answer(paid.map(|p| p.reason)),
+                answer(paid.map(|p| p.reason())),
                 "failure",
                 "failure {}",
                 7 + n
@@ -629,7 +629,7 @@ fn declines_repeated_on_a_spent_card_count_as_failures_and_stop() {
             request_id += 1;
             match merchant.pay(request_id, 1, &pins[..1]).await {
                 Ok(paid) => {
-                    assert_eq!(paid.reason, Some(kessai::card::DeclineReason::Exhausted));
+                    assert_eq!(paid.reason(), Some(kessai::card::DeclineReason::Exhausted));
                     declines += 1;
                     assert!(declines <= FAILURES_MAX + 1, "{declines} declines, no lock");
                 }

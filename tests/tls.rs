@@ -49,7 +49,7 @@ fn the_full_path_runs_over_tls() {
                 .expect("merchant over TLS");
         let paid = merchant.pay(1, 1500, &pins).await.expect("pay");
         assert!(paid.is_approved(), "{paid:?}");
-        assert_eq!(paid.remaining_minor, 500);
+        assert_eq!(paid.remaining_minor(), 500);
         let audit = operator.audit().await.expect("audit");
         assert!(audit.ok, "{:?}", audit.problems);
         assert_eq!(audit.totals.merchant_owed_minor, 1500);

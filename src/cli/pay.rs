@@ -44,20 +44,21 @@ pub async fn run(client: &Client, args: PayArgs) -> Result<Output, Failure> {
 
 fn render(paid: &PayResponse) -> Output {
     let replayed = if paid.replayed { " (replayed)" } else { "" };
-    let mut text = match paid.reason {
+    let mut text = match paid.reason() {
         None => format!(
             "approved {}: {} left on the card(s){replayed}\n",
-            paid.amount_minor, paid.remaining_minor
+            paid.amount_minor,
+            paid.remaining_minor()
         ),
         Some(reason) => format!(
             "declined: {}{}{replayed}\n",
             reason.name(),
-            paid.position
+            paid.position()
                 .map(|p| format!(" (card {p})"))
                 .unwrap_or_default(),
         ),
     };
-    for p in &paid.parts {
+    for p in paid.parts() {
         text += &format!(
             "  card ****{}: took {}, {} left\n",
             last4_text(p.pin_last4),
@@ -66,7 +67,7 @@ fn render(paid: &PayResponse) -> Output {
         );
     }
     let parts: Vec<Value> = paid
-        .parts
+        .parts()
         .iter()
         .map(|p| {
             json!({
@@ -78,10 +79,10 @@ fn render(paid: &PayResponse) -> Output {
         .collect();
     let json = json!({
         "status": if paid.is_approved() { "approved" } else { "declined" },
-        "reason": paid.reason.map(|r| r.name()),
-        "position": paid.position.map(|p| p.number()),
+        "reason": paid.reason().map(|r| r.name()),
+        "position": paid.position().map(|p| p.number()),
         "amount_minor": paid.amount_minor,
-        "remaining_minor": paid.remaining_minor,
+        "remaining_minor": paid.remaining_minor(),
         "parts": parts,
         "replayed": paid.replayed,
     });

@@ -678,19 +678,19 @@ fn paid_answer(order_id: &str, currency: &str, paid: &PayResponse) -> HttpRespon
     let payment = Payment {
         order_id: order_id.to_string(),
         kind: "payment".to_string(),
-        status: status_of(paid.reason, "approved"),
-        reason: reason_of(paid.reason),
+        status: status_of(paid.reason(), "approved"),
+        reason: reason_of(paid.reason()),
         amount: paid.amount_minor,
         currency: currency.to_string(),
-        taken: paid.parts.iter().map(|part| part.taken_minor).sum(),
+        taken: paid.parts().iter().map(|part| part.taken_minor).sum(),
         refunded: 0,
-        cards: cards(paid.parts.iter().map(|p| (p.pin_last4, p.taken_minor))),
+        cards: cards(paid.parts().iter().map(|p| (p.pin_last4, p.taken_minor))),
         expires_at_ms: None,
     };
     answer(
         HttpResponse::Created(),
         &payment,
-        paid.reason,
+        paid.reason(),
         paid.replayed,
     )
 }

@@ -378,7 +378,7 @@ pub fn opened(
     let mut record = two_phase.record(decision, now_ms);
     record.outcome = RecordedOutcome::Authorized;
     record.authorization = Some(AuthorizationTerms {
-        held_minor: decision.parts.iter().map(|p| p.taken_minor).collect(),
+        held_minor: decision.parts().iter().map(|p| p.taken_minor).collect(),
         expires_at_ms: now_ms.saturating_add(ttl_ms),
     });
     record

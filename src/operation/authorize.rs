@@ -58,8 +58,8 @@ fn decided(
         home(two_phase, rules, step)
     });
     let reply = AuthorizeResponse::declined(
-        decision.reason.unwrap_or(DeclineReason::Aborted),
-        decision.position,
+        decision.reason().unwrap_or(DeclineReason::Aborted),
+        decision.position(),
         two_phase.amount_minor,
     );
     Decided::new(record, phase_two(two_phase, &decision), reply)

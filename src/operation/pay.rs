@@ -55,7 +55,7 @@ pub(super) fn phase_two(two_phase: &TwoPhase, decision: &PayResponse) -> Vec<(Sh
     let payment = two_phase.payment;
     // Declined for want of funds over all its cards (no one card's fault):
     // every shard notes the decline on its cards.
-    let declined = decision.reason == Some(DeclineReason::InsufficientFunds);
+    let declined = decision.reason() == Some(DeclineReason::InsufficientFunds);
     (0..two_phase.participants().len())
         .map(|index| {
             let shard = two_phase.participants()[index].shard;
@@ -168,7 +168,7 @@ mod tests {
             panic!("done after the last commit");
         };
         assert!(paid.is_approved());
-        let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
+        let taken: Vec<u64> = paid.parts().iter().map(|p| p.taken_minor).collect();
         assert_eq!(taken, vec![100, 200]);
     }
 
@@ -194,6 +194,6 @@ mod tests {
         let Step::Done(paid) = pay.on_answer(1, ShardAnswer::Done, 0) else {
             panic!("done after the last abort");
         };
-        assert_eq!(paid.reason, Some(DeclineReason::Aborted));
+        assert_eq!(paid.reason(), Some(DeclineReason::Aborted));
     }
 }

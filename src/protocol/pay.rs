@@ -126,22 +126,69 @@ pub struct PayPart {
 /// (`storage::records::PaymentRecord`, a different type on purpose); a
 /// retry with the same (merchant, request id) gets this answer rebuilt from
 /// it, marked `replayed`.
+///
+/// Built only by [`PayResponse::approved`] and [`PayResponse::declined`],
+/// and decoded only when it is one of them, so an approved payment never
+/// carries a decline reason or a blamed card, and a decline never tells a
+/// balance or parts. On the wire (and in its serde form) the fields are
+/// as they read, in this order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PayResponseWire")]
 pub struct PayResponse {
-    pub status: PayStatus,
-    /// Set when declined.
-    pub reason: Option<DeclineReason>,
+    status: PayStatus,
+    /// Set when declined, and only then.
+    reason: Option<DeclineReason>,
     /// Position (from 1, in the request's PIN list) of the card that caused
     /// the decline, when one card did.
-    pub position: Option<Position>,
+    position: Option<Position>,
     pub amount_minor: u64,
-    /// Total left on the payment's cards (when approved: after the debit).
-    pub remaining_minor: u64,
+    /// Total left on the payment's cards (when approved: after the debit;
+    /// when declined: 0, but for declines recorded before that rule).
+    remaining_minor: u64,
     /// One entry per card, in request order (empty when declined).
     #[serde(with = "parts_wire")]
-    pub parts: PayParts,
+    parts: PayParts,
     /// True when this answer is a replay of an earlier identical request.
     pub replayed: bool,
+}
+
+/// [`PayResponse`]'s fields as they arrive, before they are checked.
+#[derive(Deserialize)]
+struct PayResponseWire {
+    status: PayStatus,
+    reason: Option<DeclineReason>,
+    position: Option<Position>,
+    amount_minor: u64,
+    remaining_minor: u64,
+    #[serde(with = "parts_wire")]
+    parts: PayParts,
+    replayed: bool,
+}
+
+impl TryFrom<PayResponseWire> for PayResponse {
+    type Error = &'static str;
+
+    fn try_from(wire: PayResponseWire) -> Result<PayResponse, &'static str> {
+        let consistent = match wire.status {
+            PayStatus::Approved => wire.reason.is_none() && wire.position.is_none(),
+            // A replay of a decline recorded before declines stopped
+            // telling balances says what it first said
+            // ([`PayResponse::declined_as_first_told`]).
+            PayStatus::Declined => wire.reason.is_some() && wire.parts.is_empty(),
+        };
+        if !consistent {
+            return Err("a payment answer is either approved or declined with a reason");
+        }
+        Ok(PayResponse {
+            status: wire.status,
+            reason: wire.reason,
+            position: wire.position,
+            amount_minor: wire.amount_minor,
+            remaining_minor: wire.remaining_minor,
+            parts: wire.parts,
+            replayed: wire.replayed,
+        })
+    }
 }
 
 impl PayResponse {
@@ -160,6 +207,20 @@ impl PayResponse {
             remaining_minor: 0,
             parts: PayParts::new(),
             replayed: false,
+        }
+    }
+
+    /// A decline replayed from a record written before declines stopped
+    /// telling the cards' balance: what it first said.
+    pub fn declined_as_first_told(
+        reason: DeclineReason,
+        position: Option<Position>,
+        amount_minor: u64,
+        available_minor: u64,
+    ) -> PayResponse {
+        PayResponse {
+            remaining_minor: available_minor,
+            ..PayResponse::declined(reason, position, amount_minor)
         }
     }
 
@@ -188,6 +249,30 @@ impl PayResponse {
 
     pub fn is_approved(&self) -> bool {
         self.status == PayStatus::Approved
+    }
+
+    pub fn status(&self) -> PayStatus {
+        self.status
+    }
+
+    /// Why it was declined; `None` when approved.
+    pub fn reason(&self) -> Option<DeclineReason> {
+        self.reason
+    }
+
+    /// The card that caused the decline, when one did.
+    pub fn position(&self) -> Option<Position> {
+        self.position
+    }
+
+    /// What the payment's cards hold after it (0 when declined).
+    pub fn remaining_minor(&self) -> u64 {
+        self.remaining_minor
+    }
+
+    /// What each card gave, in request order (none when declined).
+    pub fn parts(&self) -> &[PayPart] {
+        &self.parts
     }
 }
 

@@ -227,7 +227,7 @@ impl Shard {
         if paid.replayed || paid.is_approved() {
             return false;
         }
-        if paid.reason == Some(DeclineReason::InvalidCard) {
+        if paid.reason() == Some(DeclineReason::InvalidCard) {
             return true;
         }
         let blamed = crate::state_machine::declined_cards(paid, cards);

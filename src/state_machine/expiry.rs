@@ -85,7 +85,7 @@ mod tests {
         let paid = machine
             .pay(payment, 100, &[card], None, None, late, &mut out)
             .expect("decided");
-        assert_eq!(paid.reason, Some(DeclineReason::Expired));
+        assert_eq!(paid.reason(), Some(DeclineReason::Expired));
         let shown = machine.balance(&card.key, late).expect("sold");
         assert_eq!((shown.state, shown.balance_minor), (CardState::Expired, 0));
         assert_eq!(

@@ -102,7 +102,7 @@ impl ShardMachine {
 /// The cards a recorded decline is about: the one at its position, or all
 /// of them when no one card caused it (a shortfall over several cards).
 pub fn declined_cards<'a>(response: &PayResponse, cards: &'a [CardRef]) -> &'a [CardRef] {
-    match response.position {
+    match response.position() {
         Some(position) if position.index() < cards.len() => {
             std::slice::from_ref(&cards[position.index()])
         }
@@ -134,7 +134,7 @@ impl ShardMachine {
 /// same way, unless the card has been sold since). Every other outcome is
 /// final for its request id.
 pub fn is_recorded(response: &PayResponse) -> bool {
-    response.reason != Some(DeclineReason::InvalidCard)
+    response.reason() != Some(DeclineReason::InvalidCard)
 }
 
 /// Splits a payment over its cards in order ([`take_in_order`]), or gives
@@ -192,9 +192,9 @@ mod tests {
             .pay(PAYMENT, 800, &[card(1), card(2)], None, None, 0, &mut out)
             .expect("decided");
         assert!(paid.is_approved());
-        let taken: Vec<u64> = paid.parts.iter().map(|p| p.taken_minor).collect();
+        let taken: Vec<u64> = paid.parts().iter().map(|p| p.taken_minor).collect();
         assert_eq!(taken, [500, 300]);
-        assert_eq!(paid.remaining_minor, 700);
+        assert_eq!(paid.remaining_minor(), 700);
         // Two cards and the payment record; the merchant's row at batch end.
         assert_eq!(out.len(), 3);
         machine.end_batch(&mut out);
@@ -212,15 +212,15 @@ mod tests {
         let declined = machine
             .pay(PAYMENT, 100, &[card(1), card(2)], None, None, 0, &mut out)
             .expect("decided");
-        assert_eq!(declined.reason, Some(DeclineReason::InvalidCard));
-        assert_eq!(declined.position, Some(Position::from_index(1)));
+        assert_eq!(declined.reason(), Some(DeclineReason::InvalidCard));
+        assert_eq!(declined.position(), Some(Position::from_index(1)));
         assert!(out.is_empty(), "an invalid card leaves no record");
         let short = machine
             .pay(PAYMENT, 501, &[card(1)], None, None, 0, &mut out)
             .expect("decided");
         assert_eq!(out.len(), 1, "a shortfall is recorded");
-        assert_eq!(short.reason, Some(DeclineReason::InsufficientFunds));
-        assert_eq!(short.remaining_minor, 0, "a decline shows no balance");
+        assert_eq!(short.reason(), Some(DeclineReason::InsufficientFunds));
+        assert_eq!(short.remaining_minor(), 0, "a decline shows no balance");
         assert_eq!(
             machine
                 .balance(&PinKey([1; 16]), 0)
@@ -279,7 +279,7 @@ mod tests {
             )
             .expect("replayed");
         assert!(again.replayed);
-        assert_eq!(again.parts, first.parts);
+        assert_eq!(again.parts(), first.parts());
         assert!(replay_out.is_empty(), "a replay writes nothing");
         let other = machine
             .pay(

@@ -3,7 +3,7 @@
 //! to a merchant, and its fee, booked against the merchant's balance. The remittance's home shard writes its record
 //! and credits the stores' `remitted` books (its shares of them) in one
 //! write; the allocation was decided from every shard's shares by the
-//! driver (`src/router/remit.rs`).
+//! driver (`src/operation/remit.rs`).
 
 use super::ShardMachine;
 use crate::ids::{PaymentId, RemittanceId, StoreId};

@@ -124,7 +124,7 @@ impl TwoPhase {
                     .iter()
                     .map(|(position, card)| Take {
                         key: card.key,
-                        take_minor: decision.parts[position.index()].taken_minor,
+                        take_minor: decision.parts()[position.index()].taken_minor,
                     })
                     .collect(),
             )
@@ -225,11 +225,11 @@ mod tests {
         ];
         let decision = decide(1000, &cards(3), &votes.iter().collect::<Vec<_>>());
         assert!(decision.is_approved());
-        let taken: Vec<u64> = decision.parts.iter().map(|p| p.taken_minor).collect();
+        let taken: Vec<u64> = decision.parts().iter().map(|p| p.taken_minor).collect();
         assert_eq!(taken, vec![300, 500, 200]);
-        let remaining: Vec<u64> = decision.parts.iter().map(|p| p.remaining_minor).collect();
+        let remaining: Vec<u64> = decision.parts().iter().map(|p| p.remaining_minor).collect();
         assert_eq!(remaining, vec![0, 0, 700]);
-        assert_eq!(decision.remaining_minor, 700);
+        assert_eq!(decision.remaining_minor(), 700);
     }
 
     #[test]
@@ -239,8 +239,8 @@ mod tests {
             no(2, DeclineReason::InvalidCard),
         ];
         let decision = decide(100, &cards(3), &votes.iter().collect::<Vec<_>>());
-        assert_eq!(decision.reason, Some(DeclineReason::InvalidCard));
-        assert_eq!(decision.position, Position::from_number(2));
+        assert_eq!(decision.reason(), Some(DeclineReason::InvalidCard));
+        assert_eq!(decision.position(), Position::from_number(2));
     }
 
     #[test]
@@ -254,9 +254,9 @@ mod tests {
             },
         ];
         let decision = decide(600, &cards(2), &votes.iter().collect::<Vec<_>>());
-        assert_eq!(decision.reason, Some(DeclineReason::InsufficientFunds));
-        assert_eq!(decision.remaining_minor, 0, "a decline shows no balance");
-        assert_eq!(decision.position, None);
+        assert_eq!(decision.reason(), Some(DeclineReason::InsufficientFunds));
+        assert_eq!(decision.remaining_minor(), 0, "a decline shows no balance");
+        assert_eq!(decision.position(), None);
     }
 
     #[test]
@@ -296,7 +296,7 @@ mod tests {
             ])
         );
         let aborted = two_phase.decide(true);
-        assert_eq!(aborted.reason, Some(DeclineReason::Aborted));
+        assert_eq!(aborted.reason(), Some(DeclineReason::Aborted));
         assert_eq!(
             two_phase.phase_two(0, &aborted),
             PhaseTwo::Abort(vec![PinKey([1; 16]), PinKey([2; 16])])
