@@ -292,7 +292,7 @@ fn the_cli_prints_parts_for_combined_payments() {
         let key = principals
             .key_file(dir.path(), 4, kessai::protocol::Role::Merchant, &[])
             .await;
-        (active_cards(&principals, 20, 500, 1).await, key)
+        (active_cards(&principals, 64, 500, 1).await, key)
     });
     let cards = pick_by_shard(&pool, SHARDS, &[0, 1]);
     let (status, paid) = server.cli_as(
