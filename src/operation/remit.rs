@@ -192,11 +192,10 @@ impl Operation for Remit {
     }
 
     fn on_answer(&mut self, index: usize, answer: ShardAnswer, now_ms: u64) -> Step<RemitResponse> {
-        let State::Reading { round, sums } = &mut self.state else {
-            let State::Recording(decided) = &mut self.state else {
-                panic!("an answer before the remittance started");
-            };
-            return decided.on_answer(index, answer, now_ms);
+        let (round, sums) = match &mut self.state {
+            State::Reading { round, sums } => (round, sums),
+            State::Recording(decided) => return decided.on_answer(index, answer, now_ms),
+            State::New => panic!("an answer before the remittance started"),
         };
         let ShardAnswer::Shares(shares) = answer else {
             panic!("a shard answers each operation in its own kind: {answer:?}");

@@ -14,8 +14,8 @@
 
 use super::messages::{Ask, ClientOp, ClientWork};
 use super::{Services, Shard};
-use crate::ids::{PaymentId, RefundId, RemittanceId, ShardId, StoreId};
-use crate::ledger::{ShardAudit, ShardPage, StoreShares};
+use crate::ids::{PaymentId, RefundId, ShardId};
+use crate::ledger::{ShardAudit, ShardPage};
 use crate::order::OrderId;
 use crate::pin::PinKey;
 use crate::protocol::{ActivationResult, ReportAccount, ShardStats};
@@ -23,7 +23,7 @@ use crate::reply::{ReplyTx, Tag};
 use crate::state_machine::{Activation, NewCard, ShardAnswer, ShardOp};
 use crate::state_machine::{AuthorizationStep, Credit, PrepareRequest, ShardMachine, Take, Vote};
 use crate::storage::records::{
-    HoldRecord, PaymentRecord, PaymentRefunds, PayoutRecord, RefundRecord, RemittanceRecord,
+    HoldRecord, PaymentRecord, PaymentRefunds, PayoutRecord, RefundRecord,
 };
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
@@ -294,21 +294,6 @@ impl Shards {
         self.ask_for(shard, op, done).await
     }
 
-    /// Every shard's shares of `stores`' books, summed: each store's
-    /// books, in the order asked.
-    pub async fn store_shares(&self, stores: &[StoreId]) -> Result<Vec<StoreShares>, ShardGone> {
-        let per_shard = self
-            .ask_each(|| ShardOp::ReadStoreShares(stores.to_vec()), pick!(Shares))
-            .await?;
-        let mut sums = vec![StoreShares::default(); stores.len()];
-        for shares in per_shard {
-            for (sum, share) in sums.iter_mut().zip(&shares) {
-                sum.add(share);
-            }
-        }
-        Ok(sums)
-    }
-
     pub async fn record_payout(
         &self,
         shard: ShardId,
@@ -325,16 +310,6 @@ impl Shards {
             request,
             book,
         };
-        self.ask_for(shard, op, done).await
-    }
-
-    pub async fn record_remittance(
-        &self,
-        shard: ShardId,
-        remittance: RemittanceId,
-        record: RemittanceRecord,
-    ) -> Result<Answer<()>, ShardGone> {
-        let op = ShardOp::RecordRemittance { remittance, record };
         self.ask_for(shard, op, done).await
     }
 
